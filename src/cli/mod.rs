@@ -1,0 +1,60 @@
+//! The command line: clap definitions, dispatch to library calls, the tracing subscriber and
+//! exit codes. The only place that uses `anyhow`.
+//!
+//! Exit codes: 0 success, 1 a failure the message explains, 2 a usage error (clap's).
+
+mod mock;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// chainlog: log Rust LLM chains to MLflow as code, rebuild them, run them — against OpenAI,
+/// any OpenAI-compatible server, or the built-in mock.
+#[derive(Debug, Parser)]
+#[command(name = "chainlog", version, about, long_about = None)]
+struct Cli {
+    /// Log more (repeat for more detail); `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
+    Mock(mock::MockArgs),
+}
+
+/// Parses the command line, runs it and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    set_up_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Mock(args) => mock::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, so stdout stays for what scripts read.
+fn set_up_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,chainlog=info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

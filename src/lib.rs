@@ -1,0 +1,20 @@
+//! chainlog: LLM chains written in Rust, logged to MLflow as code, rebuilt from that code and run
+//! again — against the OpenAI API, any OpenAI-compatible server, or chainlog's own mock.
+//!
+//! # Architecture
+//!
+//! The crate is one library with a thin binary (`src/main.rs` → [`cli`]). Its parts, and what
+//! each owns:
+//!
+//! - [`mock`]: the mock OpenAI server — OpenAI's wire format (chat completions plain and
+//!   streamed, tool calls, JSON-schema output, models, embeddings, responses), replies from
+//!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
+//!   of every request. [`mock::MockServer::start`] runs it inside a test on port 0;
+//!   `chainlog mock` runs it as a process any client can point its base URL at.
+//! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
+//!
+//! The chain runtime, the artifact writer, the tracking stores and the runner described in
+//! `DESIGN.md` build on these.
+
+pub mod cli;
+pub mod mock;

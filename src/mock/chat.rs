@@ -1,0 +1,781 @@
+//! `POST /v1/chat/completions`: request checks, the default reply, and the answer in OpenAI's
+//! wire format — one `chat.completion` or an SSE stream of `chat.completion.chunk`s.
+//!
+//! Owns the chat request shape ([`ChatRequest`]) and both answer shapes. Which reply a request
+//! gets is decided by `server` (rules, cassette) or [`ChatRequest::default_decision`].
+
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::{
+    fault::{Fault, Latency},
+    reply::{Decision, Reply, ToolCallReply},
+    respond::{self, SseEvent},
+    rules::{Endpoint, RequestView},
+    schema_fill::value_for_schema,
+    synth,
+    wire::{ApiError, json_kind, optional_bool, optional_u64, required_str},
+};
+
+/// Roles OpenAI accepts in `messages`.
+const ROLES: &[&str] = &[
+    "developer",
+    "system",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// A message as the mock needs it: its role and its text.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// `user`, `assistant`, ...
+    pub role: String,
+    /// The text content (text parts joined), empty when there is none.
+    pub text: String,
+}
+
+/// A tool the request offers.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// The function name.
+    pub name: String,
+    /// Its JSON Schema (an empty object schema when absent).
+    pub parameters: Value,
+}
+
+/// The request's `tool_choice`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    /// `"none"`, or no tools offered.
+    None,
+    /// `"auto"` (the default with tools).
+    Auto,
+    /// `"required"`: some tool must be called.
+    Required,
+    /// This function must be called.
+    Function(String),
+}
+
+/// The request's `response_format`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// JSON valid against this schema.
+    JsonSchema(Value),
+}
+
+/// A checked chat completion request.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// `model`.
+    pub model: String,
+    /// `messages`.
+    pub messages: Vec<Message>,
+    /// `tools`.
+    pub tools: Vec<Tool>,
+    /// `tool_choice`.
+    pub tool_choice: ToolChoice,
+    /// `response_format`.
+    pub response_format: ResponseFormat,
+    /// `stream`.
+    pub stream: bool,
+    /// `stream_options.include_usage`.
+    pub include_usage: bool,
+    /// `n`.
+    pub n: usize,
+    /// `stop`.
+    pub stop: Vec<String>,
+    /// `max_completion_tokens` or the deprecated `max_tokens`.
+    pub max_tokens: Option<u64>,
+    /// Seed of the deterministic default, from model, messages, tools and format.
+    pub seed: u64,
+}
+
+impl ChatRequest {
+    /// Checks a request body.
+    ///
+    /// # Errors
+    ///
+    /// A 400 naming the parameter at fault.
+    pub fn parse(body: &Map<String, Value>) -> Result<Self, ApiError> {
+        let model = required_str(body, "model")?.to_owned();
+        let messages = parse_messages(body.get("messages"))?;
+        let tools = parse_tools(body.get("tools"))?;
+        let tool_choice = parse_tool_choice(body.get("tool_choice"), &tools)?;
+        let response_format = parse_response_format(body.get("response_format"))?;
+        let stream = optional_bool(body, "stream")?;
+        let include_usage = match body.get("stream_options") {
+            None | Some(Value::Null) => false,
+            Some(_) if !stream => {
+                return Err(ApiError::invalid(
+                    "stream_options",
+                    "`stream_options` is only allowed when `stream` is true",
+                ));
+            }
+            Some(Value::Object(options)) => optional_bool(options, "include_usage")
+                .map_err(|err| err.with_param("stream_options.include_usage"))?,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    "stream_options",
+                    format!(
+                        "`stream_options` must be an object, not {}",
+                        json_kind(other)
+                    ),
+                ));
+            }
+        };
+        let n = optional_u64(body, "n")?.unwrap_or(1);
+        if !(1..=128).contains(&n) {
+            return Err(ApiError::invalid(
+                "n",
+                format!("`n` must be between 1 and 128, not {n}"),
+            ));
+        }
+        for (key, max) in [("temperature", 2.0), ("top_p", 1.0)] {
+            if let Some(value) = body.get(key).filter(|v| !v.is_null()) {
+                match value.as_f64() {
+                    Some(number) if (0.0..=max).contains(&number) => {}
+                    _ => {
+                        return Err(ApiError::invalid(
+                            key,
+                            format!("`{key}` must be a number between 0 and {max}, not {value}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let stop = parse_stop(body.get("stop"))?;
+        let max_tokens = match optional_u64(body, "max_completion_tokens")? {
+            Some(max) => Some(max),
+            None => optional_u64(body, "max_tokens")?,
+        };
+        let seed = synth::seed_of(&[
+            model.as_bytes(),
+            body.get("messages")
+                .map(Value::to_string)
+                .unwrap_or_default()
+                .as_bytes(),
+            body.get("tools")
+                .map(Value::to_string)
+                .unwrap_or_default()
+                .as_bytes(),
+            body.get("response_format")
+                .map(Value::to_string)
+                .unwrap_or_default()
+                .as_bytes(),
+        ]);
+        Ok(Self {
+            model,
+            messages,
+            tools,
+            tool_choice,
+            response_format,
+            stream,
+            include_usage,
+            n: n as usize,
+            stop,
+            max_tokens,
+            seed,
+        })
+    }
+
+    /// What rules see of this request.
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView {
+            endpoint: Endpoint::Chat,
+            model: &self.model,
+            messages: self
+                .messages
+                .iter()
+                .map(|m| (m.role.as_str(), m.text.clone()))
+                .collect(),
+            tools_offered: !self.tools.is_empty(),
+        }
+    }
+
+    /// The deterministic default reply.
+    ///
+    /// A forced tool (`tool_choice` naming it, or `"required"`) is called with arguments that
+    /// fit its schema; with `"auto"`, a tool is called when the last message is the user's
+    /// (so agent loops run against the default) and text follows tool results; a
+    /// `json_schema` format gets JSON that fits the schema.
+    pub fn default_decision(&self, latency: Latency) -> Decision {
+        let last_is_user = self.messages.last().is_some_and(|m| m.role == "user");
+        let tool = match &self.tool_choice {
+            ToolChoice::Function(name) => self.tools.iter().find(|t| &t.name == name),
+            ToolChoice::Required => self.tools.get(self.seed as usize % self.tools.len().max(1)),
+            ToolChoice::Auto if last_is_user => {
+                self.tools.get(self.seed as usize % self.tools.len().max(1))
+            }
+            ToolChoice::Auto | ToolChoice::None => None,
+        };
+        let reply = match (tool, &self.response_format) {
+            (Some(tool), _) => Reply::ToolCalls(vec![ToolCallReply {
+                name: tool.name.clone(),
+                arguments: value_for_schema(&tool.parameters, self.seed),
+            }]),
+            (None, ResponseFormat::JsonSchema(schema)) => {
+                Reply::Json(value_for_schema(schema, self.seed))
+            }
+            (None, ResponseFormat::JsonObject) => Reply::Json(
+                json!({ "reply": synth::default_text_reply(self.last_user_text(), self.seed, 0) }),
+            ),
+            (None, ResponseFormat::Text) => Reply::Text(synth::default_text_reply(
+                self.last_user_text(),
+                self.seed,
+                0,
+            )),
+        };
+        Decision {
+            reply,
+            latency,
+            answered_by: "default".to_owned(),
+        }
+    }
+
+    fn last_user_text(&self) -> &str {
+        self.messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map_or("", |m| m.text.as_str())
+    }
+
+    fn prompt_tokens(&self) -> u64 {
+        self.messages
+            .iter()
+            .map(|m| synth::count_tokens(&m.text) + 3)
+            .sum::<u64>()
+            + 3
+    }
+
+    /// Writes `reply` (text, tool calls or JSON) as a completion or a stream.
+    pub fn render(&self, reply: &Reply, latency: Latency, fault: Option<Fault>) -> Response {
+        let choice = self.choice(reply);
+        let created = unix_now();
+        let id = format!("chatcmpl-{}", synth::id_from(self.seed, created));
+        let completion_tokens = choice.tokens * self.n as u64;
+        let usage = usage(self.prompt_tokens(), completion_tokens);
+        if self.stream {
+            return respond::sse(self.chunks(&id, created, &choice, usage), latency, fault);
+        }
+        let choices: Vec<Value> = (0..self.n)
+            .map(|index| {
+                json!({
+                    "index": index,
+                    "message": choice.message,
+                    "logprobs": null,
+                    "finish_reason": choice.finish_reason,
+                })
+            })
+            .collect();
+        let body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": self.model,
+            "choices": choices,
+            "usage": usage,
+            "service_tier": "default",
+            "system_fingerprint": "fp_chainlog_mock",
+        });
+        respond::json(&body, fault.as_ref())
+    }
+
+    /// The message, its stream pieces and its finish reason.
+    fn choice(&self, reply: &Reply) -> RenderedChoice {
+        match reply {
+            Reply::ToolCalls(calls) => {
+                let calls: Vec<(String, String, String)> = calls
+                    .iter()
+                    .enumerate()
+                    .map(|(index, call)| {
+                        (
+                            format!("call_{}", synth::id_from(self.seed, index as u64 + 1)),
+                            call.name.clone(),
+                            call.arguments.to_string(),
+                        )
+                    })
+                    .collect();
+                let tool_calls: Vec<Value> = calls
+                    .iter()
+                    .map(|(id, name, arguments)| {
+                        json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+                    })
+                    .collect();
+                let tokens = calls.iter().map(|c| synth::count_tokens(&c.2)).sum();
+                RenderedChoice {
+                    message: json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": tool_calls, "annotations": []}),
+                    text: None,
+                    calls,
+                    finish_reason: "tool_calls",
+                    tokens,
+                }
+            }
+            Reply::Text(_) | Reply::Json(_) | Reply::Error(_) | Reply::Fault(_) => {
+                let raw = match reply {
+                    Reply::Json(value) => value.to_string(),
+                    Reply::Text(text) => text.clone(),
+                    _ => String::new(),
+                };
+                let (text, stopped) = synth::apply_stop(&raw, &self.stop);
+                let (text, cut) = synth::truncate_to_tokens(&text, self.max_tokens);
+                let finish_reason = if cut && !stopped { "length" } else { "stop" };
+                RenderedChoice {
+                    message: json!({"role": "assistant", "content": text, "refusal": null, "annotations": []}),
+                    tokens: synth::count_tokens(&text),
+                    text: Some(text),
+                    calls: Vec::new(),
+                    finish_reason,
+                }
+            }
+        }
+    }
+
+    /// The SSE chunks of a streamed answer, `[DONE]` included.
+    fn chunks(
+        &self,
+        id: &str,
+        created: u64,
+        choice: &RenderedChoice,
+        usage: Value,
+    ) -> Vec<SseEvent> {
+        let usage_field = if self.include_usage {
+            Some(Value::Null)
+        } else {
+            None
+        };
+        let chunk = |index: usize, delta: Value, finish: Option<&str>| {
+            let mut chunk = json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_chainlog_mock",
+                "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            });
+            if let (Some(usage), Some(object)) = (&usage_field, chunk.as_object_mut()) {
+                object.insert("usage".to_owned(), usage.clone());
+            }
+            chunk
+        };
+        let mut events = Vec::new();
+        for index in 0..self.n {
+            let first = match &choice.text {
+                Some(_) => json!({"role": "assistant", "content": "", "refusal": null}),
+                None => json!({"role": "assistant", "content": null, "refusal": null}),
+            };
+            events.push(SseEvent::data(&chunk(index, first, None), false));
+            if let Some(text) = &choice.text {
+                for piece in synth::stream_pieces(text) {
+                    events.push(SseEvent::data(
+                        &chunk(index, json!({"content": piece}), None),
+                        true,
+                    ));
+                }
+            }
+            for (call_index, (call_id, name, arguments)) in choice.calls.iter().enumerate() {
+                let head = json!({"tool_calls": [{"index": call_index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]});
+                events.push(SseEvent::data(&chunk(index, head, None), true));
+                for fragment in argument_fragments(arguments) {
+                    let delta = json!({"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]});
+                    events.push(SseEvent::data(&chunk(index, delta, None), true));
+                }
+            }
+            events.push(SseEvent::data(
+                &chunk(index, json!({}), Some(choice.finish_reason)),
+                false,
+            ));
+        }
+        if self.include_usage {
+            let last = json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": self.model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_chainlog_mock",
+                "choices": [],
+                "usage": usage,
+            });
+            events.push(SseEvent::data(&last, false));
+        }
+        events.push(SseEvent::done());
+        events
+    }
+}
+
+/// A rendered choice, shared by all `n` choices.
+struct RenderedChoice {
+    message: Value,
+    /// The content when the reply is text; `None` for tool calls.
+    text: Option<String>,
+    /// `(id, name, arguments)` of each tool call.
+    calls: Vec<(String, String, String)>,
+    finish_reason: &'static str,
+    tokens: u64,
+}
+
+/// Splits tool arguments into a few fragments, as OpenAI streams them.
+fn argument_fragments(arguments: &str) -> Vec<&str> {
+    const FRAGMENT: usize = 16;
+    let mut fragments = Vec::new();
+    let mut start = 0;
+    while start < arguments.len() {
+        let mut end = (start + FRAGMENT).min(arguments.len());
+        while !arguments.is_char_boundary(end) {
+            end += 1;
+        }
+        fragments.push(&arguments[start..end]);
+        start = end;
+    }
+    fragments
+}
+
+/// OpenAI's usage object.
+pub fn usage(prompt: u64, completion: u64) -> Value {
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn parse_messages(value: Option<&Value>) -> Result<Vec<Message>, ApiError> {
+    let list = match value {
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                "messages",
+                "you must provide a `messages` parameter",
+            ));
+        }
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "messages",
+                format!(
+                    "`messages` must be an array of messages, not {}",
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    if list.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must contain at least one message",
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(index, message)| parse_message(index, message))
+        .collect()
+}
+
+fn parse_message(index: usize, message: &Value) -> Result<Message, ApiError> {
+    let at = |field: &str| format!("messages[{index}]{field}");
+    let Value::Object(message) = message else {
+        return Err(ApiError::invalid(
+            at(""),
+            format!("`{}` must be an object, not {}", at(""), json_kind(message)),
+        ));
+    };
+    let role = match message.get("role") {
+        Some(Value::String(role)) if ROLES.contains(&role.as_str()) => role.clone(),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                at(".role"),
+                format!(
+                    "`{}` must be one of {}, not {other}",
+                    at(".role"),
+                    ROLES.join(", ")
+                ),
+            ));
+        }
+        None => {
+            return Err(ApiError::invalid(
+                at(".role"),
+                format!("`{}` is missing", at(".role")),
+            ));
+        }
+    };
+    let text = match message.get("content") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(""),
+        None | Some(Value::Null) if role == "assistant" => String::new(),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(
+                at(".content"),
+                format!("`{}` is required for a {role} message", at(".content")),
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                at(".content"),
+                format!(
+                    "`{}` must be a string or an array of parts, not {}",
+                    at(".content"),
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    if role == "tool" && !message.get("tool_call_id").is_some_and(Value::is_string) {
+        return Err(ApiError::invalid(
+            at(".tool_call_id"),
+            format!("`{}` is required for a tool message", at(".tool_call_id")),
+        ));
+    }
+    Ok(Message { role, text })
+}
+
+fn parse_tools(value: Option<&Value>) -> Result<Vec<Tool>, ApiError> {
+    let list = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "tools",
+                format!("`tools` must be an array, not {}", json_kind(other)),
+            ));
+        }
+    };
+    list.iter()
+        .enumerate()
+        .map(|(index, tool)| {
+            let function = tool
+                .get("function")
+                .filter(|_| tool.get("type").and_then(Value::as_str) == Some("function"));
+            let name = function.and_then(|f| f.get("name")).and_then(Value::as_str);
+            match (function, name) {
+                (Some(function), Some(name)) => Ok(Tool {
+                    name: name.to_owned(),
+                    parameters: function
+                        .get("parameters")
+                        .cloned()
+                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+                }),
+                _ => Err(ApiError::invalid(
+                    format!("tools[{index}]"),
+                    format!("`tools[{index}]` must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}"),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn parse_tool_choice(value: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
+    let choice = match value {
+        None | Some(Value::Null) if tools.is_empty() => ToolChoice::None,
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(mode)) => match mode.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!(
+                        "`tool_choice` must be none, auto, required or a function, not `{other}`"
+                    ),
+                ));
+            }
+        },
+        Some(Value::Object(object)) => {
+            match object
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+            {
+                Some(name) => ToolChoice::Function(name.to_owned()),
+                None => {
+                    return Err(ApiError::invalid(
+                        "tool_choice",
+                        "`tool_choice` must name a function: {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                    ));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "tool_choice",
+                format!(
+                    "`tool_choice` must be a string or an object, not {}",
+                    json_kind(other)
+                ),
+            ));
+        }
+    };
+    match &choice {
+        ToolChoice::Required if tools.is_empty() => Err(ApiError::invalid(
+            "tool_choice",
+            "`tool_choice` is `required` but no `tools` are given",
+        )),
+        ToolChoice::Function(name) if !tools.iter().any(|t| &t.name == name) => {
+            Err(ApiError::invalid(
+                "tool_choice",
+                format!("`tool_choice` names function `{name}`, which is not in `tools`"),
+            ))
+        }
+        _ => Ok(choice),
+    }
+}
+
+fn parse_response_format(value: Option<&Value>) -> Result<ResponseFormat, ApiError> {
+    let Some(format) = value.filter(|v| !v.is_null()) else {
+        return Ok(ResponseFormat::Text);
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(ResponseFormat::Text),
+        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        Some("json_schema") => {
+            let spec = format.get("json_schema");
+            if spec
+                .and_then(|s| s.get("name"))
+                .and_then(Value::as_str)
+                .is_none()
+            {
+                return Err(ApiError::invalid(
+                    "response_format.json_schema.name",
+                    "`response_format.json_schema.name` is required",
+                ));
+            }
+            Ok(ResponseFormat::JsonSchema(
+                spec.and_then(|s| s.get("schema"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+            ))
+        }
+        _ => Err(ApiError::invalid(
+            "response_format.type",
+            "`response_format.type` must be text, json_object or json_schema",
+        )),
+    }
+}
+
+fn parse_stop(value: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(stop)) => Ok(vec![stop.clone()]),
+        Some(Value::Array(list)) if list.len() <= 4 => list
+            .iter()
+            .map(|s| {
+                s.as_str().map(str::to_owned).ok_or_else(|| {
+                    ApiError::invalid("stop", "`stop` must be a string or an array of strings")
+                })
+            })
+            .collect(),
+        Some(_) => Err(ApiError::invalid(
+            "stop",
+            "`stop` must be a string or an array of up to 4 strings",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: Value) -> Result<ChatRequest, ApiError> {
+        ChatRequest::parse(body.as_object().unwrap())
+    }
+
+    #[test]
+    fn malformed_requests_name_the_parameter() {
+        let cases = [
+            (json!({"messages": []}), "model"),
+            (json!({"model": "m"}), "messages"),
+            (json!({"model": "m", "messages": "hi"}), "messages"),
+            (
+                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}),
+                "n",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+                "temperature",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}),
+                "tool_choice",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": true}}),
+                "stream_options",
+            ),
+        ];
+        for (body, param) in cases {
+            let err = parse(body.clone()).unwrap_err();
+            assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+            assert_eq!(err.status, axum::http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn default_calls_a_forced_tool_with_schema_valid_arguments() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}}, "required": ["city", "days"], "additionalProperties": false});
+        let request = parse(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "weather?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": schema}}],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        }))
+        .unwrap();
+        let Reply::ToolCalls(calls) = request.default_decision(Latency::default()).reply else {
+            panic!("expected a tool call");
+        };
+        assert_eq!(calls[0].name, "get_weather");
+        assert!(jsonschema::is_valid(&schema, &calls[0].arguments));
+    }
+
+    #[test]
+    fn default_answers_text_after_a_tool_result() {
+        let request = parse(json!({
+            "model": "m",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        }))
+        .unwrap();
+        assert!(matches!(
+            request.default_decision(Latency::default()).reply,
+            Reply::Text(_)
+        ));
+    }
+
+    #[test]
+    fn argument_fragments_rejoin() {
+        let args = r#"{"city":"Zürich","days":3,"note":"ünïcödé text"}"#;
+        assert_eq!(argument_fragments(args).concat(), args);
+        assert!(argument_fragments(args).len() > 1);
+    }
+}

@@ -1,0 +1,40 @@
+//! The mock OpenAI server: `chainlog mock` as a process, [`MockServer`] inside a test.
+//!
+//! It speaks OpenAI's wire format — `/v1/chat/completions` (plain and SSE, tool calls,
+//! `json_schema`), `/v1/responses`, `/v1/embeddings`, `/v1/models` — so any client in any
+//! language points its base URL at it. Replies come, in this order, from a fault asked for in
+//! the [`FAULT_HEADER`] header, from [rules](RuleSet), from a cassette (replayed offline or
+//! recorded from a real upstream with secrets scrubbed), or from a deterministic default.
+//! Every request is kept in a bounded journal ([`MockServer::requests`],
+//! `GET /_mock/requests`).
+//!
+//! The mock knows nothing of chains.
+//!
+//! Parts: `server` (routes and the reply pipeline), `config` (setup and start-up errors),
+//! `wire` (OpenAI's error body, request checks), `chat`, `responses` and `catalog` (the
+//! endpoints), `reply` (what a source answers), `rules`, `cassette`, `fault` (faults and
+//! latency), `respond` (bodies and streams), `synth` and `schema_fill` (the default),
+//! `journal`.
+
+mod cassette;
+mod catalog;
+mod chat;
+mod config;
+mod fault;
+mod journal;
+mod reply;
+mod respond;
+mod responses;
+mod rules;
+mod schema_fill;
+mod server;
+mod synth;
+mod wire;
+
+pub use cassette::CassetteError;
+pub use config::{CassetteMode, MockConfig, MockError};
+pub use fault::{FAULT_HEADER, Fault, LATENCY_HEADER, Latency};
+pub use journal::JournalEntry;
+pub use rules::{RuleSet, RulesError};
+pub use server::{MockServer, serve};
+pub use synth::default_text_reply;

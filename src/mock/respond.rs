@@ -1,0 +1,195 @@
+//! Writing answers: a JSON body or an SSE stream, with the rate-limit headers OpenAI sends,
+//! stream pacing (time to first token, tokens per second) and the body-shaping faults
+//! (dropped connection, truncated stream, malformed JSON).
+//!
+//! Owns how bytes leave the mock; what they say belongs to the endpoints.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
+    response::Response,
+};
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::fault::{Fault, Latency};
+
+/// One server-sent event: an optional event name and its data line.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `event:` name (the Responses API names its events; chat does not).
+    pub event: Option<String>,
+    /// The `data:` payload.
+    pub data: String,
+    /// Whether the event carries generated tokens (paced by `tokens_per_second`, delayed by
+    /// `ttft_ms` when first).
+    pub content: bool,
+}
+
+impl SseEvent {
+    /// A data-only event.
+    pub fn data(value: &Value, content: bool) -> Self {
+        Self {
+            event: None,
+            data: value.to_string(),
+            content,
+        }
+    }
+
+    /// A named event.
+    pub fn named(event: &str, value: &Value, content: bool) -> Self {
+        Self {
+            event: Some(event.to_owned()),
+            data: value.to_string(),
+            content,
+        }
+    }
+
+    /// The `data: [DONE]` terminator of chat streams.
+    pub fn done() -> Self {
+        Self {
+            event: None,
+            data: "[DONE]".to_owned(),
+            content: false,
+        }
+    }
+
+    fn frame(&self) -> Bytes {
+        let mut frame = String::with_capacity(self.data.len() + 32);
+        if let Some(event) = &self.event {
+            frame.push_str("event: ");
+            frame.push_str(event);
+            frame.push('\n');
+        }
+        for line in self.data.split('\n') {
+            frame.push_str("data: ");
+            frame.push_str(line);
+            frame.push('\n');
+        }
+        frame.push('\n');
+        Bytes::from(frame)
+    }
+}
+
+/// Headers every successful OpenAI answer carries; clients and dashboards read them.
+fn add_success_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-limit-tokens", "10000000"),
+        ("x-ratelimit-remaining-tokens", "9999000"),
+        ("x-ratelimit-reset-tokens", "6ms"),
+        ("openai-processing-ms", "1"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// A 200 JSON answer, broken as `fault` asks when it shapes bodies.
+pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
+    let bytes = Bytes::from(value.to_string());
+    let body = match fault {
+        Some(Fault::DropConnection { after_chunks }) => {
+            let sent = if *after_chunks == 0 {
+                Bytes::new()
+            } else {
+                bytes.slice(..bytes.len() / 2)
+            };
+            Body::from_stream(futures::stream::iter([
+                Ok(sent),
+                Err(std::io::Error::other("connection dropped by x-mock fault")),
+            ]))
+        }
+        Some(Fault::TruncatedStream { .. }) => Body::from(bytes.slice(..bytes.len() / 2)),
+        Some(Fault::MalformedJson) => {
+            let mut broken = bytes.slice(..bytes.len() / 2).to_vec();
+            broken.extend_from_slice(b"<<not json");
+            Body::from(broken)
+        }
+        _ => Body::from(bytes),
+    };
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    add_success_headers(&mut response);
+    response
+}
+
+/// A 200 SSE stream of `events`, paced by `latency` and broken as `fault` asks.
+pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Response {
+    let ttft = Duration::from_millis(latency.ttft_ms);
+    let interval = latency.token_interval();
+    let stream = async_stream::stream! {
+        let mut content_sent = false;
+        for (index, event) in events.into_iter().enumerate() {
+            if event.content {
+                if !content_sent {
+                    if !ttft.is_zero() {
+                        tokio::time::sleep(ttft).await;
+                    }
+                    content_sent = true;
+                } else if let Some(interval) = interval {
+                    tokio::time::sleep(interval).await;
+                }
+            }
+            match &fault {
+                Some(Fault::DropConnection { after_chunks }) if index >= *after_chunks => {
+                    yield Err(std::io::Error::other("connection dropped by x-mock fault"));
+                    return;
+                }
+                Some(Fault::TruncatedStream { after_chunks }) if index >= *after_chunks => {
+                    let frame = event.frame();
+                    yield Ok(frame.slice(..frame.len() / 2));
+                    return;
+                }
+                Some(Fault::MalformedJson) if index == 1 => {
+                    yield Ok(Bytes::from_static(b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [\n\n"));
+                    continue;
+                }
+                _ => {}
+            }
+            yield Ok::<Bytes, std::io::Error>(event.frame());
+        }
+    };
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    add_success_headers(&mut response);
+    response
+}
+
+/// The answer after a hang: a 504, should the client still be waiting.
+pub fn after_hang() -> Response {
+    let mut response = Response::new(Body::from(
+        r#"{"error":{"message":"the mock hung as asked (x-mock fault hang) and gave up","type":"timeout","param":null,"code":"timeout"}}"#,
+    ));
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_event_frames_carry_event_and_data_lines() {
+        let frame =
+            SseEvent::named("response.created", &serde_json::json!({"a": 1}), false).frame();
+        assert_eq!(&frame[..], b"event: response.created\ndata: {\"a\":1}\n\n");
+        assert_eq!(&SseEvent::done().frame()[..], b"data: [DONE]\n\n");
+    }
+}
