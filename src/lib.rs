@@ -18,3 +18,8 @@
 
 pub mod cli;
 pub mod mock;
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

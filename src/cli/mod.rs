@@ -43,6 +43,22 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Checks that `args` (without the program name) form a valid command line, without running
+/// it. The README test uses this to keep every documented command valid.
+///
+/// # Errors
+///
+/// Clap's error when the command line is not valid.
+#[doc(hidden)]
+pub fn check_command_line<I, T>(args: I) -> Result<(), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let program = std::iter::once(std::ffi::OsString::from("chainlog"));
+    Cli::try_parse_from(program.chain(args.into_iter().map(Into::into))).map(|_| ())
+}
+
 /// Logs go to stderr, so stdout stays for what scripts read.
 fn set_up_logging(verbose: u8) {
     let default = match verbose {

@@ -1,2 +1,11 @@
 //! Integration tests: one test binary (one link step). Each module covers one capability.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod mock_cassette;
+mod mock_chat;
+mod mock_endpoints;
+mod mock_faults;
+mod mock_python;
+mod mock_rules;
+mod readme;
+mod support;

@@ -80,11 +80,14 @@ impl MockProcess {
                     Err(_) => format!("printed no line on stdout within {STARTUP_TIMEOUT:?}"),
                 };
                 let _ = process.child.kill();
-                let status = process.child.wait();
+                let status = match process.child.wait() {
+                    Ok(status) => status.to_string(),
+                    Err(err) => format!("wait failed: {err}"),
+                };
                 // Give the stderr thread a moment to collect the last output.
                 thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "`{exe} mock --host 127.0.0.1 --port 0 {}` {what} (exit: {status:?}).\n\
+                    "`{exe} mock --host 127.0.0.1 --port 0 {}` {what} ({status}).\n\
                      --- its stderr ---\n{}",
                     args.join(" "),
                     process.stderr()

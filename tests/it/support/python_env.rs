@@ -128,7 +128,7 @@ pub fn provision(name: &str, requirements_file: &Path) -> PythonEnv {
 
     let started = Instant::now();
     eprintln!(
-        "python_env: provisioning {} ({version}, {}) — first run only, takes ~30 s",
+        "python_env: provisioning {} ({version}, {}): missing or half-built, takes ~30 s",
         venv.display(),
         requirements_file.display()
     );
@@ -174,7 +174,7 @@ pub fn provision(name: &str, requirements_file: &Path) -> PythonEnv {
         panic!(
             "python_env::provision({name}): `pip install -r {}` into {} failed ({}).\n\
              Fix: check that PyPI is reachable and that every pin in the requirements \
-             file exists for Python {version}; the half-built venv is redone on the \
+             file exists for {version}; the half-built venv is redone on the \
              next run (or set CHAINLOG_TEST_CACHE to use another cache directory).\n{}",
             requirements_file.display(),
             venv.display(),
