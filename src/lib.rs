@@ -16,8 +16,12 @@
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in
 //! `DESIGN.md` build on these.
 
+pub mod chain;
 pub mod cli;
+pub mod config;
+pub mod llm;
 pub mod mock;
+pub mod prompt;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

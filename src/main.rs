@@ -1,5 +1,7 @@
-//! The `chainlog` binary: parse the command line, run it, exit with its code.
+//! The `chainlog` binary: the chains compiled from `chains/` plus the library's command line.
+
+include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
 
 fn main() -> std::process::ExitCode {
-    chainlog::cli::main()
+    chainlog::cli::main(chain_registry())
 }

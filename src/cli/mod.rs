@@ -3,11 +3,16 @@
 //!
 //! Exit codes: 0 success, 1 a failure the message explains, 2 a usage error (clap's).
 
+mod chains;
+mod endpoint;
 mod mock;
+mod run;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::chain::ChainRegistry;
 
 /// chainlog: log Rust LLM chains to MLflow as code, rebuild them, run them — against OpenAI,
 /// any OpenAI-compatible server, or the built-in mock.
@@ -23,15 +28,22 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the chains compiled into this binary (name, code hash, description).
+    Chains(chains::ChainsArgs),
+    /// Run a chain from this binary on one input and print its output (nothing is logged).
+    Run(run::RunArgs),
     /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
     Mock(mock::MockArgs),
 }
 
-/// Parses the command line, runs it and returns the process exit code.
-pub fn main() -> ExitCode {
+/// Parses the command line, runs it with the chains of `registry` and returns the process exit
+/// code.
+pub fn main(registry: ChainRegistry) -> ExitCode {
     let cli = Cli::parse();
     set_up_logging(cli.verbose);
     let result = match cli.command {
+        Command::Chains(args) => chains::run(&registry, &args),
+        Command::Run(args) => run::run(&registry, args),
         Command::Mock(args) => mock::run(args),
     };
     match result {

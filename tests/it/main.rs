@@ -1,6 +1,12 @@
 //! Integration tests: one test binary (one link step). Each module covers one capability.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+// The chains compiled from `chains/`, as the binary has them.
+include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
+
+mod chain_cli;
+mod chain_examples;
+mod chain_support;
 mod mock_cassette;
 mod mock_chat;
 mod mock_endpoints;
