@@ -11,6 +11,10 @@
 //!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
 //!   of every request. [`mock::MockServer::start`] runs it inside a test on port 0;
 //!   `chainlog mock` runs it as a process any client can point its base URL at.
+//! - [`config`]: the chain config (YAML beside the chain, like MLflow's `model_config`) —
+//!   `${ENV}` references resolved only at run time, literal secrets refused, `--set`
+//!   overrides, typed sections, and [`config::LlmSettings`] with its one precedence rule
+//!   (flag > env > file > default).
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in

@@ -1,0 +1,411 @@
+//! The settings of one LLM client — [`LlmSettings`] — and the one place their precedence is
+//! decided: command-line flag > environment variable > config file > default.
+//!
+//! Also owns [`ApiKey`], the key newtype whose `Debug` never shows it, and [`LlmOverrides`],
+//! what the command line may override. Does not own the client itself (`llm`).
+
+use std::{fmt, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::{ConfigError, ResolvedConfig};
+
+/// The base URL used when neither flag, environment nor config gives one.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The environment variable that overrides a config's `base_url`.
+pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
+/// The environment variable that overrides a config's `api_key`.
+pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
+/// Retries after the first attempt, unless configured.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Requests in flight per client, unless configured.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Per-request timeout, unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An API key. Its `Debug` prints `ApiKey(***)`; [`expose`](Self::expose) is the one way to
+/// the text.
+///
+/// # Examples
+///
+/// ```
+/// # use chainlog::config::ApiKey;
+/// let key = ApiKey::new("sk-canary");
+/// assert_eq!(format!("{key:?}"), "ApiKey(***)");
+/// assert_eq!(key.expose(), "sk-canary");
+/// ```
+#[derive(Clone)]
+pub struct ApiKey(SecretString);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(SecretString::from(key.into()))
+    }
+
+    /// The key's text, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// The key as a [`SecretString`], for clients that take one.
+    pub fn as_secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl From<SecretString> for ApiKey {
+    fn from(secret: SecretString) -> Self {
+        Self(secret)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// What the command line overrides (`--base-url`, `--api-key`, `--model`); the highest
+/// precedence. Empty strings count as not given.
+#[derive(Debug, Clone, Default)]
+pub struct LlmOverrides {
+    /// Overrides the base URL.
+    pub base_url: Option<String>,
+    /// Overrides the API key.
+    pub api_key: Option<ApiKey>,
+    /// Overrides the model.
+    pub model: Option<String>,
+}
+
+/// The resolved settings of one LLM client. Its `Debug` shows the key as `ApiKey(***)`.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// The model name sent with every request.
+    pub model: String,
+    /// Sampling temperature; the provider's default when `None`.
+    pub temperature: Option<f32>,
+    /// Completion token limit; the provider's default when `None`.
+    pub max_tokens: Option<u32>,
+    /// The OpenAI-compatible base URL, without a trailing `/`.
+    pub base_url: String,
+    /// The key, when there is one (a local server may need none).
+    pub api_key: Option<ApiKey>,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Requests in flight at once; at least 1.
+    pub concurrency: usize,
+    /// Per-request timeout; positive.
+    pub timeout: Duration,
+}
+
+/// An LLM section as written in the config, every key optional.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LlmSection {
+    model: Option<String>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    base_url: Option<String>,
+    api_key: Option<String>,
+    max_retries: Option<u32>,
+    concurrency: Option<usize>,
+    timeout_secs: Option<f64>,
+}
+
+impl LlmSettings {
+    /// Builds the settings of the client configured at `section` (`"llm"`, or a named one
+    /// such as `"llms.judge"`), each value taken from the first of: `overrides`, the
+    /// environment (`OPENAI_BASE_URL`, `OPENAI_API_KEY`, for every section), the config,
+    /// the default. An empty value anywhere counts as not given. A missing section is an
+    /// empty one.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Section`] naming the key for an unknown key in the section, a value of
+    /// the wrong type, no model anywhere, a base URL that is not `http(s)://`, a concurrency
+    /// of 0 or a timeout that is not a positive number of seconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use chainlog::config::{ChainConfig, LlmOverrides, LlmSettings};
+    ///
+    /// let env = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned());
+    /// let config = ChainConfig::from_yaml("llm:\n  model: gpt-4o-mini\n", Path::new("c.yaml"))?;
+    /// let settings = LlmSettings::from_config(&config.resolve(&env)?, "llm", &env, &LlmOverrides::default())?;
+    /// assert_eq!(settings.base_url, "https://api.openai.com/v1");
+    /// assert_eq!(settings.api_key.map(|k| k.expose().to_owned()).as_deref(), Some("sk-test"));
+    /// # Ok::<(), chainlog::config::ConfigError>(())
+    /// ```
+    pub fn from_config(
+        resolved: &ResolvedConfig,
+        section: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &LlmOverrides,
+    ) -> Result<Self, ConfigError> {
+        let file = resolved
+            .section::<Option<LlmSection>>(section)?
+            .unwrap_or_default();
+        let invalid = |field: &str, message: &str| ConfigError::Section {
+            key: format!("{section}.{field}"),
+            message: message.to_owned(),
+        };
+        let given = |value: &Option<String>| value.clone().filter(|v| !v.is_empty());
+
+        let model = given(&overrides.model)
+            .or_else(|| given(&file.model))
+            .ok_or_else(|| invalid("model", "missing: set it in the config or with --model"))?;
+
+        let (base_url, from) = [
+            (given(&overrides.base_url), "the command line"),
+            (given(&env(BASE_URL_ENV)), BASE_URL_ENV),
+            (given(&file.base_url), "the config"),
+        ]
+        .into_iter()
+        .find_map(|(value, from)| value.map(|v| (v, from)))
+        .unwrap_or_else(|| (DEFAULT_BASE_URL.to_owned(), "the default"));
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(invalid(
+                "base_url",
+                &format!("the base url from {from} must start with http:// or https://"),
+            ));
+        }
+
+        let api_key = overrides
+            .api_key
+            .clone()
+            .filter(|key| !key.expose().is_empty())
+            .or_else(|| given(&env(API_KEY_ENV)).map(ApiKey::new))
+            .or_else(|| file.api_key.filter(|k| !k.is_empty()).map(ApiKey::new));
+
+        let concurrency = file.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+        if concurrency == 0 {
+            return Err(invalid("concurrency", "must be at least 1"));
+        }
+        let timeout = match file.timeout_secs {
+            None => DEFAULT_TIMEOUT,
+            Some(secs) => Duration::try_from_secs_f64(secs)
+                .ok()
+                .filter(|t| !t.is_zero())
+                .ok_or_else(|| invalid("timeout_secs", "must be a positive number of seconds"))?,
+        };
+
+        Ok(Self {
+            model,
+            temperature: file.temperature,
+            max_tokens: file.max_tokens,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            max_retries: file.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            concurrency,
+            timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::ChainConfig;
+
+    type Env = Vec<(&'static str, &'static str)>;
+
+    fn lookup(env: &Env) -> impl Fn(&str) -> Option<String> + '_ {
+        |name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    fn settings(
+        yaml: &str,
+        env: &Env,
+        overrides: &LlmOverrides,
+    ) -> Result<LlmSettings, ConfigError> {
+        let env = lookup(env);
+        let resolved = ChainConfig::from_yaml(yaml, Path::new("c.yaml"))?.resolve(&env)?;
+        LlmSettings::from_config(&resolved, "llm", &env, overrides)
+    }
+
+    #[test]
+    fn precedence_is_flag_then_env_then_file_then_default() {
+        // (flag, env, file) for base_url, api_key and model; `None` = not given there.
+        type Layers = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+        );
+        let table: [(Layers, &str, Option<&str>, &str); 5] = [
+            (
+                (Some("flag"), Some("env"), Some("file")),
+                "http://flag",
+                Some("flag-key"),
+                "flag-model",
+            ),
+            (
+                (None, Some("env"), Some("file")),
+                "http://env",
+                Some("env-key"),
+                "file-model",
+            ),
+            (
+                (None, None, Some("file")),
+                "http://file",
+                Some("file-key"),
+                "file-model",
+            ),
+            (
+                (None, Some(""), Some("file")),
+                "http://file",
+                Some("file-key"),
+                "file-model",
+            ),
+            ((None, None, None), DEFAULT_BASE_URL, None, "flag-model"),
+        ];
+        for ((flag, env, file), base_url, key, model) in table {
+            let mut yaml = String::from("llm:\n");
+            if let Some(file) = file {
+                yaml.push_str(&format!(
+                    "  base_url: http://{file}/\n  api_key: ${{FILE_KEY}}\n  model: {file}-model\n"
+                ));
+            }
+            let mut vars: Env = vec![("FILE_KEY", "file-key")];
+            if let Some(env) = env {
+                let (url, key) = if env.is_empty() {
+                    ("", "")
+                } else {
+                    ("http://env", "env-key")
+                };
+                vars.extend([(BASE_URL_ENV, url), (API_KEY_ENV, key)]);
+            }
+            let overrides = LlmOverrides {
+                base_url: flag.map(|f| format!("http://{f}")),
+                api_key: flag.map(|f| ApiKey::new(format!("{f}-key"))),
+                model: (flag.is_some() || file.is_none()).then(|| "flag-model".to_owned()),
+            };
+            let got = settings(&yaml, &vars, &overrides).unwrap();
+            let layers = (flag, env, file);
+            assert_eq!(got.base_url, base_url, "{layers:?}");
+            assert_eq!(got.api_key.as_ref().map(ApiKey::expose), key, "{layers:?}");
+            assert_eq!(got.model, model, "{layers:?}");
+        }
+    }
+
+    #[test]
+    fn unset_values_take_their_defaults_and_set_ones_are_read() {
+        let none: Env = Vec::new();
+        let got = settings("llm: {model: m}\n", &none, &LlmOverrides::default()).unwrap();
+        assert_eq!(
+            (
+                got.max_retries,
+                got.concurrency,
+                got.timeout,
+                got.temperature,
+                got.max_tokens
+            ),
+            (
+                DEFAULT_MAX_RETRIES,
+                DEFAULT_CONCURRENCY,
+                DEFAULT_TIMEOUT,
+                None,
+                None
+            )
+        );
+        let yaml = "llm:\n  model: m\n  temperature: 0.2\n  max_tokens: 256\n  max_retries: 0\n  concurrency: 2\n  timeout_secs: 1.5\n";
+        let got = settings(yaml, &none, &LlmOverrides::default()).unwrap();
+        assert_eq!(got.temperature, Some(0.2));
+        assert_eq!(got.max_tokens, Some(256));
+        assert_eq!((got.max_retries, got.concurrency), (0, 2));
+        assert_eq!(got.timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn named_sections_are_read_from_their_path() {
+        let yaml =
+            "llm: {model: a}\nllms:\n  judge:\n    model: judge-model\n    timeout_secs: 5\n";
+        let none: Env = Vec::new();
+        let env = lookup(&none);
+        let resolved = ChainConfig::from_yaml(yaml, Path::new("c"))
+            .unwrap()
+            .resolve(&env)
+            .unwrap();
+        let judge =
+            LlmSettings::from_config(&resolved, "llms.judge", &env, &LlmOverrides::default())
+                .unwrap();
+        assert_eq!(
+            (judge.model.as_str(), judge.timeout),
+            ("judge-model", Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_their_key() {
+        let none: Env = Vec::new();
+        for (yaml, key) in [
+            ("llm:\n  model: m\n  modle: x\n", "llm.modle"),
+            ("llm:\n  model: m\n  max_tokens: lots\n", "llm.max_tokens"),
+            ("llm:\n  model: m\n  concurrency: 0\n", "llm.concurrency"),
+            ("llm:\n  model: m\n  timeout_secs: 0\n", "llm.timeout_secs"),
+            ("llm:\n  model: m\n  timeout_secs: -1\n", "llm.timeout_secs"),
+            ("llm:\n  model: m\n  base_url: ftp://x\n", "llm.base_url"),
+            ("llm:\n  temperature: 0.1\n", "llm.model"),
+        ] {
+            let err = settings(yaml, &none, &LlmOverrides::default()).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Section { key: k, .. } if k == key),
+                "{yaml}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_key_from_any_layer() {
+        let yaml = "llm:\n  model: m\n  api_key: ${FILE_KEY}\n";
+        let from_file: Env = vec![("FILE_KEY", "canary-llm-file-0001")];
+        let from_env: Env = vec![("FILE_KEY", "x"), (API_KEY_ENV, "canary-llm-env-0002")];
+        let flag = LlmOverrides {
+            api_key: Some(ApiKey::new("canary-llm-flag-0003")),
+            ..LlmOverrides::default()
+        };
+        for (env, overrides, canary) in [
+            (&from_file, &LlmOverrides::default(), "canary-llm-file-0001"),
+            (&from_env, &LlmOverrides::default(), "canary-llm-env-0002"),
+            (&from_file, &flag, "canary-llm-flag-0003"),
+        ] {
+            let got = settings(yaml, env, overrides).unwrap();
+            assert_eq!(got.api_key.as_ref().map(ApiKey::expose), Some(canary));
+            let shown = format!("{got:?}");
+            assert!(
+                !shown.contains(canary) && shown.contains("ApiKey(***)"),
+                "{shown}"
+            );
+        }
+        assert!(!format!("{flag:?}").contains("canary-llm-flag-0003"));
+    }
+
+    #[test]
+    fn api_key_debug_is_redacted() {
+        assert_eq!(
+            format!("{:?}", ApiKey::new("canary-apikey-0001")),
+            "ApiKey(***)"
+        );
+        assert_eq!(format!("{:?}", Some(ApiKey::new("x"))), "Some(ApiKey(***))");
+    }
+
+    #[test]
+    fn base_url_loses_its_trailing_slash() {
+        let got = settings(
+            "llm: {model: m, base_url: 'http://localhost:8080/v1/'}\n",
+            &Vec::new(),
+            &LlmOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(got.base_url, "http://localhost:8080/v1");
+    }
+}

@@ -1,0 +1,38 @@
+//! Chain config: the YAML file beside a chain (`chains/<name>.yaml`, like MLflow's
+//! `model_config`), its `${ENV}` references, the refusal of literal secrets, `--set`
+//! overrides, typed sections, and the settings of LLM clients with their precedence.
+//!
+//! Two types split the config by what may hold a secret:
+//!
+//! - [`ChainConfig`] is the document as written. It never holds a secret — every way in
+//!   runs the secret check — so it is what gets logged to MLflow: [`ChainConfig::to_yaml`],
+//!   [`ChainConfig::sha256`], [`ChainConfig::flatten`] for run params and
+//!   [`ChainConfig::references`] for `environment_variables.txt`.
+//! - [`ResolvedConfig`] is the document with references substituted, made only at run time
+//!   by [`ChainConfig::resolve`]. It may hold secrets, so its `Debug` hides them and it
+//!   cannot be serialized.
+//!
+//! [`LlmSettings::from_config`] is the one place where command-line flags, environment
+//! variables, the config and defaults are ranked. [`ConfigError`] is every failure, and no
+//! message ever carries a configured value.
+//!
+//! Does not own reading prompts (`prompt`) or building clients from settings (`llm`).
+//!
+//! Parts: `document` ([`ChainConfig`]), `resolved` ([`ResolvedConfig`]), `llm`
+//! ([`LlmSettings`], [`ApiKey`]), `env` (the reference syntax), `secret` (the secret rules),
+//! `error` ([`ConfigError`]).
+
+mod document;
+mod env;
+mod error;
+mod llm;
+mod resolved;
+mod secret;
+
+pub use document::{ChainConfig, DEFAULT_CONFIG_DIR};
+pub use error::ConfigError;
+pub use llm::{
+    API_KEY_ENV, ApiKey, BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT, LlmOverrides, LlmSettings,
+};
+pub use resolved::ResolvedConfig;
