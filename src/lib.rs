@@ -11,6 +11,9 @@
 //!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
 //!   of every request. [`mock::MockServer::start`] runs it inside a test on port 0;
 //!   `chainlog mock` runs it as a process any client can point its base URL at.
+//! - [`prompt`]: handlebars prompt templates under `prompts/` (a file per text prompt, a
+//!   folder of `NN-<role>.hbs` per chat prompt), compiled once, their variables known before
+//!   rendering, rendered in strict mode without HTML escaping.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in
@@ -18,6 +21,7 @@
 
 pub mod cli;
 pub mod mock;
+pub mod prompt;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]
