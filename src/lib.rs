@@ -15,6 +15,9 @@
 //!   `${ENV}` references resolved only at run time, literal secrets refused, `--set`
 //!   overrides, typed sections, and [`config::LlmSettings`] with its one precedence rule
 //!   (flag > env > file > default).
+//! - [`prompt`]: handlebars prompt templates under `prompts/` (a file per text prompt, a
+//!   folder of `NN-<role>.hbs` per chat prompt), compiled once, their variables known before
+//!   rendering, rendered in strict mode without HTML escaping.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in
