@@ -153,10 +153,7 @@ pub fn openai_factory() -> ClientFactory {
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             base_url: settings.base_url.clone(),
-            api_key: settings
-                .api_key
-                .as_ref()
-                .map(|key| secrecy::SecretString::from(key.expose().to_owned())),
+            api_key: settings.api_key.as_ref().map(|key| key.as_secret().clone()),
             max_retries: settings.max_retries,
             concurrency: settings.concurrency,
             timeout: settings.timeout,

@@ -60,14 +60,7 @@ pub fn run(registry: &ChainRegistry, args: RunArgs) -> anyhow::Result<()> {
         serde_json::from_str(&input_text).context("the input is not valid JSON")?;
     entry.check_input(&input)?;
 
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("chains/{}.yaml", args.chain)));
-    let mut config = ChainConfig::from_path(&config_path)?;
-    for assignment in &args.set {
-        config.set(assignment)?;
-    }
+    let config = ChainConfig::load(&args.chain, args.config.as_deref(), &args.set)?;
 
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {
