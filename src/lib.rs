@@ -11,12 +11,18 @@
 //!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
 //!   of every request. [`mock::MockServer::start`] runs it inside a test on port 0;
 //!   `chainlog mock` runs it as a process any client can point its base URL at.
+//! - [`llm`]: the LLM client layer — chainlog's own chat request/response types, the
+//!   [`llm::LlmClient`] trait chains call, [`llm::OpenAiClient`] (OpenAI and compatible servers
+//!   over async-openai: retries with backoff honouring `retry-after`/`x-ratelimit-reset-*`, a
+//!   concurrency limit, timeouts, usage and latency on a `llm.chat` span), structured output
+//!   ([`llm::chat_json`]) and [`llm::ScriptedClient`] for unit tests of chains.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in
 //! `DESIGN.md` build on these.
 
 pub mod cli;
+pub mod llm;
 pub mod mock;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
