@@ -18,6 +18,11 @@
 //! - [`prompt`]: handlebars prompt templates under `prompts/` (a file per text prompt, a
 //!   folder of `NN-<role>.hbs` per chat prompt), compiled once, their variables known before
 //!   rendering, rendered in strict mode without HTML escaping.
+//! - [`llm`]: the LLM client layer — chainlog's own chat request/response types, the
+//!   [`llm::LlmClient`] trait chains call, [`llm::OpenAiClient`] (OpenAI and compatible servers
+//!   over async-openai: retries with backoff honouring `retry-after`/`x-ratelimit-reset-*`, a
+//!   concurrency limit, timeouts, usage and latency on a `llm.chat` span), structured output
+//!   ([`llm::chat_json`]) and [`llm::ScriptedClient`] for unit tests of chains.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the artifact writer, the tracking stores and the runner described in

@@ -64,7 +64,7 @@ impl Journal {
         }
     }
 
-    /// Appends a request.
+    /// Appends a request and returns its sequence number.
     pub fn record(
         &self,
         method: &'static str,
@@ -72,7 +72,7 @@ impl Journal {
         body: Bytes,
         answered_by: String,
         status: u16,
-    ) {
+    ) -> u64 {
         let mut state = self.lock();
         state.next_seq += 1;
         let seq = state.next_seq;
@@ -87,6 +87,7 @@ impl Journal {
             answered_by,
             status,
         });
+        seq
     }
 
     /// Every kept entry, oldest first.

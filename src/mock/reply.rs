@@ -36,7 +36,7 @@ pub struct ToolCallReply {
     /// The function's name.
     pub name: String,
     /// The arguments: a JSON object (sent as a JSON string, as OpenAI does).
-    #[serde(default = "empty_object")]
+    #[serde(default = "empty_object", deserialize_with = "object_only")]
     pub arguments: Value,
 }
 
@@ -44,11 +44,32 @@ fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
 
+fn object_only<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    match Value::deserialize(deserializer)? {
+        value @ Value::Object(_) => Ok(value),
+        _ => Err(serde::de::Error::custom(
+            "tool call `arguments` must be a mapping",
+        )),
+    }
+}
+
+fn error_status<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let status = u16::deserialize(deserializer)?;
+    if (400..=599).contains(&status) {
+        Ok(status)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "error status {status} is not between 400 and 599"
+        )))
+    }
+}
+
 /// An error reply, as a rules file writes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorReply {
     /// HTTP status (400–599).
+    #[serde(deserialize_with = "error_status")]
     pub status: u16,
     /// OpenAI's `message`.
     pub message: String,
@@ -89,8 +110,10 @@ impl ErrorReply {
 /// text: "It is sunny in Paris."
 /// latency: { fixed_ms: 50 }
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "RawStep")]
+///
+/// Read by a hand-written visitor so that each mistake is reported while its key is being
+/// read — at its own line in the rules file.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// The reply.
     pub reply: Reply,
@@ -98,66 +121,58 @@ pub struct Step {
     pub latency: Option<Latency>,
 }
 
-/// The rules-file shape of a [`Step`], before the one-reply check.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    text: Option<String>,
-    tool_calls: Option<Vec<ToolCallReply>>,
-    json: Option<Value>,
-    error: Option<ErrorReply>,
-    fault: Option<Fault>,
-    latency: Option<Latency>,
+/// The keys a step may have.
+const STEP_KEYS: &[&str] = &["text", "tool_calls", "json", "error", "fault", "latency"];
+
+impl<'de> Deserialize<'de> for Step {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(StepVisitor)
+    }
 }
 
-impl TryFrom<RawStep> for Step {
-    type Error = String;
+struct StepVisitor;
 
-    fn try_from(raw: RawStep) -> Result<Self, Self::Error> {
-        let mut replies = Vec::new();
-        if let Some(text) = raw.text {
-            replies.push(Reply::Text(text));
-        }
-        if let Some(calls) = raw.tool_calls {
-            if calls.is_empty() {
-                return Err("`tool_calls` must list at least one call".to_owned());
+impl<'de> serde::de::Visitor<'de> for StepVisitor {
+    type Value = Step;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a reply: one of `text`, `tool_calls`, `json`, `error`, `fault`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
+        use serde::de::Error;
+        let mut reply: Option<Reply> = None;
+        let mut latency = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let next = match key.as_str() {
+                "text" => Reply::Text(map.next_value()?),
+                "tool_calls" => {
+                    let calls: Vec<ToolCallReply> = map.next_value()?;
+                    if calls.is_empty() {
+                        return Err(A::Error::custom("`tool_calls` must list at least one call"));
+                    }
+                    Reply::ToolCalls(calls)
+                }
+                "json" => Reply::Json(map.next_value()?),
+                "error" => Reply::Error(map.next_value()?),
+                "fault" => Reply::Fault(map.next_value()?),
+                "latency" => {
+                    latency = Some(map.next_value()?);
+                    continue;
+                }
+                other => return Err(A::Error::unknown_field(other, STEP_KEYS)),
+            };
+            if reply.is_some() {
+                return Err(A::Error::custom(format!(
+                    "a reply takes exactly one of `text`, `tool_calls`, `json`, `error`, `fault`; `{key}` is a second one"
+                )));
             }
-            if let Some(call) = calls.iter().find(|call| !call.arguments.is_object()) {
-                return Err(format!(
-                    "the arguments of tool call `{}` must be a mapping",
-                    call.name
-                ));
-            }
-            replies.push(Reply::ToolCalls(calls));
+            reply = Some(next);
         }
-        if let Some(json) = raw.json {
-            replies.push(Reply::Json(json));
-        }
-        if let Some(error) = raw.error {
-            if !(400..=599).contains(&error.status) {
-                return Err(format!(
-                    "error status {} is not between 400 and 599",
-                    error.status
-                ));
-            }
-            replies.push(Reply::Error(error));
-        }
-        if let Some(fault) = raw.fault {
-            replies.push(Reply::Fault(fault));
-        }
-        match replies.len() {
-            1 => Ok(Step {
-                reply: replies.remove(0),
-                latency: raw.latency,
-            }),
-            0 => Err(
-                "a reply needs one of `text`, `tool_calls`, `json`, `error`, `fault`".to_owned(),
-            ),
-            _ => Err(
-                "a reply takes exactly one of `text`, `tool_calls`, `json`, `error`, `fault`"
-                    .to_owned(),
-            ),
-        }
+        let reply = reply.ok_or_else(|| {
+            A::Error::custom("a reply needs one of `text`, `tool_calls`, `json`, `error`, `fault`")
+        })?;
+        Ok(Step { reply, latency })
     }
 }
 

@@ -99,10 +99,10 @@ pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
             } else {
                 bytes.slice(..bytes.len() / 2)
             };
-            Body::from_stream(futures::stream::iter([
-                Ok(sent),
-                Err(std::io::Error::other("connection dropped by x-mock fault")),
-            ]))
+            Body::from_stream(async_stream::stream! {
+                yield Ok::<Bytes, std::io::Error>(sent);
+                yield Err(dropped().await);
+            })
         }
         Some(Fault::TruncatedStream { .. }) => Body::from(bytes.slice(..bytes.len() / 2)),
         Some(Fault::MalformedJson) => {
@@ -140,7 +140,7 @@ pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Res
             }
             match &fault {
                 Some(Fault::DropConnection { after_chunks }) if index >= *after_chunks => {
-                    yield Err(std::io::Error::other("connection dropped by x-mock fault"));
+                    yield Err(dropped().await);
                     return;
                 }
                 Some(Fault::TruncatedStream { after_chunks }) if index >= *after_chunks => {
@@ -166,6 +166,17 @@ pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Res
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     add_success_headers(&mut response);
     response
+}
+
+/// How long a dropped connection waits before it drops, so what was sent before it (the status
+/// line, the first chunks) reaches the client: hyper tears a connection down at once when the
+/// error is ready in the same poll as the data.
+const FLUSH_BEFORE_DROP: Duration = Duration::from_millis(20);
+
+/// Waits for [`FLUSH_BEFORE_DROP`], then gives the error that drops the connection.
+async fn dropped() -> std::io::Error {
+    tokio::time::sleep(FLUSH_BEFORE_DROP).await;
+    std::io::Error::other("connection dropped by x-mock fault")
 }
 
 /// The answer after a hang: a 504, should the client still be waiting.

@@ -24,6 +24,8 @@ pub struct ResponsesRequest {
     instructions: Option<String>,
     tools: Value,
     text_format: Value,
+    /// Echoed back as sent (`tool_choice`, `temperature`, `top_p`), as OpenAI does.
+    echoed: [Value; 3],
 }
 
 impl ResponsesRequest {
@@ -134,6 +136,15 @@ impl ResponsesRequest {
             instructions,
             tools: body.get("tools").cloned().unwrap_or_else(|| json!([])),
             text_format,
+            echoed: [
+                body.get("tool_choice")
+                    .cloned()
+                    .unwrap_or_else(|| json!("auto")),
+                body.get("temperature")
+                    .cloned()
+                    .unwrap_or_else(|| json!(1.0)),
+                body.get("top_p").cloned().unwrap_or_else(|| json!(1.0)),
+            ],
         })
     }
 
@@ -261,11 +272,11 @@ impl ResponsesRequest {
             "reasoning": {"effort": null, "summary": null},
             "service_tier": "default",
             "store": true,
-            "temperature": 1.0,
+            "temperature": self.echoed[1],
             "text": {"format": self.text_format},
-            "tool_choice": "auto",
+            "tool_choice": self.echoed[0],
             "tools": self.tools,
-            "top_p": 1.0,
+            "top_p": self.echoed[2],
             "truncation": "disabled",
             "usage": usage,
             "metadata": {},

@@ -242,18 +242,8 @@ async fn models(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    let response = match authorize(&s, &headers) {
-        Ok(()) => catalog::list_models(&s.models),
-        Err(error) => error.into_response(),
-    };
-    s.journal.record(
-        "GET",
-        uri.path(),
-        Bytes::new(),
-        label_for_status(&response, "models"),
-        response.status().as_u16(),
-    );
-    response
+    let answer = catalog_answer(&s, &headers, || catalog::list_models(&s.models));
+    deliver(&s, "GET", &uri, Bytes::new(), answer).await
 }
 
 async fn model(
@@ -262,18 +252,49 @@ async fn model(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let response = match authorize(&s, &headers) {
-        Ok(()) => catalog::get_model(&s.models, &id),
-        Err(error) => error.into_response(),
+    let answer = catalog_answer(&s, &headers, || catalog::get_model(&s.models, &id));
+    deliver(&s, "GET", &uri, Bytes::new(), answer).await
+}
+
+/// The model endpoints take auth, status faults, hangs and latency like the others.
+fn catalog_answer(
+    state: &MockState,
+    headers: &HeaderMap,
+    list: impl FnOnce() -> Response,
+) -> Answer {
+    let (fault, latency) =
+        match authorize(state, headers).and_then(|()| fault::from_headers(headers)) {
+            Ok(parts) => parts,
+            Err(error) => return Answer::now(error.into_response(), String::new()),
+        };
+    let delay = latency.unwrap_or(state.latency).initial_delay();
+    let (response, hang, answered_by) = match &fault {
+        Some(fault) => match (fault.to_api_error(), fault.hang_duration()) {
+            (Some(error), _) => (
+                error.into_response(),
+                None,
+                format!("header:{}", fault.kind()),
+            ),
+            (None, Some(hang)) => (
+                respond::after_hang(),
+                Some(hang),
+                format!("header:{}", fault.kind()),
+            ),
+            (None, None) => (list(), None, "models".to_owned()),
+        },
+        None => (list(), None, "models".to_owned()),
     };
-    s.journal.record(
-        "GET",
-        uri.path(),
-        Bytes::new(),
-        label_for_status(&response, "models"),
-        response.status().as_u16(),
-    );
-    response
+    let answered_by = if response.status().is_client_error() && fault.is_none() {
+        String::new()
+    } else {
+        answered_by
+    };
+    Answer {
+        response,
+        answered_by,
+        delay,
+        hang,
+    }
 }
 
 async fn journal(State(s): State<Arc<MockState>>) -> Json<Vec<JournalEntry>> {
@@ -302,14 +323,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         "invalid_request_error",
         format!("{method} is not allowed on {}", uri.path()),
     )
-}
-
-fn label_for_status(response: &Response, ok: &str) -> String {
-    if response.status().is_success() {
-        ok.to_owned()
-    } else {
-        format!("error:{}", response.status().as_u16())
-    }
 }
 
 /// A request as parsed for its endpoint.
@@ -407,6 +420,18 @@ async fn handle(
             )
         }
     };
+    deliver(state, "POST", uri, body, answer).await
+}
+
+/// Journals an answer, then waits as it asks and sends it with its `x-request-id` (`req_<seq>`,
+/// the journal's sequence number, so a client log and the journal line up).
+async fn deliver(
+    state: &MockState,
+    method: &'static str,
+    uri: &Uri,
+    body: Bytes,
+    answer: Answer,
+) -> Response {
     let status = if answer.hang.is_some() {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -418,17 +443,23 @@ async fn handle(
         answer.answered_by
     };
     // Journal before waiting, so a request whose client gives up is still on record.
-    state
+    let seq = state
         .journal
-        .record("POST", uri.path(), body, label, status.as_u16());
+        .record(method, uri.path(), body, label, status.as_u16());
     if !answer.delay.is_zero() {
         tokio::time::sleep(answer.delay).await;
     }
-    if let Some(hang) = answer.hang {
-        tokio::time::sleep(hang).await;
-        return respond::after_hang();
+    let mut response = match answer.hang {
+        Some(hang) => {
+            tokio::time::sleep(hang).await;
+            respond::after_hang()
+        }
+        None => answer.response,
+    };
+    if let Ok(value) = HeaderValue::from_str(&format!("req_{seq}")) {
+        response.headers_mut().insert("x-request-id", value);
     }
-    answer.response
+    response
 }
 
 async fn answer(

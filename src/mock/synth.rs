@@ -87,20 +87,23 @@ pub fn stream_pieces(text: &str) -> Vec<&str> {
     pieces
 }
 
-/// Keeps at most `max_tokens` stream pieces of `text`; says whether it cut anything.
+/// Keeps the longest run of whole stream pieces whose [`count_tokens`] fits in `max_tokens`;
+/// says whether it cut anything. Usage counted on the result never exceeds the limit.
 pub fn truncate_to_tokens(text: &str, max_tokens: Option<u64>) -> (String, bool) {
-    match max_tokens {
-        Some(max) => {
-            let pieces = stream_pieces(text);
-            let keep = usize::try_from(max).unwrap_or(usize::MAX);
-            if pieces.len() > keep {
-                (pieces[..keep].concat(), true)
-            } else {
-                (text.to_owned(), false)
-            }
+    let Some(max) = max_tokens else {
+        return (text.to_owned(), false);
+    };
+    let mut used = 0;
+    let mut end = 0;
+    for piece in stream_pieces(text) {
+        let tokens = count_tokens(piece);
+        if used + tokens > max {
+            return (text[..end].to_owned(), true);
         }
-        None => (text.to_owned(), false),
+        used += tokens;
+        end += piece.len();
     }
+    (text.to_owned(), false)
 }
 
 /// Cuts `text` before the first stop sequence it contains; says whether it did.

@@ -7,6 +7,8 @@ include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
 mod chain_cli;
 mod chain_examples;
 mod chain_support;
+mod llm_client;
+mod llm_retry;
 mod mock_cassette;
 mod mock_chat;
 mod mock_endpoints;

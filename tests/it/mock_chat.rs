@@ -297,7 +297,8 @@ async fn different_questions_get_different_replies() {
 async fn n_three_returns_three_choices() {
     let server = start().await;
     let client = client(&server);
-    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name a colour"}]});
+    let body =
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name a colour"}]});
     let single = client.chat().create(request(body.clone())).await.unwrap();
     let mut with_n = body;
     with_n["n"] = json!(3);
@@ -331,13 +332,18 @@ async fn stop_sequence_cuts_the_reply() {
     let server = start().await;
     let client = client(&server);
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "alpha beta HALT gamma delta"}]});
-    let full = text_of(&client.chat().create(request(body.clone())).await.unwrap(), 0);
+    let full = text_of(
+        &client.chat().create(request(body.clone())).await.unwrap(),
+        0,
+    );
     let mut stopped = body;
     stopped["stop"] = json!(["HALT", "never-there"]);
     let response = client.chat().create(request(stopped)).await.unwrap();
 
     let text = text_of(&response, 0);
-    let at = full.find("HALT").expect("the uncut reply quotes the stop word");
+    let at = full
+        .find("HALT")
+        .expect("the uncut reply quotes the stop word");
     assert_eq!(text, full[..at]);
     assert!(!text.contains("HALT") && !text.contains("gamma"), "{text}");
     assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Stop));
@@ -350,15 +356,24 @@ async fn max_completion_tokens_cuts_with_finish_reason_length() {
     let server = start().await;
     let client = client(&server);
     let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "one two three four five six seven eight"}]});
-    let full = text_of(&client.chat().create(request(body.clone())).await.unwrap(), 0);
+    let full = text_of(
+        &client.chat().create(request(body.clone())).await.unwrap(),
+        0,
+    );
     let mut limited = body;
     limited["max_completion_tokens"] = json!(4);
     let response = client.chat().create(request(limited)).await.unwrap();
 
     let text = text_of(&response, 0);
     assert!(text.len() < full.len(), "{text:?} vs {full:?}");
-    assert!(full.starts_with(&text), "{text:?} is not a prefix of {full:?}");
-    assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length));
+    assert!(
+        full.starts_with(&text),
+        "{text:?} is not a prefix of {full:?}"
+    );
+    assert_eq!(
+        response.choices[0].finish_reason,
+        Some(FinishReason::Length)
+    );
     let usage = response.usage.unwrap();
     assert_eq!(
         usage.total_tokens,
@@ -381,8 +396,11 @@ async fn length_cut_reply_reports_no_more_tokens_than_the_limit() {
         })))
         .await
         .unwrap();
-    assert_eq!(response.choices[0].finish_reason, Some(FinishReason::Length));
-    let usage = response.usage.unwrap();
+    assert_eq!(
+        response.choices[0].finish_reason,
+        Some(FinishReason::Length)
+    );
+    let usage = response.usage.clone().unwrap();
     assert!(
         usage.completion_tokens <= 3,
         "max_completion_tokens 3, but usage.completion_tokens = {} for {:?}",
@@ -452,7 +470,11 @@ async fn stream_without_usage_has_no_usage_chunk_and_ends_with_done() {
     let server = start().await;
     let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hello there"}]});
     let chunks = collect_stream(&client(&server), request(body.clone())).await;
-    assert!(chunks.iter().all(|c| c.usage.is_none() && !c.choices.is_empty()));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c.usage.is_none() && !c.choices.is_empty())
+    );
 
     let response = reqwest::Client::new()
         .post(format!("{}/chat/completions", server.base_url()))
@@ -461,8 +483,14 @@ async fn stream_without_usage_has_no_usage_chunk_and_ends_with_done() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("text/event-stream"), "{content_type}");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
     let text = response.text().await.unwrap();
     let data = sse_data(&text);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
@@ -603,7 +631,10 @@ async fn streamed_forced_tool_call_accumulates_to_the_plain_call() {
     assert_eq!(finish, Some(FinishReason::ToolCalls));
     let calls: Vec<_> = calls.into_values().collect();
     assert_eq!(calls, plain);
-    assert_valid(&weather_schema(), &serde_json::from_str(&calls[0].2).unwrap());
+    assert_valid(
+        &weather_schema(),
+        &serde_json::from_str(&calls[0].2).unwrap(),
+    );
 }
 
 /// Proves the raw SSE of a streamed tool call (checked with reqwest, byte for byte as OpenAI
@@ -640,7 +671,10 @@ async fn raw_streamed_tool_call_sends_id_and_name_only_on_the_first_fragment() {
                 .unwrap_or_default()
         })
         .collect();
-    assert!(fragments.len() >= 3, "head + several argument pieces: {fragments:?}");
+    assert!(
+        fragments.len() >= 3,
+        "head + several argument pieces: {fragments:?}"
+    );
     let head = &fragments[0];
     assert_eq!(head["index"], 0);
     assert!(head["id"].as_str().unwrap().starts_with("call_"));
@@ -663,7 +697,10 @@ async fn raw_streamed_tool_call_sends_id_and_name_only_on_the_first_fragment() {
     assert_valid(&schema_of(name), &serde_json::from_str(&arguments).unwrap());
 
     let last_choice_chunk: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
-    assert_eq!(last_choice_chunk["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        last_choice_chunk["choices"][0]["finish_reason"],
+        "tool_calls"
+    );
 }
 
 /// Proves the tool-result round trip with `tool_choice: auto` (the default with tools): the
@@ -684,9 +721,15 @@ async fn auto_tool_choice_round_trips_a_tool_result_into_text() {
         })))
         .await
         .unwrap();
-    assert_eq!(first.choices[0].finish_reason, Some(FinishReason::ToolCalls));
+    assert_eq!(
+        first.choices[0].finish_reason,
+        Some(FinishReason::ToolCalls)
+    );
     let (id, name, arguments) = calls_of(&first).remove(0);
-    assert_valid(&schema_of(&name), &serde_json::from_str(&arguments).unwrap());
+    assert_valid(
+        &schema_of(&name),
+        &serde_json::from_str(&arguments).unwrap(),
+    );
 
     let second_request = request(json!({
         "model": "gpt-4o-mini",

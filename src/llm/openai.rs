@@ -1,0 +1,419 @@
+//! [`OpenAiClient`]: OpenAI and any OpenAI-compatible server (vLLM, Ollama, LiteLLM, the mock),
+//! on async-openai's HTTP middleware.
+//!
+//! Owns the client's settings ([`OpenAiSettings`]), the per-client concurrency limit, the
+//! per-call tracing span, and the HTTP stack: async-openai's `ReqwestService` under our
+//! [`RetryLayer`](super::retry), driven with async-openai's replayable `HttpRequestFactory`.
+//! The stack is put together per call (cheap: two `Arc`s and a policy) because the retry layer
+//! counts that call's attempts.
+//!
+//! Bodies are async-openai's typed request (`CreateChatCompletionRequest`), serialized once.
+//! Replies — JSON and SSE — are read here into our own lenient types (`wire`), not through
+//! async-openai's `Client`/`Chat` API, because:
+//!
+//! - its typed reply requires `id`, `created` and `object`, which some compatible servers
+//!   leave out, and tool calls tagged with `type`; and it logs every body it cannot parse at
+//!   ERROR level;
+//! - its `byot` feature (our own reply types) would fix that, but it changes the typed methods
+//!   for the whole crate: `create_stream` then no longer sets `stream: true`, which breaks
+//!   every other caller (the mock's Responses tests did).
+//!
+//! So a reply may lack everything but `choices`: `usage` (zeros), `model` (the one asked for),
+//! `finish_reason`, tool-call `id`/`type`; arguments may come as an object instead of a string;
+//! an error body may be OpenAI's `{"error": {...}}`, `{"error": "text"}`, `{"detail": ...}` or
+//! plain text.
+//!
+//! The API key is kept in a `SecretString` and put into a request (as a header reqwest marks
+//! sensitive) only when the request is built; our `Debug` prints `***`, and no error, span
+//! field or log line carries it. No key sends no `Authorization` header.
+
+mod stream;
+mod wire;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_openai::{
+    error::OpenAIError,
+    middleware::{HttpRequestFactory, ReqwestService},
+    types::chat::CreateChatCompletionRequest,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{Instrument, Span, field::Empty};
+
+use super::{
+    ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError,
+    retry::{RetryLayer, RetryPolicy},
+};
+
+/// What an [`OpenAiClient`] needs. The config module builds it from a chain's YAML and the
+/// environment.
+#[derive(Clone)]
+pub struct OpenAiSettings {
+    /// The model to ask for.
+    pub model: String,
+    /// Default temperature (a request's own wins).
+    pub temperature: Option<f32>,
+    /// Default most tokens to generate, sent as `max_completion_tokens` (a request's own wins).
+    pub max_tokens: Option<u32>,
+    /// The API base URL, `/v1` included: `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// The bearer key; `None` (or an empty key) sends no `Authorization` header.
+    pub api_key: Option<SecretString>,
+    /// Retries after the first attempt (429, 5xx, connection errors, timeouts).
+    pub max_retries: u32,
+    /// Calls in flight at once through this client and its clones (at least 1).
+    pub concurrency: usize,
+    /// How long one HTTP attempt may take, and the longest pause between two chunks of a
+    /// stream; zero means no timeout.
+    pub timeout: Duration,
+}
+
+impl OpenAiSettings {
+    /// Settings for `model` at `base_url`, no key, 3 retries, 8 calls at once, 60 s timeout.
+    pub fn new(model: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            temperature: None,
+            max_tokens: None,
+            base_url: base_url.into(),
+            api_key: None,
+            max_retries: 3,
+            concurrency: 8,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl std::fmt::Debug for OpenAiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiSettings")
+            .field("model", &self.model)
+            .field("temperature", &self.temperature)
+            .field("max_tokens", &self.max_tokens)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("max_retries", &self.max_retries)
+            .field("concurrency", &self.concurrency)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// An [`LlmClient`] for OpenAI's chat completions API and compatible servers. Clones share
+/// the concurrency limit.
+///
+/// # Examples
+///
+/// ```no_run
+/// use chainlog::llm::{ChatMessage, ChatRequest, LlmClient, OpenAiClient, OpenAiSettings};
+/// # async fn run() -> Result<(), chainlog::llm::LlmError> {
+/// let client = OpenAiClient::new(OpenAiSettings::new("gpt-4o-mini", "http://127.0.0.1:8089/v1"))?;
+/// let reply = client.chat(&ChatRequest::new(vec![ChatMessage::user("ping")])).await?;
+/// println!("{} ({} tokens, {} attempts)", reply.text(), reply.usage.total_tokens, reply.attempts);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct OpenAiClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    model: String,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    base_url: String,
+    /// `{base_url}/chat/completions`.
+    url: reqwest::Url,
+    api_key: Option<SecretString>,
+    /// One connection pool for every call.
+    http: reqwest::Client,
+    policy: RetryPolicy,
+    /// The concurrency limit, shared by clones; a permit is held for a whole call (retries
+    /// and, for streams, until the stream ends or is dropped).
+    limiter: Arc<Semaphore>,
+    concurrency: usize,
+    /// Cancels calls in flight with [`LlmError::Cancelled`].
+    cancel: Option<CancellationToken>,
+}
+
+impl std::fmt::Debug for OpenAiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        let key = if inner.api_key.is_some() {
+            "***"
+        } else {
+            "none"
+        };
+        f.debug_struct("OpenAiClient")
+            .field("model", &inner.model)
+            .field("base_url", &inner.base_url)
+            .field("api_key", &key)
+            .field("max_retries", &inner.policy.max_retries)
+            .field("timeout", &inner.policy.attempt_timeout)
+            .field("concurrency", &inner.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiClient {
+    /// A client for `settings`.
+    ///
+    /// # Errors
+    ///
+    /// [`LlmError::Permanent`] (code `invalid_settings`) when the base URL is not an http(s)
+    /// URL, the key holds characters an HTTP header cannot carry, or the HTTP client cannot
+    /// be built.
+    pub fn new(settings: OpenAiSettings) -> Result<Self, LlmError> {
+        let invalid = |message: String| LlmError::Permanent {
+            status: None,
+            code: Some("invalid_settings".to_owned()),
+            message,
+        };
+        let base_url = settings.base_url.trim_end_matches('/').to_owned();
+        let url = match reqwest::Url::parse(&format!("{base_url}/chat/completions")) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            _ => return Err(invalid(format!("`{base_url}` is not an http(s) URL"))),
+        };
+        // An empty key is no key: local servers are often configured with `OPENAI_API_KEY=`.
+        let api_key = settings
+            .api_key
+            .filter(|key| !key.expose_secret().is_empty());
+        if api_key
+            .as_ref()
+            .is_some_and(|key| !key.expose_secret().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "the API key holds whitespace or characters an HTTP header cannot carry".to_owned(),
+            ));
+        }
+        let mut http = reqwest::Client::builder();
+        if !settings.timeout.is_zero() {
+            http = http.connect_timeout(settings.timeout);
+        }
+        let http = http
+            .build()
+            .map_err(|err| invalid(format!("cannot build the HTTP client: {err}")))?;
+        let concurrency = settings.concurrency.max(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                model: settings.model,
+                temperature: settings.temperature,
+                max_tokens: settings.max_tokens,
+                base_url,
+                url,
+                api_key,
+                http,
+                policy: RetryPolicy::new(settings.max_retries, settings.timeout),
+                limiter: Arc::new(Semaphore::new(concurrency)),
+                concurrency,
+                cancel: None,
+            }),
+        })
+    }
+
+    /// Backs off from `base` (doubling, full jitter) up to `max` between retries when the
+    /// server names no wait. Defaults: 200 ms and 10 s.
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.policy.base_delay = base;
+        inner.policy.max_delay = max;
+        self
+    }
+
+    /// Cancels this client's calls in flight (and every later one) with
+    /// [`LlmError::Cancelled`] once `token` is cancelled.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        Arc::make_mut(&mut self.inner).cancel = Some(token);
+        self
+    }
+
+    /// The base URL requests go to.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// Posts `body` through the retry stack, counting attempts into `attempts`; a response
+    /// that is not a success becomes the matching [`LlmError`].
+    async fn send(
+        &self,
+        body: &CreateChatCompletionRequest,
+        attempts: Arc<AtomicU32>,
+    ) -> Result<reqwest::Response, LlmError> {
+        let body = serde_json::to_vec(body).map_err(|err| LlmError::Permanent {
+            status: None,
+            code: Some("invalid_request".to_owned()),
+            message: format!("the request cannot be serialized: {err}"),
+        })?;
+        let inner = &self.inner;
+        let service = tower::ServiceBuilder::new()
+            .layer(RetryLayer::new(inner.policy.clone(), attempts))
+            .service(ReqwestService::new(inner.http.clone()));
+        let factory = request_factory(
+            inner.http.clone(),
+            inner.url.clone(),
+            inner.api_key.clone(),
+            Bytes::from(body),
+        );
+        let response = service.oneshot(factory).await.map_err(wire::to_llm_error)?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(wire::error_from_response(response).await)
+        }
+    }
+
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, LlmError> {
+        Arc::clone(&self.inner.limiter)
+            .acquire_owned()
+            .await
+            .map_err(|_| LlmError::Cancelled)
+    }
+
+    /// Runs `call` unless (or until) the client's cancellation token fires.
+    async fn cancellable<T>(
+        &self,
+        call: impl Future<Output = Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
+        match &self.inner.cancel {
+            None => call.await,
+            Some(token) => tokio::select! {
+                biased;
+                () = token.cancelled() => Err(LlmError::Cancelled),
+                result = call => result,
+            },
+        }
+    }
+
+    fn span(&self, stream: bool) -> Span {
+        tracing::info_span!(
+            "llm.chat",
+            gen_ai.operation.name = "chat",
+            gen_ai.system = "openai",
+            gen_ai.request.model = %self.inner.model,
+            gen_ai.response.model = Empty,
+            gen_ai.response.finish_reason = Empty,
+            gen_ai.usage.input_tokens = Empty,
+            gen_ai.usage.output_tokens = Empty,
+            latency_ms = Empty,
+            attempts = Empty,
+            stream,
+            error = Empty,
+        )
+    }
+}
+
+/// A replayable `POST` of `body` to `url`: every attempt builds a fresh request, and only then
+/// is the key exposed, into a header reqwest marks sensitive.
+fn request_factory(
+    http: reqwest::Client,
+    url: reqwest::Url,
+    api_key: Option<SecretString>,
+    body: Bytes,
+) -> HttpRequestFactory {
+    HttpRequestFactory::new(move || {
+        let mut request = http
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
+        if let Some(key) = &api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let built = request.build().map_err(OpenAIError::Reqwest);
+        async move { built }
+    })
+}
+
+#[async_trait]
+impl LlmClient for OpenAiClient {
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let span = self.span(false);
+        let started = Instant::now();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let body = wire::to_request(&self.inner, request, false);
+        let call = async {
+            let _permit = self.permit().await?;
+            let response = self.send(&body, Arc::clone(&attempts)).await?;
+            let reply = wire::read_reply(response).await?;
+            let attempts = attempts.load(Ordering::Relaxed);
+            wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)
+        };
+        let result = self.cancellable(call).instrument(span.clone()).await;
+        let attempts = attempts.load(Ordering::Relaxed);
+        record(&span, result.as_ref(), started.elapsed(), attempts);
+        result
+    }
+
+    async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+        let span = self.span(true);
+        let started = Instant::now();
+        let attempts = Arc::new(AtomicU32::new(0));
+        let body = wire::to_request(&self.inner, request, true);
+        let open = async {
+            let permit = self.permit().await?;
+            let response = self.send(&body, Arc::clone(&attempts)).await?;
+            Ok((permit, response))
+        };
+        match self.cancellable(open).instrument(span.clone()).await {
+            Ok((permit, response)) => Ok(stream::assemble(
+                response,
+                stream::Context {
+                    permit,
+                    span,
+                    started,
+                    attempts,
+                    model: self.inner.model.clone(),
+                    idle_timeout: self.inner.policy.attempt_timeout,
+                    cancel: self.inner.cancel.clone(),
+                },
+            )),
+            Err(error) => {
+                let attempts = attempts.load(Ordering::Relaxed);
+                record(&span, Err(&error), started.elapsed(), attempts);
+                Err(error)
+            }
+        }
+    }
+
+    fn model(&self) -> &str {
+        &self.inner.model
+    }
+}
+
+/// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
+/// logs it.
+fn record(span: &Span, result: Result<&ChatResponse, &LlmError>, latency: Duration, attempts: u32) {
+    let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+    span.record("latency_ms", latency_ms);
+    span.record("attempts", attempts);
+    match result {
+        Ok(response) => {
+            span.record("gen_ai.response.model", response.model.as_str());
+            if let Some(reason) = &response.finish_reason {
+                span.record("gen_ai.response.finish_reason", reason.as_str());
+            }
+            span.record("gen_ai.usage.input_tokens", response.usage.prompt_tokens);
+            span.record(
+                "gen_ai.usage.output_tokens",
+                response.usage.completion_tokens,
+            );
+            tracing::debug!(parent: span, "llm call finished");
+        }
+        Err(error) => {
+            span.record("error", tracing::field::display(error));
+            tracing::warn!(parent: span, "llm call failed");
+        }
+    }
+}

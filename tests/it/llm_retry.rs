@@ -1,0 +1,293 @@
+//! `OpenAiClient` retries, timeouts, concurrency and cancellation against the mock's fault
+//! sequences (and a stub for a 429 that names only `x-ratelimit-reset-requests`): what is
+//! retried, how often, how long it waits, and which error a call ends with. Backoff is set to
+//! milliseconds, so every wait longer than that is the server's.
+
+use std::time::{Duration, Instant};
+
+use chainlog::{
+    llm::{LlmClient, LlmError, OpenAiSettings},
+    mock::{Latency, MockConfig, MockServer},
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::llm_client::{Canned, ask, client, collect, mock, settings, stub};
+
+/// A 429 with `retry-after: 1` is retried after that second; the reply says two attempts and
+/// the mock saw two requests.
+#[tokio::test]
+async fn rate_limit_is_retried_after_the_servers_wait() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: retry me }\n    sequence:\n      - fault: { kind: rate_limit, retry_after_secs: 1 }\n      - text: ok after a retry\n",
+    ))
+    .await;
+    let started = Instant::now();
+    let reply = client(settings(server.base_url()))
+        .chat(&ask("retry me"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text(), "ok after a retry");
+    assert_eq!(reply.attempts, 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        reply.latency >= Duration::from_millis(950),
+        "{:?}",
+        reply.latency
+    );
+    let journal = server.requests();
+    assert_eq!(journal.len(), 2);
+    assert_eq!(journal[0].status, 429);
+    assert_eq!(journal[1].status, 200);
+}
+
+/// Two 503s, then a reply: three attempts, three requests.
+#[tokio::test]
+async fn overloaded_twice_then_a_reply_takes_three_attempts() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: busy }\n    sequence:\n      - fault: { kind: overloaded }\n      - fault: { kind: overloaded }\n      - text: finally\n",
+    ))
+    .await;
+    let reply = client(settings(server.base_url()))
+        .chat(&ask("busy"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text(), "finally");
+    assert_eq!(reply.attempts, 3);
+    let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+}
+
+/// `insufficient_quota` is a 429 no retry fixes: it fails at once, permanent, with OpenAI's
+/// code and message, after one request.
+#[tokio::test]
+async fn insufficient_quota_fails_at_once() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: spend }\n    reply: { fault: { kind: insufficient_quota } }\n",
+    ))
+    .await;
+    let err = client(settings(server.base_url()))
+        .chat(&ask("spend"))
+        .await
+        .unwrap_err();
+    let LlmError::Permanent {
+        status,
+        code,
+        message,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*status, Some(429));
+    assert_eq!(code.as_deref(), Some("insufficient_quota"));
+    assert!(message.contains("exceeded your current quota"), "{message}");
+    assert!(!err.is_retryable());
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// Another 4xx (a rule's 400) also fails at once, keeping status, code and message.
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: password }\n    reply:\n      error: { status: 400, message: not allowed, type: invalid_request_error, code: content_policy }\n",
+    ))
+    .await;
+    let err = client(settings(server.base_url()))
+        .chat(&ask("my password"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::Permanent {
+            status: Some(400),
+            code: Some("content_policy".into()),
+            message: "not allowed".into()
+        }
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// An attempt that hangs past the client's timeout is abandoned and retried; the retry
+/// answers long before the hang would have ended.
+#[tokio::test]
+async fn a_hang_times_out_and_is_retried() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: sleepy }\n    sequence:\n      - fault: { kind: hang, ms: 3000 }\n      - text: awake\n",
+    ))
+    .await;
+    let client = client(OpenAiSettings {
+        timeout: Duration::from_millis(300),
+        ..settings(server.base_url())
+    });
+    let started = Instant::now();
+    let reply = client.chat(&ask("sleepy")).await.unwrap();
+    assert_eq!(reply.text(), "awake");
+    assert_eq!(reply.attempts, 2);
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(2500), "{elapsed:?}");
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// When every attempt times out, the call ends with `Timeout` naming the per-attempt limit.
+#[tokio::test]
+async fn timeouts_on_every_attempt_end_in_a_timeout_error() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: sleepy }\n    reply: { fault: { kind: hang, ms: 5000 } }\n",
+    ))
+    .await;
+    let client = client(OpenAiSettings {
+        timeout: Duration::from_millis(150),
+        max_retries: 1,
+        ..settings(server.base_url())
+    });
+    let err = client.chat(&ask("sleepy")).await.unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::Timeout {
+            after: Duration::from_millis(150)
+        }
+    );
+    assert!(err.is_retryable());
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// Once retries run out, the error is transient and keeps the provider's status and message
+/// (OpenAI's message, not the raw body); the mock saw `max_retries + 1` requests.
+#[tokio::test]
+async fn exhausted_retries_keep_the_providers_message() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: broken }\n    reply: { fault: { kind: server_error } }\n",
+    ))
+    .await;
+    let err = client(OpenAiSettings {
+        max_retries: 2,
+        ..settings(server.base_url())
+    })
+    .chat(&ask("broken"))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err,
+        LlmError::Transient {
+            status: Some(500),
+            message: "The server had an error while processing your request. Sorry about that!"
+                .into()
+        }
+    );
+    assert!(err.is_retryable());
+    assert_eq!(server.requests().len(), 3);
+}
+
+/// A 429 that names no `retry-after`, only `x-ratelimit-reset-requests: 400ms` with no
+/// requests left, is retried after those 400 ms (the backoff alone would wait ≤ 5 ms).
+#[tokio::test]
+async fn ratelimit_reset_requests_is_honoured() {
+    let limited = Canned {
+        status: 429,
+        headers: vec![
+            ("x-ratelimit-remaining-requests", "0".into()),
+            ("x-ratelimit-reset-requests", "400ms".into()),
+            ("x-ratelimit-remaining-tokens", "90000".into()),
+            ("x-ratelimit-reset-tokens", "6m0s".into()),
+        ],
+        ..Canned::json(json!({"error": {
+            "message": "Rate limit reached for requests", "type": "requests",
+            "param": null, "code": "rate_limit_exceeded"
+        }}))
+    };
+    let ok = Canned::json(json!({"choices": [{"message": {"content": "ok"}}]}));
+    let (base_url, seen) = stub(vec![limited, ok]).await;
+    let started = Instant::now();
+    let reply = client(settings(base_url)).chat(&ask("hi")).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reply.text(), "ok");
+    assert_eq!(reply.attempts, 2);
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "the token reset was not used: {elapsed:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+/// Streams are retried until they open: a 503 then a stream gives the whole text, two attempts.
+#[tokio::test]
+async fn a_stream_is_retried_until_it_opens() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: stream }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: streamed after a retry\n",
+    ))
+    .await;
+    let (text, done) = collect(&client(settings(server.base_url())), &ask("stream please"))
+        .await
+        .unwrap();
+    assert_eq!(text, "streamed after a retry");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(server.requests().len(), 2);
+}
+
+/// A stream cut off mid-way (no finish_reason, no `[DONE]`) ends with a transient error, not
+/// a short reply; it is not retried.
+#[tokio::test]
+async fn a_truncated_stream_ends_in_an_error() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: story }\n    reply: { fault: { kind: truncated_stream, after_chunks: 2 } }\n",
+    ))
+    .await;
+    let err = collect(
+        &client(settings(server.base_url())),
+        &ask("Tell me a long story about the sea"),
+    )
+    .await
+    .expect_err("a cut stream is an error");
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// With `concurrency: 1`, two calls at once run one after the other.
+#[tokio::test]
+async fn the_concurrency_limit_queues_calls() {
+    let server = MockServer::start(MockConfig::default().with_latency(Latency::fixed(200)))
+        .await
+        .unwrap();
+    let client = client(OpenAiSettings {
+        concurrency: 1,
+        ..settings(server.base_url())
+    });
+    let started = Instant::now();
+    let first = ask("one");
+    let second = ask("two");
+    let (a, b) = tokio::join!(client.chat(&first), client.chat(&second));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(a.latency.max(b.latency) >= Duration::from_millis(400));
+}
+
+/// Cancelling the client's token ends a call in flight with `Cancelled`.
+#[tokio::test]
+async fn cancellation_ends_a_call_in_flight() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: sleepy }\n    reply: { fault: { kind: hang, ms: 5000 } }\n",
+    ))
+    .await;
+    let token = CancellationToken::new();
+    let client = client(settings(server.base_url())).with_cancellation(token.clone());
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        token.cancel();
+    });
+    let started = Instant::now();
+    let err = client.chat(&ask("sleepy")).await.unwrap_err();
+    assert_eq!(err, LlmError::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    canceller.await.unwrap();
+    assert_eq!(client.model(), "gpt-4o-mini");
+}
