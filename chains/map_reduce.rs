@@ -65,11 +65,12 @@ impl Chain for MapReduce {
 
     async fn invoke(&self, input: Input, ctx: &RunContext) -> Result<Output, ChainError> {
         let parts = split(&input.text, self.settings.chunk_chars);
+        let total = parts.len();
         // The parts run concurrently; the client's own limit bounds how many are in flight.
         let calls = parts.iter().enumerate().map(|(index, part)| async move {
             ctx.check_cancelled()?;
             let vars = serde_json::json!({
-                "text": part, "part": index + 1, "parts": parts.len(), "sentences": self.settings.sentences,
+                "text": part, "part": index + 1, "parts": total, "sentences": self.settings.sentences,
             });
             let request = ChatRequest::new(render_messages(&self.map, &vars)?);
             let response = self.llm.chat(&request).await?;

@@ -14,7 +14,10 @@ use crate::{
 /// # Errors
 ///
 /// [`ChainError::Prompt`] naming the missing variables or the render failure.
-pub fn render_messages(prompt: &PromptTemplate, vars: &Value) -> Result<Vec<ChatMessage>, ChainError> {
+pub fn render_messages(
+    prompt: &PromptTemplate,
+    vars: &Value,
+) -> Result<Vec<ChatMessage>, ChainError> {
     prompt.check(vars)?;
     Ok(prompt
         .render(vars)?

@@ -175,9 +175,9 @@ impl ChainEntry {
     ///
     /// [`ChainError::Input`] listing the problems (`input.text: is a required property`).
     pub fn check_input(&self, input: &Value) -> Result<(), ChainError> {
-        let validator = self
-            .validator
-            .get_or_init(|| jsonschema::validator_for(&self.input_schema).map_err(|e| e.to_string()));
+        let validator = self.validator.get_or_init(|| {
+            jsonschema::validator_for(&self.input_schema).map_err(|e| e.to_string())
+        });
         let validator = validator.as_ref().map_err(|message| ChainError::Input {
             chain: self.name.to_owned(),
             problems: format!("the chain's input schema is invalid: {message}"),
@@ -221,7 +221,9 @@ pub struct BuiltChain {
 
 impl std::fmt::Debug for BuiltChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BuiltChain").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("BuiltChain")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -275,8 +277,10 @@ impl ChainRegistry {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-        let _ = write!(out, "{byte:02x}");
-        out
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
 }

@@ -41,11 +41,24 @@ pub fn run(registry: &ChainRegistry, args: &ChainsArgs) -> anyhow::Result<()> {
         writeln!(out).context("failed to write to stdout")?;
         return Ok(());
     }
-    let width = registry.entries().iter().map(|e| e.name().len()).max().unwrap_or(4).max(4);
-    writeln!(out, "{:width$}  {:12}  DESCRIPTION", "NAME", "SHA256").context("failed to write to stdout")?;
+    let width = registry
+        .entries()
+        .iter()
+        .map(|e| e.name().len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(out, "{:width$}  {:12}  DESCRIPTION", "NAME", "SHA256")
+        .context("failed to write to stdout")?;
     for entry in registry.entries() {
-        writeln!(out, "{:width$}  {:12}  {}", entry.name(), &entry.sha256()[..12], entry.description())
-            .context("failed to write to stdout")?;
+        writeln!(
+            out,
+            "{:width$}  {:12}  {}",
+            entry.name(),
+            &entry.sha256()[..12],
+            entry.description()
+        )
+        .context("failed to write to stdout")?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ pub struct Endpoint {
     /// Reads environment variables (with the mock's URL and a placeholder key when mocked).
     pub env: EnvReader,
     /// Keeps the in-process mock alive while the command runs.
-    pub mock: Option<MockServer>,
+    _mock: Option<MockServer>,
 }
 
 impl Endpoint {
@@ -32,7 +32,7 @@ impl Endpoint {
         if configured {
             return Ok(Self {
                 env: Arc::new(|name: &str| std::env::var(name).ok()),
-                mock: None,
+                _mock: None,
             });
         }
         let mock = MockServer::start(MockConfig::default())
@@ -49,7 +49,7 @@ impl Endpoint {
                 "OPENAI_API_KEY" => Some("mock-key".to_owned()),
                 _ => std::env::var(name).ok(),
             }),
-            mock: Some(mock),
+            _mock: Some(mock),
         })
     }
 }

@@ -18,7 +18,11 @@ pub struct RunArgs {
     /// The chain (see `chainlog chains`).
     chain: String,
     /// The input as JSON (checked against the chain's input schema).
-    #[arg(long, conflicts_with = "input_file", required_unless_present = "input_file")]
+    #[arg(
+        long,
+        conflicts_with = "input_file",
+        required_unless_present = "input_file"
+    )]
     input: Option<String>,
     /// A file holding the input JSON.
     #[arg(long, value_name = "FILE")]

@@ -83,7 +83,9 @@ impl Journal {
             seq,
             method,
             path: path.to_owned(),
-            body,
+            // A copy: the body axum hands over is a view into hyper's 8 KiB connection read
+            // buffer, and keeping the view would keep the whole buffer alive per entry.
+            body: Bytes::copy_from_slice(&body),
             answered_by,
             status,
         });

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::{
     body::Body,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderName, HeaderValue, StatusCode, header},
     response::Response,
 };
 use bytes::Bytes;
@@ -33,7 +33,7 @@ impl SseEvent {
     pub fn data(value: &Value, content: bool) -> Self {
         Self {
             event: None,
-            data: value.to_string(),
+            data: json_text(value),
             content,
         }
     }
@@ -42,7 +42,7 @@ impl SseEvent {
     pub fn named(event: &str, value: &Value, content: bool) -> Self {
         Self {
             event: Some(event.to_owned()),
-            data: value.to_string(),
+            data: json_text(value),
             content,
         }
     }
@@ -73,25 +73,45 @@ impl SseEvent {
     }
 }
 
+/// Compact JSON text of a value (writing a `Value` cannot fail).
+fn json_text(value: &Value) -> String {
+    String::from_utf8(serde_json::to_vec(value).unwrap_or_default()).unwrap_or_default()
+}
+
 /// Headers every successful OpenAI answer carries; clients and dashboards read them.
 fn add_success_headers(response: &mut Response) {
     let headers = response.headers_mut();
-    for (name, value) in [
-        ("x-ratelimit-limit-requests", "10000"),
-        ("x-ratelimit-remaining-requests", "9999"),
-        ("x-ratelimit-reset-requests", "6ms"),
-        ("x-ratelimit-limit-tokens", "10000000"),
-        ("x-ratelimit-remaining-tokens", "9999000"),
-        ("x-ratelimit-reset-tokens", "6ms"),
-        ("openai-processing-ms", "1"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
+    for (name, value) in SUCCESS_HEADERS.iter() {
+        headers.insert(name.clone(), value.clone());
     }
 }
 
+/// The rate-limit headers of a successful answer, built once.
+static SUCCESS_HEADERS: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
+    std::sync::LazyLock::new(|| {
+        [
+            ("x-ratelimit-limit-requests", "10000"),
+            ("x-ratelimit-remaining-requests", "9999"),
+            ("x-ratelimit-reset-requests", "6ms"),
+            ("x-ratelimit-limit-tokens", "10000000"),
+            ("x-ratelimit-remaining-tokens", "9999000"),
+            ("x-ratelimit-reset-tokens", "6ms"),
+            ("openai-processing-ms", "1"),
+        ]
+        .into_iter()
+        .map(|(name, value)| {
+            (
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            )
+        })
+        .collect()
+    });
+
 /// A 200 JSON answer, broken as `fault` asks when it shapes bodies.
 pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
-    let bytes = Bytes::from(value.to_string());
+    // `to_vec` writes straight to a buffer; `Display` goes through a formatter adapter.
+    let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
     let body = match fault {
         Some(Fault::DropConnection { after_chunks }) => {
             let sent = if *after_chunks == 0 {

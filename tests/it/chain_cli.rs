@@ -29,11 +29,19 @@ fn chains_lists_every_chain_with_its_code_hash() {
     let output = chainlog(&["chains", "--json"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let names: Vec<_> = list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, ["extract", "map_reduce", "summarize", "tool_agent"]);
     for chain in list.as_array().unwrap() {
         let source = std::fs::read(root().join(chain["source_path"].as_str().unwrap())).unwrap();
-        let hash: String = Sha256::digest(&source).iter().map(|b| format!("{b:02x}")).collect();
+        let hash: String = Sha256::digest(&source)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         assert_eq!(chain["sha256"], hash);
         assert!(!chain["description"].as_str().unwrap().is_empty());
         assert_eq!(chain["input_schema"]["type"], "object");
@@ -47,17 +55,35 @@ fn chains_lists_every_chain_with_its_code_hash() {
 /// mock and prints the output JSON; `--set` changes the rendered prompt.
 #[test]
 fn run_prints_the_output_json_against_the_built_in_mock() {
-    let output = chainlog(&["run", "summarize", "--input", r#"{"text": "Rust is a systems language."}"#, "--set", "chain.sentences=1"]);
+    let output = chainlog(&[
+        "run",
+        "summarize",
+        "--input",
+        r#"{"text": "Rust is a systems language."}"#,
+        "--set",
+        "chain.sentences=1",
+    ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert!(json["summary"].as_str().unwrap().contains("Rust is a systems language."));
+    assert!(
+        json["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Rust is a systems language.")
+    );
     assert!(text(&output.stderr).contains("built-in mock"));
 }
 
 /// `--stream` prints the text as it comes, then the output JSON.
 #[test]
 fn run_stream_prints_text_then_json() {
-    let output = chainlog(&["run", "summarize", "--stream", "--input", r#"{"text": "Streams are fun."}"#]);
+    let output = chainlog(&[
+        "run",
+        "summarize",
+        "--stream",
+        "--input",
+        r#"{"text": "Streams are fun."}"#,
+    ]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     let (streamed, json) = stdout.split_once('\n').unwrap();
@@ -71,9 +97,25 @@ fn run_stream_prints_text_then_json() {
 fn run_errors_name_the_problem() {
     let cases: [(&[&str], &str); 4] = [
         (&["run", "sumarize", "--input", "{}"], "summarize"),
-        (&["run", "summarize", "--input", r#"{"text": 1}"#], "input.text"),
-        (&["run", "summarize", "--input", "not json"], "not valid JSON"),
-        (&["run", "summarize", "--input", r#"{"text": "x"}"#, "--set", "chain.sentencez=2"], "chain.sentencez"),
+        (
+            &["run", "summarize", "--input", r#"{"text": 1}"#],
+            "input.text",
+        ),
+        (
+            &["run", "summarize", "--input", "not json"],
+            "not valid JSON",
+        ),
+        (
+            &[
+                "run",
+                "summarize",
+                "--input",
+                r#"{"text": "x"}"#,
+                "--set",
+                "chain.sentencez=2",
+            ],
+            "chain.sentencez",
+        ),
     ];
     for (args, expected) in cases {
         let output = chainlog(args);
@@ -89,12 +131,26 @@ fn template_syntax_error_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     let prompts = dir.path().join("prompts");
     std::fs::create_dir_all(&prompts).unwrap();
-    std::fs::write(prompts.join("broken.hbs"), "line one\nline two\n{{#if text}}never closed\n").unwrap();
+    std::fs::write(
+        prompts.join("broken.hbs"),
+        "line one\nline two\n{{#if text}}never closed\n",
+    )
+    .unwrap();
     let config = dir.path().join("summarize.yaml");
-    std::fs::write(&config, "llm:\n  model: gpt-4o-mini\nprompts:\n  summary: broken.hbs\nchain:\n  sentences: 2\n").unwrap();
+    std::fs::write(
+        &config,
+        "llm:\n  model: gpt-4o-mini\nprompts:\n  summary: broken.hbs\nchain:\n  sentences: 2\n",
+    )
+    .unwrap();
     let output = chainlog(&[
-        "run", "summarize", "--input", r#"{"text": "x"}"#,
-        "--config", config.to_str().unwrap(), "--prompts-dir", prompts.to_str().unwrap(),
+        "run",
+        "summarize",
+        "--input",
+        r#"{"text": "x"}"#,
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
     ]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
@@ -109,7 +165,14 @@ fn literal_secret_in_config_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("summarize.yaml");
     std::fs::write(&config, format!("llm:\n  model: gpt-4o-mini\n  api_key: {CANARY}\nprompts:\n  summary: summarize\nchain:\n  sentences: 2\n")).unwrap();
-    let output = chainlog(&["run", "summarize", "--input", r#"{"text": "x"}"#, "--config", config.to_str().unwrap()]);
+    let output = chainlog(&[
+        "run",
+        "summarize",
+        "--input",
+        r#"{"text": "x"}"#,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
     let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
     assert!(all.contains("llm.api_key"), "{all}");

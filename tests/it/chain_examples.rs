@@ -31,7 +31,9 @@ fn messages(body: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn summarize_sends_the_rendered_prompt_and_returns_the_reply() {
     let server = MockServer::start(MockConfig::default()).await.unwrap();
-    let output = run(&server, "summarize", json!({ "text": TEXT })).await.unwrap();
+    let output = run(&server, "summarize", json!({ "text": TEXT }))
+        .await
+        .unwrap();
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
     let body = &requests[0].body;
@@ -40,7 +42,7 @@ async fn summarize_sends_the_rendered_prompt_and_returns_the_reply() {
     let sent = messages(body);
     assert_eq!(sent[0].0, "system");
     assert!(sent[0].1.contains("at most 3 sentences"), "{}", sent[0].1);
-    assert_eq!(sent[1], ("user".to_owned(), format!("{TEXT}\n")));
+    assert_eq!(sent[1], ("user".to_owned(), TEXT.to_owned()));
     let summary = output["summary"].as_str().unwrap();
     assert!(summary.starts_with("Mock reply"), "{summary}");
     assert!(summary.contains("Ada Lovelace"), "{summary}");
@@ -71,7 +73,9 @@ async fn summarize_streams_text_that_adds_up_to_the_output() {
 #[tokio::test]
 async fn extract_sends_the_schema_and_parses_the_reply() {
     let server = MockServer::start(MockConfig::default()).await.unwrap();
-    let output = run(&server, "extract", json!({ "text": TEXT })).await.unwrap();
+    let output = run(&server, "extract", json!({ "text": TEXT }))
+        .await
+        .unwrap();
     let body = &server.requests()[0].body;
     assert_eq!(body["response_format"]["type"], "json_schema");
     let schema = &body["response_format"]["json_schema"]["schema"];
@@ -87,8 +91,13 @@ async fn extract_refuses_a_reply_that_does_not_fit_the_type() {
     let server = MockServer::start(MockConfig::default().with_rules_yaml(rules).unwrap())
         .await
         .unwrap();
-    let err = run(&server, "extract", json!({ "text": TEXT })).await.unwrap_err();
-    assert!(matches!(err, ChainError::Llm(LlmError::Schema { .. })), "{err:?}");
+    let err = run(&server, "extract", json!({ "text": TEXT }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ChainError::Llm(LlmError::Schema { .. })),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("Contact"), "{err}");
 }
 
@@ -99,7 +108,9 @@ async fn map_reduce_maps_each_part_then_reduces_them() {
     let server = MockServer::start(MockConfig::default()).await.unwrap();
     let paragraph = "The committee met on Monday to review the budget. ".repeat(12);
     let text = vec![paragraph; 4].join("\n\n");
-    let output = run(&server, "map_reduce", json!({ "text": text })).await.unwrap();
+    let output = run(&server, "map_reduce", json!({ "text": text }))
+        .await
+        .unwrap();
     let parts = output["part_summaries"].as_array().unwrap();
     assert!(parts.len() >= 2, "{} parts", parts.len());
     let requests = server.requests();
@@ -111,9 +122,12 @@ async fn map_reduce_maps_each_part_then_reduces_them() {
     assert_eq!(maps.len(), parts.len());
     assert_eq!(reduces.len(), 1);
     for part in parts {
-        assert!(reduces[0].contains(part.as_str().unwrap()), "reduce lacks {part}");
+        assert!(
+            reduces[0].contains(part.as_str().unwrap()),
+            "reduce lacks {part}"
+        );
     }
-    assert_eq!(output["summary"].as_str().unwrap().is_empty(), false);
+    assert!(!output["summary"].as_str().unwrap().is_empty());
 }
 
 /// `tool_agent` runs the loop: lookup → calculator → answer, feeding each tool result back.
@@ -134,10 +148,17 @@ rules:
     let server = MockServer::start(MockConfig::default().with_rules_yaml(rules).unwrap())
         .await
         .unwrap();
-    let output = run(&server, "tool_agent", json!({ "question": "What is twice the population of Paris?" }))
-        .await
-        .unwrap();
-    assert_eq!(output["answer"], "Twice the population of Paris is 4,205,300.");
+    let output = run(
+        &server,
+        "tool_agent",
+        json!({ "question": "What is twice the population of Paris?" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        output["answer"],
+        "Twice the population of Paris is 4,205,300."
+    );
     assert_eq!(output["steps"], 3);
     let calls = output["tool_calls"].as_array().unwrap();
     assert_eq!(calls[0]["name"], "lookup");
@@ -146,7 +167,10 @@ rules:
     assert_eq!(calls[1]["result"], "4205300");
     let requests = server.requests();
     let answered: Vec<_> = requests.iter().map(|r| r.answered_by.as_str()).collect();
-    assert_eq!(answered, ["rule:lookup#0", "rule:calculate#0", "rule:answer#0"]);
+    assert_eq!(
+        answered,
+        ["rule:lookup#0", "rule:calculate#0", "rule:answer#0"]
+    );
     for request in &requests {
         let tools: Vec<_> = request.body["tools"]
             .as_array()
@@ -157,7 +181,10 @@ rules:
         assert_eq!(tools, ["calculator", "lookup"]);
     }
     let last = messages(&requests[2].body);
-    assert_eq!(last.last().unwrap(), &("tool".to_owned(), "4205300".to_owned()));
+    assert_eq!(
+        last.last().unwrap(),
+        &("tool".to_owned(), "4205300".to_owned())
+    );
 }
 
 /// With the mock's default (a tool call with schema-valid arguments, then text), the loop
@@ -165,9 +192,13 @@ rules:
 #[tokio::test]
 async fn tool_agent_survives_tool_errors_and_answers() {
     let server = MockServer::start(MockConfig::default()).await.unwrap();
-    let output = run(&server, "tool_agent", json!({ "question": "What is 2 + 2?" }))
-        .await
-        .unwrap();
+    let output = run(
+        &server,
+        "tool_agent",
+        json!({ "question": "What is 2 + 2?" }),
+    )
+    .await
+    .unwrap();
     assert_eq!(output["steps"], 2);
     assert_eq!(output["tool_calls"].as_array().unwrap().len(), 1);
     assert!(output["answer"].as_str().unwrap().starts_with("Mock reply"));
@@ -192,10 +223,14 @@ async fn tool_agent_stops_at_the_step_limit() {
 #[tokio::test]
 async fn bad_input_names_the_field_and_makes_no_call() {
     let server = MockServer::start(MockConfig::default()).await.unwrap();
-    let err = run(&server, "summarize", json!({ "txt": "x" })).await.unwrap_err();
+    let err = run(&server, "summarize", json!({ "txt": "x" }))
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("text"), "{message}");
-    let err = run(&server, "summarize", json!({ "text": 5 })).await.unwrap_err();
+    let err = run(&server, "summarize", json!({ "text": 5 }))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("input.text"), "{err}");
     assert!(server.requests().is_empty());
 }

@@ -1,0 +1,290 @@
+//! The match key of a request ([`normalize_request`]) and finding the recorded answer to a
+//! request ([`Cassette::lookup`]); a miss ([`CassetteMiss`]) names the closest interaction and
+//! what differs.
+
+use std::{collections::BTreeSet, fmt, path::PathBuf};
+
+use serde_json::Value;
+
+use super::format::{Cassette, RecordedRequest, RecordedResponse};
+
+/// Body keys of the OpenAI endpoints that decide the answer; all others are dropped from the key.
+const MATCH_KEYS: &str = "model messages tools tool_choice parallel_tool_calls response_format \
+    temperature top_p n stop max_tokens max_completion_tokens seed presence_penalty \
+    frequency_penalty logit_bias logprobs top_logprobs stream stream_options input instructions \
+    text max_output_tokens reasoning previous_response_id prompt suffix encoding_format dimensions";
+/// Path endings whose bodies are reduced to [`MATCH_KEYS`].
+const KNOWN_ENDPOINTS: &[&str] = &["/completions", "/responses", "/embeddings"];
+/// Keys dropped from the bodies of other endpoints (which otherwise keep every key).
+const IGNORED_KEYS: &str = "user metadata store service_tier safety_identifier";
+
+/// Whether the whitespace-separated `list` holds `word`.
+pub(super) fn listed(list: &str, word: &str) -> bool {
+    list.split_whitespace().any(|w| w == word)
+}
+
+/// A request with no recorded answer: names the request and the closest interaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CassetteMiss {
+    /// The cassette file.
+    pub cassette: PathBuf,
+    /// The request's method.
+    pub method: String,
+    /// The request's path.
+    pub path: String,
+    /// The request's model, when it names one.
+    pub model: Option<String>,
+    /// The closest recorded interaction; `None` when the cassette is empty.
+    pub closest: Option<Box<Closest>>,
+}
+
+/// The recorded interaction nearest to a missed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closest {
+    /// Its index (from 0, in file order).
+    pub index: usize,
+    /// The 1-based line where it starts in the file, when known.
+    pub line: Option<usize>,
+    /// What differs: `method`, `path` or body key paths such as `messages[1].content`.
+    pub differs: Vec<String>,
+}
+
+impl fmt::Display for CassetteMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (cassette, method, path) = (self.cassette.display(), &self.method, &self.path);
+        write!(
+            f,
+            "no recorded interaction in `{cassette}` matches {method} {path}"
+        )?;
+        if let Some(model) = &self.model {
+            write!(f, " (model {model})")?;
+        }
+        let Some(closest) = &self.closest else {
+            return f.write_str("; the cassette is empty");
+        };
+        write!(f, "; closest is interaction #{}", closest.index)?;
+        if let Some(line) = closest.line {
+            write!(f, " (line {line})")?;
+        }
+        const SHOWN: usize = 8;
+        let shown: Vec<&str> = closest
+            .differs
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        write!(f, ", which differs in: {}", shown.join(", "))?;
+        if closest.differs.len() > SHOWN {
+            write!(f, " and {} more", closest.differs.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CassetteMiss {}
+impl Cassette {
+    /// The recorded answer to a request, matched on method, path and normalised body, with its
+    /// index.
+    ///
+    /// # Errors
+    ///
+    /// [`CassetteMiss`] naming the request, the closest interaction and what differs.
+    pub(crate) fn lookup(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<(usize, &RecordedResponse), CassetteMiss> {
+        let method = method.to_ascii_uppercase();
+        let key = normalize_request(path, body);
+        let same = |r: &RecordedRequest| r.method == method && r.path == path && r.body == key;
+        if let Some((index, hit)) = self
+            .interactions
+            .iter()
+            .enumerate()
+            .find(|(_, i)| same(&i.request))
+        {
+            return Ok((index, &hit.response));
+        }
+        let closest = self
+            .interactions
+            .iter()
+            .enumerate()
+            .map(|(index, interaction)| {
+                let recorded = &interaction.request;
+                let mut differs = Vec::new();
+                if recorded.method != method {
+                    differs.push("method".to_owned());
+                }
+                if recorded.path != path {
+                    differs.push("path".to_owned());
+                }
+                let other_endpoint = !differs.is_empty();
+                diff_values("", &recorded.body, &key, &mut differs);
+                let line = self.lines.get(index).copied();
+                (
+                    other_endpoint,
+                    differs.len(),
+                    Box::new(Closest {
+                        index,
+                        line,
+                        differs,
+                    }),
+                )
+            })
+            .min_by_key(|(other_endpoint, count, c)| (*other_endpoint, *count, c.index))
+            .map(|(_, _, closest)| closest);
+        let model = key
+            .get("model")
+            .map(|m| m.as_str().map_or_else(|| m.to_string(), str::to_owned));
+        Err(CassetteMiss {
+            cassette: self.path.clone(),
+            method,
+            path: path.to_owned(),
+            model,
+            closest,
+        })
+    }
+}
+
+/// The match key of a request body: for the OpenAI endpoints (chat, completions, responses,
+/// embeddings) only the keys that decide the answer, for others every key but `user`,
+/// `metadata` and the like; nulls dropped, integral floats made integers, keys sorted at every
+/// depth (whatever serde_json's `preserve_order`).
+pub(crate) fn normalize_request(path: &str, body: &Value) -> Value {
+    let Value::Object(map) = body else {
+        return canonical(body);
+    };
+    let known = KNOWN_ENDPOINTS
+        .iter()
+        .any(|end| path.trim_end_matches('/').ends_with(end));
+    let kept = map
+        .iter()
+        .filter(|(key, _)| listed(if known { MATCH_KEYS } else { IGNORED_KEYS }, key) == known)
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    canonical(&Value::Object(kept))
+}
+
+/// `value` with object keys sorted, null members dropped and integral floats made integers.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> =
+                map.iter().filter(|(_, v)| !v.is_null()).collect();
+            members.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// Appends to `out` the paths (`messages[1].content`) where `recorded` and `asked` differ.
+fn diff_values(at: &str, recorded: &Value, asked: &Value, out: &mut Vec<String>) {
+    match (recorded, asked) {
+        (Value::Object(a), Value::Object(b)) => {
+            for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
+                let inner = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => diff_values(&inner, x, y, out),
+                    _ => out.push(inner),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff_values(&format!("{at}[{i}]"), x, y, out);
+            }
+            if a.len() != b.len() {
+                out.push(format!("{at}[{}]", a.len().min(b.len())));
+            }
+        }
+        _ if recorded == asked => {}
+        _ => out.push(if at.is_empty() {
+            "body".to_owned()
+        } else {
+            at.to_owned()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::Path};
+
+    use serde_json::{Value, json};
+
+    use super::Cassette;
+    use crate::mock::cassette::{
+        RecordedBody,
+        test_helpers::{CHAT, chat, recorded, reply},
+    };
+
+    #[test]
+    fn lookup_ignores_irrelevant_keys_nulls_and_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cassette = recorded(dir.path());
+        let asked = json!({"user": "u-1", "metadata": {"run": 7}, "seed": null, "model": "gpt-4o-mini",
+            "messages": [{"content": "be brief", "role": "system"}, {"content": "weather?", "role": "user"}],
+            "temperature": 0.5});
+        let (index, response) = cassette.lookup("post", CHAT, &asked).unwrap();
+        assert_eq!(index, 1);
+        assert_eq!(
+            response.body,
+            RecordedBody::Json(json!({"echo": "weather?"}))
+        );
+        // 1.0 was saved as 1 and still matches; re-recording a key replaces it in place.
+        assert_eq!(
+            cassette.lookup("POST", CHAT, &chat("bye", 1.0)).unwrap().0,
+            2
+        );
+        let again = reply(200, RecordedBody::Json(json!(1)));
+        let index = cassette
+            .record("POST", CHAT, &chat("hello", 0.0), again, &[])
+            .unwrap();
+        assert_eq!((index, cassette.interactions.len()), (0, 3));
+    }
+
+    #[test]
+    fn miss_names_the_closest_interaction_and_what_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cassette = recorded(dir.path());
+        let mut asked = chat("weather??", 0.5);
+        asked["seed"] = json!(7);
+        let miss = cassette.lookup("POST", CHAT, &asked).unwrap_err();
+        let text = miss.to_string();
+        let expected = "matches POST /v1/chat/completions (model gpt-4o-mini); closest is \
+            interaction #1 (line 20), which differs in: messages[1].content, seed";
+        assert!(text.ends_with(expected), "{text}");
+        let saved = fs::read_to_string(cassette.path()).unwrap();
+        assert_eq!(saved.lines().nth(19), Some("- request:"), "{saved}");
+
+        let miss = cassette.lookup("POST", "/v1/responses", &json!({"model": "m"}));
+        let text = miss.unwrap_err().to_string();
+        assert!(
+            text.contains("differs in: path, messages, model, temperature"),
+            "{text}"
+        );
+        let text = Cassette::empty(Path::new("new.yaml"))
+            .lookup("GET", "/v1/models", &Value::Null)
+            .unwrap_err()
+            .to_string();
+        let expected = "no recorded interaction in `new.yaml` matches GET /v1/models; \
+            the cassette is empty";
+        assert_eq!(text, expected);
+    }
+}
