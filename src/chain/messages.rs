@@ -18,7 +18,7 @@ pub fn render_messages(
     prompt: &PromptTemplate,
     vars: &Value,
 ) -> Result<Vec<ChatMessage>, ChainError> {
-    prompt.check(vars)?;
+    // `render` checks every variable first, so a missing one is named before any call.
     Ok(prompt
         .render(vars)?
         .into_messages()

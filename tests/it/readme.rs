@@ -1,9 +1,11 @@
-//! The README stays true: every rules example parses and every `chainlog` command line in it is
-//! valid. (Its Rust example is compiled as a doctest through `chainlog::ReadmeDoctests`.)
+//! The README stays true: every rules example parses, every config example loads, every
+//! `chainlog …` command line in it is valid, and every `chainlog run …` command runs (against
+//! the built-in mock). Its Rust example is compiled as a doctest through
+//! `chainlog::ReadmeDoctests`.
 
 use std::path::Path;
 
-use chainlog::mock::RuleSet;
+use chainlog::{config::ChainConfig, mock::RuleSet};
 
 fn readme() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
@@ -30,38 +32,114 @@ fn blocks(text: &str, language: &str) -> Vec<String> {
     blocks
 }
 
-/// Every YAML example in the README is a valid rules file.
+/// Splits a shell line into words: whitespace separates, single quotes group.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut started = false;
+    for ch in line.chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                started = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            c => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
+}
+
+/// The `chainlog` commands of the README's shell blocks, as argument lists.
+fn commands() -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    for block in blocks(&readme(), "sh") {
+        for line in block.lines() {
+            let line = line.split(" #").next().unwrap_or_default();
+            let line = line.split(" >").next().unwrap_or_default().trim();
+            let rest = [
+                "chainlog ",
+                "./target/release/chainlog ",
+                "cargo run --release -- ",
+            ]
+            .iter()
+            .find_map(|prefix| line.strip_prefix(prefix));
+            if let Some(rest) = rest {
+                commands.push(shell_words(rest));
+            }
+        }
+    }
+    commands
+}
+
+/// Every YAML example in the README is a valid rules file or a valid chain config.
 #[test]
-fn readme_rules_examples_parse() {
+fn readme_yaml_examples_load() {
     let yaml = blocks(&readme(), "yaml");
-    assert!(!yaml.is_empty(), "the README shows a rules example");
+    assert!(
+        yaml.len() >= 2,
+        "the README shows a rules and a config example"
+    );
     for block in yaml {
-        let rules = RuleSet::from_yaml(&block, Path::new("README.md")).unwrap();
-        assert!(!rules.is_empty());
+        if block.contains("rules:") {
+            let rules = RuleSet::from_yaml(&block, Path::new("README.md")).unwrap();
+            assert!(!rules.is_empty());
+        } else {
+            let config = ChainConfig::from_yaml(&block, Path::new("README.md")).unwrap();
+            assert!(config.references().contains("OPENAI_API_KEY"));
+        }
     }
 }
 
-/// Every `chainlog …` command (and `cargo run -- …`) in the README's shell blocks parses.
+/// Every `chainlog …` command in the README parses.
 #[test]
 fn readme_commands_are_valid_command_lines() {
-    let mut checked = 0;
-    for block in blocks(&readme(), "sh") {
-        for line in block.lines() {
-            let command = line.split(" #").next().unwrap_or_default();
-            let command = command.split(" >").next().unwrap_or_default().trim();
-            let args = if let Some(rest) = command.strip_prefix("chainlog ") {
-                rest
-            } else if let Some(rest) = command.strip_prefix("./target/release/chainlog ") {
-                rest
-            } else if let Some((_, rest)) = command.split_once("cargo run --release -- ") {
-                rest
-            } else {
-                continue;
-            };
-            chainlog::cli::check_command_line(args.split_whitespace())
-                .unwrap_or_else(|err| panic!("README command `{command}` is invalid:\n{err}"));
-            checked += 1;
-        }
+    let commands = commands();
+    assert!(
+        commands.len() >= 8,
+        "only {} commands found",
+        commands.len()
+    );
+    for args in commands {
+        chainlog::cli::check_command_line(&args)
+            .unwrap_or_else(|err| panic!("README command `{args:?}` is invalid:\n{err}"));
     }
-    assert!(checked >= 4, "only {checked} commands found in the README");
+}
+
+/// Every `chainlog run …` and `chainlog chains` command in the README runs and succeeds, from
+/// the repository root, with no `OPENAI_*` variable (so against the built-in mock).
+#[test]
+fn readme_run_commands_succeed() {
+    let mut ran = 0;
+    for args in commands() {
+        if !matches!(args.first().map(String::as_str), Some("run" | "chains")) {
+            continue;
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_chainlog"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "README command {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 5, "only {ran} run commands found");
 }

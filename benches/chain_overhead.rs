@@ -1,0 +1,149 @@
+//! chainlog's overhead on one LLM call: the `summarize` chain (input check, prompt render,
+//! `OpenAiClient` with its retry layer, concurrency limit and span, output to JSON) against a
+//! bare async-openai `Client` sending the byte-identical request to the same in-process mock.
+//!
+//! Both run in the same process, interleaved round by round so drift on a shared machine hits
+//! both alike; the figure is the median over rounds of (chain time / bare time). Target ≤ 1.05.
+//!
+//! Run: `cargo bench --bench chain_overhead` (`BENCH_ROUNDS`, `BENCH_CALLS` to change the size).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_openai::{Client, config::OpenAIConfig, types::chat::CreateChatCompletionRequest};
+use chainlog::{
+    chain::{BuildContext, EnvReader, RunContext, openai_factory},
+    config::{ChainConfig, LlmOverrides},
+    mock::{MockConfig, MockServer},
+};
+use serde_json::json;
+
+const TEXT: &str = "The committee met on Monday to review the budget for the coming year. It agreed to fund the new library wing and to delay the road repairs until spring.";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let rounds = env_number("BENCH_ROUNDS", 25);
+    let calls = env_number("BENCH_CALLS", 200);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        // A small journal: the mock's bookkeeping should not grow over the run.
+        let server = MockServer::start(MockConfig::default().with_journal_capacity(16))
+            .await
+            .unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let base = server.base_url();
+        let env: EnvReader = Arc::new(move |name: &str| match name {
+            "OPENAI_BASE_URL" => Some(base.clone()),
+            "OPENAI_API_KEY" => Some("bench-key".to_owned()),
+            _ => None,
+        });
+        let registry = chain_registry();
+        let entry = registry.get("summarize").unwrap();
+        let config = ChainConfig::from_path(&root.join("chains/summarize.yaml")).unwrap();
+        let ctx = BuildContext::from_parts(
+            "summarize",
+            &config,
+            &root.join("prompts"),
+            env,
+            LlmOverrides::default(),
+            openai_factory(),
+        )
+        .unwrap();
+        let chain = entry.build(&ctx).unwrap();
+        let input = json!({ "text": TEXT });
+        let run_ctx = RunContext::default();
+
+        // The bare request is the chain's own request, as the mock received it.
+        server.clear_requests();
+        chain.invoke(input.clone(), &run_ctx).await.unwrap();
+        let body = server.requests()[0].body.clone();
+        let request: CreateChatCompletionRequest = serde_json::from_value(body.clone()).unwrap();
+        let bare = Client::with_config(
+            OpenAIConfig::new()
+                .with_api_base(server.base_url())
+                .with_api_key("bench-key"),
+        );
+        let bare_reply = bare.chat().create(request.clone()).await.unwrap();
+        server.clear_requests();
+        chain.invoke(input.clone(), &run_ctx).await.unwrap();
+        assert_eq!(
+            server.requests()[0].body, body,
+            "the chain must send the same request every time"
+        );
+        assert!(bare_reply.choices[0].message.content.is_some());
+
+        let chain_round = || async {
+            let start = Instant::now();
+            for _ in 0..calls {
+                entry.check_input(&input).unwrap();
+                let output = chain.invoke(input.clone(), &run_ctx).await.unwrap();
+                std::hint::black_box(output);
+            }
+            start.elapsed()
+        };
+        let bare_round = || async {
+            let start = Instant::now();
+            for _ in 0..calls {
+                let reply = bare.chat().create(request.clone()).await.unwrap();
+                std::hint::black_box(reply);
+            }
+            start.elapsed()
+        };
+        // Warm-up: connections, allocator, caches.
+        chain_round().await;
+        bare_round().await;
+
+        let mut ratios = Vec::with_capacity(rounds);
+        let mut chain_us = Vec::with_capacity(rounds);
+        let mut bare_us = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            // Alternate which goes first so neither always gets the warmer machine.
+            let (chain_time, bare_time): (Duration, Duration) = if round % 2 == 0 {
+                let c = chain_round().await;
+                (c, bare_round().await)
+            } else {
+                let b = bare_round().await;
+                (chain_round().await, b)
+            };
+            let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+            chain_us.push(per_call(chain_time));
+            bare_us.push(per_call(bare_time));
+            ratios.push(chain_time.as_secs_f64() / bare_time.as_secs_f64());
+        }
+        let ratio = median(&mut ratios);
+        println!("chain_overhead: {rounds} rounds × {calls} sequential calls each, same mock, same request");
+        println!("  summarize chain   median {:8.1} µs/call", median(&mut chain_us));
+        println!("  bare async-openai median {:8.1} µs/call", median(&mut bare_us));
+        println!(
+            "  ratio chain/bare  median {ratio:.3}  (min {:.3}, max {:.3})",
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+        println!(
+            "VERDICT: {} — target ≤ 1.05",
+            if ratio <= 1.05 { "PASS" } else { "FAIL" }
+        );
+    });
+}
