@@ -8,7 +8,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{
-    chat::{ChatRequest, Message, ResponseFormat, Tool, ToolChoice, unix_now},
+    chat::{ChatRequest, Message, ResponseFormat, Tool, parse_tool_choice, unix_now},
     fault::{Fault, Latency},
     reply::Reply,
     respond::{self, SseEvent},
@@ -55,32 +55,7 @@ impl ResponsesRequest {
             .collect();
         messages.extend(parse_input(body.get("input"))?);
         let tools = parse_tools(body.get("tools"))?;
-        let tool_choice = match body.get("tool_choice") {
-            None | Some(Value::Null) if tools.is_empty() => ToolChoice::None,
-            None | Some(Value::Null) => ToolChoice::Auto,
-            Some(Value::String(mode)) if mode == "none" => ToolChoice::None,
-            Some(Value::String(mode)) if mode == "auto" => ToolChoice::Auto,
-            Some(Value::String(mode)) if mode == "required" && !tools.is_empty() => {
-                ToolChoice::Required
-            }
-            Some(Value::Object(choice)) => match choice.get("name").and_then(Value::as_str) {
-                Some(name) if tools.iter().any(|t| t.name == name) => {
-                    ToolChoice::Function(name.to_owned())
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "tool_choice",
-                        "`tool_choice` must name a function listed in `tools`",
-                    ));
-                }
-            },
-            Some(other) => {
-                return Err(ApiError::invalid(
-                    "tool_choice",
-                    format!("`tool_choice` {other} is not valid here"),
-                ));
-            }
-        };
+        let tool_choice = parse_tool_choice(body.get("tool_choice"), &tools)?;
         let text_format = body
             .get("text")
             .and_then(|text| text.get("format"))

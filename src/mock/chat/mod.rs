@@ -11,4 +11,5 @@ mod render;
 mod request;
 
 pub use render::unix_now;
+pub(crate) use request::parse_tool_choice;
 pub use request::{ChatRequest, Message, ResponseFormat, Tool, ToolChoice};

@@ -168,7 +168,8 @@ impl ChatRequest {
         } else {
             None
         };
-        let chunk = |index: usize, delta: Value, finish: Option<&str>| {
+        // Every chunk shares this envelope; only the choices (and the last one's usage) differ.
+        let envelope = |choices: Value, usage: Option<&Value>| {
             let mut chunk = json!({
                 "id": id,
                 "object": "chat.completion.chunk",
@@ -176,12 +177,18 @@ impl ChatRequest {
                 "model": self.model,
                 "service_tier": "default",
                 "system_fingerprint": "fp_chainlog_mock",
-                "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
+                "choices": choices,
             });
-            if let (Some(usage), Some(object)) = (&usage_field, chunk.as_object_mut()) {
+            if let (Some(usage), Some(object)) = (usage, chunk.as_object_mut()) {
                 object.insert("usage".to_owned(), usage.clone());
             }
             chunk
+        };
+        let chunk = |index: usize, delta: Value, finish: Option<&str>| {
+            envelope(
+                json!([{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+                usage_field.as_ref(),
+            )
         };
         let mut events = Vec::new();
         for index in 0..self.n {
@@ -212,16 +219,7 @@ impl ChatRequest {
             ));
         }
         if self.include_usage {
-            let last = json!({
-                "id": id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": self.model,
-                "service_tier": "default",
-                "system_fingerprint": "fp_chainlog_mock",
-                "choices": [],
-                "usage": usage,
-            });
+            let last = envelope(json!([]), Some(&usage));
             events.push(SseEvent::data(&last, false));
         }
         events.push(SseEvent::done());

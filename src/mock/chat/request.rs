@@ -319,7 +319,17 @@ fn parse_tools(value: Option<&Value>) -> Result<Vec<Tool>, ApiError> {
         .collect()
 }
 
-fn parse_tool_choice(value: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice, ApiError> {
+/// `tool_choice` of either endpoint: a mode string, or an object naming a function — nested
+/// as Chat Completions writes it (`{"function": {"name"}}`) or flat as the Responses API does
+/// (`{"name"}`). A named function must be among `tools`.
+///
+/// # Errors
+///
+/// A 400 naming `tool_choice`.
+pub(crate) fn parse_tool_choice(
+    value: Option<&Value>,
+    tools: &[Tool],
+) -> Result<ToolChoice, ApiError> {
     let choice = match value {
         None | Some(Value::Null) if tools.is_empty() => ToolChoice::None,
         None | Some(Value::Null) => ToolChoice::Auto,
@@ -337,11 +347,12 @@ fn parse_tool_choice(value: Option<&Value>, tools: &[Tool]) -> Result<ToolChoice
             }
         },
         Some(Value::Object(object)) => {
-            match object
+            let name = object
                 .get("function")
                 .and_then(|f| f.get("name"))
-                .and_then(Value::as_str)
-            {
+                .or_else(|| object.get("name"))
+                .and_then(Value::as_str);
+            match name {
                 Some(name) => ToolChoice::Function(name.to_owned()),
                 None => {
                     return Err(ApiError::invalid(
