@@ -12,4 +12,4 @@ mod request;
 
 pub use render::unix_now;
 pub(crate) use request::parse_tool_choice;
-pub use request::{ChatRequest, Message, ResponseFormat, Tool, ToolChoice};
+pub use request::{ChatRequest, Message, ResponseFormat, Tool};
