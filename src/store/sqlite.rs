@@ -1,0 +1,5 @@
+//! PLACEHOLDER — being written: the SQLite store (MLflow's schema).
+#![allow(missing_docs, clippy::unused_async)]
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore;
