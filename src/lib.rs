@@ -34,6 +34,7 @@ pub mod config;
 pub mod llm;
 pub mod mock;
 pub mod prompt;
+pub mod store;
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -1,0 +1,238 @@
+//! The [`TrackingStore`] trait every store implements, the records it passes, and
+//! [`StoreError`].
+//!
+//! Every method is one step of MLflow's own logging protocol (as the Python client does it:
+//! experiment → run → logged model (PENDING) → run output link → artifacts → params/tags →
+//! model READY → registered version → alias → run FINISHED), so a failure between two steps
+//! leaves a run RUNNING/FAILED and a model PENDING/UPLOAD_FAILED — never FINISHED/READY with
+//! missing parts.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+
+/// An experiment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Experiment {
+    /// MLflow's id (`"0"`, `"1"`, ...).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where its artifacts live (`mlflow-artifacts:/1`, or a `file:` path for SQLite).
+    pub artifact_location: String,
+}
+
+/// A run as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// 32 hex characters.
+    pub run_id: String,
+    /// The experiment it belongs to.
+    pub experiment_id: String,
+    /// Its name (`mlflow.runName`).
+    pub run_name: String,
+    /// Where its artifacts live.
+    pub artifact_uri: String,
+}
+
+/// Final states of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Everything was logged.
+    Finished,
+    /// Something failed; what was written stays for diagnosis.
+    Failed,
+}
+
+/// Final states of a logged model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelStatus {
+    /// Every artifact is in place (`LOGGED_MODEL_READY`).
+    Ready,
+    /// The upload did not complete (`LOGGED_MODEL_UPLOAD_FAILED`).
+    UploadFailed,
+}
+
+/// An MLflow 3 LoggedModel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedModel {
+    /// `m-` + 32 hex characters.
+    pub model_id: String,
+    /// The experiment.
+    pub experiment_id: String,
+    /// The model's name.
+    pub name: String,
+    /// Where its artifacts live (`mlflow-artifacts:/1/models/<id>/artifacts`, or a `file:` URI).
+    pub artifact_uri: String,
+    /// The run that produced it.
+    pub source_run_id: Option<String>,
+}
+
+/// One version of a prompt in MLflow's Prompt Registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptVersion {
+    /// The prompt's name (`^[a-zA-Z0-9_.-]+$`).
+    pub name: String,
+    /// Its version (`"1"`, `"2"`, ...).
+    pub version: String,
+    /// `text` or `chat`.
+    pub kind: String,
+    /// The template: the text, or for chat a JSON list of `{"role", "content"}`.
+    pub template: String,
+}
+
+/// Why a store operation failed. Messages say what and where; they never carry a secret
+/// (credentials are never part of a URI shown).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The tracking URI is not one chainlog knows.
+    #[error("unsupported tracking URI `{uri}`: use sqlite:///PATH or http(s)://HOST[:PORT]")]
+    UnknownScheme {
+        /// The URI, credentials removed.
+        uri: String,
+    },
+    /// The server cannot be reached.
+    #[error("cannot reach the MLflow server at {uri}: {message}")]
+    Unreachable {
+        /// The server, credentials removed.
+        uri: String,
+        /// What the connection attempt said.
+        message: String,
+    },
+    /// MLflow answered with an error.
+    #[error("MLflow refused {operation}: {message} ({code})")]
+    Mlflow {
+        /// What was asked (`runs/create`).
+        operation: String,
+        /// MLflow's `error_code`, or the HTTP status.
+        code: String,
+        /// MLflow's message.
+        message: String,
+    },
+    /// The experiment exists but was deleted.
+    #[error("experiment `{name}` was deleted; restore it in MLflow or log to another experiment")]
+    DeletedExperiment {
+        /// Its name.
+        name: String,
+    },
+    /// The SQLite file is at a schema revision this chainlog does not support.
+    #[error("the MLflow database `{path}` is at schema revision {found}; this chainlog supports {supported} (mlflow 3.17.2)")]
+    UnsupportedSchema {
+        /// The database file.
+        path: String,
+        /// Its alembic revision.
+        found: String,
+        /// The revision supported.
+        supported: String,
+    },
+    /// A database error.
+    #[error("database error in `{path}`: {message}")]
+    Database {
+        /// The database file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A local file could not be read or written.
+    #[error("failed to {action} `{path}`")]
+    Io {
+        /// `read`, `write`, `copy`, ...
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something asked for does not exist.
+    #[error("{what} does not exist")]
+    NotFound {
+        /// What (`registered model \`x\``, `prompt \`p\` version 3`).
+        what: String,
+    },
+}
+
+/// A tracking store. Object-safe: stores are chosen at run time (`Arc<dyn TrackingStore>`).
+#[async_trait]
+pub trait TrackingStore: Send + Sync + std::fmt::Debug {
+    /// The store's URI for messages (credentials removed).
+    fn display_uri(&self) -> String;
+
+    /// The experiment called `name`, created if absent.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::DeletedExperiment`] when it exists but was deleted.
+    async fn get_or_create_experiment(&self, name: &str) -> Result<Experiment, StoreError>;
+
+    /// Creates a RUNNING run with these tags (`mlflow.runName` is set from `run_name`).
+    async fn create_run(
+        &self,
+        experiment_id: &str,
+        run_name: &str,
+        start_time_ms: i64,
+        tags: &[(String, String)],
+    ) -> Result<RunInfo, StoreError>;
+
+    /// Logs params and tags on a run (batched as MLflow allows).
+    async fn log_batch(
+        &self,
+        run_id: &str,
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
+    /// Creates a PENDING logged model.
+    async fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        source_run_id: &str,
+        params: &[(String, String)],
+        tags: &[(String, String)],
+    ) -> Result<LoggedModel, StoreError>;
+
+    /// Links a run to a model it produced (the run's outputs).
+    async fn link_run_output(&self, run_id: &str, model_id: &str, step: i64) -> Result<(), StoreError>;
+
+    /// Uploads every file under `local_dir` as the model's artifacts (relative paths kept).
+    /// `progress(done_bytes, total_bytes)` is called as files complete.
+    async fn upload_model_artifacts(
+        &self,
+        model: &LoggedModel,
+        local_dir: &Path,
+        progress: &(dyn Fn(u64, u64) + Send + Sync),
+    ) -> Result<(), StoreError>;
+
+    /// Sets a model's final status.
+    async fn finalize_logged_model(&self, model_id: &str, status: ModelStatus) -> Result<(), StoreError>;
+
+    /// Sets a run's final status and end time.
+    async fn set_run_status(&self, run_id: &str, status: RunStatus, end_time_ms: i64) -> Result<(), StoreError>;
+
+    /// Registers `model` as a new version of the registered model `name` (created if absent);
+    /// returns the version.
+    async fn register_model_version(
+        &self,
+        name: &str,
+        model: &LoggedModel,
+        run_id: &str,
+    ) -> Result<String, StoreError>;
+
+    /// Points `alias` of registered model `name` at `version`.
+    async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError>;
+
+    /// Registers a new version of a prompt (creating the prompt if absent) the way MLflow's
+    /// Prompt Registry does; returns the version.
+    async fn register_prompt(
+        &self,
+        name: &str,
+        kind: &str,
+        template: &str,
+        commit_message: Option<&str>,
+    ) -> Result<PromptVersion, StoreError>;
+
+    /// A prompt version by number or alias (`"3"`, or `"@champion"`; `"@latest"` is the newest).
+    async fn load_prompt(&self, name: &str, version_or_alias: &str) -> Result<PromptVersion, StoreError>;
+}

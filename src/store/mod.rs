@@ -1,0 +1,25 @@
+//! Tracking stores: where runs, logged models, their artifacts, registered model versions and
+//! prompts go. One [`TrackingStore`] trait, chosen at run time from a tracking URI:
+//!
+//! - `sqlite:///PATH` ([`SqliteStore`]): MLflow's own SQLite schema and default layout
+//!   (`./mlflow.db`, artifacts under `./mlruns/<experiment>/models/<model_id>/artifacts`), so
+//!   `mlflow ui` in the same folder shows everything with no migration.
+//! - `http://…` / `https://…` ([`RestStore`]): a real MLflow tracking server over its REST API
+//!   and the `mlflow-artifacts` proxy.
+//!
+//! The store moves runs and bytes, not chains: it never reads a chain, a prompt template's
+//! meaning or a config. Parts: `api` (the trait, its types and [`StoreError`]), `uri`
+//! (parsing tracking URIs and `MLFLOW_*` environment variables), `sqlite`, `rest`.
+
+mod api;
+mod rest;
+mod sqlite;
+mod uri;
+
+pub use api::{
+    Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
+    TrackingStore,
+};
+pub use rest::RestStore;
+pub use sqlite::SqliteStore;
+pub use uri::{TrackingUri, open_store};
