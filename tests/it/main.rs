@@ -16,4 +16,5 @@ mod mock_faults;
 mod mock_python;
 mod mock_rules;
 mod readme;
+mod store_rest;
 mod support;
