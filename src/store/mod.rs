@@ -20,6 +20,6 @@ pub use api::{
     Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
     TrackingStore,
 };
-pub use rest::RestStore;
+pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;
 pub use uri::{TrackingUri, open_store};

@@ -17,4 +17,5 @@ mod mock_python;
 mod mock_rules;
 mod readme;
 mod store_sqlite;
+mod store_rest;
 mod support;

@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: cached Python environments and
-//! `chainlog mock` run as a child process.
+//! Helpers shared by the integration tests: cached Python environments,
+//! `chainlog mock` run as a child process, and a real `mlflow server`.
 
+pub mod mlflow_server;
 pub mod mock_process;
 pub mod python_env;

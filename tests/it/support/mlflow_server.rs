@@ -1,0 +1,278 @@
+//! A real `mlflow server` (mlflow==3.17.2 from a cached venv) on loopback, for tests that
+//! check what chainlog writes against MLflow itself.
+//!
+//! [`MlflowServer::start`] runs
+//! `python -m mlflow server --host 127.0.0.1 --port P --workers 1
+//! --backend-store-uri sqlite:///<tmp>/mlflow.db --artifacts-destination <tmp>/artifacts`
+//! with `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`, in its own process group: mlflow starts
+//! uvicorn as a child process, so stopping it means signalling the group, not one PID. It
+//! waits for `GET /health` to answer `OK`.
+//!
+//! Cleanup: [`Drop`] and [`MlflowServer::stop`] send `SIGTERM` to the group, wait, then
+//! `SIGKILL`. A server kept in a `static` (see [`MlflowServer::shared`]) is never dropped, so
+//! each server also has a watchdog: a tiny `sh` whose stdin is a pipe from this process. When
+//! the test process exits — normally, by panic or killed — the pipe closes and the watchdog
+//! stops the group. No server outlives the tests that started it.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{Ipv4Addr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use std::os::unix::process::CommandExt;
+
+use super::python_env::{self, PythonEnv};
+
+/// How long the server may take to answer `/health` (a cold start is ~15 s).
+const STARTUP_BUDGET: Duration = Duration::from_secs(60);
+/// How long the server may take to exit after `SIGTERM` before it gets `SIGKILL`.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How many trailing lines of the server's log a panic quotes.
+const TAIL_LINES: usize = 40;
+
+/// A running MLflow tracking server; stopped on drop.
+#[derive(Debug)]
+pub struct MlflowServer {
+    /// `python -m mlflow server`, leader of its own process group (pgid = its pid).
+    server: Child,
+    /// Stops the group when this process's end of its stdin pipe closes.
+    watchdog: Child,
+    /// `http://127.0.0.1:PORT`.
+    uri: String,
+    /// Holds the database, the artifacts and the server's log; removed on drop.
+    dir: tempfile::TempDir,
+    env: PythonEnv,
+    stopped: bool,
+}
+
+impl MlflowServer {
+    /// Provisions mlflow (first time ~75 s, then cached) and starts a server on a free port.
+    ///
+    /// # Panics
+    ///
+    /// If the venv cannot be provisioned, the server cannot be spawned, exits, or does not
+    /// answer `/health` within 60 s; the message quotes the tail of its log.
+    pub fn start() -> MlflowServer {
+        let env =
+            python_env::provision("mlflow", Path::new("tests/python/requirements-mlflow.txt"));
+        let dir = tempfile::Builder::new()
+            .prefix("chainlog-mlflow-")
+            .tempdir()
+            .expect("create a temporary directory for the MLflow server");
+        let log_path = dir.path().join("server.log");
+        let log = fs::File::create(&log_path).expect("create the MLflow server log");
+        let port = free_port();
+        let started = Instant::now();
+
+        let mut cmd = env.command();
+        cmd.args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--workers", "1", "--backend-store-uri"])
+            .arg(format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
+            .arg("--artifacts-destination")
+            .arg(dir.path().join("artifacts"))
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .process_group(0);
+        let server = cmd
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot spawn `mlflow server` ({cmd:?}): {err}"));
+        let watchdog = spawn_watchdog(server.id());
+
+        let mut this = MlflowServer {
+            server,
+            watchdog,
+            uri: format!("http://127.0.0.1:{port}"),
+            dir,
+            env,
+            stopped: false,
+        };
+        this.wait_healthy(port, started);
+        eprintln!(
+            "mlflow_server: {} ready in {:.1} s",
+            this.uri,
+            started.elapsed().as_secs_f64()
+        );
+        this
+    }
+
+    /// One server for the whole test binary, started on first use and stopped when the
+    /// process exits (by the watchdog). Tests sharing it must use their own names.
+    pub fn shared() -> &'static MlflowServer {
+        static SHARED: OnceLock<MlflowServer> = OnceLock::new();
+        SHARED.get_or_init(MlflowServer::start)
+    }
+
+    /// The tracking URI, `http://127.0.0.1:PORT`.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The server's SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("mlflow.db")
+    }
+
+    /// Where the server stores artifacts (`--artifacts-destination`).
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.dir.path().join("artifacts")
+    }
+
+    /// The venv mlflow runs from, for client scripts.
+    pub fn python_env(&self) -> &PythonEnv {
+        &self.env
+    }
+
+    /// A command running the venv's Python with `MLFLOW_TRACKING_URI` set to this server.
+    pub fn python(&self) -> Command {
+        let mut cmd = self.env.command();
+        cmd.env("MLFLOW_TRACKING_URI", &self.uri)
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD");
+        cmd
+    }
+
+    /// The last lines of the server's log.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read(self.dir.path().join("server.log")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    }
+
+    /// Stops the server (SIGTERM to its process group, SIGKILL after 10 s) and waits until
+    /// every process of the group is gone. Idempotent.
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        // The watchdog's job is done: kill it by PID before it could signal a reused pgid.
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
+
+        let pgid = self.server.id();
+        signal_group("TERM", pgid);
+        let deadline = Instant::now() + STOP_GRACE;
+        while group_alive(pgid) && Instant::now() < deadline {
+            let _ = self.server.try_wait();
+            thread::sleep(Duration::from_millis(50));
+        }
+        if group_alive(pgid) {
+            signal_group("KILL", pgid);
+        }
+        let _ = self.server.wait();
+    }
+
+    fn wait_healthy(&mut self, port: u16, started: Instant) {
+        loop {
+            if let Ok(Some(status)) = self.server.try_wait() {
+                self.stopped = true;
+                panic!(
+                    "mlflow server exited ({status}) before answering /health.\n\
+                     --- server log (last {TAIL_LINES} lines) ---\n{}",
+                    self.log_tail()
+                );
+            }
+            if health_ok(port) {
+                return;
+            }
+            if started.elapsed() > STARTUP_BUDGET {
+                let tail = self.log_tail();
+                self.stop();
+                panic!(
+                    "mlflow server on port {port} did not answer /health within \
+                     {STARTUP_BUDGET:?}.\n--- server log (last {TAIL_LINES} lines) ---\n{tail}"
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind 127.0.0.1:0 to find a free port")
+}
+
+/// `sh` that blocks reading its stdin (a pipe from this process) and, on EOF, stops process
+/// group `pgid`: TERM, then KILL if anything is left after the grace period.
+fn spawn_watchdog(pgid: u32) -> Child {
+    let grace = STOP_GRACE.as_secs();
+    let script = format!(
+        "read _; kill -TERM -{pgid} 2>/dev/null; \
+         i=0; while [ $i -lt {grace} ] && kill -0 -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; \
+         kill -KILL -{pgid} 2>/dev/null; exit 0"
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot spawn the mlflow server watchdog (sh): {err}"))
+}
+
+/// `kill -<signal> -<pgid>`.
+fn signal_group(signal: &str, pgid: u32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Whether any process of group `pgid` is still alive (`kill -0 -<pgid>`).
+fn group_alive(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-0", "--"])
+        .arg(format!("-{pgid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `GET /health` answered `200 OK`.
+fn health_ok(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") && response.trim_end().ends_with("OK")
+}
