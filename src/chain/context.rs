@@ -67,12 +67,25 @@ impl BuildContext {
         overrides: LlmOverrides,
         factory: ClientFactory,
     ) -> Result<Self, ChainError> {
+        let prompts = PromptSet::load(prompts_dir, &prompt_entries(config))?;
+        Self::with_prompts(chain, config, prompts, env, overrides, factory)
+    }
+
+    /// A context from a config and prompts already loaded (from an artifact, or from MLflow's
+    /// Prompt Registry): resolves the config's `${ENV}` references.
+    ///
+    /// # Errors
+    ///
+    /// A missing environment variable, named.
+    pub fn with_prompts(
+        chain: &str,
+        config: &ChainConfig,
+        prompts: PromptSet,
+        env: EnvReader,
+        overrides: LlmOverrides,
+        factory: ClientFactory,
+    ) -> Result<Self, ChainError> {
         let resolved = config.resolve(&|name: &str| env(name))?;
-        let entries: BTreeMap<String, String> = match resolved.get("prompts") {
-            Some(_) => resolved.section("prompts")?,
-            None => BTreeMap::new(),
-        };
-        let prompts = PromptSet::load(prompts_dir, &entries)?;
         Ok(Self {
             chain: chain.to_owned(),
             prompts,
@@ -143,6 +156,21 @@ impl BuildContext {
         clients.insert(section.to_owned(), Arc::clone(&client));
         Ok(client)
     }
+}
+
+/// The `prompts:` section of a config: prompt name → path under the prompts folder (or a
+/// `prompts:/…` registry URI, which the caller resolves).
+pub fn prompt_entries(config: &ChainConfig) -> BTreeMap<String, String> {
+    config
+        .as_value()
+        .get("prompts")
+        .and_then(serde_json::Value::as_object)
+        .map(|map| {
+            map.iter()
+                .filter_map(|(name, path)| Some((name.clone(), path.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The default [`ClientFactory`]: an [`OpenAiClient`] for any OpenAI-compatible server.

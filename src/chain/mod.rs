@@ -17,7 +17,9 @@ mod error;
 mod messages;
 mod registry;
 
-pub use context::{BuildContext, ClientFactory, EnvReader, RunContext, openai_factory};
+pub use context::{
+    BuildContext, ClientFactory, EnvReader, RunContext, openai_factory, prompt_entries,
+};
 pub use error::ChainError;
 pub use messages::render_messages;
 pub use registry::{BuiltChain, Chain, ChainEntry, ChainRegistry, schema_of};

@@ -5,7 +5,9 @@
 
 mod chains;
 mod endpoint;
+mod log;
 mod mock;
+mod prompts;
 mod run;
 
 use std::process::ExitCode;
@@ -32,6 +34,10 @@ enum Command {
     Chains(chains::ChainsArgs),
     /// Run a chain from this binary on one input and print its output (nothing is logged).
     Run(run::RunArgs),
+    /// Log a chain to MLflow: a run and a LoggedModel holding its code, prompts and config.
+    Log(log::LogArgs),
+    /// Work with MLflow's Prompt Registry.
+    Prompts(prompts::PromptsArgs),
     /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
     Mock(mock::MockArgs),
 }
@@ -44,6 +50,8 @@ pub fn main(registry: ChainRegistry) -> ExitCode {
     let result = match cli.command {
         Command::Chains(args) => chains::run(&registry, &args),
         Command::Run(args) => run::run(&registry, args),
+        Command::Log(args) => log::run(&registry, args),
+        Command::Prompts(args) => prompts::run(args),
         Command::Mock(args) => mock::run(args),
     };
     match result {

@@ -312,6 +312,32 @@ impl PromptTemplate {
         }
     }
 
+    /// The template as MLflow's Prompt Registry stores it (`mlflow.prompt.text`): a text
+    /// prompt's source, or for a chat prompt a JSON list of `{"role", "content"}`.
+    pub fn registry_template(&self) -> String {
+        match self.kind {
+            PromptKind::Text => self
+                .files
+                .iter()
+                .map(|file| file.text.as_str())
+                .collect(),
+            PromptKind::Chat => {
+                let messages: Vec<serde_json::Value> = self
+                    .parts
+                    .iter()
+                    .zip(&self.files)
+                    .map(|((_, role), file)| {
+                        serde_json::json!({
+                            "role": role.unwrap_or(Role::User).as_str(),
+                            "content": file.text,
+                        })
+                    })
+                    .collect();
+                serde_json::Value::Array(messages).to_string()
+            }
+        }
+    }
+
     /// The prompt's files, in message order, with their relative paths and hashes.
     pub fn files(&self) -> &[PromptFile] {
         &self.files

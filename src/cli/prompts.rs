@@ -1,0 +1,86 @@
+//! `chainlog prompts push <name>`: register a prompt from `prompts/` as a new version in
+//! MLflow's Prompt Registry, so chain configs can name it as `prompts:/<name>/<version>`.
+
+use std::{io::Write, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::{
+    prompt::PromptTemplate,
+    store::{TrackingUri, open_store},
+};
+
+/// `chainlog prompts …`.
+#[derive(Debug, Args)]
+pub struct PromptsArgs {
+    #[command(subcommand)]
+    command: PromptsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum PromptsCommand {
+    /// Register `prompts/<name>` (a `.hbs` file or a chat folder) as a new prompt version.
+    Push(PushArgs),
+}
+
+/// Options of `chainlog prompts push`.
+#[derive(Debug, Args)]
+struct PushArgs {
+    /// The prompt: `prompts/<name>.hbs` or the folder `prompts/<name>/`.
+    name: String,
+    /// Folder of the prompt templates.
+    #[arg(long, value_name = "DIR", default_value = "prompts")]
+    prompts_dir: PathBuf,
+    /// Name in the registry (default: the prompt's name).
+    #[arg(long, value_name = "NAME")]
+    registry_name: Option<String>,
+    /// Commit message of the new version.
+    #[arg(long, short)]
+    message: Option<String>,
+    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+    #[arg(long, value_name = "URI")]
+    tracking_uri: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `chainlog prompts …`.
+///
+/// # Errors
+///
+/// A prompt that cannot be loaded, or a store that refuses.
+pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
+    let PromptsCommand::Push(args) = args.command;
+    let file = args.prompts_dir.join(format!("{}.hbs", args.name));
+    let path = if file.is_file() {
+        file
+    } else {
+        args.prompts_dir.join(&args.name)
+    };
+    let template = PromptTemplate::from_path(&args.name, &path)?;
+    let name = args.registry_name.as_deref().unwrap_or(&args.name);
+    let uri = TrackingUri::resolve(args.tracking_uri.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let version = runtime.block_on(async {
+        let store = open_store(&uri)?;
+        store
+            .register_prompt(
+                name,
+                template.kind().as_str(),
+                &template.registry_template(),
+                args.message.as_deref(),
+            )
+            .await
+    })?;
+    let mut out = std::io::stdout().lock();
+    let uri_text = format!("prompts:/{}/{}", version.name, version.version);
+    if args.json {
+        let value = serde_json::json!({"name": version.name, "version": version.version, "kind": version.kind, "uri": uri_text});
+        writeln!(out, "{value}").context("failed to print the result")?;
+    } else {
+        writeln!(out, "{uri_text}").context("failed to print the result")?;
+    }
+    Ok(())
+}

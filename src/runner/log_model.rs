@@ -1,0 +1,319 @@
+//! `log`: a chain from this binary → an MLflow run and LoggedModel holding its code, prompts,
+//! config (references only), examples, signature and provenance.
+//!
+//! The protocol is MLflow's own (DESIGN.md, MLFLOW.md §3): experiment → run (RUNNING) →
+//! logged model (PENDING) → run output link → artifacts → params and tags → model READY →
+//! registered version → alias → run FINISHED. Anything failing after the run exists marks the
+//! model UPLOAD_FAILED and the run FAILED before the error is returned, so nothing half-written
+//! ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
+//! input example that does not fit or does not run) is refused before the store is touched.
+
+use std::{path::Path, sync::Arc, time::SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{
+    artifact::{ArtifactError, ArtifactSpec, Provenance, write_artifact},
+    chain::{
+        BuildContext, ChainEntry, ChainError, EnvReader, RunContext, openai_factory, prompt_entries,
+    },
+    config::{ChainConfig, ConfigError, LlmOverrides},
+    prompt::{PromptError, PromptSet, PromptTemplate, Role},
+    store::{LoggedModel, ModelStatus, RunInfo, RunStatus, StoreError, TrackingStore},
+};
+
+/// What to log.
+#[derive(Debug)]
+pub struct LogRequest<'a> {
+    /// The chain, as compiled into this binary.
+    pub chain: &'a ChainEntry,
+    /// Its config (already loaded, `--set` applied, literal secrets refused).
+    pub config: &'a ChainConfig,
+    /// The folder the config's prompt paths are relative to.
+    pub prompts_dir: &'a Path,
+    /// The crate whose snapshot goes under `code/`, when known.
+    pub crate_dir: Option<&'a Path>,
+    /// The experiment's name.
+    pub experiment: &'a str,
+    /// The run's name; `<chain>-<unix seconds>` when absent.
+    pub run_name: Option<&'a str>,
+    /// Register the model under this name...
+    pub registered_model: Option<&'a str>,
+    /// ...and point this alias at the new version.
+    pub alias: Option<&'a str>,
+    /// An input example: checked against the schema and (unless `validate` is off) run once.
+    pub input_example: Option<&'a Value>,
+    /// Run the input example against the configured endpoint before logging.
+    pub validate: bool,
+    /// The environment the chain reads (the endpoint's, possibly the built-in mock's).
+    pub env: EnvReader,
+}
+
+/// What was logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct Logged {
+    /// The experiment.
+    pub experiment_id: String,
+    /// The run.
+    pub run_id: String,
+    /// The LoggedModel.
+    pub model_id: String,
+    /// `models:/<model_id>`.
+    pub model_uri: String,
+    /// Where the artifacts are.
+    pub artifact_uri: String,
+    /// The registered model version, when one was made.
+    pub registered_version: Option<String>,
+    /// The output of the input example's run, when it ran.
+    pub output_example: Option<Value>,
+}
+
+/// Why logging failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The chain refused (bad input example, failed run, bad config section).
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The config is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A prompt could not be loaded.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The store refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The artifact could not be written.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// A temporary folder could not be made.
+    #[error("failed to create a temporary folder for the artifact")]
+    TempDir(#[source] std::io::Error),
+}
+
+/// The prompts a config names: files under `prompts_dir`, or `prompts:/name/version` and
+/// `prompts:/name@alias` URIs loaded from the store's Prompt Registry. Returns the set and the
+/// registry URIs by prompt name.
+///
+/// # Errors
+///
+/// A prompt file that cannot be loaded, or a registry prompt that does not exist.
+pub async fn load_prompts(
+    config: &ChainConfig,
+    prompts_dir: &Path,
+    store: Option<&dyn TrackingStore>,
+) -> Result<(PromptSet, Vec<(String, String)>), LogError> {
+    let (registry, files): (Vec<_>, Vec<_>) = prompt_entries(config)
+        .into_iter()
+        .partition(|(_, path)| path.starts_with("prompts:/"));
+    let mut set = PromptSet::load(prompts_dir, &files.into_iter().collect())?;
+    let mut uris = Vec::new();
+    for (name, uri) in registry {
+        let store = store.ok_or_else(|| StoreError::NotFound {
+            what: format!("a tracking store to load `{uri}` from"),
+        })?;
+        let template = registry_prompt(store, &name, &uri).await?;
+        set.insert(name.clone(), template);
+        uris.push((name, uri));
+    }
+    Ok((set, uris))
+}
+
+/// One prompt from the registry, as a template.
+async fn registry_prompt(
+    store: &dyn TrackingStore,
+    name: &str,
+    uri: &str,
+) -> Result<PromptTemplate, LogError> {
+    let rest = uri.trim_start_matches("prompts:/");
+    let (prompt, version) = match rest.split_once('@') {
+        Some((prompt, alias)) => (prompt, format!("@{alias}")),
+        None => match rest.rsplit_once('/') {
+            Some((prompt, version)) => (prompt, version.to_owned()),
+            None => (rest, "@latest".to_owned()),
+        },
+    };
+    let found = store.load_prompt(prompt, &version).await?;
+    let template = if found.kind == "chat" {
+        let messages: Vec<crate::prompt::RenderedMessage> = serde_json::from_str(&found.template)
+            .map_err(|err| StoreError::NotFound {
+                what: format!("a chat template in `{uri}` ({err})"),
+            })?;
+        PromptTemplate::chat(
+            name,
+            messages
+                .into_iter()
+                .map(|m| (m.role, m.content))
+                .collect::<Vec<(Role, String)>>(),
+        )?
+    } else {
+        PromptTemplate::text(name, &found.template)?
+    };
+    Ok(template)
+}
+
+/// Logs `request` to `store`.
+///
+/// # Errors
+///
+/// See [`LogError`]; when the store was already written to, the run is FAILED and the model
+/// UPLOAD_FAILED before this returns.
+pub async fn log_chain(
+    store: &dyn TrackingStore,
+    request: &LogRequest<'_>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Logged, LogError> {
+    let entry = request.chain;
+    let (prompts, prompt_uris) = load_prompts(request.config, request.prompts_dir, Some(store)).await?;
+    // Refuse everything refusable before the store is touched.
+    let output_example = match request.input_example {
+        Some(example) => {
+            entry.check_input(example)?;
+            if request.validate {
+                Some(run_example(request, &prompts, example).await?)
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    let provenance = match request.crate_dir {
+        Some(dir) => Provenance::collect(dir)?,
+        None => Provenance::of_binary(),
+    };
+
+    let experiment = store.get_or_create_experiment(request.experiment).await?;
+    let now = unix_ms();
+    let run_name = request
+        .run_name
+        .map_or_else(|| format!("{}-{}", entry.name(), now / 1000), str::to_owned);
+    let mut tags = vec![
+        ("mlflow.user".to_owned(), user_name()),
+        ("mlflow.source.name".to_owned(), entry.source_path().to_owned()),
+        ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
+    ];
+    tags.extend(provenance.run_tags());
+    let run = store
+        .create_run(&experiment.id, &run_name, now, &tags)
+        .await?;
+    let mut model: Option<LoggedModel> = None;
+    let result = log_into_run(store, request, &prompts, &prompt_uris, &provenance, &run, &mut model, output_example.as_ref(), progress).await;
+    match result {
+        Ok(registered_version) => {
+            store
+                .set_run_status(&run.run_id, RunStatus::Finished, unix_ms())
+                .await?;
+            let model = model.ok_or_else(|| StoreError::NotFound { what: "the logged model".to_owned() })?;
+            Ok(Logged {
+                experiment_id: experiment.id,
+                run_id: run.run_id,
+                model_uri: format!("models:/{}", model.model_id),
+                model_id: model.model_id,
+                artifact_uri: model.artifact_uri,
+                registered_version,
+                output_example,
+            })
+        }
+        Err(error) => {
+            // Best effort: the first error is the one to report.
+            if let Some(model) = &model {
+                let _ = store
+                    .finalize_logged_model(&model.model_id, ModelStatus::UploadFailed)
+                    .await;
+            }
+            let _ = store
+                .set_run_status(&run.run_id, RunStatus::Failed, unix_ms())
+                .await;
+            Err(error)
+        }
+    }
+}
+
+/// The steps inside a created run; any error here fails the run.
+#[expect(clippy::too_many_arguments, reason = "one call site; the steps share these")]
+async fn log_into_run(
+    store: &dyn TrackingStore,
+    request: &LogRequest<'_>,
+    prompts: &PromptSet,
+    prompt_uris: &[(String, String)],
+    provenance: &Provenance,
+    run: &RunInfo,
+    model_slot: &mut Option<LoggedModel>,
+    output_example: Option<&Value>,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> Result<Option<String>, LogError> {
+    let entry = request.chain;
+    let model = store
+        .create_logged_model(&run.experiment_id, entry.name(), &run.run_id, &[], &[])
+        .await?;
+    *model_slot = Some(model.clone());
+    store.link_run_output(&run.run_id, &model.model_id, 0).await?;
+
+    let staging = tempfile::tempdir().map_err(LogError::TempDir)?;
+    let dir = staging.path().join("artifacts");
+    let mut spec = ArtifactSpec::new(entry, request.config, prompts, &model.model_id, provenance)
+        .with_run_id(&run.run_id)
+        .with_artifact_uri(&model.artifact_uri);
+    if let Some(crate_dir) = request.crate_dir {
+        spec = spec.with_crate_dir(crate_dir);
+    }
+    if let Some(example) = request.input_example {
+        spec = spec.with_input_example(example);
+    }
+    if let Some(output) = output_example {
+        spec = spec.with_output_example(output);
+    }
+    for (name, uri) in prompt_uris {
+        spec = spec.with_prompt_uri(name, uri);
+    }
+    let written = write_artifact(&dir, &spec)?;
+    store.upload_model_artifacts(&model, &dir, progress).await?;
+    store
+        .log_batch(&run.run_id, &request.config.flatten("/"), &written.run_tags())
+        .await?;
+    store
+        .finalize_logged_model(&model.model_id, ModelStatus::Ready)
+        .await?;
+    let Some(name) = request.registered_model else {
+        return Ok(None);
+    };
+    let version = store.register_model_version(name, &model, &run.run_id).await?;
+    if let Some(alias) = request.alias {
+        store.set_alias(name, alias, &version).await?;
+    }
+    Ok(Some(version))
+}
+
+/// Runs the input example once against the configured endpoint; its output is logged.
+async fn run_example(
+    request: &LogRequest<'_>,
+    prompts: &PromptSet,
+    example: &Value,
+) -> Result<Value, LogError> {
+    let ctx = BuildContext::with_prompts(
+        request.chain.name(),
+        request.config,
+        prompts.clone(),
+        Arc::clone(&request.env),
+        LlmOverrides::default(),
+        openai_factory(),
+    )?;
+    let chain = request.chain.build(&ctx)?;
+    let span = tracing::info_span!("log.validate", chain = request.chain.name());
+    Ok(chain.invoke(example.clone(), &RunContext::new(span)).await?)
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The user name MLflow records (`mlflow.user`), as the Python client finds it.
+fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}

@@ -1,0 +1,79 @@
+"""Read back, with MLflow's own Python client, a chain that `chainlog log` logged.
+
+Used by tests/it/log_chain.rs. MLFLOW_TRACKING_URI names the store (a sqlite:/// file or a
+server). The only argument is a JSON object:
+
+    {"run_id", "model_id", "registered_name" (or null), "alias" (or null),
+     "prompt_uri" (or null)}
+
+Prints one JSON object with what MLflow sees; the Rust test asserts on it.
+"""
+
+import json
+import os
+import sys
+import tempfile
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.models import Model
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    client = MlflowClient()
+    run = client.get_run(spec["run_id"])
+    found = mlflow.search_runs(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"attributes.run_id = '{spec['run_id']}'",
+        output_format="list",
+    )
+    model = client.get_logged_model(spec["model_id"])
+    artifacts = sorted(
+        a.path for a in mlflow.artifacts.list_artifacts(f"models:/{spec['model_id']}")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{spec['model_id']}/MLmodel", dst_path=tmp
+        )
+        parsed = Model.load(local)
+        mlmodel = {
+            "flavors": sorted(parsed.flavors),
+            "model_id": parsed.model_id,
+            "run_id": parsed.run_id,
+            "signature_inputs": str(parsed.signature.inputs) if parsed.signature else None,
+            "chainlog": parsed.flavors.get("chainlog", {}),
+        }
+    out = {
+        "run": {
+            "status": run.info.status,
+            "name": run.info.run_name,
+            "params": dict(run.data.params),
+            "tags": dict(run.data.tags),
+            "found_by_search": len(found),
+            "outputs": [o.model_id for o in (run.outputs.model_outputs if run.outputs else [])],
+        },
+        "model": {
+            "status": str(model.status),
+            "name": model.name,
+            "source_run_id": model.source_run_id,
+            "artifacts": artifacts,
+        },
+        "mlmodel": mlmodel,
+    }
+    if spec.get("registered_name"):
+        name = spec["registered_name"]
+        version = client.get_model_version_by_alias(name, spec["alias"]) if spec.get("alias") else None
+        out["registered"] = {
+            "alias_version": version.version if version else None,
+            "alias_model_id": getattr(version, "model_id", None) if version else None,
+            "source": version.source if version else None,
+        }
+    if spec.get("prompt_uri"):
+        prompt = mlflow.genai.load_prompt(spec["prompt_uri"])
+        out["prompt"] = {"template": prompt.template, "variables": sorted(prompt.variables)}
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()
