@@ -4,10 +4,14 @@
 //! records is exactly what it compiled).
 //!
 //! The binary and the tests `include!` the generated file; the library never does.
+//!
+//! It also tells the crate which compiler and target built it (`CHAINLOG_RUSTC_VERSION`,
+//! `CHAINLOG_TARGET`), for the provenance an artifact records.
 
-use std::{env, fmt::Write as _, fs, path::PathBuf};
+use std::{env, fmt::Write as _, fs, path::PathBuf, process::Command};
 
 fn main() {
+    emit_toolchain();
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let chains_dir = root.join("chains");
     println!("cargo:rerun-if-changed=chains");
@@ -66,4 +70,21 @@ fn main() {
     if let Err(err) = fs::write(&out, code) {
         panic!("failed to write {}: {err}", out.display());
     }
+}
+
+/// Emits `CHAINLOG_RUSTC_VERSION` (`$RUSTC --version`) and `CHAINLOG_TARGET` (`$TARGET`).
+/// Cargo reruns build scripts when the compiler changes, so these never go stale.
+fn emit_toolchain() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let version = Command::new(rustc)
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|version| !version.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let target = env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
+    println!("cargo:rustc-env=CHAINLOG_RUSTC_VERSION={version}");
+    println!("cargo:rustc-env=CHAINLOG_TARGET={target}");
 }

@@ -23,17 +23,22 @@
 //!   over async-openai: retries with backoff honouring `retry-after`/`x-ratelimit-reset-*`, a
 //!   concurrency limit, timeouts, usage and latency on a `llm.chat` span), structured output
 //!   ([`llm::chat_json`]) and [`llm::ScriptedClient`] for unit tests of chains.
+//! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
+//!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
+//!   config, examples — written, read back and verified against its hashes.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
-//! The chain runtime, the artifact writer, the tracking stores and the runner described in
-//! `DESIGN.md` build on these.
+//! The chain runtime, the tracking stores and the runner described in `DESIGN.md` build on
+//! these.
 
+pub mod artifact;
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod llm;
 pub mod mock;
 pub mod prompt;
+pub mod runner;
 pub mod store;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -4,6 +4,7 @@
 // The chains compiled from `chains/`, as the binary has them.
 include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
 
+mod artifact_mlflow;
 mod chain_cli;
 mod chain_examples;
 mod chain_support;

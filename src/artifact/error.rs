@@ -1,0 +1,132 @@
+//! [`ArtifactError`]: everything that can go wrong writing, reading or verifying a model
+//! artifact directory. Every variant names the file (or folder) at fault.
+
+use std::{io, path::PathBuf};
+
+use crate::config::ConfigError;
+
+/// Why an artifact could not be written, read or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// A file or folder could not be read, written or listed.
+    #[error("i/o error at `{}`", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The MLmodel file (or another YAML/JSON file of the artifact) is not valid or does not
+    /// have the expected shape.
+    #[error("invalid `{}`: {message}", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with the key path at fault when known.
+        message: String,
+    },
+    /// A file the MLmodel names is not in the artifact.
+    #[error("missing file `{}` in the artifact", path.display())]
+    MissingFile {
+        /// The file, inside the artifact directory.
+        path: PathBuf,
+    },
+    /// A file's content does not have the SHA-256 the MLmodel records: it was changed after
+    /// the artifact was written.
+    #[error(
+        "`{}` does not match the artifact's record (sha256 expected {expected}, found {actual}); \
+         refusing a changed artifact",
+        path.display()
+    )]
+    HashMismatch {
+        /// The file (or folder, for the crate snapshot) whose content changed.
+        path: PathBuf,
+        /// The SHA-256 the MLmodel records.
+        expected: String,
+        /// The SHA-256 of what is there now.
+        actual: String,
+    },
+    /// The chainlog flavor has a `format_version` this build does not know.
+    #[error(
+        "unknown chainlog format_version {found} in the MLmodel; this chainlog reads \
+         format_version {supported} (a newer chainlog may have written it)"
+    )]
+    UnknownFormatVersion {
+        /// What the MLmodel says (`2`, or `missing`).
+        found: String,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// The MLmodel has no `chainlog` flavor: the model was not logged by chainlog.
+    #[error("`{}` has no `flavors.chainlog`: not a chainlog model", path.display())]
+    NotChainlog {
+        /// The MLmodel file.
+        path: PathBuf,
+    },
+    /// The MLmodel names a path that is absolute or leaves the artifact directory.
+    #[error("`{}` names path `{entry}`, which is not inside the artifact", mlmodel.display())]
+    UnsafePath {
+        /// The MLmodel file.
+        mlmodel: PathBuf,
+        /// The offending entry, as written.
+        entry: String,
+    },
+    /// The artifact's config is not a valid chain config.
+    #[error("invalid config in `{}`", path.display())]
+    Config {
+        /// The file holding it (`MLmodel` or `model_config.yaml`).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ConfigError,
+    },
+    /// The directory to write into already holds files.
+    #[error("artifact directory `{}` is not empty", path.display())]
+    DirNotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// What the writer was asked to write is inconsistent.
+    #[error("cannot write the artifact: {message}")]
+    InvalidSpec {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ArtifactError {
+    /// An [`Io`](Self::Io) error at `path`; a missing file becomes
+    /// [`MissingFile`](Self::MissingFile).
+    pub(super) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        let path = path.into();
+        if source.kind() == io::ErrorKind::NotFound {
+            Self::MissingFile { path }
+        } else {
+            Self::Io { path, source }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_turns_not_found_into_missing_file() {
+        let err = ArtifactError::io("a/b", io::Error::from(io::ErrorKind::NotFound));
+        assert_eq!(err.to_string(), "missing file `a/b` in the artifact");
+        let err = ArtifactError::io("a/b", io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(err, ArtifactError::Io { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn hash_mismatch_names_the_file_and_both_hashes() {
+        let err = ArtifactError::HashMismatch {
+            path: "code/chains/t.rs".into(),
+            expected: "aa".into(),
+            actual: "bb".into(),
+        };
+        insta::assert_snapshot!(err.to_string(), @"`code/chains/t.rs` does not match the artifact's record (sha256 expected aa, found bb); refusing a changed artifact");
+    }
+}

@@ -1,0 +1,57 @@
+//! The model artifact: the directory chainlog logs to MLflow as a LoggedModel's files —
+//! writing it, reading it back and verifying its hashes. Synchronous, on local directories
+//! only; moving it to and from a tracking store belongs to `store`, building and running the
+//! chain it holds to the runner.
+//!
+//! ```text
+//! MLmodel                    MLflow's top-level keys + flavors.chainlog (format_version,
+//!                            chain, code/prompt/config paths and SHA-256s, inline config,
+//!                            provenance: chainlog/rustc/target, git commit, Cargo.lock hash)
+//! code/chains/<name>.rs      the chain source as compiled into the binary
+//! code/…                     a snapshot of the crate for `--build cargo` (tracked files only;
+//!                            no target/, no dotfiles)
+//! prompts/…                  the templates, at their paths relative to the prompts folder
+//! model_config.yaml          the config: `${ENV}` references, never values
+//! input_example.json         the input example, and serving_input_example.json ({"inputs": …})
+//! output_example.json        the output example, when given
+//! environment_variables.txt  names of the variables the config references (MLflow's header)
+//! ```
+//!
+//! No absolute path of the author's machine is written: the MLmodel's paths are relative to
+//! the artifact (unlike MLflow's own `model_code_path`).
+//!
+//! Main types: [`ArtifactSpec`] and [`write_artifact`] (write), [`LoadedArtifact`] (read,
+//! [`verify`](LoadedArtifact::verify)), [`MlModel`] with [`ChainlogFlavor`] (the format),
+//! [`Provenance`] (what built the chain, and its run tags), [`ArtifactError`].
+//!
+//! Parts: `mlmodel` (the MLmodel types, file names, the format_version check), `signature`
+//! (JSON schema → MLflow column specs), `spec` (what to write), `write`, `read`, `snapshot` (which crate files go
+//! in), `provenance`, `digest` (SHA-256 of files and file sets), `json_text` (JSON spaced as
+//! Python writes it), `error`.
+
+mod digest;
+mod error;
+mod json_text;
+mod mlmodel;
+mod provenance;
+mod read;
+mod signature;
+mod snapshot;
+mod spec;
+#[cfg(test)]
+mod test_helpers;
+mod write;
+
+pub use error::ArtifactError;
+pub use mlmodel::{
+    CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION, FileRecord, Flavors,
+    INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE, MlModel,
+    OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord, SERVING_INPUT_EXAMPLE_FILE, Signature,
+    SnapshotRecord,
+};
+pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
+pub use read::LoadedArtifact;
+pub use signature::mlflow_schema_json;
+pub use snapshot::SNAPSHOT_PATHS;
+pub use spec::{ArtifactSpec, WrittenArtifact};
+pub use write::{ENV_VARS_HEADER, write_artifact};

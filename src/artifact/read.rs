@@ -1,0 +1,479 @@
+//! Reading an artifact directory back: [`LoadedArtifact::read`] parses the MLmodel (refusing
+//! a flavor `format_version` it does not know and any path that leaves the directory), and
+//! [`LoadedArtifact::verify`] checks every hash the flavor records against the files.
+//!
+//! Nothing of an artifact should be used before `verify` passes: the code is about to be
+//! built and run.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde_json::Value;
+
+use super::{
+    ArtifactError, ChainlogFlavor, MlModel,
+    digest::{sha256_hex, tree_sha256},
+    mlmodel::{CONFIG_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR},
+    write::plain_relative,
+};
+use crate::config::ChainConfig;
+
+/// An artifact directory whose MLmodel has been read.
+#[derive(Debug, Clone)]
+pub struct LoadedArtifact {
+    dir: PathBuf,
+    mlmodel: MlModel,
+}
+
+impl LoadedArtifact {
+    /// Reads `dir/MLmodel`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::MissingFile`] without an MLmodel, those of
+    /// [`MlModel::from_yaml`] (invalid YAML, [`ArtifactError::NotChainlog`],
+    /// [`ArtifactError::UnknownFormatVersion`]), and [`ArtifactError::UnsafePath`] when a
+    /// path in the flavor is absolute or climbs out of `dir`.
+    pub fn read(dir: &Path) -> Result<Self, ArtifactError> {
+        let path = dir.join(MLMODEL_FILE);
+        let text = fs::read_to_string(&path).map_err(|err| ArtifactError::io(&path, err))?;
+        let mlmodel = MlModel::from_yaml(&text, &path)?;
+        let flavor = &mlmodel.flavors.chainlog;
+        let paths = std::iter::once(flavor.code.path.as_str())
+            .chain(flavor.crate_snapshot.iter().map(|s| s.path.as_str()))
+            .chain(
+                flavor
+                    .prompts
+                    .iter()
+                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+            );
+        for entry in paths {
+            if plain_relative(Path::new(entry)).is_none() {
+                return Err(ArtifactError::UnsafePath {
+                    mlmodel: path,
+                    entry: entry.to_owned(),
+                });
+            }
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            mlmodel,
+        })
+    }
+
+    /// The artifact directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The MLmodel.
+    pub fn mlmodel(&self) -> &MlModel {
+        &self.mlmodel
+    }
+
+    /// The chainlog flavor of the MLmodel.
+    pub fn flavor(&self) -> &ChainlogFlavor {
+        &self.mlmodel.flavors.chainlog
+    }
+
+    /// The folder holding the prompt templates (`prompts/`), laid out as the config's
+    /// `prompts:` section names them.
+    pub fn prompts_dir(&self) -> PathBuf {
+        self.dir.join(PROMPTS_DIR)
+    }
+
+    /// The crate snapshot folder (`code/`), when the artifact has one.
+    pub fn snapshot_dir(&self) -> Option<PathBuf> {
+        self.flavor()
+            .crate_snapshot
+            .as_ref()
+            .map(|s| self.dir.join(&s.path))
+    }
+
+    /// The run tags of the artifact's provenance and hashes ([`ChainlogFlavor::run_tags`]).
+    pub fn run_tags(&self) -> Vec<(String, String)> {
+        self.flavor().run_tags()
+    }
+
+    /// Checks every hash the flavor records: the chain source, each prompt file (and each
+    /// prompt's hash over its files), `model_config.yaml` and the inline config, and the
+    /// crate snapshot's content (no file changed, added or removed under `code/`).
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::HashMismatch`] naming the first file that differs (the MLmodel itself
+    /// when a hash it records disagrees with the rest of it, the `code/` folder for the
+    /// snapshot), [`ArtifactError::MissingFile`] for a file that is gone,
+    /// [`ArtifactError::Config`] for an inline config that is no longer a valid config.
+    pub fn verify(&self) -> Result<(), ArtifactError> {
+        let flavor = self.flavor();
+        self.check_file(&flavor.code.path, &flavor.code.sha256)?;
+        for prompt in &flavor.prompts {
+            for file in &prompt.files {
+                self.check_file(&file.path, &file.sha256)?;
+            }
+            let prefix = format!("{PROMPTS_DIR}/");
+            let listed = prompt.files.iter().map(|f| {
+                let path = f.path.strip_prefix(&prefix).unwrap_or(&f.path);
+                (path, f.sha256.as_str())
+            });
+            self.check_recorded(&prompt.sha256, tree_sha256(listed))?;
+        }
+        self.check_file(CONFIG_FILE, &flavor.config_sha256)?;
+        let mlmodel_path = self.dir.join(MLMODEL_FILE);
+        let inline =
+            ChainConfig::from_value(flavor.config.clone(), &mlmodel_path).map_err(|source| {
+                ArtifactError::Config {
+                    path: mlmodel_path,
+                    source,
+                }
+            })?;
+        self.check_recorded(&flavor.config_sha256, inline.sha256())?;
+        if let Some(snapshot) = &flavor.crate_snapshot {
+            let root = self.dir.join(&snapshot.path);
+            let mut hashes = Vec::with_capacity(snapshot.files);
+            hash_tree(&root, "", &mut hashes)?;
+            let actual = tree_sha256(hashes.iter().map(|(p, s)| (p.as_str(), s.as_str())));
+            if actual != snapshot.sha256 || hashes.len() != snapshot.files {
+                return Err(ArtifactError::HashMismatch {
+                    path: root,
+                    expected: snapshot.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The chain source as logged. Call [`verify`](Self::verify) first.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::MissingFile`], [`ArtifactError::Io`] (also for text that is not
+    /// UTF-8).
+    pub fn source(&self) -> Result<String, ArtifactError> {
+        let path = self.dir.join(&self.flavor().code.path);
+        fs::read_to_string(&path).map_err(|err| ArtifactError::io(&path, err))
+    }
+
+    /// The config as logged (`model_config.yaml`). Call [`verify`](Self::verify) first.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::Config`] when it cannot be read or is not a valid config.
+    pub fn config(&self) -> Result<ChainConfig, ArtifactError> {
+        let path = self.dir.join(CONFIG_FILE);
+        ChainConfig::from_path(&path).map_err(|source| ArtifactError::Config { path, source })
+    }
+
+    /// The input example, if one was logged.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::Io`], or [`ArtifactError::Yaml`] for a file that is not JSON.
+    pub fn input_example(&self) -> Result<Option<Value>, ArtifactError> {
+        self.optional_json(INPUT_EXAMPLE_FILE)
+    }
+
+    /// The output example, if one was logged.
+    ///
+    /// # Errors
+    ///
+    /// As [`input_example`](Self::input_example).
+    pub fn output_example(&self) -> Result<Option<Value>, ArtifactError> {
+        self.optional_json(OUTPUT_EXAMPLE_FILE)
+    }
+
+    fn optional_json(&self, name: &str) -> Result<Option<Value>, ArtifactError> {
+        let path = self.dir.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|err| ArtifactError::Yaml {
+                        path,
+                        message: err.to_string(),
+                    })
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ArtifactError::Io { path, source }),
+        }
+    }
+
+    /// Refuses `relative` unless its bytes hash to `expected`.
+    fn check_file(&self, relative: &str, expected: &str) -> Result<(), ArtifactError> {
+        let path = self.dir.join(relative);
+        let bytes = fs::read(&path).map_err(|err| ArtifactError::io(&path, err))?;
+        let actual = sha256_hex(&bytes);
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(ArtifactError::HashMismatch {
+                path,
+                expected: expected.to_owned(),
+                actual,
+            })
+        }
+    }
+
+    /// Refuses an MLmodel whose recorded hash disagrees with what its other records give.
+    fn check_recorded(&self, expected: &str, actual: String) -> Result<(), ArtifactError> {
+        if actual == expected {
+            Ok(())
+        } else {
+            Err(ArtifactError::HashMismatch {
+                path: self.dir.join(MLMODEL_FILE),
+                expected: expected.to_owned(),
+                actual,
+            })
+        }
+    }
+}
+
+/// `(relative path, sha256)` of every entry under `dir`; a symlink or other non-file entry
+/// is recorded by kind, so it never matches a snapshot (which holds only files).
+fn hash_tree(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), ArtifactError> {
+    let entries = fs::read_dir(dir).map_err(|err| ArtifactError::io(dir, err))?;
+    for entry in entries {
+        let entry = entry.map_err(|err| ArtifactError::io(dir, err))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relative = format!("{prefix}{name}");
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|err| ArtifactError::io(&path, err))?;
+        if kind.is_dir() {
+            hash_tree(&path, &format!("{relative}/"), out)?;
+        } else if kind.is_file() {
+            let bytes = fs::read(&path).map_err(|err| ArtifactError::io(&path, err))?;
+            out.push((relative, sha256_hex(&bytes)));
+        } else {
+            out.push((relative, "not-a-file".to_owned()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{
+        FORMAT_VERSION,
+        test_helpers::{MODEL_ID, RUN_ID, SOURCE, write_fixture},
+    };
+
+    /// Flips the last bit of the file's first byte.
+    fn tamper(path: &Path) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes[0] ^= 1;
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn mismatch_path(err: ArtifactError) -> PathBuf {
+        match err {
+            ArtifactError::HashMismatch {
+                path,
+                expected,
+                actual,
+            } => {
+                assert_ne!(expected, actual);
+                path
+            }
+            other => panic!("expected a hash mismatch, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn write_read_verify_round_trip() {
+        let fixture = write_fixture(true);
+        let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();
+        loaded.verify().unwrap();
+        assert_eq!(loaded.mlmodel(), &fixture.written.mlmodel);
+        assert_eq!(loaded.flavor().format_version, FORMAT_VERSION);
+        assert_eq!(loaded.mlmodel().model_id.as_deref(), Some(MODEL_ID));
+        assert_eq!(loaded.mlmodel().run_id.as_deref(), Some(RUN_ID));
+        assert_eq!(loaded.source().unwrap(), SOURCE);
+        let config = loaded.config().unwrap();
+        assert_eq!(config.sha256(), loaded.flavor().config_sha256);
+        assert_eq!(config.as_value(), &loaded.flavor().config);
+        assert_eq!(
+            loaded.input_example().unwrap(),
+            Some(serde_json::json!({"text": "hello", "n": 2}))
+        );
+        assert_eq!(
+            loaded.output_example().unwrap(),
+            Some(serde_json::json!({"reply": "hi"}))
+        );
+        assert_eq!(loaded.snapshot_dir(), Some(fixture.artifact.join("code/")));
+        assert_eq!(loaded.run_tags(), fixture.written.run_tags());
+    }
+
+    #[test]
+    fn prompts_reload_from_the_artifact_with_their_logged_hashes() {
+        let fixture = write_fixture(false);
+        let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();
+        let config = loaded.config().unwrap();
+        let entries: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(config.as_value()["prompts"].clone()).unwrap();
+        let set = crate::prompt::PromptSet::load(&loaded.prompts_dir(), &entries).unwrap();
+        for record in &loaded.flavor().prompts {
+            assert_eq!(
+                set.get(&record.name).unwrap().sha256(),
+                record.sha256,
+                "{}",
+                record.name
+            );
+        }
+    }
+
+    #[test]
+    fn run_tags_carry_provenance_and_every_hash() {
+        let fixture = write_fixture(true);
+        let tags = fixture.written.run_tags();
+        let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+        for key in [
+            "chainlog.version",
+            "chainlog.rustc",
+            "chainlog.target",
+            "chainlog.cargo_lock_sha256",
+            "chainlog.code_sha256",
+            "chainlog.config_sha256",
+            "chainlog.prompt.greet.sha256",
+            "chainlog.prompt.qa.sha256",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        // The fixture crate is not in git: no commit tag rather than a wrong one.
+        assert!(!keys.contains(&"mlflow.source.git.commit"), "{keys:?}");
+    }
+
+    #[test]
+    fn tampered_code_is_refused_naming_the_file() {
+        let fixture = write_fixture(true);
+        tamper(&fixture.artifact.join("code/chains/t.rs"));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(err.to_string().contains("code/chains/t.rs"), "{err}");
+        assert!(mismatch_path(err).ends_with("code/chains/t.rs"));
+    }
+
+    #[test]
+    fn tampered_prompt_is_refused_naming_the_file() {
+        let fixture = write_fixture(false);
+        tamper(&fixture.artifact.join("prompts/qa/02-user.hbs"));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with("prompts/qa/02-user.hbs"));
+    }
+
+    #[test]
+    fn tampered_config_is_refused_naming_the_file() {
+        let fixture = write_fixture(false);
+        tamper(&fixture.artifact.join(CONFIG_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(CONFIG_FILE));
+    }
+
+    #[test]
+    fn edited_inline_config_is_refused_naming_the_mlmodel() {
+        let fixture = write_fixture(false);
+        let path = fixture.artifact.join(MLMODEL_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("sentences: 3"));
+        fs::write(&path, text.replace("sentences: 3", "sentences: 4")).unwrap();
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(MLMODEL_FILE));
+    }
+
+    #[test]
+    fn changed_or_added_snapshot_file_is_refused_naming_the_snapshot() {
+        let fixture = write_fixture(true);
+        tamper(&fixture.artifact.join("code/src/lib.rs"));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with("code"));
+
+        let fixture = write_fixture(true);
+        fs::write(fixture.artifact.join("code/src/extra.rs"), "").unwrap();
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with("code"));
+    }
+
+    #[test]
+    fn missing_file_is_refused_naming_it() {
+        let fixture = write_fixture(false);
+        fs::remove_file(fixture.artifact.join("prompts/greet.hbs")).unwrap();
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::MissingFile { path } if path.ends_with("prompts/greet.hbs")),
+            "{err:?}"
+        );
+        let empty = tempfile::tempdir().unwrap();
+        let err = LoadedArtifact::read(empty.path()).unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::MissingFile { path } if path.ends_with(MLMODEL_FILE)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_format_version_is_refused_on_read() {
+        let fixture = write_fixture(false);
+        let path = fixture.artifact.join(MLMODEL_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(
+            &path,
+            text.replace("format_version: 1", "format_version: 99"),
+        )
+        .unwrap();
+        let err = LoadedArtifact::read(&fixture.artifact).unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::UnknownFormatVersion { found, supported: 1 } if found == "99"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("format_version 99"), "{err}");
+    }
+
+    #[test]
+    fn path_leaving_the_artifact_is_refused() {
+        let fixture = write_fixture(false);
+        let path = fixture.artifact.join(MLMODEL_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        for bad in ["../../etc/passwd", "/etc/passwd"] {
+            fs::write(
+                &path,
+                text.replace("path: code/chains/t.rs", &format!("path: {bad}")),
+            )
+            .unwrap();
+            let err = LoadedArtifact::read(&fixture.artifact).unwrap_err();
+            assert!(
+                matches!(&err, ArtifactError::UnsafePath { entry, .. } if entry == bad),
+                "{err:?}"
+            );
+        }
+    }
+}
