@@ -102,7 +102,8 @@ pub fn run(registry: &ChainRegistry, args: LogArgs) -> anyhow::Result<()> {
         };
         let logged = log_chain(store.as_ref(), &request, &progress).await;
         bar.finish_and_clear();
-        let logged = logged.with_context(|| format!("failed to log chain `{}` to {uri}", entry.name()))?;
+        let logged =
+            logged.with_context(|| format!("failed to log chain `{}` to {uri}", entry.name()))?;
         let mut out = std::io::stdout().lock();
         if args.json {
             let mut value = serde_json::to_value(&logged).context("failed to print the result")?;
@@ -113,10 +114,15 @@ pub fn run(registry: &ChainRegistry, args: LogArgs) -> anyhow::Result<()> {
             writeln!(out).context("failed to print the result")?;
         } else {
             writeln!(out, "run_id:    {}", logged.run_id).context("failed to print the result")?;
-            writeln!(out, "model_id:  {}", logged.model_id).context("failed to print the result")?;
-            writeln!(out, "model_uri: {}", logged.model_uri).context("failed to print the result")?;
-            if let (Some(name), Some(version)) = (&args.registered_model, &logged.registered_version) {
-                writeln!(out, "registered: models:/{name}/{version}").context("failed to print the result")?;
+            writeln!(out, "model_id:  {}", logged.model_id)
+                .context("failed to print the result")?;
+            writeln!(out, "model_uri: {}", logged.model_uri)
+                .context("failed to print the result")?;
+            if let (Some(name), Some(version)) =
+                (&args.registered_model, &logged.registered_version)
+            {
+                writeln!(out, "registered: models:/{name}/{version}")
+                    .context("failed to print the result")?;
             }
             match &uri {
                 TrackingUri::Sqlite { .. } => writeln!(
@@ -132,8 +138,13 @@ pub fn run(registry: &ChainRegistry, args: LogArgs) -> anyhow::Result<()> {
 }
 
 /// The crate whose files go into the artifact's `code/` snapshot: the working directory when
-/// it holds this chain's source, else none (the chain's own source is always logged).
+/// it holds this chain's source, else the crate this binary was built from when it is still
+/// on this machine, else none (the chain's own source as compiled is always logged).
 fn crate_dir(source_path: &str) -> Option<PathBuf> {
-    let here = std::env::current_dir().ok()?;
-    (here.join("Cargo.toml").is_file() && here.join(Path::new(source_path)).is_file()).then_some(here)
+    let holds_chain =
+        |dir: &Path| dir.join("Cargo.toml").is_file() && dir.join(source_path).is_file();
+    std::env::current_dir()
+        .ok()
+        .filter(|dir| holds_chain(dir))
+        .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))).filter(|dir| holds_chain(dir)))
 }

@@ -46,6 +46,16 @@ pub struct PromptFile {
     pub sha256: String,
 }
 
+/// The template a file holds, as compiled: one trailing line ending dropped.
+fn source_text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    text.to_owned()
+}
+
 /// One template of a prompt before compiling: a text prompt has one, a chat prompt one per
 /// message.
 #[derive(Debug)]
@@ -319,7 +329,7 @@ impl PromptTemplate {
             PromptKind::Text => self
                 .files
                 .iter()
-                .map(|file| file.text.as_str())
+                .map(|file| source_text(&file.bytes))
                 .collect(),
             PromptKind::Chat => {
                 let messages: Vec<serde_json::Value> = self
@@ -329,7 +339,7 @@ impl PromptTemplate {
                     .map(|((_, role), file)| {
                         serde_json::json!({
                             "role": role.unwrap_or(Role::User).as_str(),
-                            "content": file.text,
+                            "content": source_text(&file.bytes),
                         })
                     })
                     .collect();

@@ -24,7 +24,6 @@ use crate::{
 };
 
 /// What to log.
-#[derive(Debug)]
 pub struct LogRequest<'a> {
     /// The chain, as compiled into this binary.
     pub chain: &'a ChainEntry,
@@ -48,6 +47,16 @@ pub struct LogRequest<'a> {
     pub validate: bool,
     /// The environment the chain reads (the endpoint's, possibly the built-in mock's).
     pub env: EnvReader,
+}
+
+impl std::fmt::Debug for LogRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogRequest")
+            .field("chain", &self.chain.name())
+            .field("experiment", &self.experiment)
+            .field("registered_model", &self.registered_model)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What was logged.
@@ -137,8 +146,8 @@ async fn registry_prompt(
     };
     let found = store.load_prompt(prompt, &version).await?;
     let template = if found.kind == "chat" {
-        let messages: Vec<crate::prompt::RenderedMessage> = serde_json::from_str(&found.template)
-            .map_err(|err| StoreError::NotFound {
+        let messages: Vec<crate::prompt::RenderedMessage> =
+            serde_json::from_str(&found.template).map_err(|err| StoreError::NotFound {
                 what: format!("a chat template in `{uri}` ({err})"),
             })?;
         PromptTemplate::chat(
@@ -166,7 +175,8 @@ pub async fn log_chain(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Logged, LogError> {
     let entry = request.chain;
-    let (prompts, prompt_uris) = load_prompts(request.config, request.prompts_dir, Some(store)).await?;
+    let (prompts, prompt_uris) =
+        load_prompts(request.config, request.prompts_dir, Some(store)).await?;
     // Refuse everything refusable before the store is touched.
     let output_example = match request.input_example {
         Some(example) => {
@@ -191,7 +201,10 @@ pub async fn log_chain(
         .map_or_else(|| format!("{}-{}", entry.name(), now / 1000), str::to_owned);
     let mut tags = vec![
         ("mlflow.user".to_owned(), user_name()),
-        ("mlflow.source.name".to_owned(), entry.source_path().to_owned()),
+        (
+            "mlflow.source.name".to_owned(),
+            entry.source_path().to_owned(),
+        ),
         ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
     ];
     tags.extend(provenance.run_tags());
@@ -199,13 +212,26 @@ pub async fn log_chain(
         .create_run(&experiment.id, &run_name, now, &tags)
         .await?;
     let mut model: Option<LoggedModel> = None;
-    let result = log_into_run(store, request, &prompts, &prompt_uris, &provenance, &run, &mut model, output_example.as_ref(), progress).await;
+    let result = log_into_run(
+        store,
+        request,
+        &prompts,
+        &prompt_uris,
+        &provenance,
+        &run,
+        &mut model,
+        output_example.as_ref(),
+        progress,
+    )
+    .await;
     match result {
         Ok(registered_version) => {
             store
                 .set_run_status(&run.run_id, RunStatus::Finished, unix_ms())
                 .await?;
-            let model = model.ok_or_else(|| StoreError::NotFound { what: "the logged model".to_owned() })?;
+            let model = model.ok_or_else(|| StoreError::NotFound {
+                what: "the logged model".to_owned(),
+            })?;
             Ok(Logged {
                 experiment_id: experiment.id,
                 run_id: run.run_id,
@@ -232,7 +258,10 @@ pub async fn log_chain(
 }
 
 /// The steps inside a created run; any error here fails the run.
-#[expect(clippy::too_many_arguments, reason = "one call site; the steps share these")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the steps share these"
+)]
 async fn log_into_run(
     store: &dyn TrackingStore,
     request: &LogRequest<'_>,
@@ -249,13 +278,16 @@ async fn log_into_run(
         .create_logged_model(&run.experiment_id, entry.name(), &run.run_id, &[], &[])
         .await?;
     *model_slot = Some(model.clone());
-    store.link_run_output(&run.run_id, &model.model_id, 0).await?;
+    store
+        .link_run_output(&run.run_id, &model.model_id, 0)
+        .await?;
 
     let staging = tempfile::tempdir().map_err(LogError::TempDir)?;
     let dir = staging.path().join("artifacts");
+    let artifact_path = portable_artifact_uri(&model);
     let mut spec = ArtifactSpec::new(entry, request.config, prompts, &model.model_id, provenance)
         .with_run_id(&run.run_id)
-        .with_artifact_uri(&model.artifact_uri);
+        .with_artifact_uri(&artifact_path);
     if let Some(crate_dir) = request.crate_dir {
         spec = spec.with_crate_dir(crate_dir);
     }
@@ -271,7 +303,11 @@ async fn log_into_run(
     let written = write_artifact(&dir, &spec)?;
     store.upload_model_artifacts(&model, &dir, progress).await?;
     store
-        .log_batch(&run.run_id, &request.config.flatten("/"), &written.run_tags())
+        .log_batch(
+            &run.run_id,
+            &request.config.flatten("/"),
+            &written.run_tags(),
+        )
         .await?;
     store
         .finalize_logged_model(&model.model_id, ModelStatus::Ready)
@@ -279,11 +315,37 @@ async fn log_into_run(
     let Some(name) = request.registered_model else {
         return Ok(None);
     };
-    let version = store.register_model_version(name, &model, &run.run_id).await?;
+    let version = store
+        .register_model_version(name, &model, &run.run_id)
+        .await?;
     if let Some(alias) = request.alias {
         store.set_alias(name, alias, &version).await?;
     }
     Ok(Some(version))
+}
+
+/// The model's artifact location as MLmodel records it, without an absolute path of this
+/// machine: a server's `mlflow-artifacts:/…` as is; a local store's path relative to the
+/// working directory (`mlruns/0/models/<id>/artifacts`, where MLflow puts it), else the model
+/// URI.
+fn portable_artifact_uri(model: &LoggedModel) -> String {
+    let local = model
+        .artifact_uri
+        .strip_prefix("file://")
+        .unwrap_or(&model.artifact_uri);
+    if !Path::new(local).is_absolute() {
+        return model.artifact_uri.clone();
+    }
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            Path::new(local)
+                .strip_prefix(cwd)
+                .ok()
+                .map(Path::to_path_buf)
+        })
+        .and_then(|relative| relative.to_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("models:/{}", model.model_id))
 }
 
 /// Runs the input example once against the configured endpoint; its output is logged.
@@ -302,7 +364,9 @@ async fn run_example(
     )?;
     let chain = request.chain.build(&ctx)?;
     let span = tracing::info_span!("log.validate", chain = request.chain.name());
-    Ok(chain.invoke(example.clone(), &RunContext::new(span)).await?)
+    Ok(chain
+        .invoke(example.clone(), &RunContext::new(span))
+        .await?)
 }
 
 fn unix_ms() -> i64 {
@@ -311,9 +375,11 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The user name MLflow records (`mlflow.user`), as the Python client finds it.
+/// The user name MLflow records (`mlflow.user`), from the variables Python's
+/// `getpass.getuser()` reads.
 fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    ["LOGNAME", "USER", "LNAME", "USERNAME"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
 }

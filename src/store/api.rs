@@ -117,7 +117,9 @@ pub enum StoreError {
         name: String,
     },
     /// The SQLite file is at a schema revision this chainlog does not support.
-    #[error("the MLflow database `{path}` is at schema revision {found}; this chainlog supports {supported} (mlflow 3.17.2)")]
+    #[error(
+        "the MLflow database `{path}` is at schema revision {found}; this chainlog supports {supported} (mlflow 3.17.2)"
+    )]
     UnsupportedSchema {
         /// The database file.
         path: String,
@@ -194,7 +196,12 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
     ) -> Result<LoggedModel, StoreError>;
 
     /// Links a run to a model it produced (the run's outputs).
-    async fn link_run_output(&self, run_id: &str, model_id: &str, step: i64) -> Result<(), StoreError>;
+    async fn link_run_output(
+        &self,
+        run_id: &str,
+        model_id: &str,
+        step: i64,
+    ) -> Result<(), StoreError>;
 
     /// Uploads every file under `local_dir` as the model's artifacts (relative paths kept).
     /// `progress(done_bytes, total_bytes)` is called as files complete.
@@ -206,10 +213,19 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
 
     /// Sets a model's final status.
-    async fn finalize_logged_model(&self, model_id: &str, status: ModelStatus) -> Result<(), StoreError>;
+    async fn finalize_logged_model(
+        &self,
+        model_id: &str,
+        status: ModelStatus,
+    ) -> Result<(), StoreError>;
 
     /// Sets a run's final status and end time.
-    async fn set_run_status(&self, run_id: &str, status: RunStatus, end_time_ms: i64) -> Result<(), StoreError>;
+    async fn set_run_status(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        end_time_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// Registers `model` as a new version of the registered model `name` (created if absent);
     /// returns the version.
@@ -234,5 +250,9 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
     ) -> Result<PromptVersion, StoreError>;
 
     /// A prompt version by number or alias (`"3"`, or `"@champion"`; `"@latest"` is the newest).
-    async fn load_prompt(&self, name: &str, version_or_alias: &str) -> Result<PromptVersion, StoreError>;
+    async fn load_prompt(
+        &self,
+        name: &str,
+        version_or_alias: &str,
+    ) -> Result<PromptVersion, StoreError>;
 }

@@ -118,20 +118,32 @@ fn readme_commands_are_valid_command_lines() {
     }
 }
 
-/// Every `chainlog run …` and `chainlog chains` command in the README runs and succeeds, from
-/// the repository root, with no `OPENAI_*` variable (so against the built-in mock).
+/// Every `chainlog run`, `chains`, `log` and `prompts` command in the README runs and
+/// succeeds with no `OPENAI_*` or `MLFLOW_*` variable (so against the built-in mock and the
+/// default `./mlflow.db`): `run`/`chains` from the repository root, `log`/`prompts` from a
+/// fresh folder holding the repository's `chains/` and `prompts/` (so no store is written into
+/// the repository).
 #[test]
-fn readme_run_commands_succeed() {
+fn readme_commands_run_and_succeed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = tempfile::tempdir().unwrap();
+    for folder in ["chains", "prompts"] {
+        std::os::unix::fs::symlink(root.join(folder), scratch.path().join(folder)).unwrap();
+    }
     let mut ran = 0;
     for args in commands() {
-        if !matches!(args.first().map(String::as_str), Some("run" | "chains")) {
-            continue;
-        }
+        let cwd = match args.first().map(String::as_str) {
+            Some("run" | "chains") => root,
+            Some("log" | "prompts") => scratch.path(),
+            _ => continue,
+        };
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_chainlog"))
             .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(cwd)
             .env_remove("OPENAI_BASE_URL")
             .env_remove("OPENAI_API_KEY")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("MLFLOW_EXPERIMENT_NAME")
             .output()
             .unwrap();
         assert!(
@@ -141,5 +153,6 @@ fn readme_run_commands_succeed() {
         );
         ran += 1;
     }
-    assert!(ran >= 5, "only {ran} run commands found");
+    assert!(ran >= 10, "only {ran} commands found");
+    assert!(scratch.path().join("mlflow.db").is_file());
 }

@@ -29,12 +29,10 @@ def main():
         output_format="list",
     )
     model = client.get_logged_model(spec["model_id"])
-    artifacts = sorted(
-        a.path for a in mlflow.artifacts.list_artifacts(f"models:/{spec['model_id']}")
-    )
+    artifacts = sorted(a.path for a in client.list_logged_model_artifacts(spec["model_id"]))
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{spec['model_id']}/MLmodel", dst_path=tmp
+            artifact_uri=f"{model.artifact_location}/MLmodel", dst_path=tmp
         )
         parsed = Model.load(local)
         mlmodel = {
@@ -65,7 +63,7 @@ def main():
         name = spec["registered_name"]
         version = client.get_model_version_by_alias(name, spec["alias"]) if spec.get("alias") else None
         out["registered"] = {
-            "alias_version": version.version if version else None,
+            "alias_version": str(version.version) if version else None,
             "alias_model_id": getattr(version, "model_id", None) if version else None,
             "source": version.source if version else None,
         }

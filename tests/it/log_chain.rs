@@ -1,0 +1,508 @@
+//! `chainlog log` end to end, read back with MLflow's own Python client: every example chain to
+//! a fresh SQLite store and to a real `mlflow server`; the secret canary over everything
+//! written and sent; a literal key refused with nothing written; the server failing
+//! mid-upload leaves no READY model and a second log succeeds.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    body::{Body, to_bytes},
+    extract::{Request, State},
+    http::Method,
+    response::Response,
+};
+use serde_json::{Value, json};
+
+use crate::{
+    chain_support::root,
+    support::{mlflow_server::MlflowServer, python_env},
+};
+
+/// The example input of each chain.
+fn examples() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "extract",
+            json!({"text": "Grace Hopper, rear admiral, US Navy, grace@example.org"}),
+        ),
+        (
+            "map_reduce",
+            json!({"text": "First part of a story. ".repeat(100)}),
+        ),
+        (
+            "summarize",
+            json!({"text": "Rust is a systems language focused on safety."}),
+        ),
+        ("tool_agent", json!({"question": "What is 2 + 2?"})),
+    ]
+}
+
+/// Runs `chainlog` in `cwd` with the repository's chains and prompts and the given env.
+fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_EXPERIMENT_NAME")
+        .env_remove("MLFLOW_TRACKING_TOKEN");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+/// `chainlog log <chain> … --json`, asserting success; returns the printed JSON.
+fn log(cwd: &Path, chain: &str, example: &Value, extra: &[&str], env: &[(&str, &str)]) -> Value {
+    let config = root().join(format!("chains/{chain}.yaml"));
+    let prompts = root().join("prompts");
+    let example = example.to_string();
+    let mut args = vec![
+        "log",
+        chain,
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
+        "--input-example",
+        &example,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let output = chainlog(cwd, &args, env);
+    assert!(
+        output.status.success(),
+        "chainlog log {chain} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn mlflow_env() -> python_env::PythonEnv {
+    python_env::provision(
+        "mlflow",
+        &root().join("tests/python/requirements-mlflow.txt"),
+    )
+}
+
+/// What MLflow's Python client reads back (tests/python/logged_chain_check.py).
+fn read_back(python: &mut Command, cwd: &Path, spec: &Value) -> Value {
+    let output = python
+        .arg(root().join("tests/python/logged_chain_check.py"))
+        .arg(spec.to_string())
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "read-back failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+/// Checks what MLflow sees of one logged chain.
+fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
+    let run = &seen["run"];
+    assert_eq!(run["status"], "FINISHED", "{seen}");
+    assert_eq!(run["found_by_search"], 1);
+    assert_eq!(run["params"]["llm/model"], "gpt-4o-mini");
+    assert_eq!(run["params"]["llm/api_key"], "${OPENAI_API_KEY}");
+    assert_eq!(run["tags"]["mlflow.source.type"], "LOCAL");
+    assert_eq!(
+        run["tags"]["mlflow.source.name"],
+        format!("chains/{chain}.rs")
+    );
+    assert!(run["tags"]["chainlog.code_sha256"].is_string());
+    assert!(run["tags"]["mlflow.source.git.commit"].is_string());
+    assert_eq!(run["outputs"][0], logged["model_id"]);
+    let model = &seen["model"];
+    assert!(
+        model["status"].as_str().unwrap().contains("READY"),
+        "{model}"
+    );
+    assert_eq!(model["name"], chain);
+    for file in [
+        "MLmodel",
+        "code",
+        "prompts",
+        "model_config.yaml",
+        "input_example.json",
+        "serving_input_example.json",
+        "output_example.json",
+        "environment_variables.txt",
+    ] {
+        assert!(
+            model["artifacts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == file),
+            "{file} missing from {model}"
+        );
+    }
+    let mlmodel = &seen["mlmodel"];
+    assert_eq!(mlmodel["model_id"], logged["model_id"]);
+    assert_eq!(mlmodel["chainlog"]["chain"], chain);
+    assert_eq!(mlmodel["chainlog"]["format_version"], 1);
+    assert!(mlmodel["signature_inputs"].is_string());
+    assert_eq!(
+        seen["registered"]["alias_version"], "1",
+        "{registered}: {seen}"
+    );
+    assert_eq!(
+        seen["registered"]["source"],
+        format!("models:/{}", logged["model_id"].as_str().unwrap())
+    );
+}
+
+/// Every example chain logged to a fresh `sqlite:///mlflow.db` (MLflow's default), its input
+/// example run against the built-in mock, then read back by MLflow's own client: runs,
+/// params, tags, READY models with their files, parsed MLmodels, versions and aliases; and a
+/// prompt pushed to the registry loads with `mlflow.genai.load_prompt`.
+#[test]
+fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
+    let env = mlflow_env();
+    let dir = tempfile::tempdir().unwrap();
+    for (chain, example) in examples() {
+        let registered = format!("{chain}-chain");
+        let logged = log(
+            dir.path(),
+            chain,
+            &example,
+            &["--registered-model", &registered, "--alias", "champion"],
+            &[],
+        );
+        assert_eq!(logged["tracking_uri"], "sqlite:///mlflow.db");
+        let mut python = env.command();
+        python.env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db");
+        let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "registered_name": registered, "alias": "champion", "prompt_uri": null});
+        assert_logged(
+            &read_back(&mut python, dir.path(), &spec),
+            chain,
+            &logged,
+            &registered,
+        );
+    }
+    let prompts = root().join("prompts");
+    let pushed = chainlog(
+        dir.path(),
+        &[
+            "prompts",
+            "push",
+            "summarize",
+            "--prompts-dir",
+            prompts.to_str().unwrap(),
+            "--message",
+            "first",
+        ],
+        &[],
+    );
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&pushed.stdout).trim(),
+        "prompts:/summarize/1"
+    );
+    let logged = log(dir.path(), "summarize", &examples()[2].1, &[], &[]);
+    let mut python = env.command();
+    python.env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db");
+    let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "prompt_uri": "prompts:/summarize/1"});
+    let seen = read_back(&mut python, dir.path(), &spec);
+    assert_eq!(seen["prompt"]["variables"], json!(["sentences", "text"]));
+    assert!(seen["prompt"]["template"].to_string().contains("Summarise"));
+}
+
+/// Every example chain logged to a real `mlflow server` (REST, the artifact proxy, the
+/// registry), read back by MLflow's own client.
+#[test]
+fn log_every_chain_to_a_real_mlflow_server_and_read_it_back() {
+    let server = MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    for (chain, example) in examples() {
+        let registered = format!("server-{chain}-chain");
+        let logged = log(
+            dir.path(),
+            chain,
+            &example,
+            &[
+                "--registered-model",
+                &registered,
+                "--alias",
+                "champion",
+                "--experiment",
+                "log-chain-test",
+            ],
+            &[("MLFLOW_TRACKING_URI", server.uri())],
+        );
+        assert!(
+            logged["artifact_uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("mlflow-artifacts:/")
+        );
+        let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "registered_name": registered, "alias": "champion", "prompt_uri": null});
+        assert_logged(
+            &read_back(&mut server.python(), dir.path(), &spec),
+            chain,
+            &logged,
+            &registered,
+        );
+    }
+}
+
+/// A proxy in front of the MLflow server that records every request body chainlog sends and,
+/// when asked, fails artifact uploads (as a server stopped mid-upload does).
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+    fail_uploads: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> (Proxy, String) {
+        let proxy = Proxy {
+            upstream: upstream.to_owned(),
+            client: reqwest::Client::new(),
+            bodies: Arc::default(),
+            fail_uploads: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (proxy, url)
+    }
+}
+
+async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, usize::MAX).await.unwrap();
+    proxy.bodies.lock().unwrap().push(body.to_vec());
+    if parts.method == Method::PUT && proxy.fail_uploads.load(Ordering::SeqCst) {
+        return Response::builder()
+            .status(503)
+            .body(Body::from("stopped"))
+            .unwrap();
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = proxy
+        .client
+        .request(parts.method.clone(), format!("{}{path}", proxy.upstream))
+        .body(body);
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let reply = upstream.send().await.unwrap();
+    let status = reply.status();
+    let content_type = reply.headers().get("content-type").cloned();
+    let bytes = reply.bytes().await.unwrap();
+    let mut response = Response::builder().status(status);
+    if let Some(content_type) = content_type {
+        response = response.header("content-type", content_type);
+    }
+    response.body(Body::from(bytes)).unwrap()
+}
+
+/// Every file under `dir` (recursively) that contains `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        } else if let Ok(bytes) = std::fs::read(&path)
+            && bytes.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(path);
+        }
+    }
+    hits
+}
+
+/// The whole log flow with `OPENAI_API_KEY` set to a unique canary (the config references it
+/// and the input example runs against a mock that requires it): no file of the SQLite store,
+/// no file of the server's database or artifacts, and no request body sent to the server
+/// holds it. A config with a literal key is refused and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_canary_reaches_no_store_and_no_request() {
+    // Made at run time so the canary is not in the crate snapshot that gets logged.
+    let canary = format!("sk-canary-{:032x}", rand::random::<u128>());
+    let mock = chainlog::mock::MockServer::start(
+        chainlog::mock::MockConfig::default()
+            .with_required_api_key(secrecy::SecretString::from(canary.clone())),
+    )
+    .await
+    .unwrap();
+    let server = MlflowServer::shared();
+    let (proxy, proxy_url) = Proxy::start(server.uri()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = mock.base_url();
+    let cwd = dir.path().to_path_buf();
+    let proxy_for_log = proxy_url.clone();
+    let key = canary.clone();
+    tokio::task::spawn_blocking(move || {
+        let env = [
+            ("OPENAI_API_KEY", key.as_str()),
+            ("OPENAI_BASE_URL", base.as_str()),
+        ];
+        let example = json!({"text": "Rust is a systems language."});
+        log(&cwd, "summarize", &example, &[], &env);
+        let server_env = [
+            env[0],
+            env[1],
+            ("MLFLOW_TRACKING_URI", proxy_for_log.as_str()),
+        ];
+        log(
+            &cwd,
+            "summarize",
+            &example,
+            &["--registered-model", "canary-chain"],
+            &server_env,
+        );
+    })
+    .await
+    .unwrap();
+    assert!(
+        mock.requests().len() >= 2,
+        "the input example ran against the keyed mock"
+    );
+    let needle = canary.as_bytes();
+    assert_eq!(files_containing(dir.path(), needle), Vec::<PathBuf>::new());
+    assert_eq!(
+        files_containing(server.db_path().parent().unwrap(), needle),
+        Vec::<PathBuf>::new()
+    );
+    let bodies = proxy.bodies.lock().unwrap();
+    assert!(bodies.len() > 5, "the proxy saw the log flow");
+    assert!(
+        !bodies
+            .iter()
+            .any(|b| b.windows(needle.len()).any(|w| w == needle))
+    );
+    drop(bodies);
+
+    let literal = tempfile::tempdir().unwrap();
+    let config = literal.path().join("summarize.yaml");
+    std::fs::write(
+        &config,
+        format!("llm:\n  model: gpt-4o-mini\n  api_key: {canary}\nprompts:\n  summary: summarize\nchain:\n  sentences: 2\n"),
+    )
+    .unwrap();
+    let output = chainlog(
+        literal.path(),
+        &["log", "summarize", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("llm.api_key"), "{stderr}");
+    assert!(!stderr.contains(&canary));
+    assert!(
+        !literal.path().join("mlflow.db").exists(),
+        "nothing is written"
+    );
+    assert!(
+        !literal.path().join("mlruns").exists(),
+        "nothing is written"
+    );
+}
+
+/// The server failing every artifact upload (as when it stops mid-upload): the log fails, the
+/// run ends FAILED, no READY model exists; with the server back, a second log succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_failure_leaves_a_failed_run_and_no_ready_model() {
+    let server = MlflowServer::shared();
+    let (proxy, proxy_url) = Proxy::start(server.uri()).await;
+    proxy.fail_uploads.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_path_buf();
+    let url = proxy_url.clone();
+    let failed = tokio::task::spawn_blocking(move || {
+        let config = root().join("chains/summarize.yaml");
+        chainlog(
+            &cwd,
+            &[
+                "log",
+                "summarize",
+                "--config",
+                config.to_str().unwrap(),
+                "--prompts-dir",
+                root().join("prompts").to_str().unwrap(),
+                "--experiment",
+                "fault-test",
+                "--run-name",
+                "fault-run",
+            ],
+            &[("MLFLOW_TRACKING_URI", url.as_str())],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(
+        stderr.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{stderr}"
+    );
+    let script = r#"
+import json, mlflow
+from mlflow import MlflowClient
+exp = mlflow.get_experiment_by_name("fault-test")
+runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+models = MlflowClient().search_logged_models(experiment_ids=[exp.experiment_id])
+print(json.dumps({"runs": [[r.info.run_name, r.info.status] for r in runs], "models": [str(m.status) for m in models]}))
+"#;
+    let output = server.python().args(["-c", script]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap();
+    assert_eq!(seen["runs"], json!([["fault-run", "FAILED"]]), "{seen}");
+    assert!(
+        seen["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| !s.as_str().unwrap().contains("READY")),
+        "{seen}"
+    );
+
+    proxy.fail_uploads.store(false, Ordering::SeqCst);
+    let cwd = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        log(
+            &cwd,
+            "summarize",
+            &examples()[2].1,
+            &["--experiment", "fault-test"],
+            &[("MLFLOW_TRACKING_URI", proxy_url.as_str())],
+        );
+    })
+    .await
+    .unwrap();
+}
