@@ -117,9 +117,17 @@ fn main() {
     let ours = median(&mut chainlog_times);
     let theirs = median(&mut python_times);
     let ratio = theirs.as_secs_f64() / ours.as_secs_f64();
-    println!("log_vs_mlflow: {rounds} rounds, whole process each, summarize chain → sqlite, input example validated against a mock");
-    println!("  chainlog log                 median {:8.1} ms", ours.as_secs_f64() * 1e3);
-    println!("  mlflow.pyfunc.log_model      median {:8.1} ms", theirs.as_secs_f64() * 1e3);
+    println!(
+        "log_vs_mlflow: {rounds} rounds, whole process each, summarize chain → sqlite, input example validated against a mock"
+    );
+    println!(
+        "  chainlog log                 median {:8.1} ms",
+        ours.as_secs_f64() * 1e3
+    );
+    println!(
+        "  mlflow.pyfunc.log_model      median {:8.1} ms",
+        theirs.as_secs_f64() * 1e3
+    );
     println!("  mlflow / chainlog            {ratio:.1}×");
     println!(
         "VERDICT: {} — target ≥ 20×",
