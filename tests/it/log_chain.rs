@@ -95,7 +95,7 @@ fn mlflow_env() -> python_env::PythonEnv {
 }
 
 /// What MLflow's Python client reads back (tests/python/logged_chain_check.py).
-fn read_back(python: &mut Command, cwd: &Path, spec: &Value) -> Value {
+fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
     let output = python
         .arg(root().join("tests/python/logged_chain_check.py"))
         .arg(spec.to_string())
@@ -188,7 +188,7 @@ fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
         python.env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db");
         let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "registered_name": registered, "alias": "champion", "prompt_uri": null});
         assert_logged(
-            &read_back(&mut python, dir.path(), &spec),
+            &read_back(python, dir.path(), &spec),
             chain,
             &logged,
             &registered,
@@ -221,9 +221,84 @@ fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
     let mut python = env.command();
     python.env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db");
     let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "prompt_uri": "prompts:/summarize/1"});
-    let seen = read_back(&mut python, dir.path(), &spec);
+    let seen = read_back(python, dir.path(), &spec);
     assert_eq!(seen["prompt"]["variables"], json!(["sentences", "text"]));
     assert!(seen["prompt"]["template"].to_string().contains("Summarise"));
+
+    // A config may name the registered prompt instead of the file; MLmodel lists it.
+    let config = dir.path().join("summarize-registry.yaml");
+    let text = std::fs::read_to_string(root().join("chains/summarize.yaml"))
+        .unwrap()
+        .replace("summary: summarize", "summary: prompts:/summarize/1");
+    std::fs::write(&config, text).unwrap();
+    let output = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "summarize",
+            "--config",
+            config.to_str().unwrap(),
+            "--input-example",
+            &examples()[2].1.to_string(),
+            "--json",
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let logged: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"]});
+    let mut python = env.command();
+    python.env("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db");
+    let seen = read_back(python, dir.path(), &spec);
+    assert_eq!(
+        seen["mlmodel"]["prompts"],
+        json!(["prompts:/summarize/1"]),
+        "{seen}"
+    );
+}
+
+/// An unknown tracking URI scheme and an unreachable server each fail with one line naming
+/// the URI, and write nothing.
+#[test]
+fn bad_tracking_uris_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (uri, expected) in [
+        ("postgresql://db/mlflow", "unsupported tracking URI"),
+        (
+            "http://127.0.0.1:9",
+            "cannot reach the MLflow server at http://127.0.0.1:9",
+        ),
+    ] {
+        let config = root().join("chains/summarize.yaml");
+        let output = chainlog(
+            dir.path(),
+            &[
+                "log",
+                "summarize",
+                "--config",
+                config.to_str().unwrap(),
+                "--prompts-dir",
+                root().join("prompts").to_str().unwrap(),
+                "--tracking-uri",
+                uri,
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(1), "{uri}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains(expected), "{stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing is written"
+    );
 }
 
 /// Every example chain logged to a real `mlflow server` (REST, the artifact proxy, the
@@ -256,7 +331,7 @@ fn log_every_chain_to_a_real_mlflow_server_and_read_it_back() {
         );
         let spec = json!({"run_id": logged["run_id"], "model_id": logged["model_id"], "registered_name": registered, "alias": "champion", "prompt_uri": null});
         assert_logged(
-            &read_back(&mut server.python(), dir.path(), &spec),
+            &read_back(server.python(), dir.path(), &spec),
             chain,
             &logged,
             &registered,

@@ -14,6 +14,8 @@ import os
 import sys
 import tempfile
 
+import yaml
+
 import mlflow
 from mlflow import MlflowClient
 from mlflow.models import Model
@@ -41,6 +43,8 @@ def main():
             "run_id": parsed.run_id,
             "signature_inputs": str(parsed.signature.inputs) if parsed.signature else None,
             "chainlog": parsed.flavors.get("chainlog", {}),
+            # Read raw: Model.load keeps `prompts` only for prompts it resolves itself.
+            "prompts": yaml.safe_load(open(local))["prompts"],
         }
     out = {
         "run": {
