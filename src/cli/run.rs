@@ -8,8 +8,10 @@ use clap::Args;
 
 use super::endpoint::Endpoint;
 use crate::{
-    chain::{BuildContext, ChainRegistry, RunContext, openai_factory},
+    chain::{BuildContext, ChainRegistry, RunContext, openai_factory, prompt_entries},
     config::{ChainConfig, LlmOverrides},
+    runner::load_prompts,
+    store::{TrackingUri, open_store},
 };
 
 /// Options of `chainlog run`.
@@ -74,10 +76,20 @@ pub fn run(registry: &ChainRegistry, args: RunArgs) -> anyhow::Result<()> {
             api_key: None,
             model: args.model.clone(),
         };
-        let ctx = BuildContext::from_parts(
+        // Prompts named as `prompts:/…` come from the tracking store's registry.
+        let store = if prompt_entries(&config)
+            .values()
+            .any(|path| path.starts_with("prompts:/"))
+        {
+            Some(open_store(&TrackingUri::resolve(None)?)?)
+        } else {
+            None
+        };
+        let (prompts, _) = load_prompts(&config, &args.prompts_dir, store.as_deref()).await?;
+        let ctx = BuildContext::with_prompts(
             entry.name(),
             &config,
-            &args.prompts_dir,
+            prompts,
             endpoint.env.clone(),
             overrides,
             openai_factory(),
