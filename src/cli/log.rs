@@ -77,7 +77,6 @@ pub fn run(registry: &ChainRegistry, args: LogArgs) -> anyhow::Result<()> {
     let crate_dir = crate_dir(entry.source_path());
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async {
-        let store = open_store(&uri)?;
         let endpoint = Endpoint::from_env().await?;
         let bar = indicatif::ProgressBar::new(0).with_style(
             indicatif::ProgressStyle::with_template("uploading {bytes}/{total_bytes} {wide_bar}")
@@ -100,7 +99,7 @@ pub fn run(registry: &ChainRegistry, args: LogArgs) -> anyhow::Result<()> {
             validate: !args.no_validate,
             env: endpoint.env.clone(),
         };
-        let logged = log_chain(store.as_ref(), &request, &progress).await;
+        let logged = log_chain(&|| open_store(&uri), &request, &progress).await;
         bar.finish_and_clear();
         let logged =
             logged.with_context(|| format!("failed to log chain `{}` to {uri}", entry.name()))?;

@@ -163,20 +163,30 @@ async fn registry_prompt(
     Ok(template)
 }
 
-/// Logs `request` to `store`.
+/// Logs `request` to the store `open_store` opens.
 ///
 /// # Errors
 ///
 /// See [`LogError`]; when the store was already written to, the run is FAILED and the model
 /// UPLOAD_FAILED before this returns.
 pub async fn log_chain(
-    store: &dyn TrackingStore,
+    open_store: &dyn Fn() -> Result<Arc<dyn TrackingStore>, StoreError>,
     request: &LogRequest<'_>,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Logged, LogError> {
     let entry = request.chain;
+    // The store is opened (a SQLite file created) only once nothing else can be refused —
+    // unless the config names registered prompts, which live in the store.
+    let uses_registry = prompt_entries(request.config)
+        .values()
+        .any(|path| path.starts_with("prompts:/"));
+    let early_store = if uses_registry {
+        Some(open_store()?)
+    } else {
+        None
+    };
     let (prompts, prompt_uris) =
-        load_prompts(request.config, request.prompts_dir, Some(store)).await?;
+        load_prompts(request.config, request.prompts_dir, early_store.as_deref()).await?;
     // Refuse everything refusable before the store is touched.
     let output_example = match request.input_example {
         Some(example) => {
@@ -194,6 +204,11 @@ pub async fn log_chain(
         None => Provenance::of_binary(),
     };
 
+    let store = match early_store {
+        Some(store) => store,
+        None => open_store()?,
+    };
+    let store = store.as_ref();
     let experiment = store.get_or_create_experiment(request.experiment).await?;
     let now = unix_ms();
     let run_name = request

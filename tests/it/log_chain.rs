@@ -261,6 +261,47 @@ fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
     );
 }
 
+/// With the LLM endpoint unreachable, the input example cannot run: the log fails naming the
+/// problem and writes nothing; `--no-validate` logs without running it.
+#[test]
+fn unreachable_llm_endpoint_fails_the_log_unless_no_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("chains/summarize.yaml");
+    let prompts = root().join("prompts");
+    let env = [
+        ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("OPENAI_API_KEY", "unused-key-value"),
+    ];
+    let args = [
+        "log",
+        "summarize",
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
+        "--input-example",
+        r#"{"text": "x"}"#,
+        "--set",
+        "llm.max_retries=0",
+    ];
+    let output = chainlog(dir.path(), &args, &env);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9") || stderr.to_lowercase().contains("connect"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mlflow.db").exists(), "nothing is written");
+    let mut no_validate = args.to_vec();
+    no_validate.push("--no-validate");
+    let output = chainlog(dir.path(), &no_validate, &env);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// An unknown tracking URI scheme and an unreachable server each fail with one line naming
 /// the URI, and write nothing.
 #[test]
