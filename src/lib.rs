@@ -35,9 +35,11 @@ pub mod artifact;
 pub mod chain;
 pub mod cli;
 pub mod config;
+mod digest;
 pub mod llm;
 pub mod mock;
 pub mod prompt;
+mod pyjson;
 pub mod runner;
 pub mod store;
 

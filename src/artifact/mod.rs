@@ -26,12 +26,9 @@
 //!
 //! Parts: `mlmodel` (the MLmodel types, file names, the format_version check), `signature`
 //! (JSON schema → MLflow column specs), `spec` (what to write), `write`, `read`, `snapshot` (which crate files go
-//! in), `provenance`, `digest` (SHA-256 of files and file sets), `json_text` (JSON spaced as
-//! Python writes it), `error`.
+//! in), `provenance`, `error`.
 
-mod digest;
 mod error;
-mod json_text;
 mod mlmodel;
 mod provenance;
 mod read;

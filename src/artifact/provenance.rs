@@ -12,7 +12,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use super::{ArtifactError, ChainlogFlavor, digest::sha256_hex};
+use super::{ArtifactError, ChainlogFlavor};
+use crate::digest::sha256_hex;
 
 /// The chainlog version that is running (and writing artifacts).
 pub const CHAINLOG_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,9 +12,10 @@ use std::{
 
 use serde_json::Value;
 
+use crate::digest::{sha256_hex, tree_sha256};
+
 use super::{
     ArtifactError, ChainlogFlavor, MlModel,
-    digest::{sha256_hex, tree_sha256},
     mlmodel::{CONFIG_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR},
     write::plain_relative,
 };

@@ -19,7 +19,7 @@
 use serde::{Serialize, Serializer, ser::SerializeMap};
 use serde_json::Value;
 
-use super::{ArtifactError, json_text::to_python_json};
+use super::ArtifactError;
 
 /// Nesting beyond which a schema is `any`. Recursive types stop at their first repeat; this
 /// bounds a schema that is merely absurdly deep.
@@ -79,7 +79,9 @@ pub fn mlflow_schema_json(schema: &Value) -> Result<String, ArtifactError> {
             required: !nullable,
         }],
     };
-    to_python_json(&columns).map_err(|message| ArtifactError::InvalidSpec { message })
+    crate::pyjson::dumps(&columns).map_err(|err| ArtifactError::InvalidSpec {
+        message: err.to_string(),
+    })
 }
 
 /// Walks a schema, resolving `$ref`s against its root.

@@ -13,11 +13,11 @@ use std::{
 
 use serde_json::{Value, json};
 
+use crate::digest::{sha256_hex, tree_sha256};
+
 use super::{
     ArtifactError, ArtifactSpec, ChainlogFlavor, FileRecord, Flavors, InputExampleInfo, MlModel,
     PromptRecord, Signature, SnapshotRecord, WrittenArtifact,
-    digest::{sha256_hex, tree_sha256},
-    json_text::to_python_json,
     mlmodel::{
         CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, FORMAT_VERSION, INPUT_EXAMPLE_FILE, MLFLOW_VERSION,
         MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, utc_time,
@@ -310,9 +310,9 @@ pub(super) fn plain_relative(path: &Path) -> Option<String> {
 }
 
 fn json_bytes(value: &Value) -> Result<Vec<u8>, ArtifactError> {
-    to_python_json(value)
+    crate::pyjson::dumps(value)
         .map(String::into_bytes)
-        .map_err(invalid)
+        .map_err(|err| invalid(err.to_string()))
 }
 
 fn invalid(message: String) -> ArtifactError {

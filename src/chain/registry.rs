@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::{BuildContext, ChainError, RunContext};
+use crate::digest::sha256_hex;
 
 /// A chain: typed input in, typed output out, any Rust in between.
 ///
@@ -156,7 +156,7 @@ impl ChainEntry {
     /// Hex SHA-256 of [`source`](Self::source).
     pub fn sha256(&self) -> &str {
         self.sha256
-            .get_or_init(|| hex(&Sha256::digest(self.source.as_bytes())))
+            .get_or_init(|| sha256_hex(self.source.as_bytes()))
     }
 
     /// JSON schema of the input.
@@ -273,14 +273,4 @@ impl ChainRegistry {
                 known: self.entries.iter().map(|e| e.name.to_owned()).collect(),
             })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
-            let _ = write!(out, "{byte:02x}");
-            out
-        })
 }

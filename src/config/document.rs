@@ -15,7 +15,6 @@ use std::{
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::{ConfigError, ResolvedConfig, env, secret};
 
@@ -185,10 +184,7 @@ impl ChainConfig {
 
     /// The SHA-256 of [`to_yaml`](Self::to_yaml), as lowercase hex.
     pub fn sha256(&self) -> String {
-        Sha256::digest(self.yaml.as_bytes())
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        crate::digest::sha256_hex(self.yaml.as_bytes())
     }
 
     /// Applies one `key.path=value` assignment (a `--set`). The value is read as a YAML

@@ -2,17 +2,17 @@
 //! [`PromptKind`] and its [`PromptFile`]s.
 
 use std::collections::BTreeSet;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use handlebars::{Context, Handlebars, RenderError, RenderErrorReason};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::compile::compile;
 use super::{PromptError, Rendered, RenderedMessage, Role};
+use crate::digest::{sha256_hex, tree_sha256};
 
 /// Whether a prompt is one text or a list of role-tagged messages; serialised as MLflow's
 /// `_mlflow_prompt_type` (`text` | `chat`).
@@ -206,7 +206,7 @@ impl PromptTemplate {
             registry.register_template(&key, compiled.template);
             parts.push((key, source.role));
             files.push(PromptFile {
-                sha256: hex(&Sha256::digest(&source.bytes)),
+                sha256: sha256_hex(&source.bytes),
                 relative_path: source.relative_path,
                 bytes: source.bytes,
             });
@@ -422,28 +422,13 @@ pub(super) fn slash_path(path: &Path) -> String {
 }
 
 fn prompt_sha256(files: &[PromptFile]) -> String {
-    let mut sorted: Vec<(String, &str)> = files
-        .iter()
-        .map(|f| (slash_path(&f.relative_path), f.sha256.as_str()))
-        .collect();
-    sorted.sort();
-    let mut hasher = Sha256::new();
-    for (path, sha) in sorted {
-        hasher.update(path.as_bytes());
-        hasher.update([0]);
-        hasher.update(sha.as_bytes());
-        hasher.update([b'\n']);
-    }
-    hex(&hasher.finalize())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    let paths: Vec<String> = files.iter().map(|f| slash_path(&f.relative_path)).collect();
+    tree_sha256(
+        paths
+            .iter()
+            .map(String::as_str)
+            .zip(files.iter().map(|f| f.sha256.as_str())),
+    )
 }
 
 #[cfg(test)]
@@ -628,9 +613,6 @@ mod tests {
         assert_ne!(a.sha256(), c.sha256());
         assert_eq!(a.sha256().len(), 64);
         // SHA-256 of "Summarize {{text}}".
-        assert_eq!(
-            a.files()[0].sha256,
-            hex(&Sha256::digest(b"Summarize {{text}}"))
-        );
+        assert_eq!(a.files()[0].sha256, sha256_hex(b"Summarize {{text}}"));
     }
 }

@@ -13,7 +13,7 @@ use crate::store::{LoggedModel, ModelStatus};
 use super::{
     artifact,
     error::{TxError, invalid, invalid_state, not_found},
-    experiment, pyjson, run,
+    experiment, run,
     stamp::{model_id, now_ms, uuid4_hex},
     validate,
 };
@@ -219,7 +219,7 @@ pub(super) fn add_model_version(
     };
     // Keys sort as `name` < `version`: the order Python's dict literal gives.
     versions.push(serde_json::json!({ "name": name, "version": version }));
-    let text = pyjson::dumps(&versions).map_err(|e| {
+    let text = crate::pyjson::dumps(&versions).map_err(|e| {
         invalid(
             "logged-models/set-tags",
             format!("cannot encode `{MODEL_VERSIONS_TAG}`: {e}"),

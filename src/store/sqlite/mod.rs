@@ -14,14 +14,13 @@
 //! - `registry`: registered models, versions and aliases; `prompt`: the Prompt Registry,
 //! - `artifact`: artifact locations and the atomic copy of a model's files,
 //! - `validate`: MLflow's limits on names and values; `stamp`: ids and timestamps,
-//!   `pyjson`: JSON as Python's `json.dumps` writes it; `error`: [`TxError`](error::TxError).
+//!   `error`: [`TxError`](error::TxError). (JSON as Python writes it is the crate's `pyjson`.)
 
 mod artifact;
 mod error;
 mod experiment;
 mod logged_model;
 mod prompt;
-mod pyjson;
 mod registry;
 mod run;
 mod schema;

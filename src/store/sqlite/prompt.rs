@@ -14,7 +14,6 @@ use crate::store::PromptVersion;
 use super::{
     error::{TxError, invalid, not_found},
     experiment::WORKSPACE,
-    pyjson,
     registry::{self, IS_PROMPT_TAG, NewVersion},
     validate::{self, MAX_REGISTRY_TAG_VALUE},
 };
@@ -134,8 +133,8 @@ fn chat_text(template: &str) -> Result<String, TxError> {
             if i > 0 {
                 text.push_str(", ");
             }
-            let key = pyjson::dumps(key).map_err(|e| bad(&e.to_string()))?;
-            let value = pyjson::dumps(value).map_err(|e| bad(&e.to_string()))?;
+            let key = crate::pyjson::dumps(key).map_err(|e| bad(&e.to_string()))?;
+            let value = crate::pyjson::dumps(value).map_err(|e| bad(&e.to_string()))?;
             text.push_str(&key);
             text.push_str(": ");
             text.push_str(&value);

@@ -9,7 +9,7 @@ pub(super) fn uuid4_hex() -> String {
     // RFC 4122: version 4 in the high nibble of byte 6, variant 10 in the top bits of byte 8.
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::hex(&bytes)
 }
 
 /// A logged model id: `m-` + [`uuid4_hex`].

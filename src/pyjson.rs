@@ -1,6 +1,8 @@
 //! JSON text exactly as Python's `json.dumps` writes it with its defaults (`", "` and `": "`
-//! separators, `ensure_ascii=True`), for the values MLflow's client stores as JSON strings:
-//! the logged model tag `mlflow.modelVersions` and a chat prompt's `mlflow.prompt.text`.
+//! separators, `ensure_ascii=True`): how MLflow writes signatures, input examples and the
+//! values its client stores as JSON strings (the logged model tag `mlflow.modelVersions`, a
+//! chat prompt's `mlflow.prompt.text`). Readers do not care; people comparing a chainlog
+//! artifact or store with an MLflow one do.
 
 use std::io;
 
@@ -63,7 +65,7 @@ impl Formatter for PythonFormatter {
 
 /// `value` as Python's `json.dumps(value)` writes it (object keys in the order `value`
 /// serializes them).
-pub(super) fn dumps<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
+pub(crate) fn dumps<T: Serialize + ?Sized>(value: &T) -> Result<String, serde_json::Error> {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut ser)?;

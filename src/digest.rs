@@ -1,12 +1,14 @@
-//! The SHA-256 digests an artifact records: of one file's bytes, and of a set of files (the
-//! crate snapshot) by their paths and digests.
+//! SHA-256 digests as chainlog records them (lowercase hex): of bytes — a chain's source, a
+//! prompt file, a config, Cargo.lock — and of a set of files by their paths and digests (a
+//! prompt folder, the crate snapshot). One rule for every hash that lands in an artifact or a
+//! run tag, so they can be compared.
 
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
 /// Lowercase hex SHA-256 of `bytes`.
-pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
@@ -14,7 +16,7 @@ pub(super) fn sha256_hex(bytes: &[u8]) -> String {
 /// (`/`-separated, relative), each hashed as `path NUL sha256-hex LF`. The same rule as
 /// [`PromptTemplate::sha256`](crate::prompt::PromptTemplate::sha256), so it does not depend
 /// on where the files are or the order they were listed in.
-pub(super) fn tree_sha256<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+pub(crate) fn tree_sha256<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut sorted: Vec<(&str, &str)> = files.into_iter().collect();
     sorted.sort_unstable();
     let mut hasher = Sha256::new();
@@ -27,7 +29,8 @@ pub(super) fn tree_sha256<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)
     hex(&hasher.finalize())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes
         .iter()
         .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
