@@ -103,6 +103,31 @@ fn main() {
             }
             start.elapsed()
         };
+        // The LLM client alone (no chain, no prompt rendering), to tell where overhead sits.
+        let client = chainlog::llm::OpenAiClient::new(chainlog::llm::OpenAiSettings {
+            model: "gpt-4o-mini".to_owned(),
+            temperature: Some(0.2),
+            max_tokens: Some(300),
+            base_url: server.base_url(),
+            api_key: Some(secrecy::SecretString::from("bench-key")),
+            max_retries: 3,
+            concurrency: 8,
+            timeout: Duration::from_secs(60),
+        })
+        .unwrap();
+        let messages = vec![
+            chainlog::llm::ChatMessage::System(body["messages"][0]["content"].as_str().unwrap().to_owned()),
+            chainlog::llm::ChatMessage::User(body["messages"][1]["content"].as_str().unwrap().to_owned()),
+        ];
+        let client_round = || async {
+            let start = Instant::now();
+            for _ in 0..calls {
+                let request = chainlog::llm::ChatRequest::new(messages.clone());
+                let reply = chainlog::llm::LlmClient::chat(&client, &request).await.unwrap();
+                std::hint::black_box(reply);
+            }
+            start.elapsed()
+        };
         let bare_round = || async {
             let start = Instant::now();
             for _ in 0..calls {
@@ -118,6 +143,7 @@ fn main() {
         let mut ratios = Vec::with_capacity(rounds);
         let mut chain_us = Vec::with_capacity(rounds);
         let mut bare_us = Vec::with_capacity(rounds);
+        let mut client_us = Vec::with_capacity(rounds);
         for round in 0..rounds {
             // Alternate which goes first so neither always gets the warmer machine.
             let (chain_time, bare_time): (Duration, Duration) = if round % 2 == 0 {
@@ -128,6 +154,7 @@ fn main() {
                 (chain_round().await, b)
             };
             let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+            client_us.push(per_call(client_round().await));
             chain_us.push(per_call(chain_time));
             bare_us.push(per_call(bare_time));
             ratios.push(chain_time.as_secs_f64() / bare_time.as_secs_f64());
@@ -136,6 +163,7 @@ fn main() {
         println!("chain_overhead: {rounds} rounds × {calls} sequential calls each, same mock, same request");
         println!("  summarize chain   median {:8.1} µs/call", median(&mut chain_us));
         println!("  bare async-openai median {:8.1} µs/call", median(&mut bare_us));
+        println!("  OpenAiClient only median {:8.1} µs/call (diagnostic)", median(&mut client_us));
         println!(
             "  ratio chain/bare  median {ratio:.3}  (min {:.3}, max {:.3})",
             ratios[0],
