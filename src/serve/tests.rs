@@ -1,8 +1,6 @@
 //! Tests of the scoring server: every request format, the errors, overload, auth,
 //! streaming, and one real-TCP run with graceful shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::{path::Path, sync::Arc, time::Duration};
 
 use axum::{
