@@ -26,6 +26,9 @@
 //! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
 //!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
 //!   config, examples — written, read back and verified against its hashes.
+//! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
+//!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
+//!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
 //!
 //! The chain runtime, the tracking stores and the runner described in `DESIGN.md` build on
@@ -41,6 +44,7 @@ pub mod mock;
 pub mod prompt;
 mod pyjson;
 pub mod runner;
+pub mod serve;
 pub mod store;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -1,0 +1,212 @@
+//! The routes, the guard in front of `/invocations` (token, then a request slot), the
+//! handlers, and [`serve`] with graceful shutdown.
+
+use std::{convert::Infallible, future::Future, io};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header},
+    middleware::{self, Next},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, Sse},
+    },
+    routing::{get, post},
+};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{ServeError, ServeState, input};
+use crate::chain::RunContext;
+
+/// The scoring routes over `state`; call it directly in tests (`oneshot`), or through
+/// [`serve`].
+pub fn router(state: ServeState) -> Router {
+    let limit = state.inner.limits.max_body_bytes;
+    let invocations = Router::new()
+        .route("/invocations", post(invocations))
+        .layer(DefaultBodyLimit::max(limit))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/ping", get(health))
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .merge(invocations)
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` completes, then stops accepting and
+/// lets the requests in flight finish.
+///
+/// # Errors
+///
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: TcpListener,
+    state: ServeState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health() -> &'static str {
+    "\n"
+}
+
+async fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// Checks the token, then takes a request slot or answers 503 at once. The slot is held
+/// until the response is complete, for a stream until its last event.
+async fn guard(State(state): State<ServeState>, request: Request, next: Next) -> Response {
+    let auth = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !state.authorized(auth) {
+        return ServeError::Unauthorized.into_response();
+    }
+    let Ok(permit) = state.inner.slots.clone().try_acquire_owned() else {
+        return ServeError::Overloaded.into_response();
+    };
+    let response = next.run(request).await;
+    let streaming = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = Body::from_stream(body.into_data_stream().map(move |chunk| {
+        let _held = &permit;
+        chunk
+    }));
+    Response::from_parts(parts, body)
+}
+
+async fn invocations(
+    State(state): State<ServeState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ServeError> {
+    check_content_type(&headers)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServeError::PayloadTooLarge {
+                limit: state.inner.limits.max_body_bytes,
+            }
+        } else {
+            ServeError::BadRequest(format!("could not read the request body: {rejection}"))
+        }
+    })?;
+    let request = input::parse(&body, &state.inner.check)?;
+    for (index, row) in request.rows.iter().enumerate() {
+        (state.inner.check)(row).map_err(|err| ServeError::from_chain(err, Some(index)))?;
+    }
+    let accepts_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if request.wants_stream() || accepts_stream {
+        let [row] = <[Value; 1]>::try_from(request.rows).map_err(|rows| {
+            ServeError::BadRequest(format!(
+                "streaming takes exactly one row, got {}",
+                rows.len()
+            ))
+        })?;
+        return Ok(stream_one(state, row));
+    }
+    let predictions = run_rows(&state, request.rows).await?;
+    Ok(Json(json!({ "predictions": predictions })).into_response())
+}
+
+/// `application/json`, with at most a `charset` parameter, as MLflow accepts.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ServeError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut parts = value.split(';').map(str::trim);
+    let mime = parts.next().unwrap_or("");
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ServeError::UnsupportedMediaType(format!(
+            "Content type must be application/json, got `{mime}`"
+        )));
+    }
+    let unknown: Vec<&str> = parts
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split('=').next())
+        .map(str::trim)
+        .filter(|name| !name.eq_ignore_ascii_case("charset"))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ServeError::UnsupportedMediaType(format!(
+            "Unrecognized content type parameters: {}",
+            unknown.join(", ")
+        )))
+    }
+}
+
+/// Runs every row, at most `row_concurrency` at once, keeping request order; the first
+/// failure fails the request.
+async fn run_rows(state: &ServeState, rows: Vec<Value>) -> Result<Vec<Value>, ServeError> {
+    let ctx = RunContext::new(tracing::info_span!("invocation", rows = rows.len()));
+    let chain = &state.inner.chain;
+    stream::iter(rows.into_iter().enumerate())
+        .map(|(index, row)| {
+            let ctx = &ctx;
+            async move {
+                chain
+                    .invoke(row, ctx)
+                    .await
+                    .map_err(|err| ServeError::from_chain(err, Some(index)))
+            }
+        })
+        .buffered(state.inner.limits.row_concurrency)
+        .try_collect()
+        .await
+}
+
+/// Runs one row with a text sink and answers with its deltas as server-sent events, then
+/// the predictions, then `[DONE]`. The run is cancelled if the client goes away.
+fn stream_one(state: ServeState, row: Value) -> Response {
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let cancel = CancellationToken::new();
+    let ctx = RunContext::new(tracing::info_span!("invocation", rows = 1))
+        .with_text_sink(tx)
+        .with_cancellation(cancel.clone());
+    let task = tokio::spawn(async move { state.inner.chain.invoke(row, &ctx).await });
+    let events = async_stream::stream! {
+        let _cancel_on_drop = cancel.drop_guard();
+        while let Some(text) = rx.recv().await {
+            yield Ok::<_, Infallible>(Event::default().data(json!({ "text": text }).to_string()));
+        }
+        let last = match task.await {
+            Ok(Ok(output)) => json!({ "predictions": [output] }),
+            Ok(Err(err)) => {
+                let err = ServeError::from_chain(err, Some(0));
+                if err.status().is_server_error() {
+                    tracing::error!(error = %err, detail = ?std::error::Error::source(&err).map(ToString::to_string), "streamed scoring request failed");
+                }
+                err.body()
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "streamed chain task failed");
+                json!({ "error_code": "INTERNAL_ERROR", "message": "internal error" })
+            }
+        };
+        yield Ok(Event::default().data(last.to_string()));
+        yield Ok(Event::default().data("[DONE]"));
+    };
+    Sse::new(events).into_response()
+}

@@ -1,0 +1,23 @@
+//! MLflow's scoring protocol for one built chain, over axum: `GET /ping`, `GET /health`,
+//! `GET /version` and `POST /invocations` (`dataframe_split`, `dataframe_records`,
+//! `instances` or `inputs`, plus optional `params`) → `{"predictions": [...]}`, or a
+//! server-sent event stream of the chain's text when the caller asks for one.
+//!
+//! It owns the HTTP surface only: turning a request into rows of chain input, checking
+//! them, running them with bounded concurrency, and turning every failure into MLflow's
+//! error body ([`ServeError`]). It does not load models (the runner does) and never
+//! sends a secret or an upstream body to the client.
+//!
+//! Main types: [`ServeState`] (the chain, its input check, [`ServeLimits`], an optional
+//! bearer token), [`router`] and [`serve`].
+
+mod error;
+mod handler;
+mod input;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use error::ServeError;
+pub use handler::{router, serve};
+pub use state::{InputCheck, ServeLimits, ServeState, schema_check};
