@@ -1,7 +1,9 @@
 //! Where chains, artifacts and stores meet: logging a chain from this binary as an MLflow
-//! LoggedModel ([`log_chain`]). (Rebuilding a chain from a logged artifact — model URIs,
-//! `predict`, `serve` — comes next and lives here too.)
+//! LoggedModel ([`log_chain`]), and rebuilding a logged chain from its artifact after checking
+//! every hash and the code ([`rebuild`]).
 
 mod log_model;
+mod rebuild;
 
 pub use log_model::{LogError, LogRequest, Logged, load_prompts, log_chain};
+pub use rebuild::{RebuildError, Rebuilt, rebuild};

@@ -1,0 +1,161 @@
+//! Rebuilding a logged chain from its artifact — "reconstruct from code", local build: verify
+//! every hash in MLmodel against the files, find the chain in this binary's registry by name
+//! *and* code hash, and build it with the artifact's config and prompts (never the working
+//! tree's), secrets from the environment. Anything else than what was logged is refused.
+
+use std::path::Path;
+
+use crate::{
+    artifact::{ArtifactError, LoadedArtifact},
+    chain::{
+        BuildContext, BuiltChain, ChainEntry, ChainError, ChainRegistry, ClientFactory, EnvReader,
+    },
+    config::{ConfigError, LlmOverrides},
+    prompt::{PromptError, PromptSet, PromptTemplate},
+};
+
+/// Why a logged chain cannot be rebuilt.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RebuildError {
+    /// The artifact is unreadable, of an unknown format, or a file does not match its hash.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// This binary has no chain of that name.
+    #[error(
+        "the model was logged from chain `{chain}` (code sha256 {logged}), which this binary does not have; \
+         check out the commit that logged it{commit} and build chainlog from there"
+    )]
+    MissingChain {
+        /// The chain.
+        chain: String,
+        /// The logged code's hash.
+        logged: String,
+        /// ` (<git commit>)` when the artifact records one.
+        commit: String,
+    },
+    /// This binary's chain of that name is different code.
+    #[error(
+        "chain `{chain}` in this binary is not the code that was logged: logged sha256 {logged}, \
+         this binary's {compiled}; check out the commit that logged it{commit} and build chainlog from there"
+    )]
+    CodeMismatch {
+        /// The chain.
+        chain: String,
+        /// The logged code's hash.
+        logged: String,
+        /// This binary's code hash.
+        compiled: String,
+        /// ` (<git commit>)` when the artifact records one.
+        commit: String,
+    },
+    /// The logged config could not be read or an override does not fit it.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A logged prompt could not be loaded.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The chain refused to build (a missing environment variable, ...).
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+/// A logged chain, rebuilt.
+#[derive(Debug)]
+pub struct Rebuilt<'r> {
+    /// The registry entry it matched (name and code hash).
+    pub entry: &'r ChainEntry,
+    /// The built chain.
+    pub chain: BuiltChain,
+    /// The verified artifact.
+    pub artifact: LoadedArtifact,
+}
+
+/// Verifies the artifact in `dir` and rebuilds its chain from `registry`. `overrides` are
+/// `--set key=value` assignments, allowed only for keys the logged config has.
+///
+/// # Errors
+///
+/// See [`RebuildError`]: a tampered file (named), an unknown `format_version`, a chain this
+/// binary lacks or has in another version (both hashes named), a bad override.
+pub fn rebuild<'r>(
+    registry: &'r ChainRegistry,
+    dir: &Path,
+    overrides: &[String],
+    env: EnvReader,
+    factory: ClientFactory,
+) -> Result<Rebuilt<'r>, RebuildError> {
+    let artifact = LoadedArtifact::read(dir)?;
+    artifact.verify()?;
+    let flavor = artifact.flavor();
+    let commit = flavor
+        .git_commit
+        .as_deref()
+        .map(|commit| format!(" ({commit})"))
+        .unwrap_or_default();
+    let entry = registry
+        .get(&flavor.chain)
+        .map_err(|_| RebuildError::MissingChain {
+            chain: flavor.chain.clone(),
+            logged: flavor.code.sha256.clone(),
+            commit: commit.clone(),
+        })?;
+    if entry.sha256() != flavor.code.sha256 {
+        return Err(RebuildError::CodeMismatch {
+            chain: flavor.chain.clone(),
+            logged: flavor.code.sha256.clone(),
+            compiled: entry.sha256().to_owned(),
+            commit,
+        });
+    }
+    let mut config = artifact.config()?;
+    for assignment in overrides {
+        config.set(assignment)?;
+    }
+    let mut prompts = PromptSet::new();
+    for record in &flavor.prompts {
+        let path = prompt_path(
+            dir,
+            record
+                .files
+                .first()
+                .map(|f| f.path.as_str())
+                .unwrap_or_default(),
+        );
+        prompts.insert(
+            record.name.clone(),
+            PromptTemplate::from_path(&record.name, &path)?,
+        );
+    }
+    let ctx = BuildContext::with_prompts(
+        entry.name(),
+        &config,
+        prompts,
+        env,
+        LlmOverrides::default(),
+        factory,
+    )?;
+    let chain = entry.build(&ctx)?;
+    Ok(Rebuilt {
+        entry,
+        chain,
+        artifact,
+    })
+}
+
+/// Where a logged prompt is: a chat prompt's files are named `NN-<role>.hbs` inside its folder
+/// (`prompts/x/01-system.hbs` → `prompts/x`); any other file is a text prompt itself.
+fn prompt_path(dir: &Path, first_file: &str) -> std::path::PathBuf {
+    let file = dir.join(first_file);
+    let is_chat_message = file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| name.split_once('-'))
+        .is_some_and(|(number, _)| {
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit())
+        });
+    match file.parent() {
+        Some(folder) if is_chat_message => folder.to_path_buf(),
+        _ => file,
+    }
+}
