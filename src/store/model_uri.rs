@@ -92,7 +92,7 @@ impl ModelUri {
             });
         }
         if let Some(rest) = uri.strip_prefix("models:/") {
-            return parse_models(rest.trim_start_matches('/')).map_err(|reason| bad(reason));
+            return parse_models(rest.trim_start_matches('/')).map_err(&bad);
         }
         let path = uri.strip_prefix("file://").unwrap_or(uri);
         let has_scheme = path

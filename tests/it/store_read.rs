@@ -133,7 +133,7 @@ async fn unresolved_uris_name_themselves(
     for uri in [
         format!("models:/{registered}/9"),
         format!("models:/{registered}@nope"),
-        format!("models:/{}-missing@champion", registered),
+        format!("models:/{registered}-missing@champion"),
         "models:/m-00000000000000000000000000000000".to_owned(),
         "runs:/00000000000000000000000000000000/summarize".to_owned(),
     ] {
