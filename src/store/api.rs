@@ -153,6 +153,14 @@ pub enum StoreError {
         /// What (`registered model \`x\``, `prompt \`p\` version 3`).
         what: String,
     },
+    /// A model URI that is malformed or does not resolve to a logged model.
+    #[error("cannot load model `{uri}`: {reason}")]
+    BadModelUri {
+        /// The URI as given.
+        uri: String,
+        /// Why (`unknown scheme`, `registered model \`x\` version 3 does not exist`).
+        reason: String,
+    },
 }
 
 /// A tracking store. Object-safe: stores are chosen at run time (`Arc<dyn TrackingStore>`).
@@ -255,4 +263,45 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         name: &str,
         version_or_alias: &str,
     ) -> Result<PromptVersion, StoreError>;
+
+    /// The logged model `model_id` (`m-…`).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when there is none.
+    async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError>;
+
+    /// The models run `run_id` produced (its outputs), oldest link first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the run does not exist.
+    async fn run_logged_models(&self, run_id: &str) -> Result<Vec<LoggedModel>, StoreError>;
+
+    /// The version of registered model `name` that `version_or_alias` names (`"3"`, or
+    /// `"@champion"`), and the id of the logged model it points at (from the version's
+    /// `source`, `models:/<model_id>`): `(version, model_id)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the model, version or alias does not exist;
+    /// [`StoreError::BadModelUri`] when the version's source is not a logged model.
+    async fn model_version(
+        &self,
+        name: &str,
+        version_or_alias: &str,
+    ) -> Result<(String, String), StoreError>;
+
+    /// Copies every artifact file of `model` into the directory `dest` (created; relative
+    /// paths kept).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the model has no artifacts; [`StoreError::Io`] naming a
+    /// file that cannot be written; transport errors of the store.
+    async fn download_model_artifacts(
+        &self,
+        model: &LoggedModel,
+        dest: &Path,
+    ) -> Result<(), StoreError>;
 }

@@ -9,9 +9,11 @@
 //!
 //! The store moves runs and bytes, not chains: it never reads a chain, a prompt template's
 //! meaning or a config. Parts: `api` (the trait, its types and [`StoreError`]), `uri`
-//! (parsing tracking URIs and `MLFLOW_*` environment variables), `sqlite`, `rest`.
+//! (parsing tracking URIs and `MLFLOW_*` environment variables), `model_uri` (model URIs and
+//! [`fetch_model`] into a local cache), `sqlite`, `rest`.
 
 mod api;
+mod model_uri;
 mod rest;
 mod sqlite;
 mod uri;
@@ -20,6 +22,7 @@ pub use api::{
     Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
     TrackingStore,
 };
+pub use model_uri::{CACHE_DIR_VAR, ModelUri, default_cache_dir, fetch_model};
 pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;
 pub use uri::{TrackingUri, open_store};

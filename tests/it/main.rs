@@ -18,6 +18,7 @@ mod mock_faults;
 mod mock_python;
 mod mock_rules;
 mod readme;
+mod store_read;
 mod store_rest;
 mod store_sqlite;
 mod support;

@@ -19,7 +19,7 @@ use super::{
     batch,
     http::{RetryPolicy, Transport},
     prompt::{self, has_code},
-    upload,
+    read, upload,
     wire::{
         CreateExperimentReply, ExperimentReply, LoggedModelReply, ModelVersionReply, RunReply,
         key_values,
@@ -399,6 +399,30 @@ impl TrackingStore for RestStore {
         version_or_alias: &str,
     ) -> Result<PromptVersion, StoreError> {
         prompt::load(&self.http, name, version_or_alias).await
+    }
+
+    async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError> {
+        read::logged_model(&self.http, model_id).await
+    }
+
+    async fn run_logged_models(&self, run_id: &str) -> Result<Vec<LoggedModel>, StoreError> {
+        read::run_models(&self.http, run_id).await
+    }
+
+    async fn model_version(
+        &self,
+        name: &str,
+        version_or_alias: &str,
+    ) -> Result<(String, String), StoreError> {
+        read::model_version(&self.http, name, version_or_alias).await
+    }
+
+    async fn download_model_artifacts(
+        &self,
+        model: &LoggedModel,
+        dest: &Path,
+    ) -> Result<(), StoreError> {
+        read::download(&self.http, model, dest).await
     }
 }
 

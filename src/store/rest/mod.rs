@@ -4,13 +4,14 @@
 //! Parts: `imp` ([`RestStore`] and the trait's calls), `http` (transport, retries, error
 //! mapping), `auth` ([`Auth`] from `MLFLOW_TRACKING_*`), `batch` (MLflow's batch and value
 //! limits), `upload` (artifact directory → proxy, bounded concurrency, progress), `prompt` (the
-//! Prompt Registry), `wire` (answer bodies).
+//! Prompt Registry), `read` (models, versions and artifacts read back), `wire` (answer bodies).
 
 mod auth;
 mod batch;
 mod http;
 mod imp;
 mod prompt;
+mod read;
 mod upload;
 mod wire;
 

@@ -247,6 +247,7 @@ mod tests {
         ModelVersion {
             name: "p".to_owned(),
             version: "2".to_owned(),
+            source: String::new(),
             tags: tags
                 .iter()
                 .map(|(key, value)| Tag {

@@ -20,7 +20,7 @@ use crate::store::StoreError;
 /// Files uploaded at once: enough to hide latency, few enough not to swamp a small server.
 pub(super) const UPLOAD_CONCURRENCY: usize = 4;
 /// The artifact proxy's route.
-const ARTIFACTS_ROUTE: &str = "api/2.0/mlflow-artifacts/artifacts";
+pub(super) const ARTIFACTS_ROUTE: &str = "api/2.0/mlflow-artifacts/artifacts";
 /// The scheme of artifacts served by the tracking server.
 const SCHEME: &str = "mlflow-artifacts:";
 

@@ -62,6 +62,22 @@ pub(super) struct RunReply {
 #[derive(Debug, Deserialize)]
 pub(super) struct Run {
     pub(super) info: RunInfo,
+    /// The models the run produced (`runs/get`; absent from `runs/create`).
+    #[serde(default)]
+    pub(super) outputs: RunOutputs,
+}
+
+/// A run's `outputs`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RunOutputs {
+    #[serde(default)]
+    pub(super) model_outputs: Vec<ModelOutput>,
+}
+
+/// One `{"model_id", "step"}` of a run's outputs.
+#[derive(Debug, Deserialize)]
+pub(super) struct ModelOutput {
+    pub(super) model_id: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +122,9 @@ pub(super) struct ModelVersionReply {
 pub(super) struct ModelVersion {
     pub(super) name: String,
     pub(super) version: String,
+    /// `models:/<model_id>` for an MLflow 3 model.
+    #[serde(default)]
+    pub(super) source: String,
     #[serde(default)]
     pub(super) tags: Vec<Tag>,
 }
@@ -130,4 +149,19 @@ pub(super) struct RegisteredModelReply {
 pub(super) struct RegisteredModel {
     #[serde(default)]
     pub(super) tags: Vec<Tag>,
+}
+
+/// `GET mlflow-artifacts/artifacts?path=…`: one directory level.
+#[derive(Debug, Deserialize)]
+pub(super) struct ArtifactList {
+    #[serde(default)]
+    pub(super) files: Vec<ArtifactFile>,
+}
+
+/// A listed entry (its `path` is the base name on MLflow 3; a longer path is cut to it).
+#[derive(Debug, Deserialize)]
+pub(super) struct ArtifactFile {
+    pub(super) path: String,
+    #[serde(default)]
+    pub(super) is_dir: bool,
 }

@@ -12,6 +12,7 @@
 //! - `experiment` and `run`: experiments, runs, params and tags,
 //! - `logged_model`: MLflow 3 logged models and the run → model output link,
 //! - `registry`: registered models, versions and aliases; `prompt`: the Prompt Registry,
+//! - `read`: logged models, run outputs and registered versions read back for loading,
 //! - `artifact`: artifact locations and the atomic copy of a model's files,
 //! - `validate`: MLflow's limits on names and values; `stamp`: ids and timestamps,
 //!   `error`: [`TxError`](error::TxError). (JSON as Python writes it is the crate's `pyjson`.)
@@ -21,6 +22,7 @@ mod error;
 mod experiment;
 mod logged_model;
 mod prompt;
+mod read;
 mod registry;
 mod run;
 mod schema;

@@ -20,7 +20,7 @@ use crate::store::{
 use super::{
     artifact,
     error::{TxError, database},
-    experiment, logged_model, prompt, registry, run, schema,
+    experiment, logged_model, prompt, read, registry, run, schema,
 };
 
 /// How long a write waits for another writer (MLflow's own `PRAGMA busy_timeout = 20000`).
@@ -311,5 +311,67 @@ impl TrackingStore for SqliteStore {
         let (name, version_or_alias) = (name.to_owned(), version_or_alias.to_owned());
         self.transaction(move |tx, _| prompt::load(tx, &name, &version_or_alias))
             .await
+    }
+
+    async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError> {
+        let model_id = model_id.to_owned();
+        self.transaction(move |tx, _| read::get(tx, &model_id))
+            .await
+    }
+
+    async fn run_logged_models(&self, run_id: &str) -> Result<Vec<LoggedModel>, StoreError> {
+        let run_id = run_id.to_owned();
+        self.transaction(move |tx, _| read::run_models(tx, &run_id))
+            .await
+    }
+
+    async fn model_version(
+        &self,
+        name: &str,
+        version_or_alias: &str,
+    ) -> Result<(String, String), StoreError> {
+        let (name, version_or_alias) = (name.to_owned(), version_or_alias.to_owned());
+        self.transaction(move |tx, _| read::model_version(tx, &name, &version_or_alias))
+            .await
+    }
+
+    async fn download_model_artifacts(
+        &self,
+        model: &LoggedModel,
+        dest: &Path,
+    ) -> Result<(), StoreError> {
+        let Some(src) = artifact::local_dir(&model.artifact_uri) else {
+            return Err(StoreError::Io {
+                action: "download from",
+                path: model.artifact_uri.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the SQLite store reads only local artifact locations (a path or file: URI)",
+                ),
+            });
+        };
+        if !src.is_dir() {
+            return Err(StoreError::NotFound {
+                what: format!(
+                    "the artifacts of logged model `{}` at `{}`",
+                    model.model_id,
+                    src.display()
+                ),
+            });
+        }
+        let walk = src.clone();
+        let listed = tokio::task::spawn_blocking(move || artifact::list_files(&walk)).await;
+        let files = match listed {
+            Ok(files) => files?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => {
+                return Err(StoreError::Io {
+                    action: "read directory",
+                    path: src.display().to_string(),
+                    source: std::io::Error::other(err.to_string()),
+                });
+            }
+        };
+        artifact::publish(&src, &files, dest, &|_, _| {}).await
     }
 }

@@ -1,0 +1,475 @@
+//! Model URIs as MLflow spells them, and fetching the model one names into a local cache.
+//!
+//! Owns [`ModelUri`] (`runs:/<run_id>/<path>`, `models:/<model_id>`, `models:/<name>/<version>`,
+//! `models:/<name>@<alias>`, a local directory), [`fetch_model`] and [`default_cache_dir`].
+//! Does not own what the files mean (`artifact`) or how a store reads them (`sqlite`, `rest`).
+//!
+//! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
+//! model's files never change, so an entry, once complete, is reused without asking the store.
+//! Entries are downloaded into a hidden sibling and renamed into place, so a crash never leaves
+//! a half-filled entry.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use super::{LoggedModel, StoreError, TrackingStore};
+
+/// The environment variable that sets the model cache directory.
+pub const CACHE_DIR_VAR: &str = "CHAINLOG_CACHE_DIR";
+
+/// What a model URI names.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::store::ModelUri;
+///
+/// let uri = ModelUri::parse("models:/summarize@champion")?;
+/// assert_eq!(uri, ModelUri::Alias { name: "summarize".into(), alias: "champion".into() });
+/// assert_eq!(uri.to_string(), "models:/summarize@champion");
+/// assert!(ModelUri::parse("s3://bucket/model").is_err());
+/// # Ok::<(), chainlog::store::StoreError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelUri {
+    /// `runs:/<run_id>/<path>`: the model run `run_id` produced named `path` (or its only one).
+    Run {
+        /// The run.
+        run_id: String,
+        /// The model's name within the run (may be empty).
+        path: String,
+    },
+    /// `models:/<model_id>`: one logged model (`m-…`).
+    ModelId {
+        /// `m-` + hex.
+        model_id: String,
+    },
+    /// `models:/<name>/<version>`: a registered model version.
+    Version {
+        /// The registered model.
+        name: String,
+        /// A positive integer.
+        version: String,
+    },
+    /// `models:/<name>@<alias>`: the version an alias points at.
+    Alias {
+        /// The registered model.
+        name: String,
+        /// The alias.
+        alias: String,
+    },
+    /// A local directory holding a model (`file://` prefix allowed).
+    LocalDir {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+impl ModelUri {
+    /// Parses a model URI; a plain path must be an existing directory.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::BadModelUri`] naming the URI and what is wrong with it.
+    pub fn parse(uri: &str) -> Result<Self, StoreError> {
+        let uri = uri.trim();
+        let bad = |reason: &str| StoreError::BadModelUri {
+            uri: uri.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(rest) = uri.strip_prefix("runs:/") {
+            let rest = rest.trim_start_matches('/');
+            let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(bad("expected runs:/<run_id>/<path>"));
+            }
+            return Ok(Self::Run {
+                run_id: run_id.to_owned(),
+                path: path.trim_matches('/').to_owned(),
+            });
+        }
+        if let Some(rest) = uri.strip_prefix("models:/") {
+            return parse_models(rest.trim_start_matches('/')).map_err(&bad);
+        }
+        let path = uri.strip_prefix("file://").unwrap_or(uri);
+        let has_scheme = path
+            .split_once(':')
+            .is_some_and(|(scheme, _)| scheme.len() > 1 && !scheme.contains('/'));
+        if path.is_empty() || has_scheme && !Path::new(path).exists() {
+            return Err(bad(
+                "use runs:/<run_id>/<path>, models:/<model_id>, models:/<name>/<version>, \
+                 models:/<name>@<alias> or a local directory",
+            ));
+        }
+        let path = PathBuf::from(path);
+        if !path.is_dir() {
+            return Err(bad("not a model URI, and no such local directory"));
+        }
+        Ok(Self::LocalDir { path })
+    }
+}
+
+/// The part after `models:/`.
+fn parse_models(rest: &str) -> Result<ModelUri, &'static str> {
+    let valid_name = |name: &str| !name.is_empty() && !name.contains('/');
+    if let Some((name, alias)) = rest.rsplit_once('@') {
+        if !valid_name(name) || !valid_name(alias) {
+            return Err("expected models:/<name>@<alias>");
+        }
+        return Ok(ModelUri::Alias {
+            name: name.to_owned(),
+            alias: alias.to_owned(),
+        });
+    }
+    match rest.trim_end_matches('/').split_once('/') {
+        None if rest.starts_with("m-") && rest.len() > 2 => Ok(ModelUri::ModelId {
+            model_id: rest.trim_end_matches('/').to_owned(),
+        }),
+        None => Err(
+            "expected models:/<model_id> (m-…), models:/<name>/<version> or models:/<name>@<alias>",
+        ),
+        Some((name, version)) => {
+            if !valid_name(name) || version.is_empty() || version.contains('/') {
+                return Err("expected models:/<name>/<version>");
+            }
+            match version.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(ModelUri::Version {
+                    name: name.to_owned(),
+                    version: n.to_string(),
+                }),
+                _ => Err(
+                    "the version must be a positive integer (stages are not supported; use models:/<name>@<alias>)",
+                ),
+            }
+        }
+    }
+}
+
+impl FromStr for ModelUri {
+    type Err = StoreError;
+
+    fn from_str(uri: &str) -> Result<Self, Self::Err> {
+        Self::parse(uri)
+    }
+}
+
+impl fmt::Display for ModelUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Run { run_id, path } => write!(f, "runs:/{run_id}/{path}"),
+            Self::ModelId { model_id } => write!(f, "models:/{model_id}"),
+            Self::Version { name, version } => write!(f, "models:/{name}/{version}"),
+            Self::Alias { name, alias } => write!(f, "models:/{name}@{alias}"),
+            Self::LocalDir { path } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The model cache directory: `$CHAINLOG_CACHE_DIR`, else `$XDG_CACHE_HOME/chainlog/models`,
+/// else `~/.cache/chainlog/models`.
+///
+/// # Errors
+///
+/// [`StoreError::Io`] when none of `CHAINLOG_CACHE_DIR`, `XDG_CACHE_HOME`, `HOME` is set.
+pub fn default_cache_dir() -> Result<PathBuf, StoreError> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    cache_dir_from(var(CACHE_DIR_VAR), var("XDG_CACHE_HOME"), var("HOME")).ok_or_else(|| {
+        StoreError::Io {
+            action: "find",
+            path: "the model cache directory".to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("set {CACHE_DIR_VAR} (neither XDG_CACHE_HOME nor HOME is set)"),
+            ),
+        }
+    })
+}
+
+/// [`default_cache_dir`] from the variables' values.
+fn cache_dir_from(
+    chainlog: Option<std::ffi::OsString>,
+    xdg: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    chainlog
+        .map(PathBuf::from)
+        .or_else(|| xdg.map(|x| PathBuf::from(x).join("chainlog/models")))
+        .or_else(|| home.map(|h| PathBuf::from(h).join(".cache/chainlog/models")))
+}
+
+/// The local directory holding the model `uri` names: a local directory as is; otherwise the
+/// logged model it resolves to, downloaded from `store` into `<cache_dir>/<model_id>/` unless
+/// that entry already exists (`models:/<model_id>` then needs no store call at all).
+///
+/// # Errors
+///
+/// [`StoreError::BadModelUri`] naming the URI when it does not resolve (unknown run, model,
+/// version or alias; a run with several models and none named `path`); the store's errors
+/// when it cannot be reached; [`StoreError::Io`] when the cache cannot be written.
+pub async fn fetch_model(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+    cache_dir: &Path,
+) -> Result<PathBuf, StoreError> {
+    if let ModelUri::LocalDir { path } = uri {
+        return Ok(path.clone());
+    }
+    if let ModelUri::ModelId { model_id } = uri {
+        let entry = cache_dir.join(safe_id(uri, model_id)?);
+        if entry.is_dir() {
+            return Ok(entry);
+        }
+    }
+    let model = resolve(store, uri).await.map_err(|err| match err {
+        StoreError::NotFound { what } => StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!("{what} does not exist in {}", store.display_uri()),
+        },
+        other => other,
+    })?;
+    let entry = cache_dir.join(safe_id(uri, &model.model_id)?);
+    if entry.is_dir() {
+        return Ok(entry);
+    }
+    download(store, &model, cache_dir, &entry).await?;
+    Ok(entry)
+}
+
+/// The logged model `uri` names.
+async fn resolve(store: &dyn TrackingStore, uri: &ModelUri) -> Result<LoggedModel, StoreError> {
+    let model_id = match uri {
+        ModelUri::ModelId { model_id } => model_id.clone(),
+        ModelUri::Version { name, version } => store.model_version(name, version).await?.1,
+        ModelUri::Alias { name, alias } => store.model_version(name, &format!("@{alias}")).await?.1,
+        ModelUri::Run { run_id, path } => return pick_run_model(store, uri, run_id, path).await,
+        ModelUri::LocalDir { path } => {
+            return Err(StoreError::BadModelUri {
+                uri: path.display().to_string(),
+                reason: "a local directory has no logged model".to_owned(),
+            });
+        }
+    };
+    store.get_logged_model(&model_id).await
+}
+
+/// The run's model named `path`, or its only model.
+async fn pick_run_model(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+    run_id: &str,
+    path: &str,
+) -> Result<LoggedModel, StoreError> {
+    let mut models = store.run_logged_models(run_id).await?;
+    if let Some(at) = models.iter().position(|m| m.name == path) {
+        return Ok(models.swap_remove(at));
+    }
+    match models.len() {
+        1 => Ok(models.swap_remove(0)),
+        0 => Err(StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!("run `{run_id}` logged no model"),
+        }),
+        _ => Err(StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!(
+                "run `{run_id}` logged several models and none is named `{path}`: {}",
+                models
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
+/// `model_id` if it is safe as one path segment of the cache.
+fn safe_id<'a>(uri: &ModelUri, model_id: &'a str) -> Result<&'a str, StoreError> {
+    let safe = model_id.starts_with("m-")
+        && model_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if safe {
+        Ok(model_id)
+    } else {
+        Err(StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!("`{model_id}` is not a logged model id (m-…)"),
+        })
+    }
+}
+
+/// Downloads `model` into a hidden temporary sibling of `entry`, then renames it into place.
+async fn download(
+    store: &dyn TrackingStore,
+    model: &LoggedModel,
+    cache_dir: &Path,
+    entry: &Path,
+) -> Result<(), StoreError> {
+    let io = |action: &'static str, path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    tokio::fs::create_dir_all(cache_dir)
+        .await
+        .map_err(io("create directory", cache_dir))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.tmp-", model.model_id))
+        .tempdir_in(cache_dir)
+        .map_err(io("create directory in", cache_dir))?;
+    let staged = tmp.path().join("model");
+    store.download_model_artifacts(model, &staged).await?;
+    if let Err(err) = tokio::fs::rename(&staged, entry).await {
+        // Another process may have completed the same entry meanwhile: theirs is as good.
+        if !entry.is_dir() {
+            return Err(io("rename", &staged)(err));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(uri: &str) -> ModelUri {
+        ModelUri::parse(uri).unwrap()
+    }
+
+    fn reason(uri: &str) -> String {
+        match ModelUri::parse(uri) {
+            Err(StoreError::BadModelUri { uri: named, reason }) => {
+                assert_eq!(named, uri.trim());
+                reason
+            }
+            other => panic!("{uri}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn runs_uri_gives_run_and_path() {
+        assert_eq!(
+            parsed("runs:/0123abcd/summarize"),
+            ModelUri::Run {
+                run_id: "0123abcd".into(),
+                path: "summarize".into()
+            }
+        );
+        assert_eq!(
+            parsed("runs:/0123abcd"),
+            ModelUri::Run {
+                run_id: "0123abcd".into(),
+                path: String::new()
+            }
+        );
+    }
+
+    #[test]
+    fn models_uris_give_id_version_and_alias() {
+        assert_eq!(
+            parsed("models:/m-0a1b2c"),
+            ModelUri::ModelId {
+                model_id: "m-0a1b2c".into()
+            }
+        );
+        assert_eq!(
+            parsed("models:/summarize/3"),
+            ModelUri::Version {
+                name: "summarize".into(),
+                version: "3".into()
+            }
+        );
+        assert_eq!(
+            parsed("models:/summarize-chain@champion"),
+            ModelUri::Alias {
+                name: "summarize-chain".into(),
+                alias: "champion".into()
+            }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for uri in [
+            "runs:/abc/summarize",
+            "models:/m-1f",
+            "models:/x/2",
+            "models:/x@prod",
+        ] {
+            assert_eq!(parsed(uri).to_string(), uri);
+        }
+    }
+
+    #[test]
+    fn local_directory_with_or_without_file_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let plain = path.display().to_string();
+        assert_eq!(parsed(&plain), ModelUri::LocalDir { path: path.clone() });
+        assert_eq!(
+            parsed(&format!("file://{plain}")),
+            ModelUri::LocalDir { path: path.clone() }
+        );
+        let missing = path.join("nope").display().to_string();
+        assert!(reason(&missing).contains("no such local directory"));
+        let file = path.join("MLmodel");
+        std::fs::write(&file, "x").unwrap();
+        assert!(reason(&file.display().to_string()).contains("no such local directory"));
+    }
+
+    #[test]
+    fn malformed_uris_are_refused_naming_them() {
+        for uri in [
+            "runs:/",
+            "runs:/abc-def/x",
+            "models:/",
+            "models:/summarize",
+            "models:/summarize/",
+            "models:/summarize/0",
+            "models:/summarize/Production",
+            "models:/summarize/1/extra",
+            "models:/@champion",
+            "models:/x@",
+            "s3://bucket/model",
+            "",
+        ] {
+            assert!(!reason(uri).is_empty(), "{uri}");
+        }
+        assert!(reason("models:/summarize/Production").contains("alias"));
+        assert!(reason("s3://bucket/model").contains("models:/<name>@<alias>"));
+    }
+
+    #[test]
+    fn cache_dir_prefers_chainlog_then_xdg_then_home() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            cache_dir_from(os("/c"), os("/x"), os("/h")),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(
+            cache_dir_from(None, os("/x"), os("/h")),
+            Some(PathBuf::from("/x/chainlog/models"))
+        );
+        assert_eq!(
+            cache_dir_from(None, None, os("/h")),
+            Some(PathBuf::from("/h/.cache/chainlog/models"))
+        );
+        assert_eq!(cache_dir_from(None, None, None), None);
+    }
+
+    #[test]
+    fn unsafe_model_ids_never_become_cache_paths() {
+        let uri = parsed("models:/m-1");
+        assert!(safe_id(&uri, "m-1a_b").is_ok());
+        for bad in ["../x", "m-../../etc", "x", "m-a/b"] {
+            assert!(safe_id(&uri, bad).is_err(), "{bad}");
+        }
+    }
+}

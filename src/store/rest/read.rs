@@ -1,0 +1,218 @@
+//! The read side of the REST store, for loading a model back, as MLflow's Python client does
+//! it (MLFLOW.md §3): `GET logged-models/<id>`, `runs/get` (the run's `outputs`),
+//! `registered-models/alias` or `model-versions/get` (the version's `source`,
+//! `models:/<model_id>`), and the model's files listed one level at a time through
+//! `GET mlflow-artifacts/artifacts?path=…` and fetched with `GET mlflow-artifacts/artifacts/…`.
+//! MLflow's `RESOURCE_DOES_NOT_EXIST` becomes [`StoreError::NotFound`].
+
+use std::path::Path;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use reqwest::Method;
+
+use super::{
+    http::{Payload, Transport},
+    prompt::has_code,
+    upload::{ARTIFACTS_ROUTE, UPLOAD_CONCURRENCY, proxy_path},
+    wire::{ArtifactList, LoggedModelReply, ModelVersionReply, RunReply},
+};
+use crate::store::{LoggedModel, StoreError};
+
+/// `err`, or [`StoreError::NotFound`] for `what` when MLflow said it does not exist.
+fn not_found(err: StoreError, what: impl FnOnce() -> String) -> StoreError {
+    // An unknown alias is `INVALID_PARAMETER_VALUE` "... alias ... not found" on MLflow 3.
+    let alias_missing = matches!(&err, StoreError::Mlflow { code, message, .. }
+        if code == "INVALID_PARAMETER_VALUE" && message.contains("not found"));
+    if alias_missing || has_code(&err, "RESOURCE_DOES_NOT_EXIST") {
+        StoreError::NotFound { what: what() }
+    } else {
+        err
+    }
+}
+
+/// `GET logged-models/<id>`.
+pub(super) async fn logged_model(
+    http: &Transport,
+    model_id: &str,
+) -> Result<LoggedModel, StoreError> {
+    let reply: LoggedModelReply = http
+        .get(
+            "logged-models/get",
+            &format!("api/2.0/mlflow/logged-models/{model_id}"),
+            &[],
+        )
+        .await
+        .map_err(|err| not_found(err, || format!("logged model `{model_id}`")))?;
+    let info = reply.model.info;
+    Ok(LoggedModel {
+        model_id: info.model_id,
+        experiment_id: info.experiment_id,
+        name: info.name,
+        artifact_uri: info.artifact_uri,
+        source_run_id: info.source_run_id.filter(|id| !id.is_empty()),
+    })
+}
+
+/// The run's `outputs.model_outputs`, each read with `GET logged-models/<id>`.
+pub(super) async fn run_models(
+    http: &Transport,
+    run_id: &str,
+) -> Result<Vec<LoggedModel>, StoreError> {
+    let reply: RunReply = http
+        .get("runs/get", "api/2.0/mlflow/runs/get", &[("run_id", run_id)])
+        .await
+        .map_err(|err| not_found(err, || format!("run `{run_id}`")))?;
+    let mut models = Vec::new();
+    for output in reply.run.outputs.model_outputs {
+        models.push(logged_model(http, &output.model_id).await?);
+    }
+    Ok(models)
+}
+
+/// `(version, model_id)` of `name` at `"3"` or `"@alias"`.
+pub(super) async fn model_version(
+    http: &Transport,
+    name: &str,
+    version_or_alias: &str,
+) -> Result<(String, String), StoreError> {
+    let reply: ModelVersionReply = match version_or_alias.strip_prefix('@') {
+        Some(alias) => http
+            .get(
+                "registered-models/alias",
+                "api/2.0/mlflow/registered-models/alias",
+                &[("name", name), ("alias", alias)],
+            )
+            .await
+            .map_err(|err| {
+                not_found(err, || {
+                    format!("alias `{alias}` of registered model `{name}`")
+                })
+            })?,
+        None => http
+            .get(
+                "model-versions/get",
+                "api/2.0/mlflow/model-versions/get",
+                &[("name", name), ("version", version_or_alias)],
+            )
+            .await
+            .map_err(|err| {
+                not_found(err, || {
+                    format!("version {version_or_alias} of registered model `{name}`")
+                })
+            })?,
+    };
+    let version = reply.model_version;
+    match version.source.strip_prefix("models:/") {
+        Some(id) if id.starts_with("m-") && !id.contains('/') => {
+            Ok((version.version, id.to_owned()))
+        }
+        _ => Err(StoreError::BadModelUri {
+            uri: format!("models:/{name}/{}", version.version),
+            reason: format!(
+                "its source `{}` is not an MLflow 3 logged model (models:/<model_id>)",
+                version.source
+            ),
+        }),
+    }
+}
+
+/// Every file of `model` into `dest` (created).
+pub(super) async fn download(
+    http: &Transport,
+    model: &LoggedModel,
+    dest: &Path,
+) -> Result<(), StoreError> {
+    let root = proxy_path(&model.artifact_uri)?;
+    let files = list_files(http, &root).await?;
+    if files.is_empty() {
+        return Err(StoreError::NotFound {
+            what: format!(
+                "the artifacts of logged model `{}` at `{}`",
+                model.model_id, model.artifact_uri
+            ),
+        });
+    }
+    tokio::fs::create_dir_all(dest)
+        .await
+        .map_err(|source| io("create directory", dest, source))?;
+    stream::iter(files)
+        .map(|relative| download_one(http, &root, relative, dest))
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect::<()>()
+        .await
+}
+
+/// The relative (`/`-separated) paths of every file under the proxy path `root`.
+async fn list_files(http: &Transport, root: &str) -> Result<Vec<String>, StoreError> {
+    let mut files = Vec::new();
+    let mut pending = vec![String::new()];
+    while let Some(dir) = pending.pop() {
+        let path = if dir.is_empty() {
+            root.to_owned()
+        } else {
+            format!("{root}/{dir}")
+        };
+        let listed: ArtifactList = http
+            .get("artifact listing", ARTIFACTS_ROUTE, &[("path", &path)])
+            .await?;
+        for entry in listed.files {
+            let name = entry.path.rsplit('/').next().unwrap_or_default();
+            if name.is_empty() || name == "." || name == ".." || name.contains('\\') {
+                return Err(StoreError::Mlflow {
+                    operation: "artifact listing".to_owned(),
+                    code: "INVALID_RESPONSE".to_owned(),
+                    message: format!("unsafe artifact path `{}` under `{path}`", entry.path),
+                });
+            }
+            let relative = if dir.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
+            if entry.is_dir {
+                pending.push(relative);
+            } else {
+                files.push(relative);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+async fn download_one(
+    http: &Transport,
+    root: &str,
+    relative: String,
+    dest: &Path,
+) -> Result<(), StoreError> {
+    let operation = format!("artifact download of `{relative}`");
+    let bytes = http
+        .send(
+            &operation,
+            Method::GET,
+            &format!("{ARTIFACTS_ROUTE}/{root}/{relative}"),
+            &[],
+            Payload::Empty,
+        )
+        .await?;
+    let target = relative
+        .split('/')
+        .fold(dest.to_path_buf(), |path, part| path.join(part));
+    if let Some(dir) = target.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|source| io("create directory", dir, source))?;
+    }
+    tokio::fs::write(&target, &bytes)
+        .await
+        .map_err(|source| io("write", &target, source))
+}
+
+fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}

@@ -1,0 +1,126 @@
+//! The read side of the SQLite store, for loading a model back: a logged model by id, a
+//! run's output models (the `inputs` rows `RUN_OUTPUT` → `MODEL_OUTPUT` that
+//! `logged_model::link_run_output` writes), and a registered version or alias resolved to the
+//! logged model its `source` (`models:/<model_id>`) names. Deleted models count as absent.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use crate::store::{LoggedModel, StoreError};
+
+use super::{
+    error::{TxError, not_found},
+    experiment::WORKSPACE,
+    registry,
+};
+
+/// The scheme MLflow 3 writes into a model version's `source`.
+const MODELS_SCHEME: &str = "models:/";
+
+fn logged_model(row: &Row<'_>) -> rusqlite::Result<LoggedModel> {
+    Ok(LoggedModel {
+        model_id: row.get(0)?,
+        experiment_id: row.get::<_, i64>(1)?.to_string(),
+        name: row.get(2)?,
+        artifact_uri: row.get(3)?,
+        source_run_id: row.get::<_, Option<String>>(4)?.filter(|id| !id.is_empty()),
+    })
+}
+
+/// The active logged model `model_id`.
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] when there is none (or it was deleted).
+pub(super) fn get(tx: &Transaction<'_>, model_id: &str) -> Result<LoggedModel, TxError> {
+    tx.query_row(
+        "SELECT model_id, experiment_id, name, artifact_location, source_run_id \
+         FROM logged_models WHERE model_id = ?1 AND lifecycle_stage = 'active'",
+        params![model_id],
+        logged_model,
+    )
+    .optional()?
+    .ok_or_else(|| not_found(format!("logged model `{model_id}`")).into())
+}
+
+/// The active models run `run_id` produced, in the order they were linked.
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] when the run does not exist.
+pub(super) fn run_models(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<LoggedModel>, TxError> {
+    let run = tx
+        .query_row(
+            "SELECT 1 FROM runs WHERE run_uuid = ?1",
+            params![run_id],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if run.is_none() {
+        return Err(not_found(format!("run `{run_id}`")).into());
+    }
+    let mut stmt = tx.prepare(
+        "SELECT m.model_id, m.experiment_id, m.name, m.artifact_location, m.source_run_id \
+         FROM inputs i JOIN logged_models m ON m.model_id = i.destination_id \
+         WHERE i.source_type = 'RUN_OUTPUT' AND i.source_id = ?1 \
+         AND i.destination_type = 'MODEL_OUTPUT' AND m.lifecycle_stage = 'active' \
+         ORDER BY i.rowid",
+    )?;
+    let models = stmt
+        .query_map(params![run_id], logged_model)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(models)
+}
+
+/// `(version, model_id)` of registered model `name` at `version_or_alias` (`"3"`,
+/// `"@champion"`, `"@latest"` for the newest).
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] for an unknown model (or a prompt), version or alias;
+/// [`StoreError::BadModelUri`] when the version's source is not `models:/<model_id>`.
+pub(super) fn model_version(
+    tx: &Transaction<'_>,
+    name: &str,
+    version_or_alias: &str,
+) -> Result<(String, String), TxError> {
+    match registry::find(tx, name)? {
+        Some(found) if !found.is_prompt => {}
+        _ => return Err(not_found(format!("registered model `{name}`")).into()),
+    }
+    let version = match version_or_alias.strip_prefix('@') {
+        Some("latest") => registry::latest_version(tx, name)?,
+        Some(alias) => registry::alias_version(tx, name, alias)?,
+        None => match version_or_alias.parse::<i64>() {
+            Ok(number) if registry::version_exists(tx, name, number)? => Some(number),
+            _ => None,
+        },
+    };
+    let what = match version_or_alias.strip_prefix('@') {
+        Some(alias) => format!("alias `{alias}` of registered model `{name}`"),
+        None => format!("version {version_or_alias} of registered model `{name}`"),
+    };
+    let Some(version) = version else {
+        return Err(not_found(what).into());
+    };
+    let source: Option<String> = tx.query_row(
+        "SELECT source FROM model_versions WHERE name = ?1 AND version = ?2 AND workspace = ?3",
+        params![name, version, WORKSPACE],
+        |r| r.get(0),
+    )?;
+    let source = source.unwrap_or_default();
+    let model_id = model_id_of_source(name, version, &source)?;
+    Ok((version.to_string(), model_id))
+}
+
+/// The logged model id in a version's `source` (`models:/m-…`).
+fn model_id_of_source(name: &str, version: i64, source: &str) -> Result<String, StoreError> {
+    match source.strip_prefix(MODELS_SCHEME) {
+        Some(id) if id.starts_with("m-") && !id.contains('/') => Ok(id.to_owned()),
+        _ => Err(StoreError::BadModelUri {
+            uri: format!("models:/{name}/{version}"),
+            reason: format!(
+                "its source `{source}` is not an MLflow 3 logged model (models:/<model_id>)"
+            ),
+        }),
+    }
+}
