@@ -117,7 +117,7 @@ fn build_config(args: &MockArgs) -> anyhow::Result<MockConfig> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

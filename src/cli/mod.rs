@@ -7,8 +7,11 @@ mod chains;
 mod endpoint;
 mod log;
 mod mock;
+mod model;
+mod predict;
 mod prompts;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,10 @@ enum Command {
     Run(run::RunArgs),
     /// Log a chain to MLflow: a run and a LoggedModel holding its code, prompts and config.
     Log(log::LogArgs),
+    /// Rebuild a logged chain from its artifact and run it on one input.
+    Predict(predict::PredictArgs),
+    /// Rebuild a logged chain and serve it with MLflow's scoring protocol.
+    Serve(serve::ServeArgs),
     /// Work with MLflow's Prompt Registry.
     Prompts(prompts::PromptsArgs),
     /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
@@ -51,6 +58,8 @@ pub fn main(registry: ChainRegistry) -> ExitCode {
         Command::Chains(args) => chains::run(&registry, &args),
         Command::Run(args) => run::run(&registry, args),
         Command::Log(args) => log::run(&registry, args),
+        Command::Predict(args) => predict::run(&registry, args),
+        Command::Serve(args) => serve::run(&registry, args),
         Command::Prompts(args) => prompts::run(args),
         Command::Mock(args) => mock::run(args),
     };

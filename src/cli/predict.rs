@@ -1,0 +1,71 @@
+//! `chainlog predict -m URI --input JSON`: rebuild a logged chain from its artifact and run it
+//! on one input; prints the output JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::{endpoint::Endpoint, model};
+use crate::chain::{ChainRegistry, RunContext};
+
+/// Options of `chainlog predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The model: runs:/<run_id>/<name>, models:/<model_id>, models:/<name>/<version>,
+    /// models:/<name>@<alias>, or a local directory.
+    #[arg(short = 'm', long = "model-uri", value_name = "URI")]
+    model_uri: String,
+    /// The input as JSON (checked against the logged chain's input schema).
+    #[arg(
+        long,
+        conflicts_with = "input_file",
+        required_unless_present = "input_file"
+    )]
+    input: Option<String>,
+    /// A file holding the input JSON.
+    #[arg(long, value_name = "FILE")]
+    input_file: Option<PathBuf>,
+    /// Override one value of the logged config (`--set llm.temperature=0.5`; the key must exist).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+    #[arg(long, value_name = "URI")]
+    tracking_uri: Option<String>,
+}
+
+/// Runs `chainlog predict`.
+///
+/// # Errors
+///
+/// A model that cannot be loaded, input that does not fit, or a failed run.
+pub fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
+    let text = match (&args.input, &args.input_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the input file `{}`", path.display()))?,
+        (None, None) => bail!("give the input with --input JSON or --input-file FILE"),
+    };
+    let input: serde_json::Value =
+        serde_json::from_str(&text).context("the input is not valid JSON")?;
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime.block_on(async {
+        let endpoint = Endpoint::from_env().await?;
+        let model = model::load(
+            registry,
+            &args.model_uri,
+            args.tracking_uri.as_deref(),
+            &args.set,
+            &endpoint,
+        )
+        .await?;
+        model.entry.check_input(&input)?;
+        let span = tracing::info_span!("predict", chain = model.entry.name());
+        let output = model.chain.invoke(input, &RunContext::new(span)).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output).context("failed to print the output")?
+        );
+        Ok(())
+    })
+}

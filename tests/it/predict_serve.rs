@@ -1,0 +1,277 @@
+//! Rebuilding logged chains: `chainlog predict` through every model URI form, refusal of
+//! tampered artifacts and of code other than what was logged, and `chainlog serve` answering
+//! MLflow's scoring protocol (including the artifact's own serving_input_example.json).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use serde_json::{Value, json};
+
+use crate::chain_support::root;
+
+fn chainlog(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(args)
+        .current_dir(cwd)
+        .env("CHAINLOG_CACHE_DIR", cwd.join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .output()
+        .unwrap()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Logs `summarize` into a fresh folder's `./mlflow.db`; returns the folder and `log --json`.
+fn logged_summarize() -> (tempfile::TempDir, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["chains", "prompts"] {
+        std::os::unix::fs::symlink(root().join(folder), dir.path().join(folder)).unwrap();
+    }
+    let output = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "summarize",
+            "--input-example",
+            r#"{"text": "logged"}"#,
+            "--registered-model",
+            "sum",
+            "--alias",
+            "champion",
+            "--json",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let logged = serde_json::from_slice(&output.stdout).unwrap();
+    (dir, logged)
+}
+
+fn predict(cwd: &Path, uri: &str) -> Output {
+    chainlog(
+        cwd,
+        &[
+            "predict",
+            "-m",
+            uri,
+            "--input",
+            r#"{"text": "rebuilt from the artifact"}"#,
+        ],
+    )
+}
+
+/// A copy of the model's cached artifact directory, to tamper with.
+fn artifact_copy(cwd: &Path, model_id: &str) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(cwd.join("cache").join(model_id).join("."))
+        .arg(copy.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+/// Every model URI form resolves to the same logged chain, rebuilt and run.
+#[test]
+fn predict_through_every_model_uri_form() {
+    let (dir, logged) = logged_summarize();
+    let model_id = logged["model_id"].as_str().unwrap();
+    let run_id = logged["run_id"].as_str().unwrap();
+    let uris = [
+        format!("runs:/{run_id}/summarize"),
+        format!("models:/{model_id}"),
+        "models:/sum/1".to_owned(),
+        "models:/sum@champion".to_owned(),
+        dir.path()
+            .join("cache")
+            .join(model_id)
+            .display()
+            .to_string(),
+    ];
+    for uri in &uris {
+        let output = predict(dir.path(), uri);
+        assert!(output.status.success(), "{uri}: {}", text(&output.stderr));
+        let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert!(
+            out["summary"]
+                .as_str()
+                .unwrap()
+                .contains("rebuilt from the artifact"),
+            "{uri}: {out}"
+        );
+    }
+    let output = predict(dir.path(), "models:/sum@nope");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("models:/sum@nope"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// One byte changed in the code, a prompt or the config of a downloaded artifact is refused,
+/// naming the file.
+#[test]
+fn tampered_artifacts_are_refused_naming_the_file() {
+    let (dir, logged) = logged_summarize();
+    let model_id = logged["model_id"].as_str().unwrap();
+    assert!(
+        predict(dir.path(), &format!("models:/{model_id}"))
+            .status
+            .success()
+    );
+    for file in [
+        "code/chains/summarize.rs",
+        "prompts/summarize/01-system.hbs",
+        "model_config.yaml",
+    ] {
+        let copy = artifact_copy(dir.path(), model_id);
+        let path = copy.path().join(file);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 0x20;
+        std::fs::write(&path, bytes).unwrap();
+        let output = predict(dir.path(), copy.path().to_str().unwrap());
+        assert_eq!(output.status.code(), Some(1), "{file}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(file), "{file}: {stderr}");
+    }
+}
+
+/// An artifact whose code (consistently re-hashed) is not this binary's chain is refused,
+/// naming both hashes.
+#[test]
+fn different_code_is_refused_naming_both_hashes() {
+    let (dir, logged) = logged_summarize();
+    let model_id = logged["model_id"].as_str().unwrap();
+    assert!(
+        predict(dir.path(), &format!("models:/{model_id}"))
+            .status
+            .success()
+    );
+    let copy = artifact_copy(dir.path(), model_id);
+    let code = copy.path().join("code/chains/summarize.rs");
+    let old = sha256_hex(&std::fs::read(&code).unwrap());
+    let mut source = std::fs::read(&code).unwrap();
+    source.extend_from_slice(b"\n// changed after logging\n");
+    std::fs::write(&code, &source).unwrap();
+    let new = sha256_hex(&source);
+    let mlmodel = copy.path().join("MLmodel");
+    let text_before = std::fs::read_to_string(&mlmodel).unwrap();
+    // Re-hash the code, and drop the crate snapshot's record (it covers the same file), so
+    // only the code-hash check against this binary's registry stands in the way.
+    let mut edited = Vec::new();
+    let mut skipping = false;
+    let rehashed = text_before.replacen(&old, &new, 1);
+    for line in rehashed.lines() {
+        if line.trim_start().starts_with("crate_snapshot:") {
+            skipping = true;
+            continue;
+        }
+        if skipping && line.starts_with("      ") {
+            continue;
+        }
+        skipping = false;
+        edited.push(line);
+    }
+    std::fs::write(&mlmodel, edited.join("\n") + "\n").unwrap();
+    let output = predict(dir.path(), copy.path().to_str().unwrap());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains(&new) && stderr.contains(&old), "{stderr}");
+    assert!(stderr.contains("check out the commit"), "{stderr}");
+}
+
+/// `chainlog serve` answers MLflow's scoring protocol: ping, and `/invocations` with the
+/// artifact's own serving_input_example.json and each request format.
+#[tokio::test]
+async fn serve_answers_every_scoring_format() {
+    let (dir, logged) = logged_summarize();
+    let model_id = logged["model_id"].as_str().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(["serve", "-m", "models:/sum@champion", "--port", "0"])
+        .current_dir(dir.path())
+        .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    let client = reqwest::Client::new();
+    assert!(
+        client
+            .get(format!("{url}/ping"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let example: Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join("cache")
+                .join(model_id)
+                .join("serving_input_example.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let bodies = [
+        example,
+        json!({"dataframe_split": {"columns": ["text"], "data": [["logged"]]}}),
+        json!({"dataframe_records": [{"text": "logged"}]}),
+        json!({"instances": [{"text": "logged"}]}),
+        json!({"inputs": {"text": "logged"}, "params": {}}),
+    ];
+    let mut answers = Vec::new();
+    for body in &bodies {
+        let response = client
+            .post(format!("{url}/invocations"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{body}");
+        let value: Value = response.json().await.unwrap();
+        answers.push(value["predictions"].clone());
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert!(
+        answers[0][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("logged")
+    );
+    let bad = client
+        .post(format!("{url}/invocations"))
+        .json(&json!({"inputs": {"txt": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let _ = child.kill();
+    let _ = child.wait();
+}
