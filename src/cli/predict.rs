@@ -7,7 +7,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{endpoint::Endpoint, model};
-use crate::chain::{ChainRegistry, RunContext};
+use crate::{
+    chain::{ChainRegistry, RunContext},
+    runner::predict_batch,
+};
 
 /// Options of `chainlog predict`.
 #[derive(Debug, Args)]
@@ -23,9 +26,16 @@ pub struct PredictArgs {
         required_unless_present = "input_file"
     )]
     input: Option<String>,
-    /// A file holding the input JSON.
+    /// A file holding the input JSON; with --output, a JSONL file of rows to run as a batch.
     #[arg(long, value_name = "FILE")]
     input_file: Option<PathBuf>,
+    /// Batch mode: append one `{"index", "output"|"error"}` line per input row to this JSONL
+    /// file; running the same command again skips rows already there (resume).
+    #[arg(long, value_name = "FILE", requires = "input_file")]
+    output: Option<PathBuf>,
+    /// Batch mode: rows in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
     /// Override one value of the logged config (`--set llm.temperature=0.5`; the key must exist).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -40,6 +50,9 @@ pub struct PredictArgs {
 ///
 /// A model that cannot be loaded, input that does not fit, or a failed run.
 pub fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
+    if let (Some(input), Some(output)) = (&args.input_file, &args.output) {
+        return run_batch(registry, &args, input, output);
+    }
     let text = match (&args.input, &args.input_file) {
         (Some(text), _) => text.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)
@@ -65,6 +78,57 @@ pub fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&output).context("failed to print the output")?
+        );
+        Ok(())
+    })
+}
+
+/// `--input-file rows.jsonl --output out.jsonl`: the batch, with a progress bar.
+fn run_batch(
+    registry: &ChainRegistry,
+    args: &PredictArgs,
+    input: &std::path::Path,
+    output: &std::path::Path,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    runtime.block_on(async {
+        let endpoint = Endpoint::from_env().await?;
+        let model = model::load(
+            registry,
+            &args.model_uri,
+            args.tracking_uri.as_deref(),
+            &args.set,
+            &endpoint,
+        )
+        .await?;
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{pos}/{len} rows {wide_bar} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let progress = |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        };
+        let summary = predict_batch(
+            model.entry,
+            &model.chain,
+            input,
+            output,
+            args.concurrency,
+            &progress,
+        )
+        .await;
+        bar.finish_and_clear();
+        let summary = summary?;
+        eprintln!(
+            "{} rows: {} already done, {} succeeded, {} failed (error rows in {})",
+            summary.rows,
+            summary.skipped,
+            summary.succeeded,
+            summary.failed,
+            output.display()
         );
         Ok(())
     })

@@ -275,3 +275,179 @@ async fn serve_answers_every_scoring_format() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A batch killed with `kill -9` mid-way and run again ends with exactly one output line per
+/// input row; a row that does not fit becomes an error row, not a stopped batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_resumes_after_kill_9_with_one_output_per_input() {
+    let (dir, logged) = logged_summarize();
+    let model = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    // A slow endpoint, so the batch is still running when it is killed.
+    let mock = chainlog::mock::MockServer::start(
+        chainlog::mock::MockConfig::default().with_latency(chainlog::mock::Latency::fixed(50)),
+    )
+    .await
+    .unwrap();
+    let rows = 60;
+    let mut input = String::new();
+    for row in 0..rows {
+        if row == 7 {
+            input.push_str("{\"txt\": \"no text field\"}\n");
+        } else {
+            input.push_str(&format!("{{\"text\": \"row {row}\"}}\n"));
+        }
+    }
+    std::fs::write(dir.path().join("in.jsonl"), input).unwrap();
+    let batch = |cwd: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+        command
+            .args([
+                "predict",
+                "-m",
+                &model,
+                "--input-file",
+                "in.jsonl",
+                "--output",
+                "out.jsonl",
+                "--concurrency",
+                "4",
+            ])
+            .current_dir(cwd)
+            .env("CHAINLOG_CACHE_DIR", cwd.join("cache"))
+            .env("OPENAI_BASE_URL", mock.base_url())
+            .env("OPENAI_API_KEY", "test-key")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        command
+    };
+    let mut first = batch(dir.path()).spawn().unwrap();
+    // Kill once some, but not all, rows are written.
+    let out = dir.path().join("out.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let written = std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if written >= 8 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert!(
+        before < rows,
+        "the batch finished before it was killed ({before} rows)"
+    );
+
+    let status = batch(dir.path()).status().unwrap();
+    assert!(status.success());
+    let lines: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut indexes: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    indexes.sort_unstable();
+    assert_eq!(
+        indexes,
+        (0..rows as u64).collect::<Vec<_>>(),
+        "exactly one output per input"
+    );
+    let row7 = lines.iter().find(|l| l["index"] == 7).unwrap();
+    assert!(row7["error"].as_str().unwrap().contains("text"), "{row7}");
+    let row3 = lines.iter().find(|l| l["index"] == 3).unwrap();
+    assert!(
+        row3["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("row 3"),
+        "{row3}"
+    );
+}
+
+/// Every example chain, logged to a fresh SQLite store and to a real MLflow server, is rebuilt
+/// from its artifact and runs on its input example (registered alias on the server, model id
+/// on SQLite).
+#[test]
+fn every_example_chain_predicts_from_both_stores() {
+    let server = crate::support::mlflow_server::MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["chains", "prompts"] {
+        std::os::unix::fs::symlink(root().join(folder), dir.path().join(folder)).unwrap();
+    }
+    let examples = [
+        (
+            "extract",
+            r#"{"text": "Ada Lovelace, mathematician, ada@example.org"}"#,
+        ),
+        (
+            "map_reduce",
+            r#"{"text": "One part. Another part. A third part."}"#,
+        ),
+        ("summarize", r#"{"text": "Short text."}"#),
+        ("tool_agent", r#"{"question": "What is 6 * 7?"}"#),
+    ];
+    for (chain, example) in examples {
+        for store in ["sqlite:///mlflow.db", server.uri()] {
+            let registered = format!("predict-{chain}");
+            let mut log = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+            log.args([
+                "log",
+                chain,
+                "--input-example",
+                example,
+                "--registered-model",
+                &registered,
+                "--alias",
+                "live",
+                "--json",
+                "--tracking-uri",
+                store,
+            ])
+            .current_dir(dir.path())
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY");
+            let output = log.output().unwrap();
+            assert!(
+                output.status.success(),
+                "{chain} → {store}: {}",
+                text(&output.stderr)
+            );
+            let logged: Value = serde_json::from_slice(&output.stdout).unwrap();
+            let uri = if store.starts_with("sqlite") {
+                format!("models:/{}", logged["model_id"].as_str().unwrap())
+            } else {
+                format!("models:/{registered}@live")
+            };
+            let output = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+                .args([
+                    "predict",
+                    "-m",
+                    &uri,
+                    "--input",
+                    example,
+                    "--tracking-uri",
+                    store,
+                ])
+                .current_dir(dir.path())
+                .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+                .env_remove("OPENAI_BASE_URL")
+                .env_remove("OPENAI_API_KEY")
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{chain} from {uri} on {store}: {}",
+                text(&output.stderr)
+            );
+            let out: Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert!(
+                out.is_object() && !out.as_object().unwrap().is_empty(),
+                "{out}"
+            );
+        }
+    }
+}

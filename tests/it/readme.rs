@@ -127,7 +127,7 @@ fn readme_commands_are_valid_command_lines() {
 fn readme_commands_run_and_succeed() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let scratch = tempfile::tempdir().unwrap();
-    for folder in ["chains", "prompts"] {
+    for folder in ["chains", "prompts", "tests"] {
         std::os::unix::fs::symlink(root.join(folder), scratch.path().join(folder)).unwrap();
     }
     let mut ran = 0;
