@@ -451,3 +451,42 @@ fn every_example_chain_predicts_from_both_stores() {
         }
     }
 }
+
+/// MLflow's load-time config override (`MLFLOW_PYFUNC_INFERENCE_CONFIG`, a JSON object) and
+/// `--set` change only keys the logged config has; others are refused, named.
+#[test]
+fn config_overrides_apply_only_to_logged_keys() {
+    let (dir, logged) = logged_summarize();
+    let uri = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    let run = |env: Option<&str>, extra: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+        command
+            .args(["predict", "-m", &uri, "--input", r#"{"text": "x"}"#])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY");
+        if let Some(value) = env {
+            command.env("MLFLOW_PYFUNC_INFERENCE_CONFIG", value);
+        }
+        command.output().unwrap()
+    };
+    assert!(
+        run(Some(r#"{"chain": {"sentences": 1}}"#), &[])
+            .status
+            .success()
+    );
+    assert!(
+        run(None, &["--set", "llm.temperature=0.9"])
+            .status
+            .success()
+    );
+    let refused = run(Some(r#"{"chain": {"paragraphs": 2}}"#), &[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("chain.paragraphs"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
