@@ -13,7 +13,10 @@ from mlflow.pyfunc import PythonModel
 
 class Summarize(PythonModel):
     def load_context(self, context):
-        self.config = ModelConfig().to_dict()
+        # At load time MLflow hands the logged model_config over on the context; ModelConfig()
+        # only finds it while log_model validates the input example.
+        config = getattr(context, "model_config", None)
+        self.config = dict(config) if config else ModelConfig().to_dict()
 
     def predict(self, context, model_input, params=None):
         rows = model_input.to_dict(orient="records") if hasattr(model_input, "to_dict") else [model_input]
