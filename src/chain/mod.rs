@@ -22,4 +22,4 @@ pub use context::{
 };
 pub use error::ChainError;
 pub use messages::render_messages;
-pub use registry::{BuiltChain, Chain, ChainEntry, ChainRegistry, schema_of};
+pub use registry::{BuiltChain, Chain, ChainEntry, ChainRegistry, check_against, schema_of};

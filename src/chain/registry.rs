@@ -86,6 +86,34 @@ impl<C: Chain> ErasedChain for Erased<C> {
 
 type BuildFn = Box<dyn Fn(&BuildContext) -> Result<Arc<dyn ErasedChain>, ChainError> + Send + Sync>;
 
+/// Checks `input` against a compiled input schema, naming every field at fault
+/// (`input.text: 5 is not of type "string"`): the one place chain input errors are worded.
+///
+/// # Errors
+///
+/// [`ChainError::Input`] listing the problems.
+pub fn check_against(
+    chain: &str,
+    validator: &jsonschema::Validator,
+    input: &Value,
+) -> Result<(), ChainError> {
+    let problems: Vec<String> = validator
+        .iter_errors(input)
+        .map(|error| {
+            let path = error.instance_path().as_str().replace('/', ".");
+            format!("input{path}: {error}")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ChainError::Input {
+            chain: chain.to_owned(),
+            problems: problems.join("; "),
+        })
+    }
+}
+
 /// One chain compiled into this binary.
 pub struct ChainEntry {
     name: &'static str,
@@ -182,21 +210,7 @@ impl ChainEntry {
             chain: self.name.to_owned(),
             problems: format!("the chain's input schema is invalid: {message}"),
         })?;
-        let problems: Vec<String> = validator
-            .iter_errors(input)
-            .map(|error| {
-                let path = error.instance_path().as_str().replace('/', ".");
-                format!("input{path}: {error}")
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ChainError::Input {
-                chain: self.name.to_owned(),
-                problems: problems.join("; "),
-            })
-        }
+        check_against(self.name, validator, input)
     }
 
     /// Builds the chain.

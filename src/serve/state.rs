@@ -156,20 +156,6 @@ pub fn schema_check(chain: &str, schema: &Value) -> Result<InputCheck, ServeErro
         jsonschema::validator_for(schema).map_err(|err| ServeError::Schema(err.to_string()))?;
     let chain = chain.to_owned();
     Ok(Arc::new(move |input: &Value| {
-        let problems: Vec<String> = validator
-            .iter_errors(input)
-            .map(|error| {
-                let path = error.instance_path().as_str().replace('/', ".");
-                format!("input{path}: {error}")
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ChainError::Input {
-                chain: chain.clone(),
-                problems: problems.join("; "),
-            })
-        }
+        crate::chain::check_against(&chain, &validator, input)
     }))
 }
