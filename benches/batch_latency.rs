@@ -8,9 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -25,31 +26,13 @@ fn main() {
     let rows = env_number("BENCH_ROWS", 2000);
     let concurrency = env_number("BENCH_CONCURRENCY", 64);
     let latency_ms = env_number("BENCH_LATENCY_MS", 200);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let chainlog = env!("CARGO_BIN_EXE_chainlog");
 
-    let mut mock = Command::new(chainlog)
-        .args([
-            "mock",
-            "--port",
-            "0",
-            "--latency-ms",
-            &latency_ms.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut base_url = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut base_url)
-        .unwrap();
-    let base_url = base_url.trim().to_owned();
+    let mock = support::MockProcess::start(&["--latency-ms", &latency_ms.to_string()]);
+    let base_url = mock.base_url().to_owned();
 
     let work = tempfile::tempdir().unwrap();
-    for folder in ["chains", "prompts"] {
-        std::os::unix::fs::symlink(root.join(folder), work.path().join(folder)).unwrap();
-    }
+    support::scratch_project(work.path());
     let command = |args: &[&str]| {
         let output = Command::new(chainlog)
             .args(args)
@@ -94,8 +77,7 @@ fn main() {
         &client_limit,
     ]);
     let wall = start.elapsed();
-    let _ = mock.kill();
-    let _ = mock.wait();
+    drop(mock);
 
     let written = std::fs::read_to_string(work.path().join("out.jsonl"))
         .unwrap()

@@ -13,10 +13,11 @@
 #[allow(dead_code)]
 mod python_env;
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -35,26 +36,14 @@ fn main() {
     let env = python_env::provision("mlflow", &root.join("tests/python/requirements-mlflow.txt"));
 
     // One mock for the Python chain's calls (chainlog starts its own in-process).
-    let mut mock = Command::new(chainlog)
-        .args(["mock", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut base_url = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut base_url)
-        .unwrap();
-    let base_url = base_url.trim().to_owned();
+    let mock = support::MockProcess::start(&[]);
+    let base_url = mock.base_url().to_owned();
 
     let work = tempfile::tempdir().unwrap();
     let chainlog_dir = work.path().join("chainlog");
     let python_dir = work.path().join("python");
-    std::fs::create_dir_all(&chainlog_dir).unwrap();
+    support::scratch_project(&chainlog_dir);
     std::fs::create_dir_all(&python_dir).unwrap();
-    for folder in ["chains", "prompts"] {
-        std::os::unix::fs::symlink(root.join(folder), chainlog_dir.join(folder)).unwrap();
-    }
 
     let run_chainlog = || {
         let start = Instant::now();
@@ -112,8 +101,7 @@ fn main() {
             chainlog_times.push(run_chainlog());
         }
     }
-    let _ = mock.kill();
-    let _ = mock.wait();
+    drop(mock);
     let ours = median(&mut chainlog_times);
     let theirs = median(&mut python_times);
     let ratio = theirs.as_secs_f64() / ours.as_secs_f64();

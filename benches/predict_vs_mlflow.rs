@@ -17,10 +17,11 @@
 #[allow(dead_code)]
 mod python_env;
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
@@ -29,16 +30,6 @@ const TEXT: &str = "Rust is a systems programming language focused on safety and
 fn median(values: &mut [Duration]) -> Duration {
     values.sort();
     values[values.len() / 2]
-}
-
-/// Kills the child by PID when dropped, on the normal path and on panic.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn check(output: &Output, what: &str) -> String {
@@ -61,29 +52,15 @@ fn main() {
     let env = python_env::provision("mlflow", &root.join("tests/python/requirements-mlflow.txt"));
 
     // One mock for the Python chain's calls (chainlog starts its own in-process).
-    let mut mock = KillOnDrop(
-        Command::new(chainlog)
-            .args(["mock", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut base_url = String::new();
-    BufReader::new(mock.0.stdout.take().unwrap())
-        .read_line(&mut base_url)
-        .unwrap();
-    let base_url = base_url.trim().to_owned();
+    let mock = support::MockProcess::start(&[]);
+    let base_url = mock.base_url().to_owned();
 
     let work = tempfile::tempdir().unwrap();
     let chainlog_dir = work.path().join("chainlog");
     let python_dir = work.path().join("python");
     let cache_dir = work.path().join("cache");
-    std::fs::create_dir_all(&chainlog_dir).unwrap();
+    support::scratch_project(&chainlog_dir);
     std::fs::create_dir_all(&python_dir).unwrap();
-    for folder in ["chains", "prompts"] {
-        std::os::unix::fs::symlink(root.join(folder), chainlog_dir.join(folder)).unwrap();
-    }
 
     let chainlog_cmd = || {
         let mut cmd = Command::new(chainlog);

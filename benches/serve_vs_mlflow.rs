@@ -17,6 +17,8 @@
 #[allow(dead_code)]
 mod python_env;
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
@@ -252,26 +254,15 @@ fn main() {
     .unwrap();
 
     // One mock that both servers' chains call.
-    let mut mock = KillOnDrop {
-        child: Command::new(chainlog)
-            .args(["mock", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-        group: false,
-    };
-    let base_url = first_line(&mut mock.child);
+    let mock = support::MockProcess::start(&[]);
+    let base_url = mock.base_url().to_owned();
 
     let work = tempfile::tempdir().unwrap();
     let chainlog_dir = work.path().join("chainlog");
     let python_dir = work.path().join("python");
     let cache_dir = work.path().join("cache");
-    std::fs::create_dir_all(&chainlog_dir).unwrap();
+    support::scratch_project(&chainlog_dir);
     std::fs::create_dir_all(&python_dir).unwrap();
-    for folder in ["chains", "prompts"] {
-        std::os::unix::fs::symlink(root.join(folder), chainlog_dir.join(folder)).unwrap();
-    }
 
     // Log once on each side.
     let input_example = format!(r#"{{"text": "{TEXT}"}}"#);
