@@ -40,12 +40,44 @@ pub mod cli;
 pub mod config;
 mod digest;
 pub mod llm;
-pub mod mock;
+/// The mock OpenAI server: the `chainlog-mock` crate, re-exported (a project that only wants the
+/// mock in its tests depends on `chainlog-mock` alone).
+pub use chainlog_mock as mock;
+pub mod project;
 pub mod prompt;
 mod pyjson;
 pub mod runner;
 pub mod serve;
 pub mod store;
+
+/// The whole `src/main.rs` of a crate that holds chains: includes the registry its build script
+/// (`chainlog_build::generate()`) wrote from `chains/*.rs` and runs chainlog's command line
+/// over it, with every command (`chains`, `run`, `log`, `predict`, `serve`, `prompts`, `mock`,
+/// `new`).
+///
+/// The crate's package name and folder are compiled in so commands find the project from any
+/// subdirectory (see [`project`]); that folder is only used for finding files and never goes
+/// into an artifact, a param or a tag.
+///
+/// ```ignore
+/// chainlog::main!();
+/// ```
+#[macro_export]
+macro_rules! main {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
+
+        fn main() -> ::std::process::ExitCode {
+            $crate::cli::main(
+                chain_registry(),
+                $crate::project::CompiledCrate {
+                    package: env!("CARGO_PKG_NAME"),
+                    root: env!("CARGO_MANIFEST_DIR"),
+                },
+            )
+        }
+    };
+}
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../README.md")]

@@ -1,7 +1,4 @@
-//! The `chainlog` binary: the chains compiled from `chains/` plus the library's command line.
+//! The `chainlog` binary: this repository's example chains (`chains/`, registered by
+//! `chainlog-build` exactly as in a user's crate) plus every chainlog command.
 
-include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
-
-fn main() -> std::process::ExitCode {
-    chainlog::cli::main(chain_registry())
-}
+chainlog::main!();

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::chain::ChainRegistry;
+use crate::{chain::ChainRegistry, project::CompiledCrate};
 
 /// chainlog: log Rust LLM chains to MLflow as code, rebuild them, run them — against OpenAI,
 /// any OpenAI-compatible server, or the built-in mock.
@@ -51,7 +51,8 @@ enum Command {
 
 /// Parses the command line, runs it with the chains of `registry` and returns the process exit
 /// code.
-pub fn main(registry: ChainRegistry) -> ExitCode {
+pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
+    let _ = compiled;
     let cli = Cli::parse();
     set_up_logging(cli.verbose);
     let result = match cli.command {

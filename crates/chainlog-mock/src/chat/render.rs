@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::request::{ChatRequest, ResponseFormat, ToolChoice};
-use crate::mock::{
+use crate::{
     fault::{Fault, Latency},
     reply::{Decision, Reply, ToolCallReply},
     respond::{self, SseEvent},
@@ -277,7 +277,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::{ChatRequest, argument_fragments};
-    use crate::mock::{fault::Latency, reply::Reply, wire::ApiError};
+    use crate::{fault::Latency, reply::Reply, wire::ApiError};
 
     fn parse(body: Value) -> Result<ChatRequest, ApiError> {
         ChatRequest::parse(body.as_object().unwrap())

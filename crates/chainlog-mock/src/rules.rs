@@ -226,10 +226,10 @@ impl RuleSet {
     /// # Examples
     ///
     /// ```
-    /// use chainlog::mock::RuleSet;
+    /// use chainlog_mock::RuleSet;
     /// let rules = RuleSet::from_yaml("rules:\n  - match: { content: hi }\n    reply: { text: hello }\n", "inline".as_ref())?;
     /// assert_eq!(rules.len(), 1);
-    /// # Ok::<(), chainlog::mock::RulesError>(())
+    /// # Ok::<(), chainlog_mock::RulesError>(())
     /// ```
     pub fn from_yaml(text: &str, origin: &Path) -> Result<Self, RulesError> {
         serde_norway::from_str(text).map_err(|err| {
@@ -289,7 +289,7 @@ fn strip_location(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::{fault::Fault, reply::Reply};
+    use crate::{fault::Fault, reply::Reply};
 
     fn view<'a>(model: &'a str, messages: &[(&'a str, &str)], tools: bool) -> RequestView<'a> {
         RequestView {

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::mock::{
+use crate::{
     rules::{Endpoint, RequestView},
     synth,
     wire::{ApiError, json_kind, optional_bool, optional_u64, required_str},
@@ -443,7 +443,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::ChatRequest;
-    use crate::mock::wire::ApiError;
+    use crate::wire::ApiError;
 
     fn parse(body: Value) -> Result<ChatRequest, ApiError> {
         ChatRequest::parse(body.as_object().unwrap())

@@ -386,7 +386,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::{Cassette, CassetteError, RecordedBody};
-    use crate::mock::cassette::test_helpers::{CHAT, events, recorded, reply};
+    use crate::cassette::test_helpers::{CHAT, events, recorded, reply};
 
     #[test]
     fn save_then_load_round_trips_every_body_kind() {

@@ -27,7 +27,7 @@ pub fn seed_of(parts: &[&[u8]]) -> u64 {
 /// # Examples
 ///
 /// ```
-/// # use chainlog::mock::default_text_reply;
+/// # use chainlog_mock::default_text_reply;
 /// let reply = default_text_reply("Summarise this text about whales", 7, 0);
 /// assert_eq!(reply, default_text_reply("Summarise this text about whales", 7, 0));
 /// assert!(reply.contains("Summarise this text about whales"));

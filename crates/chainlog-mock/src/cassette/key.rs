@@ -229,7 +229,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::Cassette;
-    use crate::mock::cassette::{
+    use crate::cassette::{
         RecordedBody,
         test_helpers::{CHAT, chat, recorded, reply},
     };

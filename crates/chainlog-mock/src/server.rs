@@ -122,8 +122,8 @@ pub async fn serve(
 /// # Examples
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), chainlog::mock::MockError> {
-/// use chainlog::mock::{MockConfig, MockServer};
+/// # async fn demo() -> Result<(), chainlog_mock::MockError> {
+/// use chainlog_mock::{MockConfig, MockServer};
 /// let server = MockServer::start(MockConfig::default()).await?;
 /// // Point any OpenAI client at server.base_url() ("http://127.0.0.1:PORT/v1").
 /// assert!(server.requests().is_empty());

@@ -134,7 +134,7 @@ mod tests {
     use serde_json::json;
 
     use super::REDACTED;
-    use crate::mock::cassette::{
+    use crate::cassette::{
         Cassette, RecordedBody, RecordedResponse,
         test_helpers::{CANARY, CHAT, events},
     };

@@ -73,12 +73,12 @@ pub enum CassetteMode {
 /// # Examples
 ///
 /// ```
-/// use chainlog::mock::{Latency, MockConfig};
+/// use chainlog_mock::{Latency, MockConfig};
 /// let config = MockConfig::default()
 ///     .with_rules_yaml("rules:\n  - match: { content: ping }\n    reply: { text: pong }\n")?
 ///     .with_latency(Latency::fixed(5))
 ///     .with_embedding_dimensions(8);
-/// # Ok::<(), chainlog::mock::MockError>(())
+/// # Ok::<(), chainlog_mock::MockError>(())
 /// ```
 #[derive(Debug)]
 pub struct MockConfig {

@@ -169,7 +169,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::{forward, parse_sse, upstream_url};
-    use crate::mock::cassette::{
+    use crate::cassette::{
         Cassette, RecordedBody,
         test_helpers::{CANARY, CHAT, events},
     };
