@@ -47,6 +47,7 @@ pub mod project;
 pub mod prompt;
 mod pyjson;
 pub mod runner;
+pub mod scaffold;
 pub mod serve;
 pub mod store;
 

@@ -62,26 +62,23 @@ pub struct MockArgs {
 ///
 /// A bad rules or cassette file, a missing environment variable or an address that cannot be
 /// bound.
-pub fn run(args: MockArgs) -> anyhow::Result<()> {
+pub async fn run(args: MockArgs) -> anyhow::Result<()> {
     let config = build_config(&args)?;
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    runtime.block_on(async move {
-        let addr = format!("{}:{}", args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("failed to bind the mock server to {addr}"))?;
-        let bound = listener
-            .local_addr()
-            .context("failed to read the bound address")?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "http://{bound}/v1").context("failed to print the base URL")?;
-        stdout.flush().context("failed to print the base URL")?;
-        drop(stdout);
-        eprintln!("chainlog mock serving at http://{bound}/v1 (Ctrl-C to stop)");
-        mock::serve(listener, config, shutdown_signal())
-            .await
-            .context("mock server failed")
-    })
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("failed to bind the mock server to {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "http://{bound}/v1").context("failed to print the base URL")?;
+    stdout.flush().context("failed to print the base URL")?;
+    drop(stdout);
+    eprintln!("chainlog mock serving at http://{bound}/v1 (Ctrl-C to stop)");
+    mock::serve(listener, config, shutdown_signal())
+        .await
+        .context("mock server failed")
 }
 
 fn build_config(args: &MockArgs) -> anyhow::Result<MockConfig> {

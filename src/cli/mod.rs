@@ -3,11 +3,11 @@
 //!
 //! Exit codes: 0 success, 1 a failure the message explains, 2 a usage error (clap's).
 
+mod args;
 mod chains;
-mod endpoint;
 mod log;
 mod mock;
-mod model;
+mod new;
 mod predict;
 mod prompts;
 mod run;
@@ -47,23 +47,28 @@ enum Command {
     Prompts(prompts::PromptsArgs),
     /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
     Mock(mock::MockArgs),
+    /// Create a crate for your own chains: build.rs, main.rs, an example chain with its
+    /// prompt and config, a test against the mock, a README.
+    New(new::NewArgs),
 }
 
-/// Parses the command line, runs it with the chains of `registry` and returns the process exit
-/// code.
+/// What every command may need: the chains compiled into this binary and the crate they were
+/// compiled from.
+#[derive(Debug)]
+struct App {
+    registry: ChainRegistry,
+    compiled: CompiledCrate,
+}
+
+/// Parses the command line, runs it with the chains of `registry` (compiled from the crate
+/// `compiled` names) on one tokio runtime, and returns the process exit code.
 pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
-    let _ = compiled;
     let cli = Cli::parse();
     set_up_logging(cli.verbose);
-    let result = match cli.command {
-        Command::Chains(args) => chains::run(&registry, &args),
-        Command::Run(args) => run::run(&registry, args),
-        Command::Log(args) => log::run(&registry, args),
-        Command::Predict(args) => predict::run(&registry, args),
-        Command::Serve(args) => serve::run(&registry, args),
-        Command::Prompts(args) => prompts::run(args),
-        Command::Mock(args) => mock::run(args),
-    };
+    let app = App { registry, compiled };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(dispatch(&app, cli.command)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -71,6 +76,33 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn dispatch(app: &App, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Chains(args) => chains::run(&app.registry, &args),
+        Command::Run(args) => run::run(app, args).await,
+        Command::Log(args) => log::run(app, args).await,
+        Command::Predict(args) => predict::run(&app.registry, args).await,
+        Command::Serve(args) => serve::run(&app.registry, args).await,
+        Command::Prompts(args) => prompts::run(&app.compiled, args).await,
+        Command::Mock(args) => mock::run(args).await,
+        Command::New(args) => new::run(&args),
+    }
+}
+
+/// The environment's endpoint or the built-in mock, saying so when it is the mock.
+async fn endpoint() -> anyhow::Result<crate::runner::Endpoint> {
+    use anyhow::Context as _;
+    let endpoint = crate::runner::Endpoint::from_env()
+        .await
+        .context("failed to start the built-in mock")?;
+    if let Some(url) = endpoint.mock_base_url() {
+        eprintln!(
+            "note: neither OPENAI_BASE_URL nor OPENAI_API_KEY is set; using the built-in mock at {url}"
+        );
+    }
+    Ok(endpoint)
 }
 
 /// Checks that `args` (without the program name) form a valid command line, without running

@@ -6,29 +6,22 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::{endpoint::Endpoint, model};
+use super::{
+    args::{InputArgs, ModelArgs},
+    endpoint,
+};
 use crate::{
     chain::{ChainRegistry, RunContext},
-    runner::{Rebuilt, predict_batch},
+    runner::{Rebuilt, load_model, predict_batch},
 };
 
 /// Options of `chainlog predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// The model: runs:/<run_id>/<name>, models:/<model_id>, models:/<name>/<version>,
-    /// models:/<name>@<alias>, or a local directory.
-    #[arg(short = 'm', long = "model-uri", value_name = "URI")]
-    model_uri: String,
-    /// The input as JSON (checked against the logged chain's input schema).
-    #[arg(
-        long,
-        conflicts_with = "input_file",
-        required_unless_present = "input_file"
-    )]
-    input: Option<String>,
-    /// A file holding the input JSON; with --output, a JSONL file of rows to run as a batch.
-    #[arg(long, value_name = "FILE")]
-    input_file: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    input: InputArgs,
     /// Batch mode: append one `{"index", "output"|"error"}` line per input row to this JSONL
     /// file; running the same command again skips rows already there (resume).
     #[arg(long, value_name = "FILE", requires = "input_file")]
@@ -36,12 +29,6 @@ pub struct PredictArgs {
     /// Batch mode: rows in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
-    /// Override one value of the logged config (`--set llm.temperature=0.5`; the key must exist).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
-    #[arg(long, value_name = "URI")]
-    tracking_uri: Option<String>,
 }
 
 /// Runs `chainlog predict`: one input, or with `--output` a batch.
@@ -49,40 +36,28 @@ pub struct PredictArgs {
 /// # Errors
 ///
 /// A model that cannot be loaded, input that does not fit, or a failed run.
-pub fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
+pub async fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
     // Read a single input before anything is loaded, so a bad one fails fast.
-    let single = match (&args.input, &args.input_file, &args.output) {
-        (_, Some(_), Some(_)) => None,
-        (Some(text), _, _) => Some(parse_input(text)?),
-        (None, Some(path), None) => Some(parse_input(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("failed to read the input file `{}`", path.display()))?,
-        )?),
-        (None, None, _) => bail!("give the input with --input JSON or --input-file FILE"),
+    let single = match &args.output {
+        Some(_) => None,
+        None => Some(args.input.read_one()?),
     };
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let endpoint = Endpoint::from_env().await?;
-        let model = model::load(
-            registry,
-            &args.model_uri,
-            args.tracking_uri.as_deref(),
-            &args.set,
-            &endpoint,
-        )
-        .await?;
-        match (single, &args.input_file, &args.output) {
-            (Some(input), _, _) => predict_one(&model, input).await,
-            (None, Some(input), Some(output)) => {
-                predict_many(&model, input, output, args.concurrency).await
-            }
-            (None, _, _) => bail!("give the input with --input JSON or --input-file FILE"),
+    let endpoint = endpoint().await?;
+    let model = load_model(
+        registry,
+        &args.model.model_uri,
+        args.model.tracking_uri.as_deref(),
+        &args.model.set,
+        &endpoint,
+    )
+    .await?;
+    match (single, &args.input.input_file, &args.output) {
+        (Some(input), _, _) => predict_one(&model, input).await,
+        (None, Some(input), Some(output)) => {
+            predict_many(&model, input, output, args.concurrency).await
         }
-    })
-}
-
-fn parse_input(text: &str) -> anyhow::Result<serde_json::Value> {
-    serde_json::from_str(text).context("the input is not valid JSON")
+        (None, _, _) => bail!("batch mode needs --input-file ROWS.jsonl with --output OUT.jsonl"),
+    }
 }
 
 /// One input: check, run, print the output JSON.

@@ -6,7 +6,9 @@ use std::{io::Write, path::PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::args::TrackingArgs;
 use crate::{
+    project::{CompiledCrate, Project},
     prompt::PromptTemplate,
     store::{TrackingUri, open_store},
 };
@@ -29,18 +31,20 @@ enum PromptsCommand {
 struct PushArgs {
     /// The prompt: `prompts/<name>.hbs` or the folder `prompts/<name>/`.
     name: String,
-    /// Folder of the prompt templates.
-    #[arg(long, value_name = "DIR", default_value = "prompts")]
-    prompts_dir: PathBuf,
+    /// Folder of the prompt templates (default: the project's `prompts/`).
+    #[arg(long, value_name = "DIR")]
+    prompts_dir: Option<PathBuf>,
+    /// The project (default: found by walking up from the current directory).
+    #[arg(long, value_name = "DIR", env = "CHAINLOG_PROJECT")]
+    project: Option<PathBuf>,
     /// Name in the registry (default: the prompt's name).
     #[arg(long, value_name = "NAME")]
     registry_name: Option<String>,
     /// Commit message of the new version.
     #[arg(long, short)]
     message: Option<String>,
-    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
-    #[arg(long, value_name = "URI")]
-    tracking_uri: Option<String>,
+    #[command(flatten)]
+    tracking: TrackingArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -51,29 +55,30 @@ struct PushArgs {
 /// # Errors
 ///
 /// A prompt that cannot be loaded, or a store that refuses.
-pub fn run(args: PromptsArgs) -> anyhow::Result<()> {
+pub async fn run(compiled: &CompiledCrate, args: PromptsArgs) -> anyhow::Result<()> {
     let PromptsCommand::Push(args) = args.command;
-    let file = args.prompts_dir.join(format!("{}.hbs", args.name));
+    let prompts_dir = match &args.prompts_dir {
+        Some(dir) => dir.clone(),
+        None => Project::discover(compiled, args.project.as_deref())?.prompts_dir(),
+    };
+    let file = prompts_dir.join(format!("{}.hbs", args.name));
     let path = if file.is_file() {
         file
     } else {
-        args.prompts_dir.join(&args.name)
+        prompts_dir.join(&args.name)
     };
     let template = PromptTemplate::from_path(&args.name, &path)?;
     let name = args.registry_name.as_deref().unwrap_or(&args.name);
-    let uri = TrackingUri::resolve(args.tracking_uri.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    let version = runtime.block_on(async {
-        let store = open_store(&uri)?;
-        store
-            .register_prompt(
-                name,
-                template.kind().as_str(),
-                &template.registry_template(),
-                args.message.as_deref(),
-            )
-            .await
-    })?;
+    let uri = TrackingUri::resolve(args.tracking.tracking_uri.as_deref())?;
+    let store = open_store(&uri)?;
+    let version = store
+        .register_prompt(
+            name,
+            template.kind().as_str(),
+            &template.registry_template(),
+            args.message.as_deref(),
+        )
+        .await?;
     let mut out = std::io::stdout().lock();
     let uri_text = format!("prompts:/{}/{}", version.name, version.version);
     if args.json {

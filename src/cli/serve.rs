@@ -5,18 +5,18 @@ use anyhow::Context;
 use clap::Args;
 use secrecy::SecretString;
 
-use super::{endpoint::Endpoint, mock::shutdown_signal, model};
+use super::{args::ModelArgs, endpoint, mock::shutdown_signal};
 use crate::{
     chain::ChainRegistry,
+    runner::load_model,
     serve::{ServeState, serve},
 };
 
 /// Options of `chainlog serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The model (same forms as `chainlog predict -m`).
-    #[arg(short = 'm', long = "model-uri", value_name = "URI")]
-    model_uri: String,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -26,12 +26,6 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer <token>` with the token held in this variable.
     #[arg(long, value_name = "NAME")]
     token_env: Option<String>,
-    /// Override one value of the logged config (`--set key=value`; the key must exist).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
-    #[arg(long, value_name = "URI")]
-    tracking_uri: Option<String>,
 }
 
 /// Runs `chainlog serve`.
@@ -39,40 +33,37 @@ pub struct ServeArgs {
 /// # Errors
 ///
 /// A model that cannot be loaded, a token variable that is not set, an address in use.
-pub fn run(registry: &ChainRegistry, args: ServeArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    runtime.block_on(async {
-        let endpoint = Endpoint::from_env().await?;
-        let model = model::load(
-            registry,
-            &args.model_uri,
-            args.tracking_uri.as_deref(),
-            &args.set,
-            &endpoint,
-        )
-        .await?;
-        let mut state = ServeState::for_entry(model.chain, model.entry)
-            .context("failed to prepare the input check")?;
-        if let Some(name) = &args.token_env {
-            let token = std::env::var(name)
-                .with_context(|| format!("--token-env names {name}, which is not set"))?;
-            state = state.with_token(SecretString::from(token));
-        }
-        let addr = format!("{}:{}", args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("failed to bind {addr}"))?;
-        let bound = listener
-            .local_addr()
-            .context("failed to read the bound address")?;
-        println!("http://{bound}");
-        eprintln!(
-            "serving {} ({}) at http://{bound} (Ctrl-C to stop)",
-            args.model_uri,
-            model.entry.name()
-        );
-        serve(listener, state, shutdown_signal())
-            .await
-            .context("the server failed")
-    })
+pub async fn run(registry: &ChainRegistry, args: ServeArgs) -> anyhow::Result<()> {
+    let endpoint = endpoint().await?;
+    let model = load_model(
+        registry,
+        &args.model.model_uri,
+        args.model.tracking_uri.as_deref(),
+        &args.model.set,
+        &endpoint,
+    )
+    .await?;
+    let mut state = ServeState::for_entry(model.chain, model.entry)
+        .context("failed to prepare the input check")?;
+    if let Some(name) = &args.token_env {
+        let token = std::env::var(name)
+            .with_context(|| format!("--token-env names {name}, which is not set"))?;
+        state = state.with_token(SecretString::from(token));
+    }
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("failed to bind {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    println!("http://{bound}");
+    eprintln!(
+        "serving {} ({}) at http://{bound} (Ctrl-C to stop)",
+        args.model.model_uri,
+        model.entry.name()
+    );
+    serve(listener, state, shutdown_signal())
+        .await
+        .context("the server failed")
 }

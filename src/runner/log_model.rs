@@ -13,11 +13,10 @@ use std::{path::Path, sync::Arc, time::SystemTime};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::build::{build_chain, uses_prompt_registry};
 use crate::{
     artifact::{ArtifactError, ArtifactSpec, Provenance, write_artifact},
-    chain::{
-        BuildContext, ChainEntry, ChainError, EnvReader, RunContext, openai_factory, prompt_entries,
-    },
+    chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
     store::{LoggedModel, ModelStatus, RunInfo, RunStatus, StoreError, TrackingStore},
@@ -177,10 +176,7 @@ pub async fn log_chain(
     let entry = request.chain;
     // The store is opened (a SQLite file created) only once nothing else can be refused —
     // unless the config names registered prompts, which live in the store.
-    let uses_registry = prompt_entries(request.config)
-        .values()
-        .any(|path| path.starts_with("prompts:/"));
-    let early_store = if uses_registry {
+    let early_store = if uses_prompt_registry(request.config) {
         Some(open_store()?)
     } else {
         None
@@ -369,15 +365,13 @@ async fn run_example(
     prompts: &PromptSet,
     example: &Value,
 ) -> Result<Value, LogError> {
-    let ctx = BuildContext::with_prompts(
-        request.chain.name(),
+    let chain = build_chain(
+        request.chain,
         request.config,
         prompts.clone(),
         Arc::clone(&request.env),
         LlmOverrides::default(),
-        openai_factory(),
     )?;
-    let chain = request.chain.build(&ctx)?;
     let span = tracing::info_span!("log.validate", chain = request.chain.name());
     Ok(chain
         .invoke(example.clone(), &RunContext::new(span))

@@ -1,11 +1,20 @@
-//! Where chains, artifacts and stores meet: logging a chain from this binary as an MLflow
-//! LoggedModel ([`log_chain`]), and rebuilding a logged chain from its artifact after checking
-//! every hash and the code ([`rebuild`]); batch prediction with resume ([`predict_batch`]).
+//! Where chains, artifacts and stores meet, and the one place a chain is built: from a
+//! project's files ([`build_from_files`], `run`), for logging ([`log_chain`]: an MLflow run and
+//! LoggedModel), and from a logged artifact after checking every hash and the code
+//! ([`rebuild`], [`load_model`] for a model URI); batch prediction with resume
+//! ([`predict_batch`]); which endpoint chains talk to ([`Endpoint`]: the environment's or the
+//! built-in mock).
 
 mod batch;
+mod build;
+mod endpoint;
+mod load;
 mod log_model;
 mod rebuild;
 
 pub use batch::{BatchError, BatchSummary, predict_batch};
+pub use build::{build_chain, build_from_files};
+pub use endpoint::Endpoint;
+pub use load::{CONFIG_OVERRIDE_VARS, LoadError, load_model};
 pub use log_model::{LogError, LogRequest, Logged, load_prompts, log_chain};
 pub use rebuild::{RebuildError, Rebuilt, rebuild};

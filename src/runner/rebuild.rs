@@ -5,11 +5,10 @@
 
 use std::path::Path;
 
+use super::build::build_chain;
 use crate::{
     artifact::{ArtifactError, LoadedArtifact},
-    chain::{
-        BuildContext, BuiltChain, ChainEntry, ChainError, ChainRegistry, ClientFactory, EnvReader,
-    },
+    chain::{BuiltChain, ChainEntry, ChainError, ChainRegistry, EnvReader},
     config::{ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate},
 };
@@ -83,7 +82,6 @@ pub fn rebuild<'r>(
     dir: &Path,
     overrides: &[String],
     env: EnvReader,
-    factory: ClientFactory,
 ) -> Result<Rebuilt<'r>, RebuildError> {
     let artifact = LoadedArtifact::read(dir)?;
     artifact.verify()?;
@@ -127,15 +125,7 @@ pub fn rebuild<'r>(
             PromptTemplate::from_path(&record.name, &path)?,
         );
     }
-    let ctx = BuildContext::with_prompts(
-        entry.name(),
-        &config,
-        prompts,
-        env,
-        LlmOverrides::default(),
-        factory,
-    )?;
-    let chain = entry.build(&ctx)?;
+    let chain = build_chain(entry, &config, prompts, env, LlmOverrides::default())?;
     Ok(Rebuilt {
         entry,
         chain,

@@ -23,3 +23,4 @@ mod store_read;
 mod store_rest;
 mod store_sqlite;
 mod support;
+mod user_crate;

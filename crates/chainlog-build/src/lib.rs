@@ -1,12 +1,11 @@
 //! The build-script helper of a chainlog crate.
 //!
 //! A crate that holds chains keeps each one in `chains/<name>.rs` (its prompts under
-//! `prompts/`, its config in `chains/<name>.yaml`) and has a one-line `build.rs`:
+//! `prompts/`, its config in `chains/<name>.yaml`) and a `build.rs` whose `fn main()` makes
+//! one call:
 //!
 //! ```no_run
-//! fn main() {
-//!     chainlog_build::generate();
-//! }
+//! chainlog_build::generate();
 //! ```
 //!
 //! [`generate`] discovers `chains/*.rs` and writes `$OUT_DIR/chain_registry.rs`: one module

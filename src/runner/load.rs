@@ -1,0 +1,114 @@
+//! Loading a logged model for `predict` and `serve`: model URI → store → local copy (cached)
+//! → verified artifact → this binary's chain, rebuilt with the artifact's config and prompts,
+//! MLflow's load-time config overrides applied.
+
+use super::{RebuildError, Rebuilt, endpoint::Endpoint, rebuild};
+use crate::{
+    chain::ChainRegistry,
+    store::{ModelUri, StoreError, TrackingUri, default_cache_dir, fetch_model, open_store},
+};
+
+/// Why a logged model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The URI does not resolve, or the store cannot be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// One of MLflow's override variables is not a JSON object.
+    #[error("{name} must be a JSON object of config values ({reason})")]
+    OverrideVar {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The artifact or its chain was refused.
+    #[error("failed to load model `{uri}`")]
+    Rebuild {
+        /// The model URI as given.
+        uri: String,
+        /// Why.
+        #[source]
+        source: RebuildError,
+    },
+}
+
+/// Fetches and rebuilds the model `uri` names; `overrides_from_flags` are `--set` assignments,
+/// applied after MLflow's override variables ([`CONFIG_OVERRIDE_VARS`]).
+///
+/// # Errors
+///
+/// A URI that does not resolve, a store that cannot be reached, a bad override variable, a
+/// tampered artifact, or a chain this binary does not have in the logged version.
+pub async fn load_model<'r>(
+    registry: &'r ChainRegistry,
+    uri: &str,
+    tracking_uri: Option<&str>,
+    overrides_from_flags: &[String],
+    endpoint: &Endpoint,
+) -> Result<Rebuilt<'r>, LoadError> {
+    let model_uri = ModelUri::parse(uri)?;
+    let dir = match &model_uri {
+        ModelUri::LocalDir { path } => path.clone(),
+        _ => {
+            let store = open_store(&TrackingUri::resolve(tracking_uri)?)?;
+            fetch_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?
+        }
+    };
+    let mut overrides = env_overrides()?;
+    overrides.extend_from_slice(overrides_from_flags);
+    rebuild(registry, &dir, &overrides, endpoint.env.clone()).map_err(|source| LoadError::Rebuild {
+        uri: uri.to_owned(),
+        source,
+    })
+}
+
+/// The environment variables through which MLflow overrides a logged config at load time
+/// (`mlflow.pyfunc.load_model` and `mlflow models serve`): a JSON object of values for keys
+/// the logged config has. Flags (`--set`) apply after them.
+pub const CONFIG_OVERRIDE_VARS: [&str; 2] =
+    ["MLFLOW_PYFUNC_INFERENCE_CONFIG", "SERVING_MODEL_CONFIG"];
+
+/// `--set`-style assignments from [`CONFIG_OVERRIDE_VARS`].
+fn env_overrides() -> Result<Vec<String>, LoadError> {
+    let mut assignments = Vec::new();
+    for name in CONFIG_OVERRIDE_VARS {
+        let Ok(text) = std::env::var(name) else {
+            continue;
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|err| LoadError::OverrideVar {
+                name,
+                reason: err.to_string(),
+            })?;
+        let Some(object) = value.as_object() else {
+            return Err(LoadError::OverrideVar {
+                name,
+                reason: "not an object".to_owned(),
+            });
+        };
+        flatten(object, "", &mut assignments);
+    }
+    Ok(assignments)
+}
+
+/// `{"llm": {"temperature": 0.5}}` → `llm.temperature=0.5`.
+fn flatten(
+    object: &serde_json::Map<String, serde_json::Value>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) {
+    for (key, value) in object {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            serde_json::Value::Object(inner) => flatten(inner, &path, out),
+            serde_json::Value::String(text) => out.push(format!("{path}={text}")),
+            other => out.push(format!("{path}={other}")),
+        }
+    }
+}
