@@ -104,15 +104,11 @@ fn main() {
             start.elapsed()
         };
         // The LLM client alone (no chain, no prompt rendering), to tell where overhead sits.
-        let client = chainlog::llm::OpenAiClient::new(chainlog::llm::OpenAiSettings {
-            model: "gpt-4o-mini".to_owned(),
+        let client = chainlog::llm::OpenAiClient::new(chainlog::llm::LlmSettings {
             temperature: Some(0.2),
             max_tokens: Some(300),
-            base_url: server.base_url(),
-            api_key: Some(secrecy::SecretString::from("bench-key")),
-            max_retries: 3,
-            concurrency: 8,
-            timeout: Duration::from_secs(60),
+            api_key: Some(chainlog::llm::ApiKey::new("bench-key")),
+            ..chainlog::llm::LlmSettings::new("gpt-4o-mini", server.base_url())
         })
         .unwrap();
         let messages = vec![

@@ -13,7 +13,7 @@
 //!   `chainlog mock` runs it as a process any client can point its base URL at.
 //! - [`config`]: the chain config (YAML beside the chain, like MLflow's `model_config`) —
 //!   `${ENV}` references resolved only at run time, literal secrets refused, `--set`
-//!   overrides, typed sections, and [`config::LlmSettings`] with its one precedence rule
+//!   overrides, typed sections, and the one precedence rule for [`llm::LlmSettings`]
 //!   (flag > env > file > default).
 //! - [`prompt`]: handlebars prompt templates under `prompts/` (a file per text prompt, a
 //!   folder of `NN-<role>.hbs` per chat prompt), compiled once, their variables known before
@@ -22,7 +22,8 @@
 //!   [`llm::LlmClient`] trait chains call, [`llm::OpenAiClient`] (OpenAI and compatible servers
 //!   over async-openai: retries with backoff honouring `retry-after`/`x-ratelimit-reset-*`, a
 //!   concurrency limit, timeouts, usage and latency on a `llm.chat` span), structured output
-//!   ([`llm::chat_json`]) and [`llm::ScriptedClient`] for unit tests of chains.
+//!   ([`llm::chat_json`]), [`llm::ScriptedClient`] for unit tests of chains, and
+//!   [`llm::LlmSettings`], the one settings type a client is made from.
 //! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
 //!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
 //!   config, examples — written, read back and verified against its hashes.

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChainError;
 use crate::{
-    config::{ChainConfig, LlmOverrides, LlmSettings, ResolvedConfig},
-    llm::{LlmClient, OpenAiClient, OpenAiSettings},
+    config::{ChainConfig, LlmOverrides, ResolvedConfig},
+    llm::{LlmClient, LlmSettings, OpenAiClient},
     prompt::{PromptSet, PromptTemplate},
 };
 
@@ -176,16 +176,7 @@ pub fn prompt_entries(config: &ChainConfig) -> BTreeMap<String, String> {
 /// The default [`ClientFactory`]: an [`OpenAiClient`] for any OpenAI-compatible server.
 pub fn openai_factory() -> ClientFactory {
     Arc::new(|settings: &LlmSettings| {
-        let client = OpenAiClient::new(OpenAiSettings {
-            model: settings.model.clone(),
-            temperature: settings.temperature,
-            max_tokens: settings.max_tokens,
-            base_url: settings.base_url.clone(),
-            api_key: settings.api_key.as_ref().map(|key| key.as_secret().clone()),
-            max_retries: settings.max_retries,
-            concurrency: settings.concurrency,
-            timeout: settings.timeout,
-        })?;
+        let client = OpenAiClient::new(settings.clone())?;
         Ok(Arc::new(client) as Arc<dyn LlmClient>)
     })
 }

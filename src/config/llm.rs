@@ -1,15 +1,17 @@
-//! The settings of one LLM client — [`LlmSettings`] — and the one place their precedence is
-//! decided: command-line flag > environment variable > config file > default.
+//! The one place the settings of an LLM client are resolved, and their precedence decided:
+//! command-line flag > environment variable > config file > default
+//! ([`LlmSettings::from_config`]).
 //!
-//! Also owns [`ApiKey`], the key newtype whose `Debug` never shows it, and [`LlmOverrides`],
-//! what the command line may override. Does not own the client itself (`llm`).
+//! Also owns [`LlmOverrides`], what the command line may override. Does not own the settings
+//! type itself ([`LlmSettings`] and [`ApiKey`] live in `llm`, the layer that uses them) or the
+//! client.
 
-use std::{fmt, time::Duration};
+use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::{ConfigError, ResolvedConfig};
+use crate::llm::{ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings};
 
 /// The base URL used when neither flag, environment nor config gives one.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -17,55 +19,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub const BASE_URL_ENV: &str = "OPENAI_BASE_URL";
 /// The environment variable that overrides a config's `api_key`.
 pub const API_KEY_ENV: &str = "OPENAI_API_KEY";
-/// Retries after the first attempt, unless configured.
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
-/// Requests in flight per client, unless configured.
-pub const DEFAULT_CONCURRENCY: usize = 8;
-/// Per-request timeout, unless configured.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// An API key. Its `Debug` prints `ApiKey(***)`; [`expose`](Self::expose) is the one way to
-/// the text.
-///
-/// # Examples
-///
-/// ```
-/// # use chainlog::config::ApiKey;
-/// let key = ApiKey::new("sk-canary");
-/// assert_eq!(format!("{key:?}"), "ApiKey(***)");
-/// assert_eq!(key.expose(), "sk-canary");
-/// ```
-#[derive(Clone)]
-pub struct ApiKey(SecretString);
-
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(SecretString::from(key.into()))
-    }
-
-    /// The key's text, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-
-    /// The key as a [`SecretString`], for clients that take one.
-    pub fn as_secret(&self) -> &SecretString {
-        &self.0
-    }
-}
-
-impl From<SecretString> for ApiKey {
-    fn from(secret: SecretString) -> Self {
-        Self(secret)
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
-    }
-}
 
 /// What the command line overrides (`--base-url`, `--api-key`, `--model`); the highest
 /// precedence. Empty strings count as not given.
@@ -77,27 +30,6 @@ pub struct LlmOverrides {
     pub api_key: Option<ApiKey>,
     /// Overrides the model.
     pub model: Option<String>,
-}
-
-/// The resolved settings of one LLM client. Its `Debug` shows the key as `ApiKey(***)`.
-#[derive(Debug, Clone)]
-pub struct LlmSettings {
-    /// The model name sent with every request.
-    pub model: String,
-    /// Sampling temperature; the provider's default when `None`.
-    pub temperature: Option<f32>,
-    /// Completion token limit; the provider's default when `None`.
-    pub max_tokens: Option<u32>,
-    /// The OpenAI-compatible base URL, without a trailing `/`.
-    pub base_url: String,
-    /// The key, when there is one (a local server may need none).
-    pub api_key: Option<ApiKey>,
-    /// Retries after the first attempt.
-    pub max_retries: u32,
-    /// Requests in flight at once; at least 1.
-    pub concurrency: usize,
-    /// Per-request timeout; positive.
-    pub timeout: Duration,
 }
 
 /// An LLM section as written in the config, every key optional.
@@ -131,7 +63,7 @@ impl LlmSettings {
     ///
     /// ```
     /// use std::path::Path;
-    /// use chainlog::config::{ChainConfig, LlmOverrides, LlmSettings};
+    /// use chainlog::{config::{ChainConfig, LlmOverrides}, llm::LlmSettings};
     ///
     /// let env = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned());
     /// let config = ChainConfig::from_yaml("llm:\n  model: gpt-4o-mini\n", Path::new("c.yaml"))?;
@@ -387,15 +319,6 @@ mod tests {
             );
         }
         assert!(!format!("{flag:?}").contains("canary-llm-flag-0003"));
-    }
-
-    #[test]
-    fn api_key_debug_is_redacted() {
-        assert_eq!(
-            format!("{:?}", ApiKey::new("canary-apikey-0001")),
-            "ApiKey(***)"
-        );
-        assert_eq!(format!("{:?}", Some(ApiKey::new("x"))), "Some(ApiKey(***))");
     }
 
     #[test]

@@ -12,14 +12,16 @@
 //!   by [`ChainConfig::resolve`]. It may hold secrets, so its `Debug` hides them and it
 //!   cannot be serialized.
 //!
-//! [`LlmSettings::from_config`] is the one place where command-line flags, environment
-//! variables, the config and defaults are ranked. [`ConfigError`] is every failure, and no
-//! message ever carries a configured value.
+//! [`LlmSettings::from_config`](crate::llm::LlmSettings::from_config) is the one place where
+//! command-line flags, environment variables, the config and defaults are ranked; it returns
+//! [`llm::LlmSettings`](crate::llm::LlmSettings), the one settings type, which belongs to the
+//! `llm` layer that uses it. [`ConfigError`] is every failure, and no message ever carries a
+//! configured value.
 //!
 //! Does not own reading prompts (`prompt`) or building clients from settings (`llm`).
 //!
-//! Parts: `document` ([`ChainConfig`]), `resolved` ([`ResolvedConfig`]), `llm`
-//! ([`LlmSettings`], [`ApiKey`]), `env` (the reference syntax), `secret` (the secret rules),
+//! Parts: `document` ([`ChainConfig`]), `resolved` ([`ResolvedConfig`]), `llm` (settings
+//! resolution, [`LlmOverrides`]), `env` (the reference syntax), `secret` (the secret rules),
 //! `error` ([`ConfigError`]).
 
 mod document;
@@ -29,10 +31,10 @@ mod llm;
 mod resolved;
 mod secret;
 
+/// The key type of [`LlmOverrides::api_key`], defined in `llm`; re-exported so a caller
+/// building overrides needs only this module.
+pub use crate::llm::ApiKey;
 pub use document::{ChainConfig, DEFAULT_CONFIG_DIR};
 pub use error::ConfigError;
-pub use llm::{
-    API_KEY_ENV, ApiKey, BASE_URL_ENV, DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT, LlmOverrides, LlmSettings,
-};
+pub use llm::{API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL, LlmOverrides};
 pub use resolved::ResolvedConfig;

@@ -14,13 +14,17 @@
 //! - [`ScriptedClient`] (`scripted`): queued replies and recorded requests, for unit tests of
 //!   chains.
 //!
+//! Also owns [`LlmSettings`] (`settings`), the one type for everything a client is made from,
+//! and [`ApiKey`], whose `Debug` never shows the key.
+//!
 //! It does not own prompts (rendering happens before a request is built), settings resolution
-//! (the config module turns a chain's YAML and the environment into [`OpenAiSettings`]) or chains.
+//! (the config module turns a chain's YAML and the environment into [`LlmSettings`]) or chains.
 
 mod json;
 mod openai;
 mod retry;
 mod scripted;
+mod settings;
 
 use std::{pin::Pin, time::Duration};
 
@@ -31,8 +35,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub use json::{chat_json, json_schema_for};
-pub use openai::{OpenAiClient, OpenAiSettings};
+pub use openai::OpenAiClient;
 pub use scripted::ScriptedClient;
+pub use settings::{
+    ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings,
+};
 
 /// A chat model behind some API. Chains hold an `Arc<dyn LlmClient>` chosen at run time.
 #[async_trait]

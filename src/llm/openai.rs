@@ -1,9 +1,10 @@
 //! [`OpenAiClient`]: OpenAI and any OpenAI-compatible server (vLLM, Ollama, LiteLLM, the mock),
 //! on async-openai's HTTP middleware.
 //!
-//! Owns the client's settings ([`OpenAiSettings`]), the per-client concurrency limit, the
-//! per-call tracing span, and the HTTP stack: async-openai's `ReqwestService` under our
-//! [`RetryLayer`](super::retry), driven with async-openai's replayable `HttpRequestFactory`.
+//! Owns the per-client concurrency limit, the per-call tracing span, and the HTTP stack:
+//! async-openai's `ReqwestService` under our [`RetryLayer`](super::retry), driven with
+//! async-openai's replayable `HttpRequestFactory`. Takes its settings as [`LlmSettings`], the
+//! one settings type.
 //! The stack is put together per call (cheap: two `Arc`s and a policy) because the retry layer
 //! counts that call's attempts.
 //!
@@ -23,9 +24,9 @@
 //! an error body may be OpenAI's `{"error": {...}}`, `{"error": "text"}`, `{"detail": ...}` or
 //! plain text.
 //!
-//! The API key is kept in a `SecretString` and put into a request (as a header reqwest marks
-//! sensitive) only when the request is built; our `Debug` prints `***`, and no error, span
-//! field or log line carries it. No key sends no `Authorization` header.
+//! The API key is kept in an [`ApiKey`] (a `SecretString`) and put into a request (as a
+//! header reqwest marks sensitive) only when the request is built; our `Debug` prints `***`,
+//! and no error, span field or log line carries it. No key sends no `Authorization` header.
 
 mod stream;
 mod wire;
@@ -45,70 +46,15 @@ use async_openai::{
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, Span, field::Empty};
 
 use super::{
-    ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError,
+    ApiKey, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
     retry::{RetryLayer, RetryPolicy},
 };
-
-/// What an [`OpenAiClient`] needs. The config module builds it from a chain's YAML and the
-/// environment.
-#[derive(Clone)]
-pub struct OpenAiSettings {
-    /// The model to ask for.
-    pub model: String,
-    /// Default temperature (a request's own wins).
-    pub temperature: Option<f32>,
-    /// Default most tokens to generate, sent as `max_completion_tokens` (a request's own wins).
-    pub max_tokens: Option<u32>,
-    /// The API base URL, `/v1` included: `https://api.openai.com/v1`.
-    pub base_url: String,
-    /// The bearer key; `None` (or an empty key) sends no `Authorization` header.
-    pub api_key: Option<SecretString>,
-    /// Retries after the first attempt (429, 5xx, connection errors, timeouts).
-    pub max_retries: u32,
-    /// Calls in flight at once through this client and its clones (at least 1).
-    pub concurrency: usize,
-    /// How long one HTTP attempt may take, and the longest pause between two chunks of a
-    /// stream; zero means no timeout.
-    pub timeout: Duration,
-}
-
-impl OpenAiSettings {
-    /// Settings for `model` at `base_url`, no key, 3 retries, 8 calls at once, 60 s timeout.
-    pub fn new(model: impl Into<String>, base_url: impl Into<String>) -> Self {
-        Self {
-            model: model.into(),
-            temperature: None,
-            max_tokens: None,
-            base_url: base_url.into(),
-            api_key: None,
-            max_retries: 3,
-            concurrency: 8,
-            timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-impl std::fmt::Debug for OpenAiSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAiSettings")
-            .field("model", &self.model)
-            .field("temperature", &self.temperature)
-            .field("max_tokens", &self.max_tokens)
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
-            .field("max_retries", &self.max_retries)
-            .field("concurrency", &self.concurrency)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
 
 /// An [`LlmClient`] for OpenAI's chat completions API and compatible servers. Clones share
 /// the concurrency limit.
@@ -116,9 +62,9 @@ impl std::fmt::Debug for OpenAiSettings {
 /// # Examples
 ///
 /// ```no_run
-/// use chainlog::llm::{ChatMessage, ChatRequest, LlmClient, OpenAiClient, OpenAiSettings};
+/// use chainlog::llm::{ChatMessage, ChatRequest, LlmClient, LlmSettings, OpenAiClient};
 /// # async fn run() -> Result<(), chainlog::llm::LlmError> {
-/// let client = OpenAiClient::new(OpenAiSettings::new("gpt-4o-mini", "http://127.0.0.1:8089/v1"))?;
+/// let client = OpenAiClient::new(LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:8089/v1"))?;
 /// let reply = client.chat(&ChatRequest::new(vec![ChatMessage::user("ping")])).await?;
 /// println!("{} ({} tokens, {} attempts)", reply.text(), reply.usage.total_tokens, reply.attempts);
 /// # Ok(())
@@ -137,7 +83,7 @@ struct Inner {
     base_url: String,
     /// `{base_url}/chat/completions`.
     url: reqwest::Url,
-    api_key: Option<SecretString>,
+    api_key: Option<ApiKey>,
     /// One connection pool for every call.
     http: reqwest::Client,
     policy: RetryPolicy,
@@ -176,7 +122,7 @@ impl OpenAiClient {
     /// [`LlmError::Permanent`] (code `invalid_settings`) when the base URL is not an http(s)
     /// URL, the key holds characters an HTTP header cannot carry, or the HTTP client cannot
     /// be built.
-    pub fn new(settings: OpenAiSettings) -> Result<Self, LlmError> {
+    pub fn new(settings: LlmSettings) -> Result<Self, LlmError> {
         let invalid = |message: String| LlmError::Permanent {
             status: None,
             code: Some("invalid_settings".to_owned()),
@@ -188,12 +134,10 @@ impl OpenAiClient {
             _ => return Err(invalid(format!("`{base_url}` is not an http(s) URL"))),
         };
         // An empty key is no key: local servers are often configured with `OPENAI_API_KEY=`.
-        let api_key = settings
-            .api_key
-            .filter(|key| !key.expose_secret().is_empty());
+        let api_key = settings.api_key.filter(|key| !key.expose().is_empty());
         if api_key
             .as_ref()
-            .is_some_and(|key| !key.expose_secret().bytes().all(|b| b.is_ascii_graphic()))
+            .is_some_and(|key| !key.expose().bytes().all(|b| b.is_ascii_graphic()))
         {
             return Err(invalid(
                 "the API key holds whitespace or characters an HTTP header cannot carry".to_owned(),
@@ -320,7 +264,7 @@ impl OpenAiClient {
 fn request_factory(
     http: reqwest::Client,
     url: reqwest::Url,
-    api_key: Option<SecretString>,
+    api_key: Option<ApiKey>,
     body: Bytes,
 ) -> HttpRequestFactory {
     HttpRequestFactory::new(move || {
@@ -329,7 +273,7 @@ fn request_factory(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.clone());
         if let Some(key) = &api_key {
-            request = request.bearer_auth(key.expose_secret());
+            request = request.bearer_auth(key.expose());
         }
         let built = request.build().map_err(OpenAIError::Reqwest);
         async move { built }

@@ -18,8 +18,8 @@ use axum::{
 };
 use chainlog::{
     llm::{
-        ChatMessage, ChatRequest, ChatResponse, LlmClient, LlmError, OpenAiClient, OpenAiSettings,
-        StreamEvent, ToolSpec, chat_json,
+        ApiKey, ChatMessage, ChatRequest, ChatResponse, LlmClient, LlmError, LlmSettings,
+        OpenAiClient, StreamEvent, ToolSpec, chat_json,
     },
     mock::{MockConfig, MockServer},
 };
@@ -42,16 +42,16 @@ pub(crate) async fn mock(rules: Option<&str>) -> MockServer {
 }
 
 /// Settings for `base_url`: a test key, 3 retries, 5 s timeout.
-pub(crate) fn settings(base_url: String) -> OpenAiSettings {
-    OpenAiSettings {
-        api_key: Some(SecretString::from("sk-test")),
+pub(crate) fn settings(base_url: String) -> LlmSettings {
+    LlmSettings {
+        api_key: Some(ApiKey::new("sk-test")),
         timeout: Duration::from_secs(5),
-        ..OpenAiSettings::new("gpt-4o-mini", base_url)
+        ..LlmSettings::new("gpt-4o-mini", base_url)
     }
 }
 
 /// A client with millisecond backoff, so only server-requested waits take time.
-pub(crate) fn client(settings: OpenAiSettings) -> OpenAiClient {
+pub(crate) fn client(settings: LlmSettings) -> OpenAiClient {
     OpenAiClient::new(settings)
         .expect("client builds")
         .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
@@ -156,7 +156,7 @@ async fn chat_sends_model_temperature_and_messages() {
         "rules:\n  - match: { content: ping }\n    reply: { text: pong }\n",
     ))
     .await;
-    let client = client(OpenAiSettings {
+    let client = client(LlmSettings {
         temperature: Some(0.5),
         max_tokens: Some(64),
         ..settings(server.base_url())
@@ -472,8 +472,8 @@ async fn api_key_never_shows() {
         "rules:\n  - match: { content: limit }\n    reply: { fault: { kind: rate_limit, retry_after_secs: 0 } }\n  - match: { content: quota }\n    reply: { fault: { kind: insufficient_quota } }\n  - match: { content: hang }\n    reply: { fault: { kind: hang, ms: 2000 } }\n  - match: { content: cut }\n    reply: { fault: { kind: truncated_stream, after_chunks: 1 } }\n",
     ))
     .await;
-    let canary_settings = |base_url: String| OpenAiSettings {
-        api_key: Some(SecretString::from(CANARY)),
+    let canary_settings = |base_url: String| LlmSettings {
+        api_key: Some(ApiKey::new(CANARY)),
         max_retries: 1,
         timeout: Duration::from_millis(300),
         ..settings(base_url)

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use chainlog::{
-    llm::{LlmClient, LlmError, OpenAiSettings},
+    llm::{LlmClient, LlmError, LlmSettings},
     mock::{Latency, MockConfig, MockServer},
 };
 use serde_json::json;
@@ -119,7 +119,7 @@ async fn a_hang_times_out_and_is_retried() {
         "rules:\n  - match: { content: sleepy }\n    sequence:\n      - fault: { kind: hang, ms: 3000 }\n      - text: awake\n",
     ))
     .await;
-    let client = client(OpenAiSettings {
+    let client = client(LlmSettings {
         timeout: Duration::from_millis(300),
         ..settings(server.base_url())
     });
@@ -140,7 +140,7 @@ async fn timeouts_on_every_attempt_end_in_a_timeout_error() {
         "rules:\n  - match: { content: sleepy }\n    reply: { fault: { kind: hang, ms: 5000 } }\n",
     ))
     .await;
-    let client = client(OpenAiSettings {
+    let client = client(LlmSettings {
         timeout: Duration::from_millis(150),
         max_retries: 1,
         ..settings(server.base_url())
@@ -164,7 +164,7 @@ async fn exhausted_retries_keep_the_providers_message() {
         "rules:\n  - match: { content: broken }\n    reply: { fault: { kind: server_error } }\n",
     ))
     .await;
-    let err = client(OpenAiSettings {
+    let err = client(LlmSettings {
         max_retries: 2,
         ..settings(server.base_url())
     })
@@ -254,7 +254,7 @@ async fn the_concurrency_limit_queues_calls() {
     let server = MockServer::start(MockConfig::default().with_latency(Latency::fixed(200)))
         .await
         .unwrap();
-    let client = client(OpenAiSettings {
+    let client = client(LlmSettings {
         concurrency: 1,
         ..settings(server.base_url())
     });
