@@ -16,7 +16,7 @@ use chainlog::{
     mock::MockConfig,
     prompt::PromptTemplate,
     runner::{Endpoint, LogRequest, load_model, log_chain},
-    store::{TrackingUri, open_store},
+    store::{SqliteStore, StoreError, TrackingStore, TrackingUri},
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -89,8 +89,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Write a one-line tagline for {{city}}.",
     )?;
     let config = ChainConfig::from_yaml(CONFIG, Path::new("tagline.yaml"))?;
+    // MLflow's SQLite schema, artifacts in the same temporary folder.
+    let db_path = work.path().join("mlflow.db");
+    let artifact_root = work.path().join("mlruns");
     let tracking = TrackingUri::Sqlite {
-        db_path: work.path().join("mlflow.db"),
+        db_path: db_path.clone(),
     };
     let endpoint = Endpoint::start_mock(MockConfig::default()).await?;
 
@@ -108,7 +111,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         validate: true,
         env: endpoint.env.clone(),
     };
-    let logged = log_chain(&|| open_store(&tracking), &request, &|_, _| {}).await?;
+    let open = || -> Result<Arc<dyn TrackingStore>, StoreError> {
+        Ok(Arc::new(SqliteStore::open(&db_path, &artifact_root)?))
+    };
+    let logged = log_chain(&open, &request, &|_, _| {}).await?;
     println!("logged run {} as {}", logged.run_id, logged.model_uri);
 
     let uri = "models:/tagline@champion";

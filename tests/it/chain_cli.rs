@@ -178,3 +178,80 @@ fn literal_secret_in_config_is_refused_without_echoing_it() {
     assert!(all.contains("llm.api_key"), "{all}");
     assert!(!all.contains(CANARY), "the secret was echoed: {all}");
 }
+
+/// Commands find the project like cargo does: `run` and `log` work from a subdirectory of this
+/// repository (the project is found by walking up), and `--project` names a folder that is not
+/// a crate in one line.
+#[test]
+fn run_and_log_work_from_a_subdirectory_of_the_project() {
+    let subdir = root().join("src/cli");
+    let run = |cwd: &std::path::Path, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_chainlog"))
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("CHAINLOG_PROJECT")
+            .output()
+            .unwrap()
+    };
+    let output = run(
+        &subdir,
+        &["run", "summarize", "--input", r#"{"text": "from below"}"#],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // The store's default experiment is made from a scratch folder first, so the log from
+    // inside the repository writes its artifacts there, not into the source tree.
+    let scratch = tempfile::tempdir().unwrap();
+    let tracking = format!("sqlite:///{}", scratch.path().join("mlflow.db").display());
+    let first = run(
+        scratch.path(),
+        &[
+            "log",
+            "extract",
+            "--no-validate",
+            "--tracking-uri",
+            &tracking,
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let logged = run(
+        &subdir,
+        &[
+            "log",
+            "summarize",
+            "--input-example",
+            r#"{"text": "from below"}"#,
+            "--tracking-uri",
+            &tracking,
+            "--json",
+        ],
+    );
+    assert!(logged.status.success(), "{}", text(&logged.stderr));
+    let logged: serde_json::Value = serde_json::from_slice(&logged.stdout).unwrap();
+    assert!(logged["output_example"]["summary"].is_string(), "{logged}");
+    assert!(
+        !subdir.join("mlruns").exists(),
+        "artifacts written into the source tree"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let project = empty.path().display().to_string();
+    let output = run(
+        empty.path(),
+        &[
+            "run",
+            "summarize",
+            "--input",
+            "{\"text\": \"x\"}",
+            "--project",
+            &project,
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("holds no Cargo.toml"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

@@ -123,7 +123,7 @@ impl Chain for Haiku {
 }
 "#;
 
-const HAIKU_YAML: &str = "llm:\n  model: haiku-model-1\n  api_key: ${OPENAI_API_KEY}\nprompts:\n  verse: haiku_verse\npoem:\n  season: autumn\n";
+const HAIKU_YAML: &str = "llm:\n  model: haiku-model-1\n  api_key: ${OPENAI_API_KEY}\nprompts:\n  verse: haiku_verse.hbs\npoem:\n  season: autumn\n";
 
 const HAIKU_PROMPT: &str = "Write a haiku about {{topic}} with a {{season}} season word.\n";
 
