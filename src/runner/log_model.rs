@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    artifact::{ArtifactError, ArtifactSpec, Provenance, write_artifact},
+    artifact::{ArtifactError, ArtifactSpec, Provenance, SnapshotPlan, write_artifact},
     chain::{
         BuildContext, ChainEntry, ChainError, EnvReader, RunContext, openai_factory, prompt_entries,
     },
@@ -199,9 +199,11 @@ pub async fn log_chain(
         }
         None => None,
     };
-    let provenance = match request.crate_dir {
-        Some(dir) => Provenance::collect(dir)?,
-        None => Provenance::of_binary(),
+    // The crate snapshot is planned (and refused: a missing or symlinked path dependency,
+    // two vendored packages of one name) before the store is touched.
+    let (provenance, snapshot) = match request.crate_dir {
+        Some(dir) => (Provenance::collect(dir)?, Some(SnapshotPlan::collect(dir)?)),
+        None => (Provenance::of_binary(), None),
     };
 
     let store = match early_store {
@@ -233,6 +235,7 @@ pub async fn log_chain(
         &prompts,
         &prompt_uris,
         &provenance,
+        snapshot.as_ref(),
         &run,
         &mut model,
         output_example.as_ref(),
@@ -283,6 +286,7 @@ async fn log_into_run(
     prompts: &PromptSet,
     prompt_uris: &[(String, String)],
     provenance: &Provenance,
+    snapshot: Option<&SnapshotPlan>,
     run: &RunInfo,
     model_slot: &mut Option<LoggedModel>,
     output_example: Option<&Value>,
@@ -303,8 +307,8 @@ async fn log_into_run(
     let mut spec = ArtifactSpec::new(entry, request.config, prompts, &model.model_id, provenance)
         .with_run_id(&run.run_id)
         .with_artifact_uri(&artifact_path);
-    if let Some(crate_dir) = request.crate_dir {
-        spec = spec.with_crate_dir(crate_dir);
+    if let Some(plan) = snapshot {
+        spec = spec.with_snapshot(plan);
     }
     if let Some(example) = request.input_example {
         spec = spec.with_input_example(example);
