@@ -402,3 +402,79 @@ fn user_name() -> String {
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::chain::Chain;
+
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct In {}
+
+    #[derive(Debug, Serialize, schemars::JsonSchema)]
+    struct Out {}
+
+    struct Noop;
+
+    impl Chain for Noop {
+        type Input = In;
+        type Output = Out;
+
+        async fn invoke(&self, _input: In, _ctx: &RunContext) -> Result<Out, ChainError> {
+            Ok(Out {})
+        }
+    }
+
+    fn build(_ctx: &BuildContext) -> Result<Noop, ChainError> {
+        Ok(Noop)
+    }
+
+    /// A crate whose snapshot cannot be made (a path dependency that does not exist) is
+    /// refused before the tracking store is even opened.
+    #[tokio::test]
+    async fn crate_with_a_missing_path_dependency_is_refused_before_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"app\"\n\n[dependencies]\ngone = { path = \"../gone\" }\n",
+        )
+        .unwrap();
+        let entry = ChainEntry::new::<Noop>("noop", "Does nothing.", "chains/noop.rs", "", build);
+        let config = ChainConfig::from_yaml("chain: {}\n", &dir.path().join("c.yaml")).unwrap();
+        let request = LogRequest {
+            chain: &entry,
+            config: &config,
+            prompts_dir: dir.path(),
+            crate_dir: Some(dir.path()),
+            experiment: "e",
+            run_name: None,
+            registered_model: None,
+            alias: None,
+            input_example: None,
+            validate: false,
+            env: Arc::new(|_: &str| None),
+        };
+        let opened = AtomicBool::new(false);
+        let open_store = || -> Result<Arc<dyn TrackingStore>, StoreError> {
+            opened.store(true, Ordering::SeqCst);
+            Err(StoreError::NotFound {
+                what: "a store this test never opens".to_owned(),
+            })
+        };
+        let err = log_chain(&open_store, &request, &|_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LogError::Artifact(ArtifactError::MissingDependency { name, .. }) if name == "gone"
+            ),
+            "{err:?}"
+        );
+        assert!(!opened.load(Ordering::SeqCst), "the store was opened");
+    }
+}

@@ -43,7 +43,15 @@ impl SnapshotSource {
 }
 
 /// The files of a crate snapshot that builds on its own: snapshot-relative path → where its
-/// bytes come from. See the [module docs](super) for what goes in.
+/// bytes come from.
+///
+/// It holds the crate's files ([`SNAPSHOT_PATHS`](super::SNAPSHOT_PATHS), git-tracked only
+/// in a git work tree, never `target/`, dotfiles or symlinks) and its `Cargo.lock` (its
+/// workspace root's when it has none); the workspace members and path dependencies inside
+/// the crate at their places, unchanged; the path dependencies outside it under
+/// `vendor/<package>/`, every manifest repointed at them with relative paths, their
+/// `[workspace]` tables removed and their workspace inheritance resolved. No manifest in it
+/// holds the absolute path of the crate or of a vendored package.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotPlan {
     /// `/`-separated snapshot paths → sources, sorted.
