@@ -87,6 +87,95 @@ pub enum ArtifactError {
         /// The directory.
         path: PathBuf,
     },
+    /// A `Cargo.toml` the crate snapshot needs cannot be parsed or lacks what a package
+    /// manifest must have.
+    #[error("invalid manifest `{}`: {message}", path.display())]
+    Manifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A path dependency's folder, or its `Cargo.toml`, does not exist.
+    #[error(
+        "path dependency `{name}` of `{}` is missing: no `Cargo.toml` in `{}`",
+        manifest.display(),
+        path.display()
+    )]
+    MissingDependency {
+        /// The dependency, as the manifest names it.
+        name: String,
+        /// The manifest that declares it.
+        manifest: PathBuf,
+        /// The folder it points at.
+        path: PathBuf,
+    },
+    /// A path dependency is a symlink: the snapshot would copy another tree than the one
+    /// the manifest appears to name.
+    #[error(
+        "path dependency `{name}` of `{}` is a symlink (`{}`); a crate snapshot refuses          symlinked dependencies, point the manifest at the real folder",
+        manifest.display(),
+        path.display()
+    )]
+    SymlinkDependency {
+        /// The dependency, as the manifest names it.
+        name: String,
+        /// The manifest that declares it.
+        manifest: PathBuf,
+        /// The symlink.
+        path: PathBuf,
+    },
+    /// A file of a dependency is a symlink that points out of the dependency's folder.
+    #[error(
+        "`{}` of package `{package}` is a symlink pointing out of its folder; a crate          snapshot refuses it",
+        path.display()
+    )]
+    SymlinkOutOfTree {
+        /// The package (the dependency) holding it.
+        package: String,
+        /// The symlink.
+        path: PathBuf,
+    },
+    /// Two different path dependencies outside the crate have the same package name, so
+    /// they cannot both be vendored as `vendor/<name>`.
+    #[error(
+        "two path dependencies outside the crate are both package `{name}`: `{}` and `{}`",
+        first.display(),
+        second.display()
+    )]
+    DuplicatePackage {
+        /// The package name.
+        name: String,
+        /// The folder of the first one found.
+        first: PathBuf,
+        /// The folder of the other one.
+        second: PathBuf,
+    },
+    /// A manifest inherits a key from its workspace (`workspace = true`) that cannot be
+    /// resolved.
+    #[error(
+        "cannot resolve `{key}` of `{}`, inherited from its workspace: {reason}",
+        manifest.display()
+    )]
+    WorkspaceInheritance {
+        /// The manifest that inherits.
+        manifest: PathBuf,
+        /// The inherited key (`package.version`, `dependencies.serde`, `lints`).
+        key: String,
+        /// Why it cannot be resolved.
+        reason: String,
+    },
+    /// A manifest of the crate snapshot still holds an absolute path of this machine.
+    #[error(
+        "`{file}` of the crate snapshot holds the absolute path `{}`; make it relative",
+        path.display()
+    )]
+    AbsolutePathInSnapshot {
+        /// The file, relative to the snapshot.
+        file: String,
+        /// The absolute path found in it.
+        path: PathBuf,
+    },
     /// What the writer was asked to write is inconsistent.
     #[error("cannot write the artifact: {message}")]
     InvalidSpec {

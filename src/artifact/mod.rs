@@ -8,8 +8,12 @@
 //!                            chain, code/prompt/config paths and SHA-256s, inline config,
 //!                            provenance: chainlog/rustc/target, git commit, Cargo.lock hash)
 //! code/chains/<name>.rs      the chain source as compiled into the binary
-//! code/…                     a snapshot of the crate for `--build cargo` (tracked files only;
-//!                            no target/, no dotfiles)
+//! code/…                     a snapshot of the crate for `--build cargo` that builds on its
+//!                            own: tracked files only, no target/, no dotfiles, Cargo.lock
+//!                            (the workspace's when the crate has none), members inside it
+//!                            at their places
+//! code/vendor/<package>/…    path dependencies from outside the crate, manifests repointed
+//!                            at them with relative paths
 //! prompts/…                  the templates, at their paths relative to the prompts folder
 //! model_config.yaml          the config: `${ENV}` references, never values
 //! input_example.json         the input example, and serving_input_example.json ({"inputs": …})
@@ -22,11 +26,12 @@
 //!
 //! Main types: [`ArtifactSpec`] and [`write_artifact`] (write), [`LoadedArtifact`] (read,
 //! [`verify`](LoadedArtifact::verify)), [`MlModel`] with [`ChainlogFlavor`] (the format),
-//! [`Provenance`] (what built the chain, and its run tags), [`ArtifactError`].
+//! [`Provenance`] (what built the chain, and its run tags), [`SnapshotPlan`] (the crate
+//! snapshot, planned before anything is written), [`ArtifactError`].
 //!
 //! Parts: `mlmodel` (the MLmodel types, file names, the format_version check), `signature`
-//! (JSON schema → MLflow column specs), `spec` (what to write), `write`, `read`, `snapshot` (which crate files go
-//! in), `provenance`, `error`.
+//! (JSON schema → MLflow column specs), `spec` (what to write), `write`, `read`, `snapshot` ([`SnapshotPlan`]: which
+//! crate files go in, path dependencies vendored), `provenance`, `error`.
 
 mod error;
 mod mlmodel;
@@ -49,6 +54,6 @@ pub use mlmodel::{
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
 pub use read::LoadedArtifact;
 pub use signature::mlflow_schema_json;
-pub use snapshot::SNAPSHOT_PATHS;
+pub use snapshot::{SNAPSHOT_PATHS, SnapshotPlan, SnapshotSource, VENDOR_DIR};
 pub use spec::{ArtifactSpec, WrittenArtifact};
 pub use write::{ENV_VARS_HEADER, write_artifact};

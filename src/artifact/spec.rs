@@ -1,15 +1,11 @@
 //! [`ArtifactSpec`], what [`write_artifact`](super::write_artifact) is asked to write, and
 //! [`WrittenArtifact`], what it reports back.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    time::SystemTime,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::SystemTime};
 
 use serde_json::Value;
 
-use super::{MlModel, Provenance};
+use super::{MlModel, Provenance, SnapshotPlan};
 use crate::{chain::ChainEntry, config::ChainConfig, prompt::PromptSet};
 
 /// What to write: the chain as compiled, its config and prompts, examples, ids and provenance.
@@ -26,7 +22,7 @@ pub struct ArtifactSpec<'a> {
     pub(super) model_id: &'a str,
     pub(super) run_id: Option<&'a str>,
     pub(super) artifact_uri: Option<&'a str>,
-    pub(super) crate_dir: Option<&'a Path>,
+    pub(super) snapshot: Option<&'a SnapshotPlan>,
     pub(super) provenance: &'a Provenance,
     pub(super) created: SystemTime,
 }
@@ -51,7 +47,7 @@ impl<'a> ArtifactSpec<'a> {
             model_id,
             run_id: None,
             artifact_uri: None,
-            crate_dir: None,
+            snapshot: None,
             provenance,
             created: SystemTime::now(),
         }
@@ -72,10 +68,11 @@ impl<'a> ArtifactSpec<'a> {
         self
     }
 
-    /// The crate that compiled the chain: its snapshot goes under `code/`.
+    /// The snapshot of the crate that compiled the chain
+    /// ([`SnapshotPlan::collect`]): its files go under `code/`.
     #[must_use]
-    pub fn with_crate_dir(mut self, dir: &'a Path) -> Self {
-        self.crate_dir = Some(dir);
+    pub fn with_snapshot(mut self, plan: &'a SnapshotPlan) -> Self {
+        self.snapshot = Some(plan);
         self
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tempfile::TempDir;
 
-use super::{ArtifactSpec, Provenance, WrittenArtifact, write_artifact};
+use super::{ArtifactSpec, Provenance, SnapshotPlan, WrittenArtifact, write_artifact};
 use crate::{
     chain::{BuildContext, Chain, ChainEntry, ChainError, RunContext},
     config::ChainConfig,
@@ -183,6 +183,7 @@ pub(super) fn write_fixture(with_crate: bool) -> Fixture {
     let artifact = root.path().join("artifact");
     let (entry, config, prompts) = (entry(), config(&crate_dir), prompts());
     let provenance = Provenance::collect(&crate_dir).unwrap();
+    let plan = SnapshotPlan::collect(&crate_dir).unwrap();
     let input = json!({"text": "hello", "n": 2});
     let output = json!({"reply": "hi"});
     let mut spec = ArtifactSpec::new(&entry, &config, &prompts, MODEL_ID, &provenance)
@@ -191,7 +192,7 @@ pub(super) fn write_fixture(with_crate: bool) -> Fixture {
         .with_input_example(&input)
         .with_output_example(&output);
     if with_crate {
-        spec = spec.with_crate_dir(&crate_dir);
+        spec = spec.with_snapshot(&plan);
     }
     let written = write_artifact(&artifact, &spec).unwrap();
     Fixture {

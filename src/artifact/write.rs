@@ -23,7 +23,6 @@ use super::{
         MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, utc_time,
     },
     signature::mlflow_schema_json,
-    snapshot,
 };
 
 /// MLflow's header of `environment_variables.txt`, verbatim.
@@ -41,8 +40,8 @@ pub const ENV_VARS_HEADER: &str = "# This file records environment variable name
 /// [`ArtifactError::DirNotEmpty`] if `dir` holds anything; [`ArtifactError::InvalidSpec`]
 /// for a chain name that is not `[a-z0-9_]+`, a prompt file path that is not plainly
 /// relative, two prompts with different content at one path, or a registry URI for a prompt
-/// the chain does not have; [`ArtifactError::Io`] for a crate file that cannot be read or an
-/// artifact file that cannot be written.
+/// the chain does not have; [`ArtifactError::Io`] for a snapshot file that cannot be read or
+/// an artifact file that cannot be written.
 pub fn write_artifact(
     dir: &Path,
     spec: &ArtifactSpec<'_>,
@@ -132,17 +131,15 @@ fn flavor(
     }
 }
 
-/// Adds the crate snapshot (when the spec names a crate) and the chain source as compiled
-/// under `code/`; returns their records.
+/// Adds the crate snapshot (when the spec has one) and the chain source as compiled under
+/// `code/`; returns their records.
 fn add_code(
     files: &mut Files,
     spec: &ArtifactSpec<'_>,
 ) -> Result<(FileRecord, Option<SnapshotRecord>), ArtifactError> {
-    if let Some(crate_dir) = spec.crate_dir {
-        for relative in snapshot::list(crate_dir)? {
-            let path = crate_dir.join(&relative);
-            let bytes = fs::read(&path).map_err(|source| ArtifactError::Io { path, source })?;
-            files.put(format!("{CODE_DIR}/{relative}"), bytes);
+    if let Some(plan) = spec.snapshot {
+        for (relative, source) in plan.files() {
+            files.put(format!("{CODE_DIR}/{relative}"), source.read()?);
         }
     }
     // The source as compiled wins over the snapshot's copy, which may have been edited since.
@@ -152,7 +149,7 @@ fn add_code(
         path,
         sha256: spec.chain.sha256().to_owned(),
     };
-    Ok((code, spec.crate_dir.map(|_| files.snapshot_record())))
+    Ok((code, spec.snapshot.map(|_| files.snapshot_record())))
 }
 
 /// Adds the input example (as given and as a scoring request) and the output example;

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::build::{build_chain, uses_prompt_registry};
 use crate::{
-    artifact::{ArtifactError, ArtifactSpec, Provenance, write_artifact},
+    artifact::{ArtifactError, ArtifactSpec, Provenance, SnapshotPlan, write_artifact},
     chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
@@ -195,9 +195,11 @@ pub async fn log_chain(
         }
         None => None,
     };
-    let provenance = match request.crate_dir {
-        Some(dir) => Provenance::collect(dir)?,
-        None => Provenance::of_binary(),
+    // The crate snapshot is planned (and refused: a missing or symlinked path dependency,
+    // two vendored packages of one name) before the store is touched.
+    let (provenance, snapshot) = match request.crate_dir {
+        Some(dir) => (Provenance::collect(dir)?, Some(SnapshotPlan::collect(dir)?)),
+        None => (Provenance::of_binary(), None),
     };
 
     let store = match early_store {
@@ -229,6 +231,7 @@ pub async fn log_chain(
         &prompts,
         &prompt_uris,
         &provenance,
+        snapshot.as_ref(),
         &run,
         &mut model,
         output_example.as_ref(),
@@ -279,6 +282,7 @@ async fn log_into_run(
     prompts: &PromptSet,
     prompt_uris: &[(String, String)],
     provenance: &Provenance,
+    snapshot: Option<&SnapshotPlan>,
     run: &RunInfo,
     model_slot: &mut Option<LoggedModel>,
     output_example: Option<&Value>,
@@ -299,8 +303,8 @@ async fn log_into_run(
     let mut spec = ArtifactSpec::new(entry, request.config, prompts, &model.model_id, provenance)
         .with_run_id(&run.run_id)
         .with_artifact_uri(&artifact_path);
-    if let Some(crate_dir) = request.crate_dir {
-        spec = spec.with_crate_dir(crate_dir);
+    if let Some(plan) = snapshot {
+        spec = spec.with_snapshot(plan);
     }
     if let Some(example) = request.input_example {
         spec = spec.with_input_example(example);
@@ -391,4 +395,80 @@ fn user_name() -> String {
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::chain::{BuildContext, Chain};
+
+    #[derive(Debug, Deserialize, schemars::JsonSchema)]
+    struct In {}
+
+    #[derive(Debug, Serialize, schemars::JsonSchema)]
+    struct Out {}
+
+    struct Noop;
+
+    impl Chain for Noop {
+        type Input = In;
+        type Output = Out;
+
+        async fn invoke(&self, _input: In, _ctx: &RunContext) -> Result<Out, ChainError> {
+            Ok(Out {})
+        }
+    }
+
+    fn build(_ctx: &BuildContext) -> Result<Noop, ChainError> {
+        Ok(Noop)
+    }
+
+    /// A crate whose snapshot cannot be made (a path dependency that does not exist) is
+    /// refused before the tracking store is even opened.
+    #[tokio::test]
+    async fn crate_with_a_missing_path_dependency_is_refused_before_the_store_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[package]\nname = \"app\"\n\n[dependencies]\ngone = { path = \"../gone\" }\n",
+        )
+        .unwrap();
+        let entry = ChainEntry::new::<Noop>("noop", "Does nothing.", "chains/noop.rs", "", build);
+        let config = ChainConfig::from_yaml("chain: {}\n", &dir.path().join("c.yaml")).unwrap();
+        let request = LogRequest {
+            chain: &entry,
+            config: &config,
+            prompts_dir: dir.path(),
+            crate_dir: Some(dir.path()),
+            experiment: "e",
+            run_name: None,
+            registered_model: None,
+            alias: None,
+            input_example: None,
+            validate: false,
+            env: Arc::new(|_: &str| None),
+        };
+        let opened = AtomicBool::new(false);
+        let open_store = || -> Result<Arc<dyn TrackingStore>, StoreError> {
+            opened.store(true, Ordering::SeqCst);
+            Err(StoreError::NotFound {
+                what: "a store this test never opens".to_owned(),
+            })
+        };
+        let err = log_chain(&open_store, &request, &|_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LogError::Artifact(ArtifactError::MissingDependency { name, .. }) if name == "gone"
+            ),
+            "{err:?}"
+        );
+        assert!(!opened.load(Ordering::SeqCst), "the store was opened");
+    }
 }

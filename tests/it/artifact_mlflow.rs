@@ -15,7 +15,7 @@ use std::{
 use chainlog::{
     artifact::{
         ArtifactSpec, LoadedArtifact, MLFLOW_VERSION, Provenance, SERVING_INPUT_EXAMPLE_FILE,
-        write_artifact,
+        SnapshotPlan, write_artifact,
     },
     config::ChainConfig,
     prompt::PromptSet,
@@ -57,12 +57,13 @@ fn write_chain(name: &str, model_id: &str, dir: &Path) {
         serde_json::from_value(config.as_value()["prompts"].clone()).unwrap();
     let prompts = PromptSet::load(&root.join("prompts"), &entries).unwrap();
     let provenance = Provenance::collect(root).unwrap();
+    let plan = SnapshotPlan::collect(root).unwrap();
     let (input, output) = examples(name);
     let uri = format!("mlflow-artifacts:/1/models/{model_id}/artifacts");
     let spec = ArtifactSpec::new(entry, &config, &prompts, model_id, &provenance)
         .with_run_id(RUN_ID)
         .with_artifact_uri(&uri)
-        .with_crate_dir(root)
+        .with_snapshot(&plan)
         .with_input_example(&input)
         .with_output_example(&output)
         .with_created(UNIX_EPOCH + Duration::from_micros(1_795_607_772_776_368));

@@ -1,19 +1,13 @@
-//! The crate snapshot an artifact carries under `code/` for a later `--build cargo`: which
-//! files of the crate that compiled the chain go in.
-//!
-//! Only what a `cargo build --locked` of the crate reads: the manifest and lock file, the
-//! build script, `src/`, `chains/`, `prompts/`, and the folders of the targets `Cargo.toml`
-//! declares (`benches/`, `tests/`, `examples/`: cargo refuses a manifest whose declared
-//! targets are missing). In a git work tree only tracked files are taken (`git ls-files`), so
-//! local scratch files stay out; elsewhere those paths are walked. Never `target/`, never a
-//! dotfile or anything inside a dot-folder, never a symlink.
+//! Which files of one package folder go into a crate snapshot: the allow-list
+//! [`SNAPSHOT_PATHS`], git-tracked files only in a git work tree, never `target/`, dotfiles, MLflow store output (`mlruns/`, `mlflow.db`)
+//! or symlinks (these are reported apart, for the caller to refuse or skip).
 
 use std::{
     fs,
     path::{Component, Path, PathBuf},
 };
 
-use super::{ArtifactError, provenance::git};
+use crate::artifact::{ArtifactError, provenance::git};
 
 /// The paths of a crate, relative to its root, that a snapshot takes files from.
 pub const SNAPSHOT_PATHS: &[&str] = &[
@@ -31,36 +25,50 @@ pub const SNAPSHOT_PATHS: &[&str] = &[
     "examples",
 ];
 
-/// The files of the snapshot of `crate_dir`: `/`-separated paths relative to it, sorted.
+/// The files of one package folder a snapshot takes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Listing {
+    /// Regular files: `/`-separated paths relative to the folder, sorted.
+    pub files: Vec<String>,
+    /// Symlinks that the rules would otherwise take, the same way; the caller decides
+    /// whether to skip them (the crate itself) or refuse those leaving the folder
+    /// (dependencies).
+    pub symlinks: Vec<String>,
+}
+
+/// The files of the snapshot of the package at `dir`.
 ///
 /// # Errors
 ///
 /// [`ArtifactError::Io`] when a folder cannot be listed or a file's type read.
-pub(super) fn list(crate_dir: &Path) -> Result<Vec<String>, ArtifactError> {
-    let candidates = match tracked(crate_dir) {
+pub(super) fn list(dir: &Path) -> Result<Listing, ArtifactError> {
+    let candidates = match tracked(dir) {
         Some(tracked) => tracked,
-        None => walk_all(crate_dir)?,
+        None => walk_all(dir)?,
     };
-    let mut files = Vec::with_capacity(candidates.len());
+    let mut listing = Listing::default();
     for relative in candidates {
         if !allowed(&relative) {
             continue;
         }
-        let path = crate_dir.join(&relative);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() => {}
-            // A tracked file deleted from the work tree, a symlink, a submodule.
+        let path = dir.join(&relative);
+        let bucket = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => &mut listing.files,
+            Ok(meta) if meta.file_type().is_symlink() => &mut listing.symlinks,
+            // A tracked file deleted from the work tree, a submodule.
             Ok(_) => continue,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(ArtifactError::Io { path, source }),
-        }
+        };
         if let Some(slashed) = slash(&relative) {
-            files.push(slashed);
+            bucket.push(slashed);
         }
     }
-    files.sort_unstable();
-    files.dedup();
-    Ok(files)
+    for bucket in [&mut listing.files, &mut listing.symlinks] {
+        bucket.sort_unstable();
+        bucket.dedup();
+    }
+    Ok(listing)
 }
 
 /// The tracked files under [`SNAPSHOT_PATHS`], when `crate_dir` is in a git work tree.
@@ -81,7 +89,7 @@ fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
     )
 }
 
-/// Every file under [`SNAPSHOT_PATHS`], skipping dot-entries and symlinks.
+/// Every file and symlink under [`SNAPSHOT_PATHS`], skipping dot-entries.
 fn walk_all(crate_dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
     let mut out = Vec::new();
     for top in SNAPSHOT_PATHS {
@@ -97,7 +105,7 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), Arti
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => return Err(ArtifactError::Io { path, source }),
     };
-    if meta.is_file() {
+    if meta.is_file() || meta.file_type().is_symlink() {
         out.push(relative.to_path_buf());
     } else if meta.is_dir() {
         let entries = fs::read_dir(&path).map_err(|source| ArtifactError::Io {
@@ -119,24 +127,30 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), Arti
     Ok(())
 }
 
-/// Not `target/`, not a dotfile or inside a dot-folder, and plainly relative.
+/// Not `target/`, not a dot-entry or MLflow store output anywhere in it, and plainly relative.
 fn allowed(relative: &Path) -> bool {
     let mut components = relative.components();
     let first_ok = match components.next() {
-        Some(Component::Normal(first)) => {
-            first != "target" && !first.to_string_lossy().starts_with('.')
-        }
+        Some(Component::Normal(first)) => first != "target" && !is_store_output(first),
         _ => false,
     };
     first_ok
-        && components.all(
-            |c| matches!(c, Component::Normal(name) if !name.to_string_lossy().starts_with('.')),
-        )
+        && relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(name) if !is_store_output(name)))
+}
+
+/// A dot-entry, or what a local MLflow store writes into the folder a command runs in
+/// (`mlruns/`, `mlflow.db` and its journals): `log` may run from any folder of the crate, and
+/// its own output is never part of the crate.
+fn is_store_output(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with('.') || name == "mlruns" || name.starts_with("mlflow.db")
 }
 
 /// `a/b/c` for a relative path of UTF-8 names; `None` otherwise (such a file is skipped:
 /// the artifact's paths are UTF-8 text).
-fn slash(relative: &Path) -> Option<String> {
+pub(super) fn slash(relative: &Path) -> Option<String> {
     let parts: Option<Vec<&str>> = relative
         .components()
         .map(|c| c.as_os_str().to_str())
@@ -153,7 +167,7 @@ mod tests {
     fn walk_outside_git_skips_dotfiles_target_and_other_folders() {
         let dir = tempfile::tempdir().unwrap();
         write_crate(dir.path());
-        let files = list(dir.path()).unwrap();
+        let files = list(dir.path()).unwrap().files;
         assert_eq!(
             files,
             [
@@ -175,7 +189,7 @@ mod tests {
         git_init(dir.path());
         fs::write(dir.path().join("src/scratch.rs"), "// not tracked").unwrap();
         fs::remove_file(dir.path().join("chains/t.yaml")).unwrap();
-        let files = list(dir.path()).unwrap();
+        let files = list(dir.path()).unwrap().files;
         assert!(!files.iter().any(|f| f == "src/scratch.rs"), "{files:?}");
         assert!(!files.iter().any(|f| f == "chains/t.yaml"), "{files:?}");
         assert!(files.iter().any(|f| f == "src/lib.rs"), "{files:?}");
@@ -184,7 +198,17 @@ mod tests {
 
     #[test]
     fn allowed_refuses_target_dot_entries_and_odd_paths() {
-        for bad in ["target/debug/x", ".env", "src/.secret", "/abs", "../up", ""] {
+        for bad in [
+            "target/debug/x",
+            ".env",
+            "src/.secret",
+            "/abs",
+            "../up",
+            "",
+            "prompts/ask/mlruns/0/meta.yaml",
+            "chains/mlflow.db",
+            "mlflow.db-journal",
+        ] {
             assert!(!allowed(Path::new(bad)), "{bad}");
         }
         for good in ["src/target.rs", "src/target/mod.rs", "Cargo.toml"] {

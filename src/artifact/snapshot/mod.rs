@@ -1,0 +1,48 @@
+//! The crate snapshot an artifact carries under `code/` for a later `--build cargo`: a copy
+//! of the crate that compiled the chain which builds on its own, planned as a whole
+//! ([`SnapshotPlan::collect`]) before anything is written.
+//!
+//! What goes in:
+//! - **The crate's files**: only what a `cargo build --locked` reads — the manifest and lock
+//!   file, the build script, `src/`, `chains/`, `prompts/`, and the folders of the targets
+//!   `Cargo.toml` may declare (`benches/`, `tests/`, `examples/`: cargo refuses a manifest
+//!   whose declared targets are missing); see [`SNAPSHOT_PATHS`]. In a git work tree only
+//!   tracked files are taken (`git ls-files`), so local scratch files stay out; elsewhere
+//!   those paths are walked. Never `target/`, never a dotfile or anything inside a
+//!   dot-folder; a symlink of the crate itself is skipped.
+//! - **`Cargo.lock`**: the crate's own, tracked or not; when it has none but lies in a
+//!   workspace whose root has one, that one (a build may then need to drop the entries of
+//!   the workspace's other members, which `--locked` refuses).
+//! - **Packages inside the crate's folder**: every `[workspace] members` entry (globs
+//!   expanded, `exclude` honoured) and every path dependency below the crate's folder, at
+//!   their relative places, by the same file rules applied in their own folders; their
+//!   manifests are unchanged (cargo refuses a workspace whose members are missing).
+//!   Members outside the crate are removed from `members`/`default-members`.
+//! - **Path dependencies outside the crate's folder** go to `vendor/<package>/` (as
+//!   `cargo vendor` does), by the same file rules, and every manifest of the snapshot that
+//!   points at one is rewritten with a relative `path` (`vendor/chainlog`,
+//!   `../chainlog-build` between vendored packages). A vendored manifest loses `[workspace]`,
+//!   `package.workspace`, `[patch]`/`[replace]` and its path dev-dependencies (a
+//!   dependency's tests are never built), and its workspace inheritance (`workspace = true`)
+//!   is resolved from its workspace root, as `cargo package` does. When the crate is a
+//!   workspace root, `vendor` is added to its `[workspace] exclude`, so the vendored
+//!   packages stay the non-members they were.
+//!
+//! Path dependencies are found by reading the manifests with `toml_edit` (rewrites keep
+//! comments and formatting) in `[dependencies]`, `[build-dependencies]`,
+//! `[dev-dependencies]`, their `[target.'cfg(..)']` forms, `[workspace.dependencies]` and
+//! `[patch.*]` — and recursively in every path dependency's (normal and build ones for a
+//! vendored package). Cargo is never run: logging stays fast and offline.
+//!
+//! Refused, naming the dependency and the manifest that declares it: a path dependency whose
+//! folder or `Cargo.toml` is missing, one that is a symlink, a dependency's file that is a
+//! symlink out of its folder, two outside packages with the same name, inheritance that
+//! cannot be resolved, and any manifest of the snapshot that would still hold the absolute
+//! path of the crate or of a vendored package.
+
+mod files;
+mod manifest;
+mod plan;
+
+pub use files::SNAPSHOT_PATHS;
+pub use plan::{SnapshotPlan, SnapshotSource, VENDOR_DIR};
