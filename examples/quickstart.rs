@@ -118,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("logged run {} as {}", logged.run_id, logged.model_uri);
 
     let uri = "models:/tagline@champion";
-    let model = load_model(&registry, uri, Some(&tracking.to_string()), &[], &endpoint).await?;
+    let model = load_model(&registry, uri, &tracking, &[], &endpoint).await?;
     let output = model
         .chain
         .invoke(

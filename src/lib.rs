@@ -3,9 +3,20 @@
 //!
 //! # Architecture
 //!
-//! The crate is one library with a thin binary (`src/main.rs` → [`cli`]). Its parts, and what
-//! each owns:
+//! A workspace: this crate (library and a one-line binary, `chainlog::main!();`, exactly what a
+//! user's crate has), `chainlog-mock` (the mock server, re-exported as [`mock`]) and
+//! `chainlog-build` (the build-script helper that registers `chains/*.rs`). This crate's parts,
+//! and what each owns:
 //!
+//! - [`chain`]: the [`chain::Chain`] trait, the build and run contexts, and the registry type
+//!   the build helper fills with each chain's source text and SHA-256.
+//! - [`project`]: finding the crate a command works on, like cargo (walk up to the binary's
+//!   package), and the default paths in it.
+//! - [`scaffold`]: `chainlog new` — a crate for a team's own chains.
+//! - [`runner`]: where chain, artifact and store meet — the one place a chain is built (for
+//!   `run`, `log`, `predict`, `serve`), logging, rebuilding from an artifact, batches, and
+//!   which endpoint chains talk to.
+//! - [`store`]: MLflow tracking stores — MLflow's own SQLite schema and a server's REST API.
 //! - [`mock`]: the mock OpenAI server — OpenAI's wire format (chat completions plain and
 //!   streamed, tool calls, JSON-schema output, models, embeddings, responses), replies from
 //!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
@@ -30,10 +41,8 @@
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
 //!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
-//! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber.
-//!
-//! The chain runtime, the tracking stores and the runner described in `DESIGN.md` build on
-//! these.
+//! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber; parses,
+//!   calls and prints, nothing else.
 
 pub mod artifact;
 pub mod chain;

@@ -121,6 +121,15 @@ impl Project {
         })
     }
 
+    /// The project the current directory is inside (walking up only, no compile-time
+    /// fallback): where a command's default store goes.
+    pub fn enclosing(compiled: &CompiledCrate) -> Option<Self> {
+        let cwd = std::env::current_dir().ok()?;
+        cwd.ancestors()
+            .find(|dir| declares_package(dir, compiled.package))
+            .map(Self::at)
+    }
+
     /// The crate's root folder (where its `Cargo.toml` is).
     pub fn root(&self) -> &Path {
         &self.root

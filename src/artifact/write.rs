@@ -263,18 +263,25 @@ impl Files {
     fn write_all(&self, dir: &Path) -> Result<u64, ArtifactError> {
         let mut total = 0;
         for (relative, bytes) in &self.0 {
-            let path = dir.join(relative);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
-            fs::write(&path, bytes).map_err(|source| ArtifactError::Io { path, source })?;
+            write_file(&dir.join(relative), bytes)?;
             total += bytes.len() as u64;
         }
         Ok(total)
     }
+}
+
+/// Writes `bytes` to `path`, creating its folder first.
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    fs::write(path, bytes).map_err(|source| ArtifactError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Creates `dir` if needed and checks that it is empty.

@@ -6,8 +6,11 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::{
+    chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
+    runner::{Endpoint, Rebuilt, load_model},
+    store::TrackingUri,
 };
 
 /// Where a chain's files are: the project (found like cargo finds a package) or explicit
@@ -87,6 +90,23 @@ pub struct ModelArgs {
     pub tracking_uri: Option<String>,
 }
 
+impl ModelArgs {
+    /// Fetches the model and rebuilds its chain for `endpoint`, the flags' overrides applied.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`load_model`].
+    pub async fn load<'r>(
+        &self,
+        registry: &'r ChainRegistry,
+        compiled: &CompiledCrate,
+        endpoint: &Endpoint,
+    ) -> anyhow::Result<Rebuilt<'r>> {
+        let tracking = tracking_uri(self.tracking_uri.as_deref(), compiled)?;
+        Ok(load_model(registry, &self.model_uri, &tracking, &self.set, endpoint).await?)
+    }
+}
+
 /// Where to log. Used by `log` and `prompts push`.
 #[derive(Debug, Args)]
 pub struct TrackingArgs {
@@ -94,6 +114,26 @@ pub struct TrackingArgs {
     /// else sqlite:///mlflow.db).
     #[arg(long, value_name = "URI")]
     pub tracking_uri: Option<String>,
+}
+
+impl TrackingArgs {
+    /// The tracking URI: the flag, else `MLFLOW_TRACKING_URI`, else `mlflow.db` at the root of
+    /// the project the command runs in (the current directory outside one).
+    ///
+    /// # Errors
+    ///
+    /// A URI chainlog does not know.
+    pub fn resolve(&self, compiled: &CompiledCrate) -> anyhow::Result<TrackingUri> {
+        tracking_uri(self.tracking_uri.as_deref(), compiled)
+    }
+}
+
+fn tracking_uri(given: Option<&str>, compiled: &CompiledCrate) -> anyhow::Result<TrackingUri> {
+    let project = Project::enclosing(compiled);
+    Ok(TrackingUri::resolve_in(
+        given,
+        project.as_ref().map(Project::root),
+    )?)
 }
 
 /// The input of one run. Used by `run` and `predict`.

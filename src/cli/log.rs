@@ -63,7 +63,7 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         .map(serde_json::from_str)
         .transpose()
         .context("the input example is not valid JSON")?;
-    let uri = TrackingUri::resolve(args.tracking.tracking_uri.as_deref())?;
+    let uri = args.tracking.resolve(&app.compiled)?;
     // The crate snapshot is the project's, when it holds this chain's source.
     let crate_dir = files
         .project

@@ -7,12 +7,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{
+    App,
     args::{InputArgs, ModelArgs},
     endpoint,
 };
 use crate::{
-    chain::{ChainRegistry, RunContext},
-    runner::{Rebuilt, load_model, predict_batch},
+    chain::RunContext,
+    runner::{Rebuilt, predict_batch},
 };
 
 /// Options of `chainlog predict`.
@@ -36,21 +37,17 @@ pub struct PredictArgs {
 /// # Errors
 ///
 /// A model that cannot be loaded, input that does not fit, or a failed run.
-pub async fn run(registry: &ChainRegistry, args: PredictArgs) -> anyhow::Result<()> {
+pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
     // Read a single input before anything is loaded, so a bad one fails fast.
     let single = match &args.output {
         Some(_) => None,
         None => Some(args.input.read_one()?),
     };
     let endpoint = endpoint().await?;
-    let model = load_model(
-        registry,
-        &args.model.model_uri,
-        args.model.tracking_uri.as_deref(),
-        &args.model.set,
-        &endpoint,
-    )
-    .await?;
+    let model = args
+        .model
+        .load(&app.registry, &app.compiled, &endpoint)
+        .await?;
     match (single, &args.input.input_file, &args.output) {
         (Some(input), _, _) => predict_one(&model, input).await,
         (None, Some(input), Some(output)) => {

@@ -10,7 +10,7 @@ use super::args::TrackingArgs;
 use crate::{
     project::{CompiledCrate, Project},
     prompt::PromptTemplate,
-    store::{TrackingUri, open_store},
+    store::open_store,
 };
 
 /// `chainlog prompts …`.
@@ -69,7 +69,7 @@ pub async fn run(compiled: &CompiledCrate, args: PromptsArgs) -> anyhow::Result<
     };
     let template = PromptTemplate::from_path(&args.name, &path)?;
     let name = args.registry_name.as_deref().unwrap_or(&args.name);
-    let uri = TrackingUri::resolve(args.tracking.tracking_uri.as_deref())?;
+    let uri = args.tracking.resolve(compiled)?;
     let store = open_store(&uri)?;
     let version = store
         .register_prompt(

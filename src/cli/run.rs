@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{
     App,
-    args::{ChainFilesArgs, InputArgs},
+    args::{ChainFilesArgs, InputArgs, TrackingArgs},
     endpoint,
 };
 use crate::{chain::RunContext, config::LlmOverrides, runner::build_from_files};
@@ -22,6 +22,9 @@ pub struct RunArgs {
     input: InputArgs,
     #[command(flatten)]
     files: ChainFilesArgs,
+    /// The store of `prompts:/…` prompts the config names.
+    #[command(flatten)]
+    tracking: TrackingArgs,
     /// Print text as the chain streams it, then the output JSON.
     #[arg(long)]
     stream: bool,
@@ -55,6 +58,7 @@ pub async fn run(app: &App, args: RunArgs) -> anyhow::Result<()> {
         entry,
         &files.config,
         &files.prompts_dir,
+        Some(&args.tracking.resolve(&app.compiled)?),
         endpoint.env.clone(),
         overrides,
     )

@@ -5,12 +5,8 @@ use anyhow::Context;
 use clap::Args;
 use secrecy::SecretString;
 
-use super::{args::ModelArgs, endpoint, mock::shutdown_signal};
-use crate::{
-    chain::ChainRegistry,
-    runner::load_model,
-    serve::{ServeState, serve},
-};
+use super::{App, args::ModelArgs, endpoint, mock::shutdown_signal};
+use crate::serve::{ServeState, serve};
 
 /// Options of `chainlog serve`.
 #[derive(Debug, Args)]
@@ -33,16 +29,12 @@ pub struct ServeArgs {
 /// # Errors
 ///
 /// A model that cannot be loaded, a token variable that is not set, an address in use.
-pub async fn run(registry: &ChainRegistry, args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     let endpoint = endpoint().await?;
-    let model = load_model(
-        registry,
-        &args.model.model_uri,
-        args.model.tracking_uri.as_deref(),
-        &args.model.set,
-        &endpoint,
-    )
-    .await?;
+    let model = args
+        .model
+        .load(&app.registry, &app.compiled, &endpoint)
+        .await?;
     let mut state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?;
     if let Some(name) = &args.token_env {

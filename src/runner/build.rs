@@ -38,7 +38,8 @@ pub fn build_chain(
 }
 
 /// Builds `entry` from a project's files, as `chainlog run` does: its prompts from
-/// `prompts_dir`, or from the tracking store's Prompt Registry for `prompts:/…` entries.
+/// `prompts_dir`, or from the Prompt Registry of the store `tracking` names for `prompts:/…`
+/// entries (opened only then; without a store such entries are refused).
 ///
 /// # Errors
 ///
@@ -48,13 +49,13 @@ pub async fn build_from_files(
     entry: &ChainEntry,
     config: &ChainConfig,
     prompts_dir: &Path,
+    tracking: Option<&TrackingUri>,
     env: EnvReader,
     overrides: LlmOverrides,
 ) -> Result<BuiltChain, LogError> {
-    let store: Option<std::sync::Arc<dyn TrackingStore>> = if uses_prompt_registry(config) {
-        Some(open_store(&TrackingUri::resolve(None)?)?)
-    } else {
-        None
+    let store: Option<std::sync::Arc<dyn TrackingStore>> = match tracking {
+        Some(uri) if uses_prompt_registry(config) => Some(open_store(uri)?),
+        _ => None,
     };
     let (prompts, _) = load_prompts(config, prompts_dir, store.as_deref()).await?;
     Ok(build_chain(entry, config, prompts, env, overrides)?)

@@ -44,7 +44,7 @@ pub enum LoadError {
 pub async fn load_model<'r>(
     registry: &'r ChainRegistry,
     uri: &str,
-    tracking_uri: Option<&str>,
+    tracking: &TrackingUri,
     overrides_from_flags: &[String],
     endpoint: &Endpoint,
 ) -> Result<Rebuilt<'r>, LoadError> {
@@ -52,7 +52,7 @@ pub async fn load_model<'r>(
     let dir = match &model_uri {
         ModelUri::LocalDir { path } => path.clone(),
         _ => {
-            let store = open_store(&TrackingUri::resolve(tracking_uri)?)?;
+            let store = open_store(tracking)?;
             fetch_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?
         }
     };

@@ -5,15 +5,20 @@
 //! `Arc<dyn TrackingStore>`. Does not own the stores themselves (`sqlite`, `rest`). URIs shown
 //! in messages never carry credentials ([`redact_uri`]).
 
-use std::{fmt, path::PathBuf, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::Arc,
+};
 
 use super::{RestStore, SqliteStore, StoreError, TrackingStore};
 
 /// The environment variable MLflow reads the tracking URI from.
 pub const TRACKING_URI_VAR: &str = "MLFLOW_TRACKING_URI";
 
-/// Where artifacts of the SQLite store go, relative to the working directory (MLflow's
-/// `DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH`).
+/// Where artifacts of the SQLite store go: this folder beside the database file (MLflow's
+/// `DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH`, `./mlruns`, for the default `sqlite:///mlflow.db`).
 const SQLITE_ARTIFACT_DIR: &str = "mlruns";
 
 /// A parsed tracking URI.
@@ -121,6 +126,45 @@ impl TrackingUri {
     pub fn resolve_from(given: Option<&str>, env_value: Option<&str>) -> Result<Self, StoreError> {
         Self::parse(set(given).or(set(env_value)).unwrap_or(Self::DEFAULT))
     }
+
+    /// [`TrackingUri::resolve`], with the default store in `project_root` when the command
+    /// runs inside a project: `<root>/mlflow.db`, as cargo puts `target/` at the root whatever
+    /// folder it runs in — so a command run from a subfolder never writes a store into the
+    /// project's sources. A URI that is given is taken as given (relative to the current
+    /// directory).
+    ///
+    /// # Errors
+    ///
+    /// As [`TrackingUri::parse`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use chainlog::store::TrackingUri;
+    ///
+    /// let root = Path::new("/work/app");
+    /// if std::env::var_os("MLFLOW_TRACKING_URI").is_none() {
+    ///     let uri = TrackingUri::resolve_in(None, Some(root))?;
+    ///     assert_eq!(uri.to_string(), "sqlite:////work/app/mlflow.db");
+    /// }
+    /// let given = TrackingUri::resolve_in(Some("sqlite:///other.db"), Some(root))?;
+    /// assert_eq!(given.to_string(), "sqlite:///other.db");
+    /// # Ok::<(), chainlog::store::StoreError>(())
+    /// ```
+    pub fn resolve_in(
+        given: Option<&str>,
+        project_root: Option<&Path>,
+    ) -> Result<Self, StoreError> {
+        let env_value = std::env::var(TRACKING_URI_VAR).ok();
+        match (set(given).or(set(env_value.as_deref())), project_root) {
+            (Some(uri), _) => Self::parse(uri),
+            (None, Some(root)) => Ok(Self::Sqlite {
+                db_path: root.join("mlflow.db"),
+            }),
+            (None, None) => Self::parse(Self::DEFAULT),
+        }
+    }
 }
 
 impl FromStr for TrackingUri {
@@ -141,8 +185,8 @@ impl fmt::Display for TrackingUri {
     }
 }
 
-/// Opens the store `uri` names: a [`SqliteStore`] (artifacts under `./mlruns`, as MLflow
-/// does) or a [`RestStore`] with credentials from the environment.
+/// Opens the store `uri` names: a [`SqliteStore`] (artifacts under `mlruns/` beside the
+/// database: `./mlruns` for the default, as MLflow does) or a [`RestStore`] with credentials from the environment.
 ///
 /// # Errors
 ///
@@ -152,10 +196,14 @@ impl fmt::Display for TrackingUri {
 pub fn open_store(uri: &TrackingUri) -> Result<Arc<dyn TrackingStore>, StoreError> {
     match uri {
         TrackingUri::Sqlite { db_path } => {
+            let beside_db = db_path
+                .parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join(SQLITE_ARTIFACT_DIR);
             let artifact_root =
-                std::path::absolute(SQLITE_ARTIFACT_DIR).map_err(|source| StoreError::Io {
+                std::path::absolute(&beside_db).map_err(|source| StoreError::Io {
                     action: "resolve",
-                    path: SQLITE_ARTIFACT_DIR.to_owned(),
+                    path: beside_db.display().to_string(),
                     source,
                 })?;
             Ok(Arc::new(SqliteStore::open(db_path, &artifact_root)?))

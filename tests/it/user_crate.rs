@@ -189,9 +189,9 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
         .collect();
     assert_eq!(names, ["ask", "haiku"], "only the crate's own chains");
 
-    // `log` from a subdirectory: the project is found by walking up.
-    let db = work.path().join("mlflow.db");
-    let tracking = format!("sqlite:///{}", db.display());
+    // `log` from a subdirectory: the project is found by walking up, and the default store
+    // is the project's (`<root>/mlflow.db`, artifacts in `<root>/mlruns`), never the folder
+    // the command ran in.
     let subdir = project.join("prompts/ask");
     let logged = cargo(
         &subdir,
@@ -207,12 +207,16 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
             "haiku",
             "--alias",
             "champion",
-            "--tracking-uri",
-            &tracking,
             "--json",
         ],
     );
     assert_ok("log from a subdirectory", &logged);
+    assert!(project.join("mlflow.db").is_file() && project.join("mlruns").is_dir());
+    assert_eq!(
+        std::fs::read_dir(&subdir).unwrap().count(),
+        2,
+        "the prompt folder changed"
+    );
     let logged: Value = serde_json::from_slice(&logged.stdout).unwrap();
     let expected = logged["output_example"].clone();
     assert_eq!(expected["season"], "autumn", "{logged}");
@@ -226,10 +230,8 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
             "models:/haiku@champion",
             "--input",
             r#"{"topic": "rust"}"#,
-            "--tracking-uri",
-            &tracking,
         ])
-        .current_dir(work.path())
+        .current_dir(project.join("src"))
         .env("CHAINLOG_CACHE_DIR", work.path().join("cache"))
         .env_remove("OPENAI_BASE_URL")
         .env_remove("OPENAI_API_KEY")

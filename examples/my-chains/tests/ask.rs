@@ -21,6 +21,7 @@ async fn ask_answers_through_the_mock() {
         entry,
         &config,
         &project.prompts_dir(),
+        None,
         endpoint.env.clone(),
         LlmOverrides::default(),
     )

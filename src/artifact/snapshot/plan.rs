@@ -11,7 +11,7 @@ use super::{
     files::{self, slash},
     manifest::{DepAction, DepKind, Manifest, PathDep},
 };
-use crate::artifact::ArtifactError;
+use crate::artifact::{ArtifactError, write::write_file};
 
 /// The folder of the snapshot that holds the path dependencies from outside the crate.
 pub const VENDOR_DIR: &str = "vendor";
@@ -124,15 +124,7 @@ impl SnapshotPlan {
     /// [`ArtifactError::Io`] when a file cannot be read or written.
     pub fn materialize(&self, dir: &Path) -> Result<(), ArtifactError> {
         for (relative, source) in &self.files {
-            let path = dir.join(relative);
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent).map_err(|source| ArtifactError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
-            let bytes = source.read()?;
-            fs::write(&path, bytes).map_err(|source| ArtifactError::Io { path, source })?;
+            write_file(&dir.join(relative), &source.read()?)?;
         }
         Ok(())
     }
