@@ -9,7 +9,7 @@
 //!                            provenance: chainlog/rustc/target, git commit, Cargo.lock hash)
 //! code/chains/<name>.rs      the chain source as compiled into the binary
 //! code/…                     a snapshot of the crate for `--build cargo` that builds on its
-//!                            own: tracked files only, no target/, no dotfiles, Cargo.lock
+//!                            own: files git tracks or would track (not ignored), no target/, no dotfiles, Cargo.lock
 //!                            (the workspace's when the crate has none), members inside it
 //!                            at their places
 //! code/vendor/<package>/…    path dependencies from outside the crate, manifests repointed

@@ -9,7 +9,10 @@ use crate::{
     chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
-    runner::{Endpoint, Rebuilt, load_model},
+    runner::{
+        BuildMode, CompileOptions, Endpoint, ModelCode, Rebuilt, hand_over, locate_model_code,
+        rebuild_model,
+    },
     store::TrackingUri,
 };
 
@@ -85,25 +88,79 @@ pub struct ModelArgs {
     /// Override one value of the logged config (`--set llm.temperature=0.5`; the key must exist).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).
+    /// Tracking URI (default: MLFLOW_TRACKING_URI, else mlflow.db at the project root, else
+    /// sqlite:///mlflow.db).
     #[arg(long, value_name = "URI")]
     pub tracking_uri: Option<String>,
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 impl ModelArgs {
-    /// Fetches the model and rebuilds its chain for `endpoint`, the flags' overrides applied.
+    /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
+    /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
+    /// hands the whole command over to the compiled binary, which never returns on Unix.
     ///
     /// # Errors
     ///
-    /// Those of [`load_model`].
+    /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
     pub async fn load<'r>(
         &self,
         registry: &'r ChainRegistry,
         compiled: &CompiledCrate,
-        endpoint: &Endpoint,
-    ) -> anyhow::Result<Rebuilt<'r>> {
+    ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
         let tracking = tracking_uri(self.tracking_uri.as_deref(), compiled)?;
-        Ok(load_model(registry, &self.model_uri, &tracking, &self.set, endpoint).await?)
+        let code = locate_model_code(
+            registry,
+            &self.model_uri,
+            &tracking,
+            self.build.build,
+            &self.build.options(),
+        )
+        .await?;
+        match code {
+            ModelCode::ThisBinary(artifact) => {
+                let endpoint = super::endpoint().await?;
+                let model =
+                    rebuild_model(registry, &self.model_uri, artifact, &self.set, &endpoint)?;
+                Ok((model, endpoint))
+            }
+            ModelCode::Compiled(model) => {
+                let code = hand_over(&model.binary, std::env::args_os().skip(1).collect())?;
+                std::process::exit(code)
+            }
+        }
+    }
+}
+
+/// How a logged chain is rebuilt. Used by `predict` and `serve`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// `local`: the chain in this binary (refused when its code differs from what was logged);
+    /// `cargo`: compile the artifact's own code (cached by its hash) and hand the command over
+    /// to it; `auto`: local when this binary holds the logged code, else cargo.
+    #[arg(long, value_enum, default_value_t = BuildMode::Auto)]
+    pub build: BuildMode,
+    /// Cargo profile of `--build cargo` (default release).
+    #[arg(long, value_name = "PROFILE", env = "CHAINLOG_BUILD_PROFILE")]
+    pub build_profile: Option<String>,
+    /// Build with cargo's offline mode: no registry access.
+    #[arg(long)]
+    pub offline: bool,
+    /// Hide cargo's own output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl BuildArgs {
+    fn options(&self) -> CompileOptions {
+        let mut options = CompileOptions::from_env();
+        if self.build_profile.is_some() {
+            options.profile.clone_from(&self.build_profile);
+        }
+        options.offline = self.offline;
+        options.quiet = self.quiet;
+        options
     }
 }
 

@@ -9,7 +9,6 @@ use clap::Args;
 use super::{
     App,
     args::{InputArgs, ModelArgs},
-    endpoint,
 };
 use crate::{
     chain::RunContext,
@@ -43,11 +42,8 @@ pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
         Some(_) => None,
         None => Some(args.input.read_one()?),
     };
-    let endpoint = endpoint().await?;
-    let model = args
-        .model
-        .load(&app.registry, &app.compiled, &endpoint)
-        .await?;
+    // The endpoint lives as long as the command: it may be the in-process mock.
+    let (model, _endpoint) = args.model.load(&app.registry, &app.compiled).await?;
     match (single, &args.input.input_file, &args.output) {
         (Some(input), _, _) => predict_one(&model, input).await,
         (None, Some(input), Some(output)) => {

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use secrecy::SecretString;
 
-use super::{App, args::ModelArgs, endpoint, mock::shutdown_signal};
+use super::{App, args::ModelArgs, mock::shutdown_signal};
 use crate::serve::{ServeState, serve};
 
 /// Options of `chainlog serve`.
@@ -30,11 +30,8 @@ pub struct ServeArgs {
 ///
 /// A model that cannot be loaded, a token variable that is not set, an address in use.
 pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
-    let endpoint = endpoint().await?;
-    let model = args
-        .model
-        .load(&app.registry, &app.compiled, &endpoint)
-        .await?;
+    // The endpoint lives as long as the command: it may be the in-process mock.
+    let (model, _endpoint) = args.model.load(&app.registry, &app.compiled).await?;
     let mut state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?;
     if let Some(name) = &args.token_env {

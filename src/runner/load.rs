@@ -2,8 +2,14 @@
 //! → verified artifact → this binary's chain, rebuilt with the artifact's config and prompts,
 //! MLflow's load-time config overrides applied.
 
-use super::{RebuildError, Rebuilt, endpoint::Endpoint, rebuild};
+use super::{
+    RebuildError, Rebuilt,
+    compile::{BuildMode, CompileError, CompileOptions, CompiledModel, compile_snapshot},
+    endpoint::Endpoint,
+    rebuild::{holds_logged_chain, rebuild_verified},
+};
 use crate::{
+    artifact::LoadedArtifact,
     chain::ChainRegistry,
     store::{ModelUri, StoreError, TrackingUri, default_cache_dir, fetch_model, open_store},
 };
@@ -23,6 +29,15 @@ pub enum LoadError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The model's own code could not be compiled.
+    #[error("failed to load model `{uri}`")]
+    Compile {
+        /// The model URI as given.
+        uri: String,
+        /// Why.
+        #[source]
+        source: CompileError,
+    },
     /// The artifact or its chain was refused.
     #[error("failed to load model `{uri}`")]
     Rebuild {
@@ -32,6 +47,17 @@ pub enum LoadError {
         #[source]
         source: RebuildError,
     },
+}
+
+/// Where a logged model's code runs: in this binary, or in a binary compiled from the
+/// artifact's own code that the command is handed over to.
+#[derive(Debug)]
+pub enum ModelCode {
+    /// This binary holds the chain with the logged code hash: rebuild it here with
+    /// [`rebuild_model`].
+    ThisBinary(LoadedArtifact),
+    /// The artifact's code, compiled (or taken from the build cache).
+    Compiled(CompiledModel),
 }
 
 /// Fetches and rebuilds the model `uri` names; `overrides_from_flags` are `--set` assignments,
@@ -48,6 +74,48 @@ pub async fn load_model<'r>(
     overrides_from_flags: &[String],
     endpoint: &Endpoint,
 ) -> Result<Rebuilt<'r>, LoadError> {
+    let artifact = fetch_verified(uri, tracking).await?;
+    rebuild_model(registry, uri, artifact, overrides_from_flags, endpoint)
+}
+
+/// Fetches and verifies the model `uri` names and decides where its code runs, by `mode`:
+/// `Local` is this binary; `Cargo` compiles the artifact's own crate snapshot; `Auto` is
+/// `Local` when this binary holds the chain with the logged code hash and `Cargo` otherwise.
+/// Every hash is verified before anything is built. Compiling blocks the calling thread
+/// (`block_in_place`: call it on a multi-threaded runtime).
+///
+/// # Errors
+///
+/// A URI that does not resolve, a store that cannot be reached, a tampered artifact,
+/// [`LoadError::Compile`] when the snapshot cannot be compiled.
+pub async fn locate_model_code(
+    registry: &ChainRegistry,
+    uri: &str,
+    tracking: &TrackingUri,
+    mode: BuildMode,
+    compile: &CompileOptions,
+) -> Result<ModelCode, LoadError> {
+    let artifact = fetch_verified(uri, tracking).await?;
+    let here = match mode {
+        BuildMode::Local => true,
+        BuildMode::Cargo => false,
+        BuildMode::Auto => holds_logged_chain(registry, &artifact),
+    };
+    if here {
+        return Ok(ModelCode::ThisBinary(artifact));
+    }
+    let compiled =
+        tokio::task::block_in_place(|| compile_snapshot(&artifact, compile)).map_err(|source| {
+            LoadError::Compile {
+                uri: uri.to_owned(),
+                source,
+            }
+        })?;
+    Ok(ModelCode::Compiled(compiled))
+}
+
+/// The model's files, fetched (cached) and verified against every hash MLmodel records.
+async fn fetch_verified(uri: &str, tracking: &TrackingUri) -> Result<LoadedArtifact, LoadError> {
     let model_uri = ModelUri::parse(uri)?;
     let dir = match &model_uri {
         ModelUri::LocalDir { path } => path.clone(),
@@ -56,11 +124,35 @@ pub async fn load_model<'r>(
             fetch_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?
         }
     };
+    let refused = |source: crate::artifact::ArtifactError| LoadError::Rebuild {
+        uri: uri.to_owned(),
+        source: RebuildError::Artifact(source),
+    };
+    let artifact = LoadedArtifact::read(&dir).map_err(refused)?;
+    artifact.verify().map_err(refused)?;
+    Ok(artifact)
+}
+
+/// Rebuilds a verified artifact's chain in this binary with MLflow's override variables and
+/// then `overrides_from_flags` applied to the logged config.
+///
+/// # Errors
+///
+/// A bad override variable, or [`LoadError::Rebuild`].
+pub fn rebuild_model<'r>(
+    registry: &'r ChainRegistry,
+    uri: &str,
+    artifact: LoadedArtifact,
+    overrides_from_flags: &[String],
+    endpoint: &Endpoint,
+) -> Result<Rebuilt<'r>, LoadError> {
     let mut overrides = env_overrides()?;
     overrides.extend_from_slice(overrides_from_flags);
-    rebuild(registry, &dir, &overrides, endpoint.env.clone()).map_err(|source| LoadError::Rebuild {
-        uri: uri.to_owned(),
-        source,
+    rebuild_verified(registry, artifact, &overrides, endpoint.env.clone()).map_err(|source| {
+        LoadError::Rebuild {
+            uri: uri.to_owned(),
+            source,
+        }
     })
 }
 

@@ -23,7 +23,7 @@ pub enum RebuildError {
     /// This binary has no chain of that name.
     #[error(
         "the model was logged from chain `{chain}` (code sha256 {logged}), which this binary does not have; \
-         check out the commit that logged it{commit} and build chainlog from there"
+         check out the commit that logged it{commit} and build chainlog from there, or use --build cargo to compile the model's own code"
     )]
     MissingChain {
         /// The chain.
@@ -36,7 +36,7 @@ pub enum RebuildError {
     /// This binary's chain of that name is different code.
     #[error(
         "chain `{chain}` in this binary is not the code that was logged: logged sha256 {logged}, \
-         this binary's {compiled}; check out the commit that logged it{commit} and build chainlog from there"
+         this binary's {compiled}; check out the commit that logged it{commit} and build chainlog from there, or use --build cargo to compile the model's own code"
     )]
     CodeMismatch {
         /// The chain.
@@ -85,6 +85,31 @@ pub fn rebuild<'r>(
 ) -> Result<Rebuilt<'r>, RebuildError> {
     let artifact = LoadedArtifact::read(dir)?;
     artifact.verify()?;
+    rebuild_verified(registry, artifact, overrides, env)
+}
+
+/// Whether `registry` holds the artifact's chain with the logged code hash (what `--build
+/// auto` asks before choosing this binary over a cargo build).
+pub fn holds_logged_chain(registry: &ChainRegistry, artifact: &LoadedArtifact) -> bool {
+    let flavor = artifact.flavor();
+    registry
+        .get(&flavor.chain)
+        .is_ok_and(|entry| entry.sha256() == flavor.code.sha256)
+}
+
+/// [`rebuild`] for an artifact already read and verified.
+///
+/// # Errors
+///
+/// As [`rebuild`], but for the hash checks done before.
+pub fn rebuild_verified<'r>(
+    registry: &'r ChainRegistry,
+    artifact: LoadedArtifact,
+    overrides: &[String],
+    env: EnvReader,
+) -> Result<Rebuilt<'r>, RebuildError> {
+    let dir = artifact.dir().to_path_buf();
+    let dir = dir.as_path();
     let flavor = artifact.flavor();
     let commit = flavor
         .git_commit

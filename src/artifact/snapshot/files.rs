@@ -1,5 +1,5 @@
 //! Which files of one package folder go into a crate snapshot: the allow-list
-//! [`SNAPSHOT_PATHS`], git-tracked files only in a git work tree, never `target/`, dotfiles, MLflow store output (`mlruns/`, `mlflow.db`)
+//! [`SNAPSHOT_PATHS`], in a git work tree the files git tracks or would track (not ignored), never `target/`, dotfiles, MLflow store output (`mlruns/`, `mlflow.db`)
 //! or symlinks (these are reported apart, for the caller to refuse or skip).
 
 use std::{
@@ -71,14 +71,24 @@ pub(super) fn list(dir: &Path) -> Result<Listing, ArtifactError> {
     Ok(listing)
 }
 
-/// The tracked files under [`SNAPSHOT_PATHS`], when `crate_dir` is in a git work tree.
+/// The tracked files under [`SNAPSHOT_PATHS`] and the new ones git does not ignore, when
+/// `crate_dir` is in a git work tree.
 fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
     let inside = git(crate_dir, ["rev-parse", "--is-inside-work-tree"])?;
     if inside.trim() != "true" {
         return None;
     }
+    // Tracked files and new files git does not ignore: a source file not yet added is
+    // compiled into the binary all the same, so the snapshot must hold it to build.
     // `ls-files` prints paths relative to the folder it runs in; `-z` leaves them unquoted.
-    let mut args = vec!["ls-files", "-z", "--"];
+    let mut args = vec![
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+        "--",
+    ];
     args.extend(SNAPSHOT_PATHS);
     let out = git(crate_dir, args)?;
     Some(
@@ -183,13 +193,17 @@ mod tests {
     }
 
     #[test]
-    fn in_git_only_tracked_files_are_taken() {
+    fn in_git_tracked_and_new_unignored_files_are_taken() {
         let dir = tempfile::tempdir().unwrap();
         write_crate(dir.path());
         git_init(dir.path());
-        fs::write(dir.path().join("src/scratch.rs"), "// not tracked").unwrap();
+        // A new module not yet added is compiled all the same: it must be in the snapshot.
+        fs::write(dir.path().join("src/new_module.rs"), "// not yet added").unwrap();
+        fs::write(dir.path().join(".gitignore"), "/src/scratch.rs\n").unwrap();
+        fs::write(dir.path().join("src/scratch.rs"), "// ignored").unwrap();
         fs::remove_file(dir.path().join("chains/t.yaml")).unwrap();
         let files = list(dir.path()).unwrap().files;
+        assert!(files.iter().any(|f| f == "src/new_module.rs"), "{files:?}");
         assert!(!files.iter().any(|f| f == "src/scratch.rs"), "{files:?}");
         assert!(!files.iter().any(|f| f == "chains/t.yaml"), "{files:?}");
         assert!(files.iter().any(|f| f == "src/lib.rs"), "{files:?}");
