@@ -122,7 +122,8 @@ pub fn files(spec: &NewCrate) -> Result<Vec<(String, String)>, ScaffoldError> {
         return Err(ScaffoldError::PackageName { name: package });
     }
     let (chainlog_dep, chainlog_build_dep) = spec.chainlog.dependency_lines();
-    let camel = camel_case(chain);
+    // `<Name>Chain`: never a keyword, never one of the names the template imports.
+    let camel = format!("{}Chain", camel_case(chain));
     let fill = |template: &str| {
         template
             .replace("@@package@@", &package)
@@ -130,6 +131,7 @@ pub fn files(spec: &NewCrate) -> Result<Vec<(String, String)>, ScaffoldError> {
             .replace("@@chainlog_build_dep@@", &chainlog_build_dep)
             .replace("@@Chain@@", &camel)
             .replace("@@chain@@", chain)
+            .replace("@@crate@@", &package.replace('-', "_"))
     };
     Ok(vec![
         (
@@ -182,7 +184,18 @@ pub fn files(spec: &NewCrate) -> Result<Vec<(String, String)>, ScaffoldError> {
 /// Those of [`files`], [`ScaffoldError::NotEmpty`] for a folder that holds anything (checked
 /// before the first write), [`ScaffoldError::Write`].
 pub fn scaffold(spec: &NewCrate) -> Result<Vec<String>, ScaffoldError> {
-    let files = files(spec)?;
+    let mut files = files(spec)?;
+    if enclosing_workspace_claims(&spec.dir) {
+        // Inside another workspace that does not exclude it, cargo would refuse the new
+        // crate ("believes it's in a workspace when it's not"): make it a workspace of its own.
+        for (path, content) in &mut files {
+            if path == "Cargo.toml" {
+                content.push_str(
+                    "\n# A project of its own, not a member of the workspace around this folder.\n[workspace]\n",
+                );
+            }
+        }
+    }
     let occupied = std::fs::read_dir(&spec.dir)
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false);
@@ -209,16 +222,77 @@ pub fn scaffold(spec: &NewCrate) -> Result<Vec<String>, ScaffoldError> {
     Ok(written)
 }
 
+/// Whether a `Cargo.toml` with `[workspace]` above `dir` would take a crate at `dir` for one
+/// of its members (it does unless its `exclude` lists `dir` or a folder holding it).
+fn enclosing_workspace_claims(dir: &Path) -> bool {
+    let Ok(dir) = std::path::absolute(dir) else {
+        return false;
+    };
+    for root in dir.ancestors().skip(1) {
+        let Ok(text) = std::fs::read_to_string(root.join("Cargo.toml")) else {
+            continue;
+        };
+        let Ok(manifest) = text.parse::<toml_edit::DocumentMut>() else {
+            return false;
+        };
+        let Some(workspace) = manifest.get("workspace") else {
+            continue;
+        };
+        let Ok(relative) = dir.strip_prefix(root) else {
+            return false;
+        };
+        let excluded = workspace
+            .get("exclude")
+            .and_then(|item| item.as_array())
+            .is_some_and(|list| {
+                list.iter()
+                    .filter_map(|value| value.as_str())
+                    .any(|excluded| relative.starts_with(excluded))
+            });
+        return !excluded;
+    }
+    false
+}
+
 fn is_snake_case(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// A name cargo accepts for a new package that also does not collide with chainlog's own
+/// crates or Rust's (cargo refuses `test`, `std`, … in `cargo new` for the same reason).
 fn is_package_name(name: &str) -> bool {
+    const TAKEN: &[&str] = &[
+        "chainlog",
+        "chainlog-build",
+        "chainlog_build",
+        "chainlog-mock",
+        "chainlog_mock",
+        "test",
+        "std",
+        "core",
+        "alloc",
+        "proc_macro",
+        "proc-macro",
+    ];
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !TAKEN.contains(&name)
+        && !is_keyword(&name.replace('-', "_"))
+}
+
+/// Rust's keywords (strict and reserved), which no crate or module can be named.
+fn is_keyword(name: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum",
+        "extern", "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod",
+        "move", "mut", "pub", "ref", "return", "self", "static", "struct", "super", "trait",
+        "true", "type", "unsafe", "use", "where", "while", "abstract", "become", "box", "do",
+        "final", "macro", "override", "priv", "try", "typeof", "unsized", "virtual", "yield",
+    ];
+    KEYWORDS.contains(&name)
 }
 
 /// `tool_agent` → `ToolAgent`.
@@ -287,6 +361,23 @@ mod tests {
     }
 
     #[test]
+    fn inside_another_workspace_the_crate_is_its_own_workspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\nexclude = [\"examples\"]\n",
+        )
+        .unwrap();
+        scaffold(&spec(&tmp.path().join("inside"))).unwrap();
+        let manifest = std::fs::read_to_string(tmp.path().join("inside/Cargo.toml")).unwrap();
+        assert!(manifest.ends_with("[workspace]\n"), "{manifest}");
+        scaffold(&spec(&tmp.path().join("examples/excluded"))).unwrap();
+        let manifest =
+            std::fs::read_to_string(tmp.path().join("examples/excluded/Cargo.toml")).unwrap();
+        assert!(!manifest.contains("[workspace]"), "{manifest}");
+    }
+
+    #[test]
     fn fills_names_and_dependencies() {
         let tmp = tempfile::tempdir().unwrap();
         let mut spec = spec(&tmp.path().join("team-bot"));
@@ -301,7 +392,7 @@ mod tests {
             "{manifest}"
         );
         let chain = std::fs::read_to_string(spec.dir.join("chains/triage_ticket.rs")).unwrap();
-        assert!(chain.contains("pub struct TriageTicket"), "{chain}");
+        assert!(chain.contains("pub struct TriageTicketChain"), "{chain}");
         assert!(!chain.contains("@@"), "{chain}");
     }
 }

@@ -113,7 +113,7 @@ pub enum ArtifactError {
     /// A path dependency is a symlink: the snapshot would copy another tree than the one
     /// the manifest appears to name.
     #[error(
-        "path dependency `{name}` of `{}` is a symlink (`{}`); a crate snapshot refuses          symlinked dependencies, point the manifest at the real folder",
+        "path dependency `{name}` of `{}` is a symlink (`{}`); a crate snapshot refuses symlinked dependencies, point the manifest at the real folder",
         manifest.display(),
         path.display()
     )]
@@ -127,7 +127,7 @@ pub enum ArtifactError {
     },
     /// A file of a dependency is a symlink that points out of the dependency's folder.
     #[error(
-        "`{}` of package `{package}` is a symlink pointing out of its folder; a crate          snapshot refuses it",
+        "`{}` of package `{package}` is a symlink pointing out of its folder; a crate snapshot refuses it",
         path.display()
     )]
     SymlinkOutOfTree {

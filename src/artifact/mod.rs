@@ -54,6 +54,6 @@ pub use mlmodel::{
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
 pub use read::LoadedArtifact;
 pub use signature::mlflow_schema_json;
-pub use snapshot::{SNAPSHOT_PATHS, SnapshotPlan, SnapshotSource, VENDOR_DIR};
+pub use snapshot::{SnapshotPlan, SnapshotSource, VENDOR_DIR};
 pub use spec::{ArtifactSpec, WrittenArtifact};
 pub use write::{ENV_VARS_HEADER, write_artifact};

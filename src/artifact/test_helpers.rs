@@ -113,7 +113,10 @@ pub(super) fn write_crate(dir: &Path) {
         ("src/.secret", CANARY),
         (".cargo/config.toml", CANARY),
         ("target/debug/junk", "built"),
-        ("notes/todo.txt", "not part of the crate"),
+        ("data/words.txt", "a file a chain may include_str!"),
+        ("target/CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"),
+        ("nested/Cargo.toml", "[package]\nname = \"other\"\n"),
+        ("nested/src/lib.rs", "another package"),
     ];
     for (path, text) in files {
         let path = dir.join(path);

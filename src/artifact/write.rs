@@ -344,6 +344,7 @@ mod tests {
                 "code/build.rs",
                 "code/chains/t.rs",
                 "code/chains/t.yaml",
+                "code/data/words.txt",
                 "code/prompts/greet.hbs",
                 "code/src/lib.rs",
                 "environment_variables.txt",

@@ -111,11 +111,15 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         if let (Some(name), Some(version)) = (&args.registered_model, &logged.registered_version) {
             writeln!(out, "registered: models:/{name}/{version}")
                 .context("failed to print the result")?;
+            if let Some(alias) = &args.alias {
+                writeln!(out, "alias:     models:/{name}@{alias}")
+                    .context("failed to print the result")?;
+            }
         }
         match &uri {
             TrackingUri::Sqlite { .. } => writeln!(
                 out,
-                "see it with: mlflow ui --backend-store-uri {uri}   (in this folder)"
+                "see it with: mlflow ui --backend-store-uri {uri}"
             ),
             TrackingUri::Server { .. } => writeln!(out, "see it at: {uri}"),
         }

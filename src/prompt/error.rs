@@ -68,7 +68,9 @@ pub enum PromptError {
         reason: String,
     },
     /// Neither a file nor a folder exists at the path.
-    #[error("prompt `{path}` not found")]
+    #[error(
+        "prompt `{path}` not found (a text prompt is named with its extension, `name.hbs`; a chat prompt is a folder of NN-<role>.hbs files)"
+    )]
     NotFound {
         /// The path looked at.
         path: PathBuf,

@@ -120,6 +120,18 @@ async fn fetch_verified(uri: &str, tracking: &TrackingUri) -> Result<LoadedArtif
     let dir = match &model_uri {
         ModelUri::LocalDir { path } => path.clone(),
         _ => {
+            // Reading never creates a store: a missing database file is a wrong URI or folder.
+            // (A `models:/<model_id>` may still be served from the model cache.)
+            if let TrackingUri::Sqlite { db_path } = tracking
+                && !db_path.exists()
+                && !matches!(model_uri, ModelUri::ModelId { .. })
+            {
+                return Err(LoadError::Store(StoreError::NotFound {
+                    what: format!(
+                        "the tracking store `{tracking}` (pass --tracking-uri, or run in the folder it is in)"
+                    ),
+                }));
+            }
             let store = open_store(tracking)?;
             fetch_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?
         }

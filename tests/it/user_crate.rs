@@ -268,6 +268,8 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
     let tested = cargo(&project, &["test", "-q"]);
     assert_ok("cargo test in the scaffolded crate", &tested);
 
+    rebuilds_from_the_artifacts_own_code(work.path(), &project, &expected);
+
     // A build function with the wrong signature: the build error names the chain file.
     let wrong = HAIKU_RS.replace(
         "pub fn build(ctx: &BuildContext) -> Result<Haiku, ChainError> {",
@@ -278,6 +280,293 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
     assert!(!broken.status.success());
     let stderr = text(&broken.stderr);
     assert!(stderr.contains("chains/haiku.rs"), "{stderr}");
+}
+
+/// Copies the crate's binary out of the shared target directory, where a `--build cargo` of
+/// the same crate would put its own under the same name.
+fn keep_binary(work: &Path) {
+    std::fs::create_dir_all(work.join("bin")).unwrap();
+    std::fs::copy(
+        target_dir().join("debug/team-chains"),
+        work.join("bin/team-chains"),
+    )
+    .unwrap();
+}
+
+/// The team binary (as [`keep_binary`] kept it), run in `cwd` with the build cache in `work` (dev profile, this suite's
+/// target directory, so no dependency is compiled twice).
+fn team(work: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(work.join("bin/team-chains"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env("CHAINLOG_CACHE_DIR", work.join("cache"))
+        .env("CHAINLOG_BUILD_PROFILE", "dev")
+        .env("CHAINLOG_BUILD_TARGET_DIR", target_dir())
+        .env("CARGO_NET_OFFLINE", "true")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// `--build cargo`: after the logged chain is edited and another deleted, the crate's binary
+/// no longer holds the logged code; `auto` compiles the artifact's own snapshot (two
+/// concurrent predicts build once), gives exactly the logged output, and a second call is a
+/// cache hit that starts no cargo; `serve --build cargo` answers `/invocations`; a tampered
+/// snapshot is refused before any build; a snapshot that does not compile names the artifact
+/// and cargo's first error and caches nothing; no cargo is one line.
+fn rebuilds_from_the_artifacts_own_code(work: &Path, project: &Path, expected: &Value) {
+    let edited = HAIKU_RS.replace(
+        "haiku: reply.content.unwrap_or_default()",
+        "haiku: format!(\"edited: {}\", reply.content.unwrap_or_default())",
+    );
+    assert_ne!(edited, HAIKU_RS);
+    std::fs::write(project.join("chains/haiku.rs"), edited).unwrap();
+    std::fs::remove_file(project.join("chains/ask.rs")).unwrap();
+    assert_ok("cargo build after the edit", &cargo(project, &["build"]));
+    keep_binary(work);
+    let predict = [
+        "predict",
+        "-m",
+        "models:/haiku@champion",
+        "--input",
+        r#"{"topic": "rust"}"#,
+    ];
+    let local = team(
+        work,
+        project,
+        &[&predict[..], &["--build", "local"]].concat(),
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(local.status.code(), Some(1));
+    assert!(text(&local.stderr).contains("not the code that was logged"));
+
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            team(work, project, &predict, &[])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    let mut builds = 0;
+    for output in &outputs {
+        assert_ok("predict --build auto", output);
+        let value: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(
+            &value, expected,
+            "the rebuilt chain gives the logged output"
+        );
+        builds += text(&output.stderr)
+            .matches("building `team-chains` from the model's code")
+            .count();
+    }
+    assert_eq!(builds, 1, "two concurrent predicts build once");
+
+    // A cache hit starts no cargo: a cargo that does not exist is never missed.
+    let no_cargo = [("CARGO", "/nonexistent/cargo")];
+    let hit = team(
+        work,
+        project,
+        &[&predict[..], &["--build", "cargo"]].concat(),
+        &no_cargo,
+    )
+    .output()
+    .unwrap();
+    assert_ok("predict --build cargo from the cache", &hit);
+    assert_eq!(
+        &serde_json::from_slice::<Value>(&hit.stdout).unwrap(),
+        expected
+    );
+
+    serve_answers_from_the_compiled_binary(work, project, expected);
+
+    // A tampered snapshot file is refused before any build (cargo is never reached).
+    let cached: Vec<PathBuf> = std::fs::read_dir(work.join("cache"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.join("MLmodel").is_file())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let tampered = work.join("tampered");
+    copy_tree(&cached[0], &tampered);
+    let main_rs = tampered.join("code/src/main.rs");
+    let mut source = std::fs::read_to_string(&main_rs).unwrap();
+    source.push_str("\n// changed\n");
+    std::fs::write(&main_rs, source).unwrap();
+    let tampered_uri = tampered.display().to_string();
+    let refused = team(
+        work,
+        project,
+        &[
+            "predict",
+            "-m",
+            &tampered_uri,
+            "--input",
+            "{}",
+            "--build",
+            "cargo",
+        ],
+        &no_cargo,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains("code/") && !stderr.contains("cargo is not installed"),
+        "{stderr}"
+    );
+
+    // No cargo for a build that is needed: one line saying what to do.
+    let untouched = work.join("untouched");
+    copy_tree(&cached[0], &untouched);
+    let untouched_uri = untouched.display().to_string();
+    let nocache = work.join("empty-builds");
+    let nocache = nocache.display().to_string();
+    let missing = team(
+        work,
+        project,
+        &[
+            "predict",
+            "-m",
+            &untouched_uri,
+            "--input",
+            r#"{"topic": "x"}"#,
+            "--build",
+            "cargo",
+        ],
+        &[
+            ("CARGO", "/nonexistent/cargo"),
+            ("CHAINLOG_BUILD_DIR", &nocache),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = text(&missing.stderr);
+    assert!(
+        stderr.contains("cargo is not installed") && stderr.contains("--build local"),
+        "{stderr}"
+    );
+
+    // Code on disk changed after the binary was built: logged as it is, its snapshot does
+    // not compile; the error names the artifact and cargo's first error, nothing is cached.
+    std::fs::create_dir_all(project.join("src/bin")).unwrap();
+    std::fs::write(
+        project.join("src/bin/extra.rs"),
+        "fn main() { let x: u8 = \"nope\"; }\n",
+    )
+    .unwrap();
+    let logged = team(
+        work,
+        project,
+        &[
+            "log",
+            "haiku",
+            "--no-validate",
+            "--registered-model",
+            "broken",
+            "--json",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_ok("log of a crate that no longer compiles", &logged);
+    let entries_before = std::fs::read_dir(work.join("cache/builds"))
+        .unwrap()
+        .count();
+    let failed = team(
+        work,
+        project,
+        &[
+            "predict",
+            "-m",
+            "models:/broken/1",
+            "--input",
+            r#"{"topic": "x"}"#,
+            "--build",
+            "cargo",
+            "--quiet",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = text(&failed.stderr);
+    assert!(
+        stderr.contains("failed to build the code of the model at"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error[E0308]") && stderr.contains("extra.rs"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(work.join("cache/builds"))
+            .unwrap()
+            .count(),
+        entries_before
+    );
+    std::fs::remove_dir_all(project.join("src/bin")).unwrap();
+}
+
+/// `serve --build cargo` hands over to the compiled binary, which keeps the port and answers
+/// MLflow's scoring protocol with the logged output.
+fn serve_answers_from_the_compiled_binary(work: &Path, project: &Path, expected: &Value) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = team(
+        work,
+        project,
+        &[
+            "serve",
+            "-m",
+            "models:/haiku@champion",
+            "--port",
+            "0",
+            "--build",
+            "cargo",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let address = url.trim().trim_start_matches("http://").to_owned();
+    let body = r#"{"dataframe_records": [{"topic": "rust"}]}"#;
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "POST /invocations HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let json_body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let value: Value = serde_json::from_str(json_body).unwrap();
+    assert_eq!(&value["predictions"][0], expected, "{value}");
 }
 
 /// `cargo run --example quickstart` logs a chain it defines, reloads it by model URI and

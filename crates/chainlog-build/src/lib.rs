@@ -70,7 +70,12 @@ pub enum BuildError {
         /// The second file.
         second: PathBuf,
     },
-    /// A chain file without `pub fn build(ctx: &BuildContext) -> Result<impl Chain, ChainError>`.
+    /// A chain written as a folder (`chains/<name>/mod.rs`).
+    FolderChain {
+        /// The folder's `mod.rs`.
+        path: PathBuf,
+    },
+    /// A chain file without `pub fn build(ctx: &BuildContext) -> Result<MyChain, ChainError>`.
     MissingBuildFn {
         /// The file.
         path: PathBuf,
@@ -84,8 +89,13 @@ pub enum BuildError {
     },
 }
 
+/// The build signature, short enough to show in full in rustc's error snippet.
+const SHORT_SIGNATURE: &str = "pub fn build(ctx: &BuildContext) -> Result<MyChain, ChainError>";
+
 /// What a chain file must define, as error messages and the generated code spell it.
-const BUILD_SIGNATURE: &str = "pub fn build(ctx: &chainlog::chain::BuildContext) -> Result<impl Chain, chainlog::chain::ChainError>";
+/// (A named type, not `impl Chain`: in edition 2024 an `impl Trait` return type captures the
+/// lifetime of `ctx`, which a registry entry cannot hold.)
+const BUILD_SIGNATURE: &str = "pub fn build(ctx: &BuildContext) -> Result<MyChain, ChainError>, where MyChain implements chainlog::chain::Chain";
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,6 +122,11 @@ impl fmt::Display for BuildError {
                 first.display(),
                 second.display()
             ),
+            Self::FolderChain { path } => write!(
+                f,
+                "`{}` makes a chain of a folder; a chain is one file, chains/<name>.rs (code that chains share goes in the crate's library, src/lib.rs)",
+                path.display()
+            ),
             Self::MissingBuildFn { path } => write!(
                 f,
                 "chain file `{}` has no build function; it must define `{BUILD_SIGNATURE}`",
@@ -134,9 +149,8 @@ impl std::error::Error for BuildError {
 /// Generates the chain registry of the crate whose build script calls it, and tells cargo to
 /// rerun when `chains/` changes.
 ///
-/// # Panics
-///
-/// On any [`BuildError`], with its message: that is how a build script fails a build.
+/// On any [`BuildError`] it prints the message (`error: …`, naming the file at fault) and
+/// ends the build script with exit code 1, which fails the build: no panic, no backtrace.
 pub fn generate() {
     if let Err(error) = try_generate() {
         let mut message = error.to_string();
@@ -145,7 +159,8 @@ pub fn generate() {
             let _ = write!(message, ": {cause}");
             source = cause.source();
         }
-        panic!("chainlog-build: {message}");
+        eprintln!("error: {message}");
+        std::process::exit(1);
     }
 }
 
@@ -190,7 +205,7 @@ pub fn discover(crate_dir: &Path) -> Result<Vec<ChainFile>, BuildError> {
         let entry = entry.map_err(read_err(&dir))?;
         let path = entry.path();
         // A folder with a `mod.rs` reads as a chain of that name: one more way to name a
-        // chain twice, refused below.
+        // chain twice, refused below. (`chains/mod.rs` itself is an ordinary chain, `mod`.)
         let (stem, file) = if path.is_dir() && path.join("mod.rs").is_file() {
             (entry.file_name(), path.join("mod.rs"))
         } else if path.extension().is_some_and(|ext| ext == "rs") {
@@ -220,10 +235,10 @@ pub fn discover(crate_dir: &Path) -> Result<Vec<ChainFile>, BuildError> {
     }
     let mut chains = Vec::with_capacity(found.len());
     for (name, path) in found {
-        if path.file_name().is_some_and(|file| file == "mod.rs") {
+        if path.parent() != Some(dir.as_path()) {
             // Checked above to be a duplicate when a file shares its name; alone it is not a
             // chain this helper can embed as one source text.
-            return Err(BuildError::NotSnakeCase { path });
+            return Err(BuildError::FolderChain { path });
         }
         let source = fs::read_to_string(&path).map_err(read_err(&path))?;
         if !defines_build_fn(&source) {
@@ -258,7 +273,7 @@ pub fn registry_code(chains: &[ChainFile]) -> String {
         // it needs, so rustc's error for a wrong signature shows both.
         let _ = writeln!(
             code,
-            "        ::chainlog::chain::ChainEntry::new(\n            {name:?},\n            {description:?},\n            {rel:?},\n            include_str!({path:?}),\n            chain_{name}::build, // chains/{name}.rs must define `{BUILD_SIGNATURE}`\n        ),",
+            "        ::chainlog::chain::ChainEntry::new(\n            {name:?},\n            {description:?},\n            {rel:?},\n            include_str!({path:?}),\n            chain_{name}::build, // chains/{name}.rs: wrong build signature? it must be {SHORT_SIGNATURE}\n        ),",
             name = chain.name,
             description = chain.description,
             rel = format!("chains/{}.rs", chain.name),
@@ -383,12 +398,21 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_chain_is_refused_and_mod_rs_is_a_chain_named_mod() {
+        let dir = crate_with(&[("chains/folder/mod.rs", CHAIN)]);
+        let message = discover(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("a chain is one file"), "{message}");
+        let dir = crate_with(&[("chains/mod.rs", CHAIN)]);
+        assert_eq!(discover(dir.path()).unwrap()[0].name, "mod");
+    }
+
+    #[test]
     fn chain_without_build_fn_names_the_file_and_signature() {
         let dir = crate_with(&[("chains/nobuild.rs", "pub fn make() {}\n")]);
         let message = discover(dir.path()).unwrap_err().to_string();
         assert!(message.contains("nobuild.rs"), "{message}");
         assert!(
-            message.contains("pub fn build(ctx: &chainlog::chain::BuildContext)"),
+            message.contains("pub fn build(ctx: &BuildContext) -> Result<MyChain, ChainError>"),
             "{message}"
         );
     }
@@ -401,7 +425,7 @@ mod tests {
         assert!(code.contains("include_str!("), "{code}");
         assert!(code.contains("\"chains/hello.rs\""), "{code}");
         assert!(
-            code.contains("chain_hello::build, // chains/hello.rs must define `pub fn build("),
+            code.contains("chain_hello::build, // chains/hello.rs: wrong build signature? it must be pub fn build("),
             "{code}"
         );
     }

@@ -34,23 +34,23 @@ struct Settings {
 }
 
 /// The built chain.
-pub struct Ask {
+pub struct AskChain {
     prompt: PromptTemplate,
     llm: Arc<dyn LlmClient>,
     max_words: u32,
 }
 
 /// Builds the chain from its prompt, its `chain:` settings and the `llm` client.
-pub fn build(ctx: &BuildContext) -> Result<Ask, ChainError> {
+pub fn build(ctx: &BuildContext) -> Result<AskChain, ChainError> {
     let settings: Settings = ctx.section("chain")?;
-    Ok(Ask {
+    Ok(AskChain {
         prompt: ctx.prompt("ask")?,
         llm: ctx.llm()?,
         max_words: settings.max_words,
     })
 }
 
-impl Chain for Ask {
+impl Chain for AskChain {
     type Input = Input;
     type Output = Output;
 

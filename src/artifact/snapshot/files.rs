@@ -1,6 +1,7 @@
-//! Which files of one package folder go into a crate snapshot: the allow-list
-//! [`SNAPSHOT_PATHS`], in a git work tree the files git tracks or would track (not ignored), never `target/`, dotfiles, MLflow store output (`mlruns/`, `mlflow.db`)
-//! or symlinks (these are reported apart, for the caller to refuse or skip).
+//! Which files of one package folder go into a crate snapshot: all of them, as `cargo package`
+//! takes them — in a git work tree the files git tracks or would track (not ignored) — never
+//! `target/`, dotfiles, MLflow store output (`mlruns/`, `mlflow.db`) or symlinks (these are
+//! reported apart, for the caller to refuse or skip), never another package's folder.
 
 use std::{
     fs,
@@ -8,22 +9,6 @@ use std::{
 };
 
 use crate::artifact::{ArtifactError, provenance::git};
-
-/// The paths of a crate, relative to its root, that a snapshot takes files from.
-pub const SNAPSHOT_PATHS: &[&str] = &[
-    "Cargo.toml",
-    "Cargo.lock",
-    "build.rs",
-    "README.md",
-    "rust-toolchain.toml",
-    "rust-toolchain",
-    "src",
-    "chains",
-    "prompts",
-    "benches",
-    "tests",
-    "examples",
-];
 
 /// The files of one package folder a snapshot takes.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -46,9 +31,18 @@ pub(super) fn list(dir: &Path) -> Result<Listing, ArtifactError> {
         Some(tracked) => tracked,
         None => walk_all(dir)?,
     };
+    // A folder below with its own Cargo.toml is another package: left out, as `cargo package`
+    // leaves it (the plan adds the members and path dependencies among them).
+    let nested: Vec<PathBuf> = candidates
+        .iter()
+        .filter(|path| path.file_name().is_some_and(|name| name == "Cargo.toml"))
+        .filter_map(|path| path.parent())
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .collect();
     let mut listing = Listing::default();
     for relative in candidates {
-        if !allowed(&relative) {
+        if !allowed(&relative) || nested.iter().any(|package| relative.starts_with(package)) {
             continue;
         }
         let path = dir.join(&relative);
@@ -71,7 +65,7 @@ pub(super) fn list(dir: &Path) -> Result<Listing, ArtifactError> {
     Ok(listing)
 }
 
-/// The tracked files under [`SNAPSHOT_PATHS`] and the new ones git does not ignore, when
+/// The files git tracks under `crate_dir` and the new ones it does not ignore, when
 /// `crate_dir` is in a git work tree.
 fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
     let inside = git(crate_dir, ["rev-parse", "--is-inside-work-tree"])?;
@@ -81,15 +75,15 @@ fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
     // Tracked files and new files git does not ignore: a source file not yet added is
     // compiled into the binary all the same, so the snapshot must hold it to build.
     // `ls-files` prints paths relative to the folder it runs in; `-z` leaves them unquoted.
-    let mut args = vec![
+    let args = [
         "ls-files",
         "-z",
         "--cached",
         "--others",
         "--exclude-standard",
         "--",
+        ".",
     ];
-    args.extend(SNAPSHOT_PATHS);
     let out = git(crate_dir, args)?;
     Some(
         out.split('\0')
@@ -99,11 +93,22 @@ fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
     )
 }
 
-/// Every file and symlink under [`SNAPSHOT_PATHS`], skipping dot-entries.
+/// Every file and symlink under `crate_dir`, skipping dot-entries and cargo target folders.
 fn walk_all(crate_dir: &Path) -> Result<Vec<PathBuf>, ArtifactError> {
     let mut out = Vec::new();
-    for top in SNAPSHOT_PATHS {
-        walk(crate_dir, Path::new(top), &mut out)?;
+    let entries = fs::read_dir(crate_dir).map_err(|source| ArtifactError::Io {
+        path: crate_dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| ArtifactError::Io {
+            path: crate_dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with('.') {
+            walk(crate_dir, Path::new(&name), &mut out)?;
+        }
     }
     Ok(out)
 }
@@ -117,7 +122,8 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> Result<(), Arti
     };
     if meta.is_file() || meta.file_type().is_symlink() {
         out.push(relative.to_path_buf());
-    } else if meta.is_dir() {
+    } else if meta.is_dir() && !path.join("CACHEDIR.TAG").is_file() {
+        // (A folder with `CACHEDIR.TAG` is a build cache: cargo marks its target folders so.)
         let entries = fs::read_dir(&path).map_err(|source| ArtifactError::Io {
             path: path.clone(),
             source,
@@ -174,7 +180,7 @@ mod tests {
     use crate::artifact::test_helpers::{git_init, write_crate};
 
     #[test]
-    fn walk_outside_git_skips_dotfiles_target_and_other_folders() {
+    fn walk_outside_git_skips_dotfiles_targets_and_other_packages() {
         let dir = tempfile::tempdir().unwrap();
         write_crate(dir.path());
         let files = list(dir.path()).unwrap().files;
@@ -186,6 +192,7 @@ mod tests {
                 "build.rs",
                 "chains/t.rs",
                 "chains/t.yaml",
+                "data/words.txt",
                 "prompts/greet.hbs",
                 "src/lib.rs",
             ]

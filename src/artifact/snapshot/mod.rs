@@ -3,13 +3,13 @@
 //! ([`SnapshotPlan::collect`]) before anything is written.
 //!
 //! What goes in:
-//! - **The crate's files**: only what a `cargo build --locked` reads — the manifest and lock
-//!   file, the build script, `src/`, `chains/`, `prompts/`, and the folders of the targets
-//!   `Cargo.toml` may declare (`benches/`, `tests/`, `examples/`: cargo refuses a manifest
-//!   whose declared targets are missing); see [`SNAPSHOT_PATHS`]. In a git work tree only
-//!   tracked files are taken (`git ls-files`), so local scratch files stay out; elsewhere
-//!   those paths are walked. Never `target/`, never a dotfile or anything inside a
-//!   dot-folder; a symlink of the crate itself is skipped.
+//! - **The crate's files**: all of them, as `cargo package` takes them (a chain may
+//!   `include_str!` a data file anywhere in the crate). In a git work tree, the files git
+//!   tracks or would track (`git ls-files --cached --others --exclude-standard`: a module not
+//!   yet added is compiled all the same, an ignored scratch file stays out); elsewhere the
+//!   folder is walked. Never `target/` (or any folder cargo marked with `CACHEDIR.TAG`),
+//!   never a dotfile or anything inside a dot-folder, never MLflow store output (`mlruns/`,
+//!   `mlflow.db`); a symlink of the crate itself is skipped.
 //! - **`Cargo.lock`**: the crate's own, tracked or not; when it has none but lies in a
 //!   workspace whose root has one, that one (a build may then need to drop the entries of
 //!   the workspace's other members, which `--locked` refuses).
@@ -44,5 +44,4 @@ mod files;
 mod manifest;
 mod plan;
 
-pub use files::SNAPSHOT_PATHS;
 pub use plan::{SnapshotPlan, SnapshotSource, VENDOR_DIR};

@@ -45,7 +45,7 @@ impl SnapshotSource {
 /// The files of a crate snapshot that builds on its own: snapshot-relative path → where its
 /// bytes come from.
 ///
-/// It holds the crate's files ([`SNAPSHOT_PATHS`](super::SNAPSHOT_PATHS), git-tracked only
+/// It holds the crate's files (all of them, git's view of them
 /// in a git work tree, never `target/`, dotfiles or symlinks) and its `Cargo.lock` (its
 /// workspace root's when it has none); the workspace members and path dependencies inside
 /// the crate at their places, unchanged; the path dependencies outside it under
@@ -657,6 +657,7 @@ mod tests {
                 ("crates/inner/src/lib.rs", "//! inner\n"),
                 ("crates/inner/build.rs", "fn main() {}\n"),
                 ("crates/inner/target/x", "built"),
+                ("crates/inner/target/CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"),
                 (
                     "crates/tool/Cargo.toml",
                     "[package]\nname = \"tool\"\nversion = \"0.1.0\"\n",
