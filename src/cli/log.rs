@@ -117,10 +117,9 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
             }
         }
         match &uri {
-            TrackingUri::Sqlite { .. } => writeln!(
-                out,
-                "see it with: mlflow ui --backend-store-uri {uri}"
-            ),
+            TrackingUri::Sqlite { .. } => {
+                writeln!(out, "see it with: mlflow ui --backend-store-uri {uri}")
+            }
             TrackingUri::Server { .. } => writeln!(out, "see it at: {uri}"),
         }
         .context("failed to print the result")?;

@@ -410,7 +410,7 @@ fn cargo_build(
     if !status.success() {
         return Err(CargoFailure::Failed(first_error(&lines)));
     }
-    Ok(stdout.lines().filter_map(bin_executable).last())
+    Ok(stdout.lines().rev().find_map(bin_executable))
 }
 
 /// The executable of a `compiler-artifact` message for a binary target.

@@ -190,11 +190,28 @@ fn different_code_is_refused_naming_both_hashes() {
         edited.push(line);
     }
     std::fs::write(&mlmodel, edited.join("\n") + "\n").unwrap();
-    let output = predict(dir.path(), copy.path().to_str().unwrap());
+    let uri = copy.path().to_str().unwrap();
+    let input = r#"{"text": "rebuilt from the artifact"}"#;
+    let output = chainlog(
+        dir.path(),
+        &["predict", "-m", uri, "--input", input, "--build", "local"],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(stderr.contains(&new) && stderr.contains(&old), "{stderr}");
     assert!(stderr.contains("check out the commit"), "{stderr}");
+    assert!(stderr.contains("--build cargo"), "{stderr}");
+    // `auto` would compile the model's own code, but this artifact has no crate snapshot:
+    // a clear refusal, one line.
+    let output = chainlog(dir.path(), &["predict", "-m", uri, "--input", input]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("has no crate snapshot under code/"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--build local"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 /// `chainlog serve` answers MLflow's scoring protocol: ping, and `/invocations` with the

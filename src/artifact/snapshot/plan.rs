@@ -657,7 +657,10 @@ mod tests {
                 ("crates/inner/src/lib.rs", "//! inner\n"),
                 ("crates/inner/build.rs", "fn main() {}\n"),
                 ("crates/inner/target/x", "built"),
-                ("crates/inner/target/CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"),
+                (
+                    "crates/inner/target/CACHEDIR.TAG",
+                    "Signature: 8a477f597d28d172789f06886806bc55",
+                ),
                 (
                     "crates/tool/Cargo.toml",
                     "[package]\nname = \"tool\"\nversion = \"0.1.0\"\n",
