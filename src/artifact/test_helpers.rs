@@ -114,7 +114,10 @@ pub(super) fn write_crate(dir: &Path) {
         (".cargo/config.toml", CANARY),
         ("target/debug/junk", "built"),
         ("data/words.txt", "a file a chain may include_str!"),
-        ("target/CACHEDIR.TAG", "Signature: 8a477f597d28d172789f06886806bc55"),
+        (
+            "target/CACHEDIR.TAG",
+            "Signature: 8a477f597d28d172789f06886806bc55",
+        ),
         ("nested/Cargo.toml", "[package]\nname = \"other\"\n"),
         ("nested/src/lib.rs", "another package"),
     ];

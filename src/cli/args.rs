@@ -122,7 +122,7 @@ impl ModelArgs {
             ModelCode::ThisBinary(artifact) => {
                 let endpoint = super::endpoint().await?;
                 let model =
-                    rebuild_model(registry, &self.model_uri, artifact, &self.set, &endpoint)?;
+                    rebuild_model(registry, &self.model_uri, *artifact, &self.set, &endpoint)?;
                 Ok((model, endpoint))
             }
             ModelCode::Compiled(model) => {

@@ -55,7 +55,7 @@ pub enum LoadError {
 pub enum ModelCode {
     /// This binary holds the chain with the logged code hash: rebuild it here with
     /// [`rebuild_model`].
-    ThisBinary(LoadedArtifact),
+    ThisBinary(Box<LoadedArtifact>),
     /// The artifact's code, compiled (or taken from the build cache).
     Compiled(CompiledModel),
 }
@@ -102,7 +102,7 @@ pub async fn locate_model_code(
         BuildMode::Auto => holds_logged_chain(registry, &artifact),
     };
     if here {
-        return Ok(ModelCode::ThisBinary(artifact));
+        return Ok(ModelCode::ThisBinary(Box::new(artifact)));
     }
     let compiled =
         tokio::task::block_in_place(|| compile_snapshot(&artifact, compile)).map_err(|source| {
