@@ -7,7 +7,10 @@
 //! Run: `cargo bench --bench build_cargo` (`BENCH_ROUNDS` to change the count, default 9).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[allow(dead_code, reason = "this bench uses only the scratch project")]
+#[expect(
+    dead_code,
+    reason = "the shared bench support; this bench does not start the mock"
+)]
 mod support;
 
 use std::{

@@ -103,6 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         config: &config,
         prompts_dir: &prompts_dir,
         crate_dir: None,
+        vendor: false,
         experiment: "quickstart",
         run_name: None,
         registered_model: Some("tagline"),

@@ -176,6 +176,18 @@ pub enum ArtifactError {
         /// The absolute path found in it.
         path: PathBuf,
     },
+    /// `cargo vendor` could not vendor the crate's registry and git dependencies
+    /// (`log --vendor`).
+    #[error("failed to vendor the crate's dependencies with `cargo vendor`:\n{first_error}")]
+    Vendor {
+        /// Cargo's first error, as it printed it (or what else went wrong).
+        first_error: String,
+    },
+    /// No cargo to run `cargo vendor` with.
+    #[error(
+        "cargo is not installed (or not on PATH), so the dependencies cannot be vendored: install Rust from https://rustup.rs, or log without --vendor"
+    )]
+    NoCargo,
     /// What the writer was asked to write is inconsistent.
     #[error("cannot write the artifact: {message}")]
     InvalidSpec {

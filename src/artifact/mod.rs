@@ -14,6 +14,8 @@
 //!                            at their places
 //! code/vendor/<package>/…    path dependencies from outside the crate, manifests repointed
 //!                            at them with relative paths
+//! code/cargo-vendor/…        with `log --vendor`: the sources of every registry and git
+//!                            dependency (`cargo vendor`), and source-config.toml
 //! prompts/…                  the templates, at their paths relative to the prompts folder
 //! model_config.yaml          the config: `${ENV}` references, never values
 //! input_example.json         the input example, and serving_input_example.json ({"inputs": …})
@@ -54,6 +56,9 @@ pub use mlmodel::{
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
 pub use read::LoadedArtifact;
 pub use signature::mlflow_schema_json;
-pub use snapshot::{SnapshotPlan, SnapshotSource, VENDOR_DIR};
+pub use snapshot::{
+    CARGO_VENDOR_DIR, SOURCE_CONFIG_FILE, SnapshotPlan, SnapshotSource, VENDOR_DIR,
+    source_replacement_args,
+};
 pub use spec::{ArtifactSpec, WrittenArtifact};
 pub use write::{ENV_VARS_HEADER, write_artifact};

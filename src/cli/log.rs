@@ -30,6 +30,10 @@ pub struct LogArgs {
     /// Log without running the input example.
     #[arg(long)]
     no_validate: bool,
+    /// Also put the sources of every registry and git dependency in the model
+    /// (`code/cargo-vendor/`, with `cargo vendor`), so `--build cargo` needs no registry.
+    #[arg(long)]
+    vendor: bool,
     /// Experiment name (created if absent).
     #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "Default")]
     experiment: String,
@@ -84,6 +88,7 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         config: &files.config,
         prompts_dir: &files.prompts_dir,
         crate_dir: crate_dir.as_deref(),
+        vendor: args.vendor,
         experiment: &args.experiment,
         run_name: args.run_name.as_deref(),
         registered_model: args.registered_model.as_deref(),

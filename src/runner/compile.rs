@@ -20,7 +20,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use crate::artifact::LoadedArtifact;
+use crate::artifact::{ArtifactError, LoadedArtifact, source_replacement_args};
 
 /// The variable that overrides where builds are cached (default: beside the model cache).
 pub const BUILD_DIR_VAR: &str = "CHAINLOG_BUILD_DIR";
@@ -117,6 +117,10 @@ pub enum CompileError {
         /// The artifact folder.
         artifact: PathBuf,
     },
+    /// The snapshot carries vendored sources (`log --vendor`) whose source config cannot be
+    /// read.
+    #[error("failed to read the vendored sources' config of the model's code")]
+    Vendored(#[source] ArtifactError),
     /// A file of the cache could not be read or written.
     #[error("failed to {action} `{path}`")]
     Io {
@@ -216,13 +220,20 @@ pub fn compile_snapshot(
     let work = builds.join("work").join(&package);
     sync_tree(&snapshot, &work)?;
     note_toolchain(&work, &flavor.rustc_version);
+    // A snapshot logged with `--vendor` builds from its own sources, offline.
+    let replacement = source_replacement_args(&work).map_err(CompileError::Vendored)?;
     if !options.quiet {
+        let vendored = if replacement.is_empty() {
+            ""
+        } else {
+            ", vendored sources, offline"
+        };
         eprintln!(
-            "building `{package}` from the model's code (snapshot {})…",
+            "building `{package}` from the model's code (snapshot {}{vendored})…",
             short(&record.sha256)
         );
     }
-    let built = cargo_build(&work, &builds, options).map_err(|err| match err {
+    let built = cargo_build(&work, &builds, &replacement, options).map_err(|err| match err {
         CargoFailure::NotFound => CompileError::NoCargo,
         CargoFailure::Io(source) => CompileError::Io {
             action: "run cargo in",
@@ -348,10 +359,12 @@ enum CargoFailure {
     Failed(String),
 }
 
-/// `cargo build --locked` of the crate in `work`; the path of the binary it built.
+/// `cargo build --locked` of the crate in `work` (with `extra` arguments: the vendored
+/// sources' replacement); the path of the binary it built.
 fn cargo_build(
     work: &Path,
     builds: &Path,
+    extra: &[OsString],
     options: &CompileOptions,
 ) -> Result<Option<PathBuf>, CargoFailure> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
@@ -371,8 +384,9 @@ fn cargo_build(
         .current_dir(work)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if options.offline {
+        .stderr(Stdio::piped())
+        .args(extra);
+    if options.offline && !extra.iter().any(|arg| arg == "--offline") {
         command.arg("--offline");
     }
     if options.quiet {

@@ -8,7 +8,11 @@
 //! ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
 //! input example that does not fit or does not run) is refused before the store is touched.
 
-use std::{path::Path, sync::Arc, time::SystemTime};
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Instant, SystemTime},
+};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -32,6 +36,9 @@ pub struct LogRequest<'a> {
     pub prompts_dir: &'a Path,
     /// The crate whose snapshot goes under `code/`, when known.
     pub crate_dir: Option<&'a Path>,
+    /// Also put the sources of every registry and git dependency in the snapshot
+    /// (`code/cargo-vendor/`), so `--build cargo` needs no registry; needs `crate_dir`.
+    pub vendor: bool,
     /// The experiment's name.
     pub experiment: &'a str,
     /// The run's name; `<chain>-<unix seconds>` when absent.
@@ -54,6 +61,7 @@ impl std::fmt::Debug for LogRequest<'_> {
             .field("chain", &self.chain.name())
             .field("experiment", &self.experiment)
             .field("registered_model", &self.registered_model)
+            .field("vendor", &self.vendor)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +104,14 @@ pub enum LogError {
     /// The artifact could not be written.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// `--vendor` without a crate snapshot to put the sources in.
+    #[error(
+        "cannot vendor the dependencies of chain `{chain}`: no crate holding its source was found, so the model carries no crate snapshot (run `log` from the crate's folder or pass --project)"
+    )]
+    VendorWithoutSnapshot {
+        /// The chain.
+        chain: String,
+    },
     /// A temporary folder could not be made.
     #[error("failed to create a temporary folder for the artifact")]
     TempDir(#[source] std::io::Error),
@@ -197,10 +213,18 @@ pub async fn log_chain(
     };
     // The crate snapshot is planned (and refused: a missing or symlinked path dependency,
     // two vendored packages of one name) before the store is touched.
-    let (provenance, snapshot) = match request.crate_dir {
+    let (provenance, mut snapshot) = match request.crate_dir {
         Some(dir) => (Provenance::collect(dir)?, Some(SnapshotPlan::collect(dir)?)),
         None => (Provenance::of_binary(), None),
     };
+    if request.vendor {
+        let plan = snapshot
+            .as_mut()
+            .ok_or_else(|| LogError::VendorWithoutSnapshot {
+                chain: entry.name().to_owned(),
+            })?;
+        vendor_sources(plan)?;
+    }
 
     let store = match early_store {
         Some(store) => store,
@@ -269,6 +293,21 @@ pub async fn log_chain(
             Err(error)
         }
     }
+}
+
+/// `--vendor`: adds the registry and git dependencies' sources to `plan`, with a line on
+/// stderr before and after (it takes seconds).
+fn vendor_sources(plan: &mut SnapshotPlan) -> Result<(), LogError> {
+    let started = Instant::now();
+    eprintln!("vendoring {} crates…", plan.external_packages());
+    let before = plan.len();
+    let crates = plan.vendor_registry_sources()?;
+    eprintln!(
+        "vendored {crates} crates ({} files) in {:.1}s",
+        plan.len().saturating_sub(before),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The steps inside a created run; any error here fails the run.
@@ -444,6 +483,7 @@ mod tests {
             config: &config,
             prompts_dir: dir.path(),
             crate_dir: Some(dir.path()),
+            vendor: false,
             experiment: "e",
             run_name: None,
             registered_model: None,

@@ -28,11 +28,18 @@
 //!   workspace root, `vendor` is added to its `[workspace] exclude`, so the vendored
 //!   packages stay the non-members they were.
 //!
+//! - **With `log --vendor`, the registry and git dependencies' sources** under
+//!   `cargo-vendor/<crate>-<version>/` (`cargo vendor` output, `.cargo-checksum.json` files
+//!   included: the dotfile rule does not apply there), and the source replacement a build
+//!   needs to use them offline in `cargo-vendor/source-config.toml`
+//!   ([`SnapshotPlan::vendor_registry_sources`], [`source_replacement_args`]).
+//!
 //! Path dependencies are found by reading the manifests with `toml_edit` (rewrites keep
 //! comments and formatting) in `[dependencies]`, `[build-dependencies]`,
 //! `[dev-dependencies]`, their `[target.'cfg(..)']` forms, `[workspace.dependencies]` and
 //! `[patch.*]` — and recursively in every path dependency's (normal and build ones for a
-//! vendored package). Cargo is never run: logging stays fast and offline.
+//! vendored package). Cargo is never run for that: logging stays fast and offline (only
+//! `--vendor` runs `cargo vendor`).
 //!
 //! Refused, naming the dependency and the manifest that declares it: a path dependency whose
 //! folder or `Cargo.toml` is missing, one that is a symlink, a dependency's file that is a
@@ -43,5 +50,7 @@
 mod files;
 mod manifest;
 mod plan;
+mod registry;
 
 pub use plan::{SnapshotPlan, SnapshotSource, VENDOR_DIR};
+pub use registry::{CARGO_VENDOR_DIR, SOURCE_CONFIG_FILE, source_replacement_args};

@@ -5,11 +5,15 @@ use std::{
     collections::{BTreeMap, VecDeque},
     fs,
     path::{Component, Path, PathBuf},
+    sync::Arc,
 };
+
+use tempfile::TempDir;
 
 use super::{
     files::{self, slash},
     manifest::{DepAction, DepKind, Manifest, PathDep},
+    registry::{self, CARGO_VENDOR_DIR, SOURCE_CONFIG_FILE},
 };
 use crate::artifact::{ArtifactError, write::write_file};
 
@@ -51,13 +55,18 @@ impl SnapshotSource {
 /// the crate at their places, unchanged; the path dependencies outside it under
 /// `vendor/<package>/`, every manifest repointed at them with relative paths, their
 /// `[workspace]` tables removed and their workspace inheritance resolved. No manifest in it
-/// holds the absolute path of the crate or of a vendored package.
+/// holds the absolute path of the crate or of a vendored package. With
+/// [`vendor_registry_sources`](Self::vendor_registry_sources), it also holds the sources of
+/// every registry and git dependency under `cargo-vendor/`.
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotPlan {
     /// `/`-separated snapshot paths → sources, sorted.
     files: BTreeMap<String, SnapshotSource>,
     /// The package names vendored under [`VENDOR_DIR`], sorted.
     vendored: Vec<String>,
+    /// The temporary folder `cargo vendor` wrote into: the `cargo-vendor/` files are read
+    /// from it, so it lives as long as the plan.
+    cargo_vendor: Option<Arc<TempDir>>,
 }
 
 impl SnapshotPlan {
@@ -115,6 +124,50 @@ impl SnapshotPlan {
     /// The packages vendored under `vendor/`, by name, sorted.
     pub fn vendored(&self) -> &[String] {
         &self.vendored
+    }
+
+    /// How many packages the snapshot's `Cargo.lock` takes from a registry or git: what
+    /// [`vendor_registry_sources`](Self::vendor_registry_sources) will vendor.
+    pub fn external_packages(&self) -> usize {
+        self.files
+            .get("Cargo.lock")
+            .and_then(|lock| lock.read().ok())
+            .map_or(0, |lock| registry::external_packages(&lock))
+    }
+
+    /// Adds the sources of every registry and git dependency the snapshot's `Cargo.lock`
+    /// pins under `cargo-vendor/<crate>-<version>/` (cargo's `.cargo-checksum.json` files
+    /// included), and the source replacement a build needs in `cargo-vendor/source-config.toml`,
+    /// so the snapshot builds with no registry at all
+    /// ([`source_replacement_args`](super::source_replacement_args)). Returns how many crates
+    /// were vendored (none for a crate without such dependencies, and then nothing is added).
+    ///
+    /// Materializes the plan into a temporary folder and runs `cargo vendor --locked
+    /// --versioned-dirs` there (the `CARGO` variable names cargo, else `cargo` on `PATH`):
+    /// offline first, from cargo's local cache, then online for what it lacks. Files the
+    /// crate itself had under `cargo-vendor/` are replaced.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::NoCargo`] when cargo cannot be run, [`ArtifactError::Vendor`] with
+    /// cargo's first error when `cargo vendor` fails (or the crate has no `Cargo.lock`),
+    /// [`ArtifactError::Io`] when the temporary folder cannot be written or read.
+    pub fn vendor_registry_sources(&mut self) -> Result<usize, ArtifactError> {
+        let prefix = format!("{CARGO_VENDOR_DIR}/");
+        self.files.retain(|path, _| !path.starts_with(&prefix));
+        let vendored = registry::vendor(|dir| self.materialize(dir))?;
+        if let Some(config) = vendored.source_config {
+            for (relative, path) in vendored.files {
+                self.files
+                    .insert(format!("{prefix}{relative}"), SnapshotSource::File(path));
+            }
+            self.files.insert(
+                SOURCE_CONFIG_FILE.to_owned(),
+                SnapshotSource::Bytes(config.into_bytes()),
+            );
+        }
+        self.cargo_vendor = Some(Arc::new(vendored.dir));
+        Ok(vendored.crates)
     }
 
     /// Writes the snapshot's files under `dir` (created if missing).
@@ -209,6 +262,7 @@ impl Collector {
         Ok(SnapshotPlan {
             files: self.files,
             vendored: self.vendored.into_keys().collect(),
+            cargo_vendor: None,
         })
     }
 
