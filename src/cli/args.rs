@@ -126,7 +126,11 @@ impl ModelArgs {
                 Ok((model, endpoint))
             }
             ModelCode::Compiled(model) => {
-                let code = hand_over(&model.binary, std::env::args_os().skip(1).collect())?;
+                let code = hand_over(
+                    &model.binary,
+                    &model.artifact,
+                    std::env::args_os().skip(1).collect(),
+                )?;
                 std::process::exit(code)
             }
         }

@@ -81,6 +81,8 @@ pub struct CompiledModel {
     pub binary: PathBuf,
     /// Whether it came from the cache (no cargo process was started).
     pub cache_hit: bool,
+    /// The verified artifact folder it was built from.
+    pub artifact: PathBuf,
 }
 
 /// Why a snapshot could not be compiled.
@@ -111,11 +113,15 @@ pub enum CompileError {
         /// Cargo's first error, as it printed it.
         first_error: String,
     },
-    /// The build succeeded but named no binary.
-    #[error("cargo built the code of the model at `{artifact}` but produced no binary")]
+    /// The build succeeded but no binary it made holds the logged chain.
+    #[error(
+        "cargo built the code of the model at `{artifact}`, but none of its binaries holds chain `{chain}` with the logged code (a crate's binary must be `chainlog::main!()`)"
+    )]
     NoBinary {
         /// The artifact folder.
         artifact: PathBuf,
+        /// The chain.
+        chain: String,
     },
     /// The snapshot carries vendored sources (`log --vendor`) whose source config cannot be
     /// read.
@@ -193,11 +199,14 @@ pub fn compile_snapshot(
         Some(dir) => dir.clone(),
         None => default_build_dir()?,
     };
-    let entry = builds.join(&record.sha256);
+    // One entry per snapshot and profile: a dev build never answers for a release one.
+    let profile = options.profile.as_deref().unwrap_or("release");
+    let entry = builds.join(format!("{}-{profile}", record.sha256));
     if let Some(binary) = cached_binary(&entry) {
         return Ok(CompiledModel {
             binary,
             cache_hit: true,
+            artifact: artifact.dir().to_path_buf(),
         });
     }
     fs::create_dir_all(builds.join("work")).map_err(io_error("create", &builds))?;
@@ -215,6 +224,7 @@ pub fn compile_snapshot(
         return Ok(CompiledModel {
             binary,
             cache_hit: true,
+            artifact: artifact.dir().to_path_buf(),
         });
     }
     let work = builds.join("work").join(&package);
@@ -245,14 +255,21 @@ pub fn compile_snapshot(
             first_error,
         },
     })?;
-    let binary = built.ok_or_else(|| CompileError::NoBinary {
-        artifact: artifact.dir().to_path_buf(),
-    })?;
-    let binary = store_entry(&entry, &binary)?;
+    // A crate may have several binaries: the one to hand over to is the one that holds the
+    // logged chain with the logged code hash, asked of each (`chains --json`).
+    let binary = built
+        .iter()
+        .find(|binary| holds_chain(binary, &flavor.chain, &flavor.code.sha256))
+        .ok_or_else(|| CompileError::NoBinary {
+            artifact: artifact.dir().to_path_buf(),
+            chain: flavor.chain.clone(),
+        })?;
+    let binary = store_entry(&entry, binary)?;
     drop(lock);
     Ok(CompiledModel {
         binary,
         cache_hit: false,
+        artifact: artifact.dir().to_path_buf(),
     })
 }
 
@@ -366,7 +383,7 @@ fn cargo_build(
     builds: &Path,
     extra: &[OsString],
     options: &CompileOptions,
-) -> Result<Option<PathBuf>, CargoFailure> {
+) -> Result<Vec<PathBuf>, CargoFailure> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let target_dir = options
         .target_dir
@@ -424,7 +441,25 @@ fn cargo_build(
     if !status.success() {
         return Err(CargoFailure::Failed(first_error(&lines)));
     }
-    Ok(stdout.lines().rev().find_map(bin_executable))
+    Ok(stdout.lines().filter_map(bin_executable).collect())
+}
+
+/// Whether `binary chains --json` lists `chain` with code hash `sha256`.
+fn holds_chain(binary: &Path, chain: &str, sha256: &str) -> bool {
+    let Ok(output) = Command::new(binary)
+        .args(["chains", "--json"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    output.status.success()
+        && listed.iter().any(|entry| {
+            entry.get("name").and_then(serde_json::Value::as_str) == Some(chain)
+                && entry.get("sha256").and_then(serde_json::Value::as_str) == Some(sha256)
+        })
 }
 
 /// The executable of a `compiler-artifact` message for a binary target.
@@ -463,16 +498,18 @@ fn short(sha256: &str) -> &str {
     sha256.get(..12).unwrap_or(sha256)
 }
 
-/// Hands the command over to `binary`: the same arguments (with `--build local`, so it never
-/// compiles again), the same environment, its exit code and signals. On Unix the process
+/// Hands the command over to `binary`: the same arguments — but the model named by the
+/// verified `artifact` folder (so the store is not asked again, and an alias moved meanwhile
+/// cannot swap the model) and `--build local` (so it never compiles again) — the same
+/// environment, its exit code and signals. On Unix the process
 /// becomes `binary` (`exec`); elsewhere it waits for it and returns its exit code.
 ///
 /// # Errors
 ///
 /// Only when `binary` cannot be started (on Unix, a successful hand-over never returns).
-pub fn hand_over(binary: &Path, args: Vec<OsString>) -> Result<i32, CompileError> {
+pub fn hand_over(binary: &Path, artifact: &Path, args: Vec<OsString>) -> Result<i32, CompileError> {
     let mut command = Command::new(binary);
-    command.args(with_local_build(args));
+    command.args(with_local_build(args, artifact));
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -491,13 +528,19 @@ pub fn hand_over(binary: &Path, args: Vec<OsString>) -> Result<i32, CompileError
 }
 
 /// `args` (without the program name) with every `--build X` / `--build=X` replaced by one
-/// `--build local`.
-fn with_local_build(args: Vec<OsString>) -> Vec<OsString> {
+/// `--build local`, and the model (`-m X`, `--model-uri X`, `--model-uri=X`) by `artifact`.
+fn with_local_build(args: Vec<OsString>, artifact: &Path) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len() + 2);
     let mut skip_next = false;
+    let mut model_next = false;
     for arg in args {
         if skip_next {
             skip_next = false;
+            continue;
+        }
+        if model_next {
+            model_next = false;
+            out.push(artifact.as_os_str().to_owned());
             continue;
         }
         let text = arg.to_string_lossy();
@@ -506,6 +549,13 @@ fn with_local_build(args: Vec<OsString>) -> Vec<OsString> {
             continue;
         }
         if text.starts_with("--build=") {
+            continue;
+        }
+        if text == "-m" || text == "--model-uri" {
+            model_next = true;
+        } else if text.starts_with("--model-uri=") || (text.starts_with("-m") && text.len() > 2) {
+            out.push(OsString::from("--model-uri"));
+            out.push(artifact.as_os_str().to_owned());
             continue;
         }
         out.push(arg);
@@ -522,15 +572,36 @@ mod tests {
     #[test]
     fn hand_over_arguments_force_a_local_build() {
         let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
+        let dir = Path::new("/cache/m-1");
         assert_eq!(
-            with_local_build(args(&[
-                "predict", "-m", "x", "--build", "cargo", "--input", "{}"
-            ])),
-            args(&["predict", "-m", "x", "--input", "{}", "--build", "local"])
+            with_local_build(
+                args(&[
+                    "predict",
+                    "-m",
+                    "models:/a@b",
+                    "--build",
+                    "cargo",
+                    "--input",
+                    "{}"
+                ]),
+                dir
+            ),
+            args(&[
+                "predict",
+                "-m",
+                "/cache/m-1",
+                "--input",
+                "{}",
+                "--build",
+                "local"
+            ])
         );
         assert_eq!(
-            with_local_build(args(&["serve", "--build=auto", "-m", "x"])),
-            args(&["serve", "-m", "x", "--build", "local"])
+            with_local_build(
+                args(&["serve", "--build=auto", "--model-uri=models:/x/1"]),
+                dir
+            ),
+            args(&["serve", "--model-uri", "/cache/m-1", "--build", "local"])
         );
     }
 
