@@ -68,10 +68,8 @@ pub(super) fn list(dir: &Path) -> Result<Listing, ArtifactError> {
 /// The files git tracks under `crate_dir` and the new ones it does not ignore, when
 /// `crate_dir` is in a git work tree.
 fn tracked(crate_dir: &Path) -> Option<Vec<PathBuf>> {
-    let inside = git(crate_dir, ["rev-parse", "--is-inside-work-tree"])?;
-    if inside.trim() != "true" {
-        return None;
-    }
+    // Outside a work tree `ls-files` fails, which is the answer (one git process per package:
+    // `log` time is mostly process starts).
     // Tracked files and new files git does not ignore: a source file not yet added is
     // compiled into the binary all the same, so the snapshot must hold it to build.
     // `ls-files` prints paths relative to the folder it runs in; `-z` leaves them unquoted.

@@ -25,7 +25,7 @@ pub const CARGO_VENDOR_DIR: &str = "cargo-vendor";
 
 /// The source replacement the vendored sources need, inside [`CARGO_VENDOR_DIR`] (cargo's
 /// directory source skips entries without a `Cargo.toml`): cargo's own `[source]` tables, the
-/// replacement named [`REPLACEMENT`], its `directory` relative to the snapshot.
+/// replacement named `REPLACEMENT` (`chainlog-vendored`), its `directory` relative to the snapshot.
 pub const SOURCE_CONFIG_FILE: &str = "cargo-vendor/source-config.toml";
 
 /// The name of the replacement source; not cargo's default `vendored-sources`, so a user's
