@@ -1,6 +1,6 @@
 //! Argument groups several commands share, so each option is spelled and documented once.
 
-use std::path::PathBuf;
+use std::{ffi::OsString, path::PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -99,7 +99,8 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
     /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
-    /// hands the whole command over to the compiled binary, which never returns on Unix.
+    /// hands the command (`hand_over_args`, this process's arguments as the command needs them
+    /// passed on) over to the compiled binary, which never returns on Unix.
     ///
     /// # Errors
     ///
@@ -108,6 +109,7 @@ impl ModelArgs {
         &self,
         registry: &'r ChainRegistry,
         compiled: &CompiledCrate,
+        hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
         let tracking = tracking_uri(self.tracking_uri.as_deref(), compiled)?;
         let code = locate_model_code(
@@ -126,11 +128,7 @@ impl ModelArgs {
                 Ok((model, endpoint))
             }
             ModelCode::Compiled(model) => {
-                let code = hand_over(
-                    &model.binary,
-                    &model.artifact,
-                    std::env::args_os().skip(1).collect(),
-                )?;
+                let code = hand_over(&model.binary, &model.artifact, hand_over_args)?;
                 std::process::exit(code)
             }
         }
@@ -213,6 +211,40 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// This process's arguments (without the program name) for a hand-over to another binary
+    /// after [`read_one`](Self::read_one) consumed the input: an `--input-file` that cannot be
+    /// read twice (a pipe, `/dev/stdin`) is passed on as `--input <text>`.
+    pub fn hand_over_args(&self, input: Option<&serde_json::Value>) -> Vec<OsString> {
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        let rereadable = self
+            .input_file
+            .as_deref()
+            .is_none_or(|path| std::fs::metadata(path).is_ok_and(|meta| meta.is_file()));
+        let (false, Some(input)) = (rereadable, input) else {
+            return args;
+        };
+        let mut out = Vec::with_capacity(args.len());
+        let mut skip_next = false;
+        for arg in args {
+            if skip_next {
+                skip_next = false;
+                continue;
+            }
+            let text = arg.to_string_lossy();
+            if text == "--input-file" {
+                skip_next = true;
+                continue;
+            }
+            if text.starts_with("--input-file=") {
+                continue;
+            }
+            out.push(arg);
+        }
+        out.push(OsString::from("--input"));
+        out.push(OsString::from(input.to_string()));
+        out
+    }
+
     /// The one input, parsed: `--input` or the file's content.
     ///
     /// # Errors

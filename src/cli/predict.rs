@@ -43,7 +43,14 @@ pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
         None => Some(args.input.read_one()?),
     };
     // The endpoint lives as long as the command: it may be the in-process mock.
-    let (model, _endpoint) = args.model.load(&app.registry, &app.compiled).await?;
+    let (model, _endpoint) = args
+        .model
+        .load(
+            &app.registry,
+            &app.compiled,
+            args.input.hand_over_args(single.as_ref()),
+        )
+        .await?;
     match (single, &args.input.input_file, &args.output) {
         (Some(input), _, _) => predict_one(&model, input).await,
         (None, Some(input), Some(output)) => {

@@ -31,7 +31,14 @@ pub struct ServeArgs {
 /// A model that cannot be loaded, a token variable that is not set, an address in use.
 pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     // The endpoint lives as long as the command: it may be the in-process mock.
-    let (model, _endpoint) = args.model.load(&app.registry, &app.compiled).await?;
+    let (model, _endpoint) = args
+        .model
+        .load(
+            &app.registry,
+            &app.compiled,
+            std::env::args_os().skip(1).collect(),
+        )
+        .await?;
     let mut state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?;
     if let Some(name) = &args.token_env {

@@ -23,20 +23,21 @@ pub enum RebuildError {
     /// This binary has no chain of that name.
     #[error(
         "the model was logged from chain `{chain}` (code sha256 {logged}), which this binary does not have; \
-         check out the commit that logged it{commit} and build chainlog from there, or use --build cargo to compile the model's own code"
+         {remedy}, or use --build cargo to compile the model's own code"
     )]
     MissingChain {
         /// The chain.
         chain: String,
         /// The logged code's hash.
         logged: String,
-        /// ` (<git commit>)` when the artifact records one.
-        commit: String,
+        /// How to get a binary that holds it: check out the logged git commit, when the
+        /// artifact records one.
+        remedy: String,
     },
     /// This binary's chain of that name is different code.
     #[error(
         "chain `{chain}` in this binary is not the code that was logged: logged sha256 {logged}, \
-         this binary's {compiled}; check out the commit that logged it{commit} and build chainlog from there, or use --build cargo to compile the model's own code"
+         this binary's {compiled}; {remedy}, or use --build cargo to compile the model's own code"
     )]
     CodeMismatch {
         /// The chain.
@@ -45,8 +46,9 @@ pub enum RebuildError {
         logged: String,
         /// This binary's code hash.
         compiled: String,
-        /// ` (<git commit>)` when the artifact records one.
-        commit: String,
+        /// How to get a binary that holds it: check out the logged git commit, when the
+        /// artifact records one.
+        remedy: String,
     },
     /// The logged config could not be read or an override does not fit it.
     #[error(transparent)]
@@ -111,24 +113,25 @@ pub fn rebuild_verified<'r>(
     let dir = artifact.dir().to_path_buf();
     let dir = dir.as_path();
     let flavor = artifact.flavor();
-    let commit = flavor
-        .git_commit
-        .as_deref()
-        .map(|commit| format!(" ({commit})"))
-        .unwrap_or_default();
+    let remedy = flavor.git_commit.as_deref().map_or_else(
+        || "rebuild this binary from the code that logged it".to_owned(),
+        |commit| {
+            format!("check out the commit that logged it ({commit}) and rebuild this binary there")
+        },
+    );
     let entry = registry
         .get(&flavor.chain)
         .map_err(|_| RebuildError::MissingChain {
             chain: flavor.chain.clone(),
             logged: flavor.code.sha256.clone(),
-            commit: commit.clone(),
+            remedy: remedy.clone(),
         })?;
     if entry.sha256() != flavor.code.sha256 {
         return Err(RebuildError::CodeMismatch {
             chain: flavor.chain.clone(),
             logged: flavor.code.sha256.clone(),
             compiled: entry.sha256().to_owned(),
-            commit,
+            remedy,
         });
     }
     let mut config = artifact.config()?;

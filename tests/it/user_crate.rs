@@ -390,6 +390,36 @@ fn rebuilds_from_the_artifacts_own_code(work: &Path, project: &Path, expected: &
         expected
     );
 
+    // An input read from a pipe is passed on to the compiled binary, not read twice.
+    let mut piped = team(
+        work,
+        project,
+        &[
+            "predict",
+            "-m",
+            "models:/haiku@champion",
+            "--input-file",
+            "/dev/stdin",
+        ],
+        &no_cargo,
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = piped.stdin.take().unwrap();
+        stdin.write_all(br#"{"topic": "rust"}"#).unwrap();
+    }
+    let piped = piped.wait_with_output().unwrap();
+    assert_ok("predict --input-file /dev/stdin handed over", &piped);
+    assert_eq!(
+        &serde_json::from_slice::<Value>(&piped.stdout).unwrap(),
+        expected
+    );
+
     serve_answers_from_the_compiled_binary(work, project, expected);
 
     // A tampered snapshot file is refused before any build (cargo is never reached).
