@@ -104,11 +104,8 @@ impl Project {
     ///
     /// [`ProjectError::NotFound`].
     pub fn discover_from(compiled: &CompiledCrate, start: &Path) -> Result<Self, ProjectError> {
-        if let Some(root) = start
-            .ancestors()
-            .find(|dir| declares_package(dir, compiled.package))
-        {
-            return Ok(Self::at(root));
+        if let Some(project) = Self::walk_up(compiled, start) {
+            return Ok(project);
         }
         let compiled_root = Path::new(compiled.root);
         if declares_package(compiled_root, compiled.package) {
@@ -124,8 +121,13 @@ impl Project {
     /// The project the current directory is inside (walking up only, no compile-time
     /// fallback): where a command's default store goes.
     pub fn enclosing(compiled: &CompiledCrate) -> Option<Self> {
-        let cwd = std::env::current_dir().ok()?;
-        cwd.ancestors()
+        Self::walk_up(compiled, &std::env::current_dir().ok()?)
+    }
+
+    /// The nearest folder at or above `start` whose `Cargo.toml` declares the package.
+    fn walk_up(compiled: &CompiledCrate, start: &Path) -> Option<Self> {
+        start
+            .ancestors()
             .find(|dir| declares_package(dir, compiled.package))
             .map(Self::at)
     }

@@ -305,8 +305,8 @@ fn store_entry(entry: &Path, binary: &Path) -> Result<PathBuf, CompileError> {
 }
 
 /// Makes `to` hold exactly the files of `from`, rewriting only files whose bytes differ (so
-/// cargo's mtime-based fingerprints see only real changes) and removing the rest — except
-/// `Cargo.lock`-adjacent build output, which never lives here (the target dir is elsewhere).
+/// cargo's mtime-based fingerprints see only real changes) and removing the rest (build output
+/// never lives here: the target dir is elsewhere).
 fn sync_tree(from: &Path, to: &Path) -> Result<(), CompileError> {
     let wanted = list_files(from)?;
     for relative in &wanted {
