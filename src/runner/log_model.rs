@@ -23,7 +23,10 @@ use crate::{
     chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
-    store::{LoggedModel, ModelStatus, RunInfo, RunStatus, StoreError, TrackingStore},
+    store::{
+        LoggedModel, ModelStatus, RunInfo, RunStatus, StoreError, TrackingStore,
+        validate::{self, KeyKind},
+    },
 };
 
 /// What to log.
@@ -115,6 +118,15 @@ pub enum LogError {
     /// A temporary folder could not be made.
     #[error("failed to create a temporary folder for the artifact")]
     TempDir(#[source] std::io::Error),
+    /// A step failed after the run was created; says what was left in the store.
+    #[error("{source}\n  left in the store: {left}")]
+    Incomplete {
+        /// The run, the logged model and the registered version, and their states.
+        left: String,
+        /// What failed.
+        #[source]
+        source: Box<LogError>,
+    },
 }
 
 /// The prompts a config names: files under `prompts_dir`, or `prompts:/name/version` and
@@ -190,6 +202,18 @@ pub async fn log_chain(
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Logged, LogError> {
     let entry = request.chain;
+    // Every name and value the store would refuse is refused before anything is written.
+    validate::names_to_log(
+        request.experiment,
+        entry.name(),
+        request.registered_model,
+        request.alias,
+    )?;
+    let params = validate::fitted_pairs(
+        "runs/log-batch",
+        KeyKind::Param,
+        &request.config.flatten("/"),
+    )?;
     // The store is opened (a SQLite file created) only once nothing else can be refused —
     // unless the config names registered prompts, which live in the store.
     let early_store = if uses_prompt_registry(request.config) {
@@ -245,10 +269,11 @@ pub async fn log_chain(
         ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
     ];
     tags.extend(provenance.run_tags());
+    let tags = validate::fitted_pairs("runs/create", KeyKind::Tag, &tags)?;
     let run = store
         .create_run(&experiment.id, &run_name, now, &tags)
         .await?;
-    let mut model: Option<LoggedModel> = None;
+    let mut left = LeftBehind::default();
     let result = log_into_run(
         store,
         request,
@@ -257,7 +282,8 @@ pub async fn log_chain(
         &provenance,
         snapshot.as_ref(),
         &run,
-        &mut model,
+        (&params, &tags),
+        &mut left,
         output_example.as_ref(),
         progress,
     )
@@ -267,7 +293,7 @@ pub async fn log_chain(
             store
                 .set_run_status(&run.run_id, RunStatus::Finished, unix_ms())
                 .await?;
-            let model = model.ok_or_else(|| StoreError::NotFound {
+            let model = left.model.ok_or_else(|| StoreError::NotFound {
                 what: "the logged model".to_owned(),
             })?;
             Ok(Logged {
@@ -281,18 +307,55 @@ pub async fn log_chain(
             })
         }
         Err(error) => {
-            // Best effort: the first error is the one to report.
-            if let Some(model) = &model {
-                let _ = store
+            // Best effort: the first error is the one to report, with what it left behind.
+            let mut states = Vec::new();
+            if let Some(model) = &left.model {
+                let marked = store
                     .finalize_logged_model(&model.model_id, ModelStatus::UploadFailed)
                     .await;
+                states.push(format!(
+                    "logged model `{}` {}",
+                    model.model_id,
+                    if marked.is_ok() {
+                        "marked UPLOAD_FAILED"
+                    } else {
+                        "left PENDING (the store could not be told it failed)"
+                    }
+                ));
             }
-            let _ = store
+            let marked = store
                 .set_run_status(&run.run_id, RunStatus::Failed, unix_ms())
                 .await;
-            Err(error)
+            states.insert(
+                0,
+                format!(
+                    "run `{}` {}",
+                    run.run_id,
+                    if marked.is_ok() {
+                        "marked FAILED"
+                    } else {
+                        "left RUNNING (the store could not be told it failed)"
+                    }
+                ),
+            );
+            if let Some(note) = left.version_note {
+                states.push(note);
+            }
+            Err(LogError::Incomplete {
+                left: states.join("; "),
+                source: Box::new(error),
+            })
         }
     }
+}
+
+/// What a failed log leaves in the store, for its error message.
+#[derive(Debug, Default)]
+struct LeftBehind {
+    /// The logged model, once created.
+    model: Option<LoggedModel>,
+    /// What became of a registered version when a later step failed.
+    version_note: Option<String>,
 }
 
 /// `--vendor`: adds the registry and git dependencies' sources to `plan`, with a line on
@@ -323,15 +386,18 @@ async fn log_into_run(
     provenance: &Provenance,
     snapshot: Option<&SnapshotPlan>,
     run: &RunInfo,
-    model_slot: &mut Option<LoggedModel>,
+    (params, tags): (&[(String, String)], &[(String, String)]),
+    left: &mut LeftBehind,
     output_example: Option<&Value>,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Option<String>, LogError> {
     let entry = request.chain;
+    // The model carries the run's params and its user and source tags, as MLflow's own
+    // `log_model` writes them (the UI's Parameters, "Created by" and "Logged from").
     let model = store
-        .create_logged_model(&run.experiment_id, entry.name(), &run.run_id, &[], &[])
+        .create_logged_model(&run.experiment_id, entry.name(), &run.run_id, params, tags)
         .await?;
-    *model_slot = Some(model.clone());
+    left.model = Some(model.clone());
     store
         .link_run_output(&run.run_id, &model.model_id, 0)
         .await?;
@@ -357,11 +423,7 @@ async fn log_into_run(
     let written = write_artifact(&dir, &spec)?;
     store.upload_model_artifacts(&model, &dir, progress).await?;
     store
-        .log_batch(
-            &run.run_id,
-            &request.config.flatten("/"),
-            &written.run_tags(),
-        )
+        .log_batch(&run.run_id, params, &written.run_tags())
         .await?;
     store
         .finalize_logged_model(&model.model_id, ModelStatus::Ready)
@@ -372,8 +434,19 @@ async fn log_into_run(
     let version = store
         .register_model_version(name, &model, &run.run_id)
         .await?;
-    if let Some(alias) = request.alias {
-        store.set_alias(name, alias, &version).await?;
+    if let Some(alias) = request.alias
+        && let Err(err) = store.set_alias(name, alias, &version).await
+    {
+        // A version must not stay pointing at a model whose logging failed.
+        let deleted = store.delete_model_version(name, &version).await;
+        left.version_note = Some(if deleted.is_ok() {
+            format!("version {version} of registered model `{name}` deleted")
+        } else {
+            format!(
+                "version {version} of registered model `{name}` left in place (delete it: it points at a failed model)"
+            )
+        });
+        return Err(err.into());
     }
     Ok(Some(version))
 }
@@ -427,12 +500,14 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The user name MLflow records (`mlflow.user`), from the variables Python's
-/// `getpass.getuser()` reads.
+/// The user name MLflow records (`mlflow.user`), as Python's `getpass.getuser()` finds it:
+/// the first of `LOGNAME`, `USER`, `LNAME`, `USERNAME` that is set, else the OS account of
+/// this process.
 fn user_name() -> String {
     ["LOGNAME", "USER", "LNAME", "USERNAME"]
         .iter()
         .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .or_else(|| whoami::username().ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 

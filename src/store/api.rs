@@ -66,6 +66,20 @@ pub struct LoggedModel {
     pub artifact_uri: String,
     /// The run that produced it.
     pub source_run_id: Option<String>,
+    /// Its status as MLflow names it: `PENDING` (being logged, or logging died), `READY`,
+    /// `UPLOAD_FAILED`; only a `READY` model is loaded.
+    pub status: String,
+}
+
+impl LoggedModel {
+    /// MLflow's name for a model whose every artifact is in place.
+    pub const READY: &'static str = "READY";
+
+    /// Whether logging it completed.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.status == Self::READY
+    }
 }
 
 /// One version of a prompt in MLflow's Prompt Registry.
@@ -244,6 +258,11 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         run_id: &str,
     ) -> Result<String, StoreError>;
 
+    /// Deletes version `version` of registered model `name` (and the aliases on it), as
+    /// `MlflowClient.delete_model_version` does; `log` uses it so a version never stays
+    /// pointing at a model whose logging failed.
+    async fn delete_model_version(&self, name: &str, version: &str) -> Result<(), StoreError>;
+
     /// Points `alias` of registered model `name` at `version`.
     async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError>;
 
@@ -278,8 +297,8 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
     /// [`StoreError::NotFound`] when the run does not exist.
     async fn run_logged_models(&self, run_id: &str) -> Result<Vec<LoggedModel>, StoreError>;
 
-    /// The version of registered model `name` that `version_or_alias` names (`"3"`, or
-    /// `"@champion"`), and the id of the logged model it points at (from the version's
+    /// The version of registered model `name` that `version_or_alias` names (`"3"`,
+    /// `"@champion"`, or `"@latest"` for the newest version, as `models:/name/latest`), and the id of the logged model it points at (from the version's
     /// `source`, `models:/<model_id>`): `(version, model_id)`.
     ///
     /// # Errors

@@ -1,7 +1,7 @@
 //! Model URIs as MLflow spells them, and fetching the model one names into a local cache.
 //!
 //! Owns [`ModelUri`] (`runs:/<run_id>/<path>`, `models:/<model_id>`, `models:/<name>/<version>`,
-//! `models:/<name>@<alias>`, a local directory), [`fetch_model`] and [`default_cache_dir`].
+//! `models:/<name>/latest`, `models:/<name>@<alias>`, a local directory), [`fetch_model`] and [`default_cache_dir`].
 //! Does not own what the files mean (`artifact`) or how a store reads them (`sqlite`, `rest`).
 //!
 //! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
@@ -54,6 +54,11 @@ pub enum ModelUri {
         /// A positive integer.
         version: String,
     },
+    /// `models:/<name>/latest`: the newest version of a registered model, as MLflow resolves it.
+    Latest {
+        /// The registered model.
+        name: String,
+    },
     /// `models:/<name>@<alias>`: the version an alias points at.
     Alias {
         /// The registered model.
@@ -101,7 +106,7 @@ impl ModelUri {
         if path.is_empty() || has_scheme && !Path::new(path).exists() {
             return Err(bad(
                 "use runs:/<run_id>/<path>, models:/<model_id>, models:/<name>/<version>, \
-                 models:/<name>@<alias> or a local directory",
+                 models:/<name>/latest, models:/<name>@<alias> or a local directory",
             ));
         }
         let path = PathBuf::from(path);
@@ -135,13 +140,18 @@ fn parse_models(rest: &str) -> Result<ModelUri, &'static str> {
             if !valid_name(name) || version.is_empty() || version.contains('/') {
                 return Err("expected models:/<name>/<version>");
             }
+            if version.eq_ignore_ascii_case("latest") {
+                return Ok(ModelUri::Latest {
+                    name: name.to_owned(),
+                });
+            }
             match version.parse::<u64>() {
                 Ok(n) if n > 0 => Ok(ModelUri::Version {
                     name: name.to_owned(),
                     version: n.to_string(),
                 }),
                 _ => Err(
-                    "the version must be a positive integer (stages are not supported; use models:/<name>@<alias>)",
+                    "the version must be a positive integer or `latest` (stages are not supported; use models:/<name>@<alias>)",
                 ),
             }
         }
@@ -162,6 +172,7 @@ impl fmt::Display for ModelUri {
             Self::Run { run_id, path } => write!(f, "runs:/{run_id}/{path}"),
             Self::ModelId { model_id } => write!(f, "models:/{model_id}"),
             Self::Version { name, version } => write!(f, "models:/{name}/{version}"),
+            Self::Latest { name } => write!(f, "models:/{name}/latest"),
             Self::Alias { name, alias } => write!(f, "models:/{name}@{alias}"),
             Self::LocalDir { path } => write!(f, "{}", path.display()),
         }
@@ -230,6 +241,21 @@ pub async fn fetch_model(
         },
         other => other,
     })?;
+    if !model.is_ready() {
+        return Err(StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!(
+                "logged model `{}` is {}, not READY: its logging did not complete{}",
+                model.model_id,
+                model.status,
+                model
+                    .source_run_id
+                    .as_deref()
+                    .map(|run| format!(" (see run `{run}`)"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
     let entry = cache_dir.join(safe_id(uri, &model.model_id)?);
     if entry.is_dir() {
         return Ok(entry);
@@ -243,6 +269,7 @@ async fn resolve(store: &dyn TrackingStore, uri: &ModelUri) -> Result<LoggedMode
     let model_id = match uri {
         ModelUri::ModelId { model_id } => model_id.clone(),
         ModelUri::Version { name, version } => store.model_version(name, version).await?.1,
+        ModelUri::Latest { name } => store.model_version(name, "@latest").await?.1,
         ModelUri::Alias { name, alias } => store.model_version(name, &format!("@{alias}")).await?.1,
         ModelUri::Run { run_id, path } => return pick_run_model(store, uri, run_id, path).await,
         ModelUri::LocalDir { path } => {

@@ -1,20 +1,17 @@
 //! Splitting params and tags into `runs/log-batch` requests MLflow accepts.
 //!
-//! Owns MLflow's limits (`mlflow/utils/validation.py`): keys up to 250 characters, param
-//! values up to 6000, tag values up to 8000, at most 100 params and tags per request and
-//! requests under 1 MB. A key over the limit is refused before anything is sent (so a run
-//! never gets half its params); an over-long value is cut to the limit with a warning, which
-//! is what the server itself does by default (`MLFLOW_TRUNCATE_LONG_VALUES`).
+//! Owns MLflow's batch limits (`mlflow/utils/validation.py`): at most 100 params and tags per
+//! request and requests under 1 MB. Keys and values go through `store::validate` first, as on
+//! the SQLite store: a bad key is refused before anything is sent (so a run never gets half its
+//! params); an over-long value is cut to the limit with a warning, which is what MLflow itself
+//! does by default (`MLFLOW_TRUNCATE_LONG_VALUES`).
 
 use super::wire::KeyValue;
-use crate::store::StoreError;
+use crate::store::{
+    StoreError,
+    validate::{self, KeyKind},
+};
 
-/// `MAX_ENTITY_KEY_LENGTH`.
-pub(super) const MAX_KEY_CHARS: usize = 250;
-/// `MAX_PARAM_VAL_LENGTH`.
-pub(super) const MAX_PARAM_VALUE_CHARS: usize = 6000;
-/// `MAX_TAG_VAL_LENGTH`.
-pub(super) const MAX_TAG_VALUE_CHARS: usize = 8000;
 /// Params plus tags per request (MLflow allows 100 of each; one budget for both is safe).
 pub(super) const MAX_ITEMS_PER_BATCH: usize = 100;
 /// Encoded params and tags per request, leaving room under MLflow's 1 MB for the envelope.
@@ -45,16 +42,15 @@ pub(super) fn batches<'a>(
 ) -> Result<Vec<Batch<'a>>, StoreError> {
     let items = params
         .iter()
-        .map(|pair| (pair, Kind::Param))
-        .chain(tags.iter().map(|pair| (pair, Kind::Tag)));
+        .map(|pair| (pair, KeyKind::Param))
+        .chain(tags.iter().map(|pair| (pair, KeyKind::Tag)));
     let mut out: Vec<Batch<'a>> = Vec::new();
     let mut current = Batch::default();
     let mut bytes = 0;
     for ((key, value), kind) in items {
-        check_key(key, kind)?;
         let item = KeyValue {
             key,
-            value: truncate(key, value, kind),
+            value: validate::key_value("runs/log-batch", kind, key, value)?,
         };
         let size = encoded_len(&item);
         if current.len() == MAX_ITEMS_PER_BATCH
@@ -65,73 +61,14 @@ pub(super) fn batches<'a>(
         }
         bytes += size;
         match kind {
-            Kind::Param => current.params.push(item),
-            Kind::Tag => current.tags.push(item),
+            KeyKind::Param => current.params.push(item),
+            KeyKind::Tag => current.tags.push(item),
         }
     }
     if current.len() > 0 {
         out.push(current);
     }
     Ok(out)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Param,
-    Tag,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Param => "Param",
-            Self::Tag => "Tag",
-        }
-    }
-
-    fn max_value_chars(self) -> usize {
-        match self {
-            Self::Param => MAX_PARAM_VALUE_CHARS,
-            Self::Tag => MAX_TAG_VALUE_CHARS,
-        }
-    }
-}
-
-fn check_key(key: &str, kind: Kind) -> Result<(), StoreError> {
-    let message = if key.is_empty() {
-        format!("{} key must not be empty", kind.name())
-    } else if key.chars().count() > MAX_KEY_CHARS {
-        format!(
-            "'{} key' exceeds the maximum length of {MAX_KEY_CHARS} characters: `{}…`",
-            kind.name(),
-            key.chars().take(40).collect::<String>()
-        )
-    } else {
-        return Ok(());
-    };
-    Err(StoreError::Mlflow {
-        operation: "runs/log-batch".to_owned(),
-        code: "INVALID_PARAMETER_VALUE".to_owned(),
-        message,
-    })
-}
-
-/// `value` cut to the limit (in characters, as MLflow counts them).
-fn truncate<'a>(key: &str, value: &'a str, kind: Kind) -> &'a str {
-    let limit = kind.max_value_chars();
-    match value.char_indices().nth(limit) {
-        None => value,
-        Some((end, _)) => {
-            tracing::warn!(
-                key,
-                chars = value.chars().count(),
-                limit,
-                "{} value is truncated to meet MLflow's length limit",
-                kind.name()
-            );
-            &value[..end]
-        }
-    }
 }
 
 /// Bytes the item takes in the request's JSON, separator included.
@@ -171,24 +108,23 @@ mod tests {
 
     #[test]
     fn long_values_are_cut_at_mlflow_limits_in_characters() -> Result<(), StoreError> {
-        let params = vec![("p".to_owned(), "é".repeat(MAX_PARAM_VALUE_CHARS + 5))];
-        let tags = vec![("t".to_owned(), "x".repeat(MAX_TAG_VALUE_CHARS + 1))];
+        let params = vec![("p".to_owned(), "é".repeat(validate::MAX_PARAM_VALUE + 5))];
+        let tags = vec![("t".to_owned(), "x".repeat(validate::MAX_TAG_VALUE + 1))];
         let batches = batches(&params, &tags)?;
         assert_eq!(
             batches[0].params[0].value.chars().count(),
-            MAX_PARAM_VALUE_CHARS
+            validate::MAX_PARAM_VALUE
         );
-        assert_eq!(batches[0].tags[0].value.len(), MAX_TAG_VALUE_CHARS);
+        assert_eq!(batches[0].tags[0].value.len(), validate::MAX_TAG_VALUE);
         Ok(())
     }
 
     #[test]
     fn over_long_key_is_refused_before_sending() {
-        let params = vec![("k".repeat(MAX_KEY_CHARS + 1), "v".to_owned())];
+        let params = vec![("k".repeat(validate::MAX_KEY + 1), "v".to_owned())];
         let err = batches(&params, &[]).err().map(|e| e.to_string());
         assert!(
-            err.as_deref()
-                .is_some_and(|e| e.contains("exceeds the maximum length of 250")),
+            err.as_deref().is_some_and(|e| e.contains("the limit is 250")),
             "{err:?}"
         );
     }
@@ -197,7 +133,7 @@ mod tests {
     fn big_values_split_requests_under_one_megabyte() -> Result<(), StoreError> {
         // 8000 control characters encode as 48 000 bytes each: 100 would be 4.8 MB.
         let tags: Vec<(String, String)> = (0..100)
-            .map(|i| (format!("t{i}"), "\u{1}".repeat(MAX_TAG_VALUE_CHARS)))
+            .map(|i| (format!("t{i}"), "\u{1}".repeat(validate::MAX_TAG_VALUE)))
             .collect();
         let batches = batches(&[], &tags)?;
         assert!(batches.len() >= 5, "{}", batches.len());

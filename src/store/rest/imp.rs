@@ -253,14 +253,7 @@ impl TrackingStore for RestStore {
                 }),
             )
             .await?;
-        let info = reply.model.info;
-        Ok(LoggedModel {
-            model_id: info.model_id,
-            experiment_id: info.experiment_id,
-            name: info.name,
-            artifact_uri: info.artifact_uri,
-            source_run_id: info.source_run_id.filter(|id| !id.is_empty()),
-        })
+        Ok(reply.model.info.into_model())
     }
 
     async fn link_run_output(
@@ -370,6 +363,17 @@ impl TrackingStore for RestStore {
             )
             .await?;
         Ok(reply.model_version.version)
+    }
+
+    async fn delete_model_version(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        self.http
+            .send_json(
+                "model-versions/delete",
+                Method::DELETE,
+                "api/2.0/mlflow/model-versions/delete",
+                &json!({ "name": name, "version": version }),
+            )
+            .await
     }
 
     async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError> {

@@ -14,7 +14,7 @@ use super::{
     http::{Payload, Transport},
     prompt::has_code,
     upload::{ARTIFACTS_ROUTE, UPLOAD_CONCURRENCY, proxy_path},
-    wire::{ArtifactList, LoggedModelReply, ModelVersionReply, RunReply},
+    wire::{ArtifactList, LatestVersionsReply, LoggedModelReply, ModelVersionReply, RunReply},
 };
 use crate::store::{LoggedModel, StoreError};
 
@@ -43,14 +43,7 @@ pub(super) async fn logged_model(
         )
         .await
         .map_err(|err| not_found(err, || format!("logged model `{model_id}`")))?;
-    let info = reply.model.info;
-    Ok(LoggedModel {
-        model_id: info.model_id,
-        experiment_id: info.experiment_id,
-        name: info.name,
-        artifact_uri: info.artifact_uri,
-        source_run_id: info.source_run_id.filter(|id| !id.is_empty()),
-    })
+    Ok(reply.model.info.into_model())
 }
 
 /// The run's `outputs.model_outputs`, each read with `GET logged-models/<id>`.
@@ -69,13 +62,36 @@ pub(super) async fn run_models(
     Ok(models)
 }
 
-/// `(version, model_id)` of `name` at `"3"` or `"@alias"`.
+/// The newest version of `name`.
+async fn latest_version(http: &Transport, name: &str) -> Result<ModelVersionReply, StoreError> {
+    let reply: LatestVersionsReply = http
+        .get(
+            "registered-models/get-latest-versions",
+            "api/2.0/mlflow/registered-models/get-latest-versions",
+            &[("name", name)],
+        )
+        .await
+        .map_err(|err| not_found(err, || format!("registered model `{name}`")))?;
+    reply
+        .model_versions
+        .into_iter()
+        .max_by_key(|v| v.version.parse::<u64>().unwrap_or(0))
+        .map(|model_version| ModelVersionReply { model_version })
+        .ok_or_else(|| StoreError::NotFound {
+            what: format!("a version of registered model `{name}`"),
+        })
+}
+
+/// `(version, model_id)` of `name` at `"3"`, `"@alias"`, or `"@latest"` (the newest version,
+/// as MLflow's client resolves `models:/name/latest`: the highest of
+/// `registered-models/get-latest-versions`).
 pub(super) async fn model_version(
     http: &Transport,
     name: &str,
     version_or_alias: &str,
 ) -> Result<(String, String), StoreError> {
     let reply: ModelVersionReply = match version_or_alias.strip_prefix('@') {
+        Some("latest") => latest_version(http, name).await?,
         Some(alias) => http
             .get(
                 "registered-models/alias",

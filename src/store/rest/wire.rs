@@ -110,12 +110,40 @@ pub(super) struct LoggedModelInfo {
     pub(super) artifact_uri: String,
     #[serde(default)]
     pub(super) source_run_id: Option<String>,
+    /// `LOGGED_MODEL_PENDING`, `LOGGED_MODEL_READY`, `LOGGED_MODEL_UPLOAD_FAILED`.
+    #[serde(default)]
+    pub(super) status: String,
+}
+
+impl LoggedModelInfo {
+    /// The model as the store API gives it (status without the proto prefix).
+    pub(super) fn into_model(self) -> crate::store::LoggedModel {
+        crate::store::LoggedModel {
+            status: self
+                .status
+                .strip_prefix("LOGGED_MODEL_")
+                .unwrap_or(&self.status)
+                .to_owned(),
+            model_id: self.model_id,
+            experiment_id: self.experiment_id,
+            name: self.name,
+            artifact_uri: self.artifact_uri,
+            source_run_id: self.source_run_id.filter(|id| !id.is_empty()),
+        }
+    }
 }
 
 /// `model-versions/create`, `model-versions/get`, `GET registered-models/alias`.
 #[derive(Debug, Deserialize)]
 pub(super) struct ModelVersionReply {
     pub(super) model_version: ModelVersion,
+}
+
+/// `registered-models/get-latest-versions`: the newest version per stage.
+#[derive(Debug, Deserialize)]
+pub(super) struct LatestVersionsReply {
+    #[serde(default)]
+    pub(super) model_versions: Vec<ModelVersion>,
 }
 
 #[derive(Debug, Deserialize)]

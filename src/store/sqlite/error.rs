@@ -8,9 +8,6 @@ use std::path::Path;
 
 use crate::store::StoreError;
 
-/// MLflow's error code for a value it refuses (`INVALID_PARAMETER_VALUE`).
-const INVALID_PARAMETER_VALUE: &str = "INVALID_PARAMETER_VALUE";
-
 /// MLflow's error code for an operation on a deleted or finished entity (`INVALID_STATE`).
 const INVALID_STATE: &str = "INVALID_STATE";
 
@@ -49,10 +46,7 @@ pub(super) fn database(path: &Path, err: &rusqlite::Error) -> StoreError {
     }
 }
 
-/// MLflow refuses a value in `operation` (`INVALID_PARAMETER_VALUE`).
-pub(super) fn invalid(operation: &str, message: impl Into<String>) -> StoreError {
-    refused(operation, INVALID_PARAMETER_VALUE, message)
-}
+pub(super) use crate::store::validate::invalid;
 
 /// MLflow refuses `operation` on an entity in the wrong state (`INVALID_STATE`).
 pub(super) fn invalid_state(operation: &str, message: impl Into<String>) -> StoreError {

@@ -25,6 +25,16 @@ const STATUS_READY: i64 = 2;
 /// `LoggedModelStatus.UPLOAD_FAILED.to_int()`.
 const STATUS_UPLOAD_FAILED: i64 = 3;
 
+/// MLflow's name (`LoggedModelStatus`) for a stored status integer.
+pub(super) fn status_name(status: i64) -> &'static str {
+    match status {
+        STATUS_PENDING => "PENDING",
+        STATUS_READY => LoggedModel::READY,
+        STATUS_UPLOAD_FAILED => "UPLOAD_FAILED",
+        _ => "UNSPECIFIED",
+    }
+}
+
 /// The logged model tag listing its registered versions (`mlflow_tags.MLFLOW_MODEL_VERSIONS`).
 const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
 
@@ -81,6 +91,7 @@ pub(super) fn create(
         name: name.to_owned(),
         artifact_uri: location,
         source_run_id,
+        status: status_name(STATUS_PENDING).to_owned(),
     })
 }
 

@@ -14,8 +14,9 @@
 //! - `registry`: registered models, versions and aliases; `prompt`: the Prompt Registry,
 //! - `read`: logged models, run outputs and registered versions read back for loading,
 //! - `artifact`: artifact locations and the atomic copy of a model's files,
-//! - `validate`: MLflow's limits on names and values; `stamp`: ids and timestamps,
-//!   `error`: [`TxError`](error::TxError). (JSON as Python writes it is the crate's `pyjson`.)
+//! - `stamp`: ids and timestamps,
+//!   `error`: [`TxError`](error::TxError). (JSON as Python writes it is the crate's `pyjson`;
+//!   MLflow's limits on names and values are `store::validate`, shared with the REST store.)
 
 mod artifact;
 mod error;
@@ -30,6 +31,7 @@ mod stamp;
 mod store;
 #[cfg(test)]
 mod tests;
-mod validate;
+
+use super::validate;
 
 pub use store::SqliteStore;

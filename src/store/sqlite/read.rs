@@ -10,7 +10,7 @@ use crate::store::{LoggedModel, StoreError};
 use super::{
     error::{TxError, not_found},
     experiment::WORKSPACE,
-    registry,
+    logged_model, registry,
 };
 
 /// The scheme MLflow 3 writes into a model version's `source`.
@@ -23,6 +23,7 @@ fn logged_model(row: &Row<'_>) -> rusqlite::Result<LoggedModel> {
         name: row.get(2)?,
         artifact_uri: row.get(3)?,
         source_run_id: row.get::<_, Option<String>>(4)?.filter(|id| !id.is_empty()),
+        status: logged_model::status_name(row.get(5)?).to_owned(),
     })
 }
 
@@ -33,7 +34,7 @@ fn logged_model(row: &Row<'_>) -> rusqlite::Result<LoggedModel> {
 /// [`StoreError::NotFound`] when there is none (or it was deleted).
 pub(super) fn get(tx: &Transaction<'_>, model_id: &str) -> Result<LoggedModel, TxError> {
     tx.query_row(
-        "SELECT model_id, experiment_id, name, artifact_location, source_run_id \
+        "SELECT model_id, experiment_id, name, artifact_location, source_run_id, status \
          FROM logged_models WHERE model_id = ?1 AND lifecycle_stage = 'active'",
         params![model_id],
         logged_model,
@@ -59,7 +60,7 @@ pub(super) fn run_models(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<Logge
         return Err(not_found(format!("run `{run_id}`")).into());
     }
     let mut stmt = tx.prepare(
-        "SELECT m.model_id, m.experiment_id, m.name, m.artifact_location, m.source_run_id \
+        "SELECT m.model_id, m.experiment_id, m.name, m.artifact_location, m.source_run_id, m.status \
          FROM inputs i JOIN logged_models m ON m.model_id = i.destination_id \
          WHERE i.source_type = 'RUN_OUTPUT' AND i.source_id = ?1 \
          AND i.destination_type = 'MODEL_OUTPUT' AND m.lifecycle_stage = 'active' \

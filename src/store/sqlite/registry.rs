@@ -202,7 +202,45 @@ pub(super) fn set_alias(
     Ok(())
 }
 
-/// Whether version `version` of `name` exists.
+/// MLflow's stage for a deleted version (`STAGE_DELETED_INTERNAL`): the row stays, redacted.
+const STAGE_DELETED: &str = "Deleted_Internal";
+
+/// Deletes version `version` of `name` the way MLflow's SQLAlchemy registry does: aliases on it
+/// removed, the row kept with stage `Deleted_Internal` and its source, run and user redacted.
+///
+/// # Errors
+///
+/// An unknown version.
+pub(super) fn delete_version(
+    tx: &Transaction<'_>,
+    name: &str,
+    version: &str,
+) -> Result<(), TxError> {
+    const OP: &str = "model-versions/delete";
+    let number = validate::version(OP, name, version)?;
+    if !version_exists(tx, name, number)? {
+        return Err(not_found(format!("version {number} of registered model `{name}`")).into());
+    }
+    let now = now_ms();
+    tx.execute(
+        "DELETE FROM registered_model_aliases WHERE name = ?1 AND version = ?2 AND workspace = ?3",
+        params![name, number, WORKSPACE],
+    )?;
+    tx.execute(
+        "UPDATE model_versions SET current_stage = ?1, last_updated_time = ?2, description = NULL, \
+         user_id = NULL, source = 'REDACTED-SOURCE-PATH', run_id = 'REDACTED-RUN-ID', \
+         run_link = 'REDACTED-RUN-LINK', status_message = NULL \
+         WHERE name = ?3 AND version = ?4 AND workspace = ?5",
+        params![STAGE_DELETED, now, name, number, WORKSPACE],
+    )?;
+    tx.execute(
+        "UPDATE registered_models SET last_updated_time = ?1 WHERE name = ?2 AND workspace = ?3",
+        params![now, name, WORKSPACE],
+    )?;
+    Ok(())
+}
+
+/// Whether version `version` of `name` exists (and is not deleted).
 pub(super) fn version_exists(
     tx: &Transaction<'_>,
     name: &str,
@@ -210,8 +248,9 @@ pub(super) fn version_exists(
 ) -> Result<bool, TxError> {
     Ok(tx
         .query_row(
-            "SELECT 1 FROM model_versions WHERE name = ?1 AND version = ?2 AND workspace = ?3",
-            params![name, version, WORKSPACE],
+            "SELECT 1 FROM model_versions WHERE name = ?1 AND version = ?2 AND workspace = ?3 \
+             AND current_stage != ?4",
+            params![name, version, WORKSPACE, STAGE_DELETED],
             |_| Ok(()),
         )
         .optional()?
@@ -233,11 +272,12 @@ pub(super) fn alias_version(
         .optional()?)
 }
 
-/// The newest version of `name`, if any.
+/// The newest version of `name` that is not deleted, if any.
 pub(super) fn latest_version(tx: &Transaction<'_>, name: &str) -> Result<Option<i64>, TxError> {
     Ok(tx.query_row(
-        "SELECT max(version) FROM model_versions WHERE name = ?1 AND workspace = ?2",
-        params![name, WORKSPACE],
+        "SELECT max(version) FROM model_versions WHERE name = ?1 AND workspace = ?2 \
+         AND current_stage != ?3",
+        params![name, WORKSPACE, STAGE_DELETED],
         |r| r.get(0),
     )?)
 }

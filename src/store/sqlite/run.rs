@@ -45,9 +45,7 @@ pub(super) fn create(
 ) -> Result<RunInfo, TxError> {
     const OP: &str = "runs/create";
     let experiment = experiment::active(tx, experiment_id)?;
-    for (key, value) in tags {
-        validate::key_value(OP, KeyKind::Tag, key, value)?;
-    }
+    let tags = validate::fitted_pairs(OP, KeyKind::Tag, tags)?;
     // Last value wins for a repeated key, as a dict would.
     let mut tag_map: BTreeMap<&str, &str> =
         tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -133,12 +131,9 @@ pub(super) fn log_batch(
     tags: &[(String, String)],
 ) -> Result<(), TxError> {
     const OP: &str = "runs/log-batch";
-    for (key, value) in params {
-        validate::key_value(OP, KeyKind::Param, key, value)?;
-    }
-    for (key, value) in tags {
-        validate::key_value(OP, KeyKind::Tag, key, value)?;
-    }
+    let params = validate::fitted_pairs(OP, KeyKind::Param, params)?;
+    let tags = validate::fitted_pairs(OP, KeyKind::Tag, tags)?;
+    let (params, tags) = (params.as_slice(), tags.as_slice());
     let mut seen = HashMap::new();
     for (key, value) in params {
         if seen.insert(key.as_str(), value.as_str()).is_some() {

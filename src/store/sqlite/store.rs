@@ -282,6 +282,12 @@ impl TrackingStore for SqliteStore {
         .await
     }
 
+    async fn delete_model_version(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let (name, version) = (name.to_owned(), version.to_owned());
+        self.transaction(move |tx, _| registry::delete_version(tx, &name, &version))
+            .await
+    }
+
     async fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), StoreError> {
         let (name, alias, version) = (name.to_owned(), alias.to_owned(), version.to_owned());
         self.transaction(move |tx, _| registry::set_alias(tx, &name, &alias, &version))

@@ -1,28 +1,46 @@
-//! MLflow's own limits on names and values (`mlflow/utils/validation.py` in 3.17.2), checked
-//! before anything is written so a refused value never leaves a partial row. Every refusal is
-//! a [`StoreError::Mlflow`] with code `INVALID_PARAMETER_VALUE` naming the key or name.
+//! MLflow's own limits on names and values (`mlflow/utils/validation.py` in 3.17.2), shared by
+//! both stores and by `log`, which checks every name and alias before the run exists so a
+//! refused value never leaves a partial run. Every refusal is a [`StoreError::Mlflow`] with code
+//! `INVALID_PARAMETER_VALUE` naming the key or name.
+//!
+//! Over-long param and tag values are handled as MLflow handles them (`_validate_length_limit`
+//! with `truncate=True`): cut to the limit with a warning, or refused when
+//! `MLFLOW_TRUNCATE_LONG_VALUES` is `false` — the same on the SQLite and the REST store.
 
 use crate::store::StoreError;
 
-use super::error::invalid;
+/// MLflow's error code for a value it refuses.
+const INVALID_PARAMETER_VALUE: &str = "INVALID_PARAMETER_VALUE";
+
+/// MLflow's switch between cutting over-long values (the default) and refusing them.
+pub const TRUNCATE_LONG_VALUES_VAR: &str = "MLFLOW_TRUNCATE_LONG_VALUES";
+
+/// MLflow refuses a value in `operation` (`INVALID_PARAMETER_VALUE`).
+pub(crate) fn invalid(operation: &str, message: impl Into<String>) -> StoreError {
+    StoreError::Mlflow {
+        operation: operation.to_owned(),
+        code: INVALID_PARAMETER_VALUE.to_owned(),
+        message: message.into(),
+    }
+}
 
 /// Longest param value MLflow accepts (`MAX_PARAM_VAL_LENGTH`), in characters.
-pub(super) const MAX_PARAM_VALUE: usize = 6000;
+pub(crate) const MAX_PARAM_VALUE: usize = 6000;
 /// Longest run tag value (`MAX_TAG_VAL_LENGTH`), in characters.
-pub(super) const MAX_TAG_VALUE: usize = 8000;
+pub(crate) const MAX_TAG_VALUE: usize = 8000;
 /// Longest param or tag key (`MAX_ENTITY_KEY_LENGTH`), in characters.
-pub(super) const MAX_KEY: usize = 250;
+pub(crate) const MAX_KEY: usize = 250;
 /// Longest experiment name (`MAX_EXPERIMENT_NAME_LENGTH`).
 const MAX_EXPERIMENT_NAME: usize = 500;
 /// Longest registered model tag value, which bounds a prompt's text
 /// (`MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH`).
-pub(super) const MAX_REGISTRY_TAG_VALUE: usize = 100_000;
+pub(crate) const MAX_REGISTRY_TAG_VALUE: usize = 100_000;
 /// Longest alias (`MAX_REGISTERED_MODEL_ALIAS_LENGTH`).
 const MAX_ALIAS: usize = 255;
 
 /// What a key names, for messages and limits.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum KeyKind {
+pub(crate) enum KeyKind {
     /// A run param (value ≤ [`MAX_PARAM_VALUE`]).
     Param,
     /// A run tag (value ≤ [`MAX_TAG_VALUE`]).
@@ -45,14 +63,15 @@ impl KeyKind {
     }
 }
 
-/// Checks a run param or tag: the key's characters (`^[/\w.\- :]*$`), that it is a normalized
-/// relative path, its length, and the value's length.
-pub(super) fn key_value(
+/// Checks a run param or tag and returns the value to store: the key's characters
+/// (`^[/\w.\- :]*$`), that it is a normalized relative path and its length; the value cut to
+/// its limit with a warning (or refused, see [`TRUNCATE_LONG_VALUES_VAR`]).
+pub(crate) fn key_value<'a>(
     operation: &str,
     kind: KeyKind,
     key: &str,
-    value: &str,
-) -> Result<(), StoreError> {
+    value: &'a str,
+) -> Result<&'a str, StoreError> {
     let noun = kind.noun();
     if !key
         .chars()
@@ -82,15 +101,56 @@ pub(super) fn key_value(
             format!("{noun} key `{key}` has {key_len} characters; the limit is {MAX_KEY}"),
         ));
     }
-    let value_len = value.chars().count();
+    fit_value(operation, kind, key, value)
+}
+
+/// `value` within its limit: as is, cut to the limit with a warning (MLflow's default), or —
+/// when `MLFLOW_TRUNCATE_LONG_VALUES=false` — refused naming the key.
+fn fit_value<'a>(
+    operation: &str,
+    kind: KeyKind,
+    key: &str,
+    value: &'a str,
+) -> Result<&'a str, StoreError> {
+    fit_value_or_refuse(truncation_disabled(), operation, kind, key, value)
+}
+
+fn fit_value_or_refuse<'a>(
+    refuse: bool,
+    operation: &str,
+    kind: KeyKind,
+    key: &str,
+    value: &'a str,
+) -> Result<&'a str, StoreError> {
     let max = kind.max_value();
-    if value_len > max {
+    let Some((end, _)) = value.char_indices().nth(max) else {
+        return Ok(value);
+    };
+    let noun = kind.noun();
+    let value_len = value.chars().count();
+    if refuse {
         return Err(invalid(
             operation,
-            format!("{noun} `{key}` has a value of {value_len} characters; the limit is {max}"),
+            format!(
+                "{noun} `{key}` has a value of {value_len} characters; the limit is {max} \
+                 ({TRUNCATE_LONG_VALUES_VAR}=false)"
+            ),
         ));
     }
-    Ok(())
+    tracing::warn!(
+        key,
+        chars = value_len,
+        limit = max,
+        "{noun} value is truncated to {max} characters to meet MLflow's length limit \
+         (set {TRUNCATE_LONG_VALUES_VAR}=false to refuse instead)"
+    );
+    Ok(&value[..end])
+}
+
+/// `MLFLOW_TRUNCATE_LONG_VALUES` set to a false value, as MLflow's boolean variables read.
+fn truncation_disabled() -> bool {
+    std::env::var(TRUNCATE_LONG_VALUES_VAR)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "false" | "0"))
 }
 
 /// MLflow's `path_not_unique` negated: `posixpath.normpath(name) == name`, and not `.`, `..…`
@@ -100,7 +160,7 @@ fn is_normalized_relative_path(name: &str) -> bool {
 }
 
 /// An experiment name: non-empty, at most 500 characters.
-pub(super) fn experiment_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn experiment_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() {
         return Err(invalid("experiments/create", "experiment name is empty"));
     }
@@ -115,7 +175,7 @@ pub(super) fn experiment_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// A logged model name: non-empty, none of `/ : . % " '`.
-pub(super) fn logged_model_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn logged_model_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.contains(['/', ':', '.', '%', '"', '\'']) {
         return Err(invalid(
             "logged-models/create",
@@ -129,7 +189,7 @@ pub(super) fn logged_model_name(name: &str) -> Result<(), StoreError> {
 }
 
 /// A registered model name: not blank, no `/` or `:`, a normalized relative path.
-pub(super) fn registered_model_name(operation: &str, name: &str) -> Result<(), StoreError> {
+pub(crate) fn registered_model_name(operation: &str, name: &str) -> Result<(), StoreError> {
     if name.trim().is_empty() || name.contains(['/', ':']) || !is_normalized_relative_path(name) {
         return Err(invalid(
             operation,
@@ -142,7 +202,7 @@ pub(super) fn registered_model_name(operation: &str, name: &str) -> Result<(), S
 }
 
 /// A prompt name: `^[a-zA-Z0-9_.-]+$`.
-pub(super) fn prompt_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn prompt_name(name: &str) -> Result<(), StoreError> {
     if name.is_empty()
         || !name
             .chars()
@@ -161,7 +221,7 @@ pub(super) fn prompt_name(name: &str) -> Result<(), StoreError> {
 
 /// An alias to set: `^[\w\-]+$`, at most 255 characters, not `latest` (any case) and not a
 /// version alias (`v1`, `V2`, …).
-pub(super) fn alias(alias: &str) -> Result<(), StoreError> {
+pub(crate) fn alias(alias: &str) -> Result<(), StoreError> {
     const OP: &str = "registered-models/alias";
     if alias.is_empty()
         || !alias
@@ -202,8 +262,52 @@ pub(super) fn alias(alias: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every name `log` will give the store — the experiment, the logged model, the registered
+/// model and its alias — checked with MLflow's rules before anything is written, so a name the
+/// store would refuse never leaves a run or a model behind.
+///
+/// # Errors
+///
+/// The first refused name, as the store would word it.
+pub(crate) fn names_to_log(
+    experiment: &str,
+    logged_model: &str,
+    registered_model: Option<&str>,
+    alias_to_set: Option<&str>,
+) -> Result<(), StoreError> {
+    experiment_name(experiment)?;
+    logged_model_name(logged_model)?;
+    if let Some(name) = registered_model {
+        registered_model_name("registered-models/create", name)?;
+    }
+    if let Some(to_set) = alias_to_set {
+        alias(to_set)?;
+    }
+    Ok(())
+}
+
+/// `pairs` as they will be stored: every key checked, every value fitted to its limit
+/// ([`key_value`]).
+///
+/// # Errors
+///
+/// The first key MLflow would refuse, or an over-long value when truncation is off.
+pub(crate) fn fitted_pairs(
+    operation: &str,
+    kind: KeyKind,
+    pairs: &[(String, String)],
+) -> Result<Vec<(String, String)>, StoreError> {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let value = key_value(operation, kind, key, value)?;
+            Ok((key.clone(), value.to_owned()))
+        })
+        .collect()
+}
+
 /// A version number as MLflow stores it (a positive integer).
-pub(super) fn version(operation: &str, name: &str, version: &str) -> Result<i64, StoreError> {
+pub(crate) fn version(operation: &str, name: &str, version: &str) -> Result<i64, StoreError> {
     match version.parse::<i64>() {
         Ok(v) if v > 0 => Ok(v),
         _ => Err(invalid(
@@ -218,12 +322,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn param_value_over_6000_characters_is_refused_naming_the_key() {
+    fn param_value_over_6000_characters_is_cut_or_refused_naming_the_key() {
         let value = "é".repeat(MAX_PARAM_VALUE + 1);
-        let err = key_value("runs/log-batch", KeyKind::Param, "llm/prompt", &value).unwrap_err();
+        let err = fit_value_or_refuse(true, "runs/log-batch", KeyKind::Param, "llm/prompt", &value)
+            .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`llm/prompt`"), "{text}");
         assert!(text.contains("6000"), "{text}");
+        assert!(text.contains(TRUNCATE_LONG_VALUES_VAR), "{text}");
+        let cut = fit_value_or_refuse(false, "runs/log-batch", KeyKind::Param, "llm/prompt", &value)
+            .unwrap();
+        assert_eq!(cut.chars().count(), MAX_PARAM_VALUE);
         key_value(
             "runs/log-batch",
             KeyKind::Param,
@@ -242,15 +351,8 @@ mod tests {
             &"x".repeat(MAX_TAG_VALUE),
         )
         .unwrap();
-        assert!(
-            key_value(
-                "runs/log-batch",
-                KeyKind::Tag,
-                "t",
-                &"x".repeat(MAX_TAG_VALUE + 1)
-            )
-            .is_err()
-        );
+        let long = "x".repeat(MAX_TAG_VALUE + 1);
+        assert!(fit_value_or_refuse(true, "runs/log-batch", KeyKind::Tag, "t", &long).is_err());
     }
 
     #[test]
@@ -282,6 +384,27 @@ mod tests {
         for bad in ["", "latest", "LATEST", "v1", "V23", "a.b", "a b"] {
             assert!(self::alias(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn names_to_log_refuse_what_the_store_would() {
+        names_to_log("demo", "summarize", Some("summarizer"), Some("champion")).unwrap();
+        names_to_log("demo", "summarize", None, None).unwrap();
+        for (registered, alias) in [
+            (Some("team/summarizer"), None),
+            (Some("a:b"), None),
+            (Some("ok"), Some("latest")),
+            (Some("ok"), Some("v1")),
+            (Some("ok"), Some("has space")),
+        ] {
+            let err = names_to_log("demo", "summarize", registered, alias).unwrap_err();
+            let text = err.to_string();
+            let named = registered.filter(|r| text.contains(r)).is_some()
+                || alias.is_some_and(|a| text.contains(a));
+            assert!(named, "{text}");
+        }
+        assert!(names_to_log("", "summarize", None, None).is_err());
+        assert!(names_to_log("demo", "my.chain", None, None).is_err());
     }
 
     #[test]
