@@ -24,7 +24,7 @@ use crate::{
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
     store::{
-        LoggedModel, ModelStatus, RunInfo, RunStatus, StoreError, TrackingStore,
+        LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError, TrackingStore,
         validate::{self, KeyKind},
     },
 };
@@ -129,9 +129,20 @@ pub enum LogError {
     },
 }
 
+/// A prompt a config takes from MLflow's Prompt Registry, as resolved at load time.
+#[derive(Debug, Clone)]
+pub struct RegistryPrompt {
+    /// The prompt's name in the chain's config.
+    pub name: String,
+    /// The URI the config gives (`prompts:/summarize@champion`).
+    pub uri: String,
+    /// The registry version it resolved to.
+    pub version: PromptVersion,
+}
+
 /// The prompts a config names: files under `prompts_dir`, or `prompts:/name/version` and
 /// `prompts:/name@alias` URIs loaded from the store's Prompt Registry. Returns the set and the
-/// registry URIs by prompt name.
+/// registry prompts it used.
 ///
 /// # Errors
 ///
@@ -140,7 +151,7 @@ pub async fn load_prompts(
     config: &ChainConfig,
     prompts_dir: &Path,
     store: Option<&dyn TrackingStore>,
-) -> Result<(PromptSet, Vec<(String, String)>), LogError> {
+) -> Result<(PromptSet, Vec<RegistryPrompt>), LogError> {
     let (registry, files): (Vec<_>, Vec<_>) = prompt_entries(config)
         .into_iter()
         .partition(|(_, path)| path.starts_with("prompts:/"));
@@ -150,19 +161,39 @@ pub async fn load_prompts(
         let store = store.ok_or_else(|| StoreError::NotFound {
             what: format!("a tracking store to load `{uri}` from"),
         })?;
-        let template = registry_prompt(store, &name, &uri).await?;
+        let (template, version) = registry_prompt(store, &name, &uri).await?;
         set.insert(name.clone(), template);
-        uris.push((name, uri));
+        uris.push(RegistryPrompt { name, uri, version });
     }
     Ok((set, uris))
 }
 
-/// One prompt from the registry, as a template.
+/// MLflow's `mlflow.linkedPrompts` tag value for `prompts` (as `update_linked_prompts_tag`
+/// writes it: a JSON list of `{"name", "version"}`, Python's separators), or none.
+fn linked_prompts_tag(prompts: &[RegistryPrompt]) -> Option<(String, String)> {
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    for prompt in prompts {
+        let entry = serde_json::json!({
+            "name": prompt.version.name,
+            "version": prompt.version.version,
+        });
+        if !entries.contains(&entry) {
+            entries.push(entry);
+        }
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    let value = crate::pyjson::dumps(&entries).ok()?;
+    Some(("mlflow.linkedPrompts".to_owned(), value))
+}
+
+/// One prompt from the registry, as a template, with the version it resolved to.
 async fn registry_prompt(
     store: &dyn TrackingStore,
     name: &str,
     uri: &str,
-) -> Result<PromptTemplate, LogError> {
+) -> Result<(PromptTemplate, PromptVersion), LogError> {
     let rest = uri.trim_start_matches("prompts:/");
     let (prompt, version) = match rest.split_once('@') {
         Some((prompt, alias)) => (prompt, format!("@{alias}")),
@@ -187,7 +218,7 @@ async fn registry_prompt(
     } else {
         PromptTemplate::text(name, &found.template)?
     };
-    Ok(template)
+    Ok((template, found))
 }
 
 /// Logs `request` to the store `open_store` opens.
@@ -269,6 +300,7 @@ pub async fn log_chain(
         ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
     ];
     tags.extend(provenance.run_tags());
+    tags.extend(linked_prompts_tag(&prompt_uris));
     let tags = validate::fitted_pairs("runs/create", KeyKind::Tag, &tags)?;
     let run = store
         .create_run(&experiment.id, &run_name, now, &tags)
@@ -382,7 +414,7 @@ async fn log_into_run(
     store: &dyn TrackingStore,
     request: &LogRequest<'_>,
     prompts: &PromptSet,
-    prompt_uris: &[(String, String)],
+    prompt_uris: &[RegistryPrompt],
     provenance: &Provenance,
     snapshot: Option<&SnapshotPlan>,
     run: &RunInfo,
@@ -417,8 +449,8 @@ async fn log_into_run(
     if let Some(output) = output_example {
         spec = spec.with_output_example(output);
     }
-    for (name, uri) in prompt_uris {
-        spec = spec.with_prompt_uri(name, uri);
+    for prompt in prompt_uris {
+        spec = spec.with_prompt_uri(&prompt.name, &prompt.uri);
     }
     let written = write_artifact(&dir, &spec)?;
     store.upload_model_artifacts(&model, &dir, progress).await?;

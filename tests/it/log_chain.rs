@@ -1,7 +1,8 @@
 //! `chainlog log` end to end, read back with MLflow's own Python client: every example chain to
 //! a fresh SQLite store and to a real `mlflow server`; the secret canary over everything
 //! written and sent; a literal key refused with nothing written; the server failing
-//! mid-upload leaves no READY model and a second log succeeds.
+//! mid-upload leaves no READY model and a second log succeeds; names and aliases the store would
+//! refuse are refused before anything is written, on both stores; `models:/<name>/latest`.
 
 use std::{
     path::{Path, PathBuf},
@@ -132,6 +133,23 @@ fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
         "{model}"
     );
     assert_eq!(model["name"], chain);
+    // The model carries the run's params and its user and source tags, as MLflow's own
+    // log_model writes them, and is found by a search on a param.
+    assert_eq!(model["params"], run["params"], "{model}");
+    for tag in ["mlflow.user", "mlflow.source.name", "mlflow.source.type"] {
+        assert_eq!(model["tags"][tag], run["tags"][tag], "{tag}: {model}");
+    }
+    assert!(
+        !model["tags"]["mlflow.user"].as_str().unwrap().is_empty(),
+        "{model}"
+    );
+    assert!(
+        model["found_by_param"]
+            .as_array()
+            .unwrap()
+            .contains(&logged["model_id"]),
+        "{model}"
+    );
     for file in [
         "MLmodel",
         "code",
@@ -257,6 +275,14 @@ fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
     assert_eq!(
         seen["mlmodel"]["prompts"],
         json!(["prompts:/summarize/1"]),
+        "{seen}"
+    );
+    // Linked as MLflow links a registry prompt to the run and the model it was used by.
+    let linked = r#"[{"name": "summarize", "version": "1"}]"#;
+    assert_eq!(seen["run"]["tags"]["mlflow.linkedPrompts"], linked, "{seen}");
+    assert_eq!(
+        seen["model"]["tags"]["mlflow.linkedPrompts"],
+        linked,
         "{seen}"
     );
 }
@@ -621,4 +647,121 @@ print(json.dumps({"runs": [[r.info.run_name, r.info.status] for r in runs], "mod
     })
     .await
     .unwrap();
+}
+
+/// The names and aliases a store would refuse (MLflow's rules: reserved aliases, a `/` in a
+/// registered model name, an over-long experiment name) are refused before anything is written,
+/// on both stores, each naming the value.
+#[test]
+fn names_the_store_would_refuse_are_refused_before_anything_is_written() {
+    let server = MlflowServer::shared();
+    let long_experiment = "e".repeat(501);
+    let cases: [(&[&str], &str); 4] = [
+        (&["--registered-model", "refused", "--alias", "latest"], "latest"),
+        (&["--registered-model", "refused", "--alias", "v1"], "v1"),
+        (&["--registered-model", "team/summarizer"], "team/summarizer"),
+        (&["--experiment", &long_experiment], "500"),
+    ];
+    let example = &examples()[2].1;
+    let config = root().join("chains/summarize.yaml");
+    let prompts = root().join("prompts");
+    let example_text = example.to_string();
+    for store in ["sqlite", "server"] {
+        let dir = tempfile::tempdir().unwrap();
+        for (extra, named) in cases {
+            let mut args = vec![
+                "log",
+                "summarize",
+                "--config",
+                config.to_str().unwrap(),
+                "--prompts-dir",
+                prompts.to_str().unwrap(),
+                "--input-example",
+                &example_text,
+            ];
+            if !extra.contains(&"--experiment") {
+                args.extend(["--experiment", "refused-names"]);
+            }
+            args.extend_from_slice(extra);
+            let env: &[(&str, &str)] = if store == "server" {
+                &[("MLFLOW_TRACKING_URI", server.uri())]
+            } else {
+                &[]
+            };
+            let output = chainlog(dir.path(), &args, env);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{store} {extra:?}: {stderr}");
+            assert!(stderr.contains(named), "{store} {extra:?}: {stderr}");
+        }
+        if store == "sqlite" {
+            assert!(
+                !dir.path().join("mlflow.db").exists(),
+                "the SQLite store was written to"
+            );
+        } else {
+            let mut python = server.python();
+            let seen = python
+                .args([
+                    "-c",
+                    "import mlflow; c = mlflow.MlflowClient(); \
+                     print(mlflow.get_experiment_by_name('refused-names'), \
+                     [m.name for m in c.search_registered_models()])",
+                ])
+                .output()
+                .unwrap();
+            let seen = String::from_utf8_lossy(&seen.stdout);
+            assert!(seen.starts_with("None "), "an experiment was created: {seen}");
+            assert!(
+                !seen.contains("'refused'") && !seen.contains("team/summarizer"),
+                "a registered model was created: {seen}"
+            );
+        }
+    }
+}
+
+/// `models:/<name>/latest` is the newest version, on both stores, as MLflow's client resolves
+/// it.
+#[tokio::test]
+async fn latest_version_resolves_to_the_newest_on_both_stores() {
+    let server = MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    for (uri, env) in [
+        ("sqlite:///mlflow.db", vec![]),
+        (server.uri(), vec![("MLFLOW_TRACKING_URI", server.uri())]),
+    ] {
+        let example = &examples()[2].1;
+        let extra = ["--registered-model", "latest-test", "--experiment", "latest-test"];
+        let first = log(dir.path(), "summarize", example, &extra, &env);
+        let second = log(dir.path(), "summarize", example, &extra, &env);
+        assert_ne!(first["model_id"], second["model_id"]);
+        let tracking = if uri.starts_with("sqlite") {
+            chainlog::store::TrackingUri::parse(&format!(
+                "sqlite:///{}",
+                dir.path().join("mlflow.db").display()
+            ))
+        } else {
+            chainlog::store::TrackingUri::parse(uri)
+        }
+        .unwrap();
+        let store = chainlog::store::open_store(&tracking).unwrap();
+        let (version, model_id) = store.model_version("latest-test", "@latest").await.unwrap();
+        assert_eq!(version, "2", "{uri}");
+        assert_eq!(model_id, second["model_id"].as_str().unwrap(), "{uri}");
+        let output = chainlog(
+            dir.path(),
+            &[
+                "predict",
+                "-m",
+                "models:/latest-test/latest",
+                "--input",
+                r#"{"text": "the newest version"}"#,
+            ],
+            &env,
+        );
+        assert!(
+            output.status.success(),
+            "{uri}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

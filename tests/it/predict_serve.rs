@@ -97,6 +97,7 @@ fn predict_through_every_model_uri_form() {
         format!("runs:/{run_id}/summarize"),
         format!("models:/{model_id}"),
         "models:/sum/1".to_owned(),
+        "models:/sum/latest".to_owned(),
         "models:/sum@champion".to_owned(),
         dir.path()
             .join("cache")

@@ -60,6 +60,17 @@ def main():
             "name": model.name,
             "source_run_id": model.source_run_id,
             "artifacts": artifacts,
+            "params": dict(model.params),
+            "tags": dict(model.tags),
+            # Searching models by a param, as the UI's model search does.
+            "found_by_param": [
+                m.model_id
+                for m in mlflow.search_logged_models(
+                    experiment_ids=[model.experiment_id],
+                    filter_string="params.`llm/model` = 'gpt-4o-mini'",
+                    output_format="list",
+                )
+            ],
         },
         "mlmodel": mlmodel,
     }
@@ -70,6 +81,10 @@ def main():
             "alias_version": str(version.version) if version else None,
             "alias_model_id": getattr(version, "model_id", None) if version else None,
             "source": version.source if version else None,
+            # What `models:/<name>/latest` means to MLflow's client.
+            "latest_version": str(
+                max(int(v.version) for v in client.get_latest_versions(name))
+            ),
         }
     if spec.get("prompt_uri"):
         prompt = mlflow.genai.load_prompt(spec["prompt_uri"])

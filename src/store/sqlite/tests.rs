@@ -53,21 +53,36 @@ async fn param_value_change_is_refused_and_nothing_of_the_batch_is_written() {
     );
 }
 
+/// Over-long values are cut to MLflow's limits, as MLflow's own store does by default
+/// (`MLFLOW_TRUNCATE_LONG_VALUES`); the refusal when that is off is tested in
+/// `store::validate`.
 #[tokio::test]
-async fn too_long_tag_value_is_refused_naming_the_key() {
+async fn too_long_param_and_tag_values_are_cut_to_mlflow_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let store = store_in(tmp.path());
     let exp = store.get_or_create_experiment("e").await.unwrap();
     let run = store.create_run(&exp.id, "r", 1, &[]).await.unwrap();
-    let long = "x".repeat(8001);
-    let err = store
-        .log_batch(&run.run_id, &[], &[("chainlog.note".to_owned(), long)])
+    store
+        .log_batch(
+            &run.run_id,
+            &[("llm/system".to_owned(), "é".repeat(6001))],
+            &[("chainlog.note".to_owned(), "x".repeat(8001))],
+        )
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, StoreError::Mlflow { code, message, .. }
-            if code == "INVALID_PARAMETER_VALUE" && message.contains("`chainlog.note`")),
-        "{err:?}"
+        .unwrap();
+    assert_eq!(
+        sql_count(
+            tmp.path(),
+            "SELECT length(value) FROM params WHERE \"key\" = 'llm/system'"
+        ),
+        6000
+    );
+    assert_eq!(
+        sql_count(
+            tmp.path(),
+            "SELECT length(value) FROM tags WHERE \"key\" = 'chainlog.note'"
+        ),
+        8000
     );
 }
 
