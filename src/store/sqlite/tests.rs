@@ -276,3 +276,82 @@ fn two_processes_opening_a_new_file_create_it_once() {
     assert_eq!(sql_count(&dir, "SELECT count(*) FROM experiments"), 1);
     assert_eq!(sql_count(&dir, "SELECT count(*) FROM alembic_version"), 1);
 }
+
+/// A model whose logging never completed (PENDING, as a crash leaves it) is not loaded, even
+/// though its files are all there; the refusal names its status and run.
+#[tokio::test]
+async fn a_model_that_is_not_ready_is_refused_naming_its_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_in(tmp.path());
+    let exp = store.get_or_create_experiment("e").await.unwrap();
+    let run = store.create_run(&exp.id, "r", 1, &[]).await.unwrap();
+    let model = store
+        .create_logged_model(&exp.id, "chain", &run.run_id, &[], &[])
+        .await
+        .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("MLmodel"), "x").unwrap();
+    store
+        .upload_model_artifacts(&model, &src, &|_, _| {})
+        .await
+        .unwrap();
+    let uri = crate::store::ModelUri::ModelId {
+        model_id: model.model_id.clone(),
+    };
+    let cache = tmp.path().join("cache");
+    let err = crate::store::fetch_model(&store, &uri, &cache)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PENDING") && err.contains(&run.run_id), "{err}");
+    assert!(!cache.join(&model.model_id).exists(), "it was cached");
+    store
+        .finalize_logged_model(&model.model_id, ModelStatus::Ready)
+        .await
+        .unwrap();
+    crate::store::fetch_model(&store, &uri, &cache).await.unwrap();
+}
+
+/// A deleted version is gone as MLflow's registry deletes it: not found by number, alias or
+/// `latest`, its aliases removed, its number never reused.
+#[tokio::test]
+async fn deleted_version_is_gone_and_latest_skips_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_in(tmp.path());
+    let exp = store.get_or_create_experiment("e").await.unwrap();
+    let run = store.create_run(&exp.id, "r", 1, &[]).await.unwrap();
+    let mut versions = Vec::new();
+    for _ in 0..2 {
+        let model = store
+            .create_logged_model(&exp.id, "chain", &run.run_id, &[], &[])
+            .await
+            .unwrap();
+        versions.push(
+            store
+                .register_model_version("reg", &model, &run.run_id)
+                .await
+                .unwrap(),
+        );
+    }
+    store.set_alias("reg", "champion", "2").await.unwrap();
+    assert_eq!(store.model_version("reg", "@latest").await.unwrap().0, "2");
+    store.delete_model_version("reg", "2").await.unwrap();
+    for gone in ["2", "@champion"] {
+        let err = store.model_version("reg", gone).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{gone}: {err:?}");
+    }
+    assert_eq!(store.model_version("reg", "@latest").await.unwrap().0, "1");
+    let model = store
+        .create_logged_model(&exp.id, "chain", &run.run_id, &[], &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .register_model_version("reg", &model, &run.run_id)
+            .await
+            .unwrap(),
+        "3"
+    );
+    assert_eq!(versions, ["1", "2"]);
+}
