@@ -106,6 +106,16 @@ pub enum StoreError {
         /// The URI, credentials removed.
         uri: String,
     },
+    /// A setting (an environment variable) has a value that cannot be used.
+    #[error("{name}={value} cannot be used: expected {expected}")]
+    BadSetting {
+        /// The variable.
+        name: String,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: String,
+    },
     /// The server cannot be reached.
     #[error("cannot reach the MLflow server at {uri}: {message}")]
     Unreachable {

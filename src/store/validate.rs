@@ -330,8 +330,14 @@ mod tests {
         assert!(text.contains("`llm/prompt`"), "{text}");
         assert!(text.contains("6000"), "{text}");
         assert!(text.contains(TRUNCATE_LONG_VALUES_VAR), "{text}");
-        let cut = fit_value_or_refuse(false, "runs/log-batch", KeyKind::Param, "llm/prompt", &value)
-            .unwrap();
+        let cut = fit_value_or_refuse(
+            false,
+            "runs/log-batch",
+            KeyKind::Param,
+            "llm/prompt",
+            &value,
+        )
+        .unwrap();
         assert_eq!(cut.chars().count(), MAX_PARAM_VALUE);
         key_value(
             "runs/log-batch",

@@ -9,8 +9,9 @@ use std::{
     process::{Command, Output},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use axum::{
@@ -279,10 +280,12 @@ fn log_every_chain_to_sqlite_and_read_it_back_with_mlflow() {
     );
     // Linked as MLflow links a registry prompt to the run and the model it was used by.
     let linked = r#"[{"name": "summarize", "version": "1"}]"#;
-    assert_eq!(seen["run"]["tags"]["mlflow.linkedPrompts"], linked, "{seen}");
     assert_eq!(
-        seen["model"]["tags"]["mlflow.linkedPrompts"],
-        linked,
+        seen["run"]["tags"]["mlflow.linkedPrompts"], linked,
+        "{seen}"
+    );
+    assert_eq!(
+        seen["model"]["tags"]["mlflow.linkedPrompts"], linked,
         "{seen}"
     );
 }
@@ -407,13 +410,39 @@ fn log_every_chain_to_a_real_mlflow_server_and_read_it_back() {
 }
 
 /// A proxy in front of the MLflow server that records every request body chainlog sends and,
-/// when asked, fails artifact uploads (as a server stopped mid-upload does).
+/// when asked, fails artifact uploads (as a server stopped mid-upload does), or — from the
+/// `outage_after`-th upload on — answers everything 503 for `outage` (a server restarting
+/// behind its load balancer).
 #[derive(Clone)]
 struct Proxy {
     upstream: String,
     client: reqwest::Client,
     bodies: Arc<Mutex<Vec<Vec<u8>>>>,
     fail_uploads: Arc<AtomicBool>,
+    uploads: Arc<AtomicUsize>,
+    outage: Arc<Mutex<Option<(usize, Duration)>>>,
+    down_until: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Proxy {
+    /// Whether the server is "down" for this request (starting the outage when its upload
+    /// comes).
+    fn is_down(&self, method: &Method) -> bool {
+        if *method == Method::PUT {
+            let n = self.uploads.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut outage = self.outage.lock().unwrap();
+            if let Some((after, length)) = *outage
+                && n >= after
+            {
+                *self.down_until.lock().unwrap() = Some(Instant::now() + length);
+                *outage = None;
+            }
+        }
+        self.down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| Instant::now() < until)
+    }
 }
 
 impl Proxy {
@@ -423,6 +452,9 @@ impl Proxy {
             client: reqwest::Client::new(),
             bodies: Arc::default(),
             fail_uploads: Arc::default(),
+            uploads: Arc::default(),
+            outage: Arc::default(),
+            down_until: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -438,6 +470,12 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let body = to_bytes(body, usize::MAX).await.unwrap();
     proxy.bodies.lock().unwrap().push(body.to_vec());
+    if proxy.is_down(&parts.method) {
+        return Response::builder()
+            .status(503)
+            .body(Body::from("restarting"))
+            .unwrap();
+    }
     if parts.method == Method::PUT && proxy.fail_uploads.load(Ordering::SeqCst) {
         return Response::builder()
             .status(503)
@@ -597,7 +635,12 @@ async fn upload_failure_leaves_a_failed_run_and_no_ready_model() {
                 "--run-name",
                 "fault-run",
             ],
-            &[("MLFLOW_TRACKING_URI", url.as_str())],
+            &[
+                ("MLFLOW_TRACKING_URI", url.as_str()),
+                ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"),
+                ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0"),
+                ("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0"),
+            ],
         )
     })
     .await
@@ -657,9 +700,15 @@ fn names_the_store_would_refuse_are_refused_before_anything_is_written() {
     let server = MlflowServer::shared();
     let long_experiment = "e".repeat(501);
     let cases: [(&[&str], &str); 4] = [
-        (&["--registered-model", "refused", "--alias", "latest"], "latest"),
+        (
+            &["--registered-model", "refused", "--alias", "latest"],
+            "latest",
+        ),
         (&["--registered-model", "refused", "--alias", "v1"], "v1"),
-        (&["--registered-model", "team/summarizer"], "team/summarizer"),
+        (
+            &["--registered-model", "team/summarizer"],
+            "team/summarizer",
+        ),
         (&["--experiment", &long_experiment], "500"),
     ];
     let example = &examples()[2].1;
@@ -710,7 +759,10 @@ fn names_the_store_would_refuse_are_refused_before_anything_is_written() {
                 .output()
                 .unwrap();
             let seen = String::from_utf8_lossy(&seen.stdout);
-            assert!(seen.starts_with("None "), "an experiment was created: {seen}");
+            assert!(
+                seen.starts_with("None "),
+                "an experiment was created: {seen}"
+            );
             assert!(
                 !seen.contains("'refused'") && !seen.contains("team/summarizer"),
                 "a registered model was created: {seen}"
@@ -730,7 +782,12 @@ async fn latest_version_resolves_to_the_newest_on_both_stores() {
         (server.uri(), vec![("MLFLOW_TRACKING_URI", server.uri())]),
     ] {
         let example = &examples()[2].1;
-        let extra = ["--registered-model", "latest-test", "--experiment", "latest-test"];
+        let extra = [
+            "--registered-model",
+            "latest-test",
+            "--experiment",
+            "latest-test",
+        ];
         let first = log(dir.path(), "summarize", example, &extra, &env);
         let second = log(dir.path(), "summarize", example, &extra, &env);
         assert_ne!(first["model_id"], second["model_id"]);
@@ -764,4 +821,107 @@ async fn latest_version_resolves_to_the_newest_on_both_stores() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// The tracking server unavailable for 10 s in the middle of the artifact upload: MLflow's
+/// retry policy (`MLFLOW_HTTP_REQUEST_*`, defaults) rides it out and the log completes READY.
+/// Unavailable for longer than the retries last: the error names the run and the model left
+/// behind, and `predict` refuses the model that never became READY, naming its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_outage_mid_log_is_ridden_out_or_names_what_it_left() {
+    let server = MlflowServer::shared();
+    let (proxy, proxy_url) = Proxy::start(server.uri()).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    *proxy.outage.lock().unwrap() = Some((5, Duration::from_secs(10)));
+    let (cwd, url) = (dir.path().to_path_buf(), proxy_url.clone());
+    let logged = tokio::task::spawn_blocking(move || {
+        log(
+            &cwd,
+            "summarize",
+            &examples()[2].1,
+            &["--experiment", "outage-test"],
+            &[("MLFLOW_TRACKING_URI", url.as_str())],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        proxy.down_until.lock().unwrap().is_some(),
+        "no outage happened"
+    );
+    let script = format!(
+        "import mlflow; print(mlflow.MlflowClient().get_logged_model('{}').status)",
+        logged["model_id"].as_str().unwrap()
+    );
+    let status = server.python().args(["-c", &script]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("READY"),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+
+    // 60 s down, retries lasting about 14 s: the log gives up and says what it left.
+    *proxy.down_until.lock().unwrap() = None;
+    proxy.uploads.store(0, Ordering::SeqCst);
+    *proxy.outage.lock().unwrap() = Some((5, Duration::from_secs(60)));
+    let (cwd, url) = (dir.path().to_path_buf(), proxy_url.clone());
+    let failed = tokio::task::spawn_blocking(move || {
+        let config = root().join("chains/summarize.yaml");
+        chainlog(
+            &cwd,
+            &[
+                "log",
+                "summarize",
+                "--config",
+                config.to_str().unwrap(),
+                "--prompts-dir",
+                root().join("prompts").to_str().unwrap(),
+                "--experiment",
+                "outage-test",
+            ],
+            &[
+                ("MLFLOW_TRACKING_URI", url.as_str()),
+                ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    let model_id = stderr
+        .split('`')
+        .find(|part| part.starts_with("m-"))
+        .unwrap_or_else(|| panic!("no model named: {stderr}"))
+        .to_owned();
+    assert!(stderr.contains("left PENDING"), "{stderr}");
+    assert!(
+        stderr.contains("run `") && stderr.contains("left RUNNING"),
+        "{stderr}"
+    );
+
+    // Straight to the server (the proxy is still "down"): the PENDING model is refused.
+    let (cwd, uri) = (dir.path().to_path_buf(), server.uri().to_owned());
+    let refused = tokio::task::spawn_blocking(move || {
+        chainlog(
+            &cwd,
+            &[
+                "predict",
+                "-m",
+                &format!("models:/{model_id}"),
+                "--input",
+                r#"{"text": "x"}"#,
+            ],
+            &[("MLFLOW_TRACKING_URI", uri.as_str())],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("PENDING") && stderr.contains("not READY"),
+        "{stderr}"
+    );
 }

@@ -124,7 +124,8 @@ mod tests {
         let params = vec![("k".repeat(validate::MAX_KEY + 1), "v".to_owned())];
         let err = batches(&params, &[]).err().map(|e| e.to_string());
         assert!(
-            err.as_deref().is_some_and(|e| e.contains("the limit is 250")),
+            err.as_deref()
+                .is_some_and(|e| e.contains("the limit is 250")),
             "{err:?}"
         );
     }

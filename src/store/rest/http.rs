@@ -8,7 +8,13 @@
 //! [`StoreError::Mlflow`] with MLflow's `error_code` and `message`. Does not know what the
 //! endpoints mean (`imp.rs`, `prompt.rs`, `upload.rs`).
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
 use reqwest::{Method, StatusCode, Url, header::CONTENT_TYPE};
@@ -24,41 +30,115 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of a non-JSON error body a message quotes.
 const BODY_EXCERPT_CHARS: usize = 200;
 
-/// Retries for transient failures (connection errors, timeouts, 429, 5xx).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// MLflow's variable for retries after the first attempt (default 7).
+pub const MAX_RETRIES_VAR: &str = "MLFLOW_HTTP_REQUEST_MAX_RETRIES";
+/// MLflow's variable for the backoff factor in seconds (default 2).
+pub const BACKOFF_FACTOR_VAR: &str = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR";
+/// MLflow's variable for the random extra wait in seconds (default 1.0).
+pub const BACKOFF_JITTER_VAR: &str = "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER";
+/// The longest single wait (urllib3's `Retry.DEFAULT_BACKOFF_MAX`).
+const MAX_DELAY: Duration = Duration::from_secs(120);
+/// Attempts before the server has answered once: a wrong URL or an absent server is reported
+/// in about 1.5 s instead of minutes.
+const FIRST_CONTACT_ATTEMPTS: u32 = 4;
+/// The first wait before the server has answered once.
+const FIRST_CONTACT_DELAY: Duration = Duration::from_millis(200);
+
+/// Retries for transient failures (connection errors, timeouts, 429, 5xx), as MLflow's own
+/// client does them (`mlflow/utils/request_utils.py`: urllib3 `Retry` with
+/// `MLFLOW_HTTP_REQUEST_MAX_RETRIES`, `_BACKOFF_FACTOR`, `_BACKOFF_JITTER`): the wait before
+/// retry `n` is `factor × 2^(n-1)` seconds, at most 120 s, plus up to `jitter` seconds. At the
+/// defaults (7 retries, factor 2) an outage of about four minutes is ridden out — a server
+/// restart, a rate limit. Until the server has answered once in this process, a short policy
+/// applies instead (4 attempts, 200 ms doubling), so a wrong URL fails fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
+    /// Attempts in all once the server has answered, the first included (at least 1).
     pub attempts: u32,
-    /// The delay before the first retry; each further retry waits twice as long.
+    /// The wait before the first retry; each further retry waits twice as long.
     pub base_delay: Duration,
+    /// Up to this much random extra wait per retry, so many writers do not hit a recovering
+    /// server in step.
+    pub jitter: Duration,
 }
 
 impl Default for RetryPolicy {
-    /// 4 attempts, 200 ms → 400 ms → 800 ms: a server restart is ridden out, an absent
-    /// server is reported within about 1.5 s.
+    /// MLflow's defaults: 8 attempts, 2 s → 4 s → … → 120 s, up to 1 s of jitter.
     fn default() -> Self {
         Self {
-            attempts: 4,
-            base_delay: Duration::from_millis(200),
+            attempts: 8,
+            base_delay: Duration::from_secs(2),
+            jitter: Duration::from_secs(1),
         }
     }
 }
 
 impl RetryPolicy {
-    /// The wait before retry number `retry` (1-based), with up to 25 % jitter so many
-    /// writers do not hit a recovering server in step.
+    /// The policy MLflow's variables ask for; a variable that does not parse is named in the
+    /// error.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::BadSetting`] naming the variable and its value.
+    pub fn from_env() -> Result<Self, StoreError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, StoreError> {
+        let mut policy = Self::default();
+        let bad = |name: &str, value: &str, expected: &str| StoreError::BadSetting {
+            name: name.to_owned(),
+            value: value.to_owned(),
+            expected: expected.to_owned(),
+        };
+        if let Some(value) = lookup(MAX_RETRIES_VAR) {
+            let retries: u32 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(MAX_RETRIES_VAR, &value, "a whole number of retries, e.g. 7"))?;
+            policy.attempts = retries.saturating_add(1);
+        }
+        if let Some(value) = lookup(BACKOFF_FACTOR_VAR) {
+            let factor: u64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad(BACKOFF_FACTOR_VAR, &value, "whole seconds, e.g. 2"))?;
+            policy.base_delay = Duration::from_secs(factor);
+        }
+        if let Some(value) = lookup(BACKOFF_JITTER_VAR) {
+            let jitter = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+                .ok_or_else(|| bad(BACKOFF_JITTER_VAR, &value, "seconds, e.g. 1.0"))?;
+            policy.jitter = jitter;
+        }
+        Ok(policy)
+    }
+
+    /// The policy before the server has answered once.
+    fn first_contact(self) -> Self {
+        Self {
+            attempts: self.attempts.min(FIRST_CONTACT_ATTEMPTS),
+            base_delay: self.base_delay.min(FIRST_CONTACT_DELAY),
+            jitter: self.jitter.min(FIRST_CONTACT_DELAY / 4),
+        }
+    }
+
+    /// The wait before retry number `retry` (1-based).
     fn delay(self, retry: u32) -> Duration {
         let exp = self
             .base_delay
-            .saturating_mul(1_u32 << retry.saturating_sub(1).min(16));
+            .saturating_mul(1_u32 << retry.saturating_sub(1).min(16))
+            .min(MAX_DELAY);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let quarter = exp / 4;
-        let jitter = if quarter.is_zero() {
+        let jitter = if self.jitter.is_zero() {
             Duration::ZERO
         } else {
-            let span = u64::try_from(quarter.as_nanos()).unwrap_or(u64::MAX);
+            let span = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
             Duration::from_nanos(u64::from(nanos) % span)
         };
         exp + jitter
@@ -83,6 +163,8 @@ pub(super) struct Transport {
     base: Url,
     auth: Option<Auth>,
     retry: RetryPolicy,
+    /// Whether the server has answered (any HTTP status) since this transport was made.
+    answered: Arc<AtomicBool>,
 }
 
 impl Transport {
@@ -100,7 +182,8 @@ impl Transport {
             client,
             base,
             auth,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::from_env()?,
+            answered: Arc::default(),
         })
     }
 
@@ -120,7 +203,7 @@ impl Transport {
     pub(super) fn set_retry(&mut self, retry: RetryPolicy) {
         self.retry = RetryPolicy {
             attempts: retry.attempts.max(1),
-            base_delay: retry.base_delay,
+            ..retry
         };
     }
 
@@ -191,8 +274,17 @@ impl Transport {
         let url = self.url(path, query);
         let mut attempt = 1;
         loop {
-            let retry_left = attempt < self.retry.attempts;
-            match self.attempt(method.clone(), url.clone(), &payload).await {
+            let policy = if self.answered.load(Ordering::Relaxed) {
+                self.retry
+            } else {
+                self.retry.first_contact()
+            };
+            let retry_left = attempt < policy.attempts;
+            let result = self.attempt(method.clone(), url.clone(), &payload).await;
+            if result.is_ok() {
+                self.answered.store(true, Ordering::Relaxed);
+            }
+            match result {
                 Ok((status, body)) if status.is_success() => return Ok(body),
                 Ok((status, _)) if retry_left && is_transient(status) => {
                     tracing::debug!(operation, %status, attempt, "MLflow answered a transient error; retrying");
@@ -211,7 +303,7 @@ impl Transport {
                     });
                 }
             }
-            tokio::time::sleep(self.retry.delay(attempt)).await;
+            tokio::time::sleep(policy.delay(attempt)).await;
             attempt += 1;
         }
     }
@@ -379,11 +471,47 @@ mod tests {
         let policy = RetryPolicy {
             attempts: 4,
             base_delay: Duration::from_millis(100),
+            jitter: Duration::from_millis(25),
         };
         for (retry, base) in [(1, 100), (2, 200), (3, 400)] {
             let delay = policy.delay(retry);
             assert!(delay >= Duration::from_millis(base), "{delay:?}");
-            assert!(delay <= Duration::from_millis(base * 5 / 4), "{delay:?}");
+            assert!(delay <= Duration::from_millis(base + 25), "{delay:?}");
+        }
+        // Capped at 120 s, as urllib3 caps it.
+        assert!(RetryPolicy::default().delay(9) <= MAX_DELAY + Duration::from_secs(1));
+    }
+
+    /// MLflow's defaults ride out a minutes-long outage (well over 30 s of waiting in all);
+    /// before the server has answered once, a wrong URL fails within about 1.5 s.
+    #[test]
+    fn defaults_match_mlflow_and_first_contact_is_short() {
+        let policy = RetryPolicy::from_lookup(|_| None).unwrap();
+        assert_eq!(policy, RetryPolicy::default());
+        let waited: Duration = (1..policy.attempts).map(|n| policy.delay(n)).sum();
+        assert!(waited >= Duration::from_secs(240), "{waited:?}");
+        let first = policy.first_contact();
+        let waited: Duration = (1..first.attempts).map(|n| first.delay(n)).sum();
+        assert!(waited <= Duration::from_millis(1600), "{waited:?}");
+    }
+
+    #[test]
+    fn mlflow_retry_variables_are_read_and_bad_values_named() {
+        let policy = RetryPolicy::from_lookup(|name| match name {
+            MAX_RETRIES_VAR => Some("3".to_owned()),
+            BACKOFF_FACTOR_VAR => Some("1".to_owned()),
+            BACKOFF_JITTER_VAR => Some("0.5".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(policy.attempts, 4);
+        assert_eq!(policy.base_delay, Duration::from_secs(1));
+        assert_eq!(policy.jitter, Duration::from_millis(500));
+        for var in [MAX_RETRIES_VAR, BACKOFF_FACTOR_VAR, BACKOFF_JITTER_VAR] {
+            let err = RetryPolicy::from_lookup(|name| (name == var).then(|| "-x".to_owned()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var) && err.contains("-x"), "{err}");
         }
     }
 

@@ -90,12 +90,14 @@ impl RestStore {
     }
 
     /// The same store retrying transient failures `attempts` times in all (at least 1), the
-    /// first retry after `base_delay`, each next one after twice as long.
+    /// first retry after `base_delay`, each next one after twice as long, with up to a quarter
+    /// of `base_delay` of jitter (instead of MLflow's `MLFLOW_HTTP_REQUEST_*` settings).
     #[must_use]
     pub fn with_retries(mut self, attempts: u32, base_delay: Duration) -> Self {
         self.http.set_retry(RetryPolicy {
             attempts,
             base_delay,
+            jitter: base_delay / 4,
         });
         self
     }

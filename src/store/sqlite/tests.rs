@@ -304,13 +304,18 @@ async fn a_model_that_is_not_ready_is_refused_naming_its_status() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("PENDING") && err.contains(&run.run_id), "{err}");
+    assert!(
+        err.contains("PENDING") && err.contains(&run.run_id),
+        "{err}"
+    );
     assert!(!cache.join(&model.model_id).exists(), "it was cached");
     store
         .finalize_logged_model(&model.model_id, ModelStatus::Ready)
         .await
         .unwrap();
-    crate::store::fetch_model(&store, &uri, &cache).await.unwrap();
+    crate::store::fetch_model(&store, &uri, &cache)
+        .await
+        .unwrap();
 }
 
 /// A deleted version is gone as MLflow's registry deletes it: not found by number, alias or
@@ -339,7 +344,10 @@ async fn deleted_version_is_gone_and_latest_skips_it() {
     store.delete_model_version("reg", "2").await.unwrap();
     for gone in ["2", "@champion"] {
         let err = store.model_version("reg", gone).await.unwrap_err();
-        assert!(matches!(err, StoreError::NotFound { .. }), "{gone}: {err:?}");
+        assert!(
+            matches!(err, StoreError::NotFound { .. }),
+            "{gone}: {err:?}"
+        );
     }
     assert_eq!(store.model_version("reg", "@latest").await.unwrap().0, "1");
     let model = store
