@@ -5,6 +5,7 @@
 
 mod args;
 mod chains;
+mod gc;
 mod log;
 mod mock;
 mod new;
@@ -45,6 +46,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Work with MLflow's Prompt Registry.
     Prompts(prompts::PromptsArgs),
+    /// End what logs that died left unfinished: chainlog's runs still RUNNING become FAILED,
+    /// its logged models still PENDING become UPLOAD_FAILED.
+    Gc(gc::GcArgs),
     /// Run the mock OpenAI-compatible server until Ctrl-C or SIGTERM.
     Mock(mock::MockArgs),
     /// Create a crate for your own chains: build.rs, main.rs, an example chain with its
@@ -86,6 +90,7 @@ async fn dispatch(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(app, args).await,
         Command::Serve(args) => serve::run(app, args).await,
         Command::Prompts(args) => prompts::run(&app.compiled, args).await,
+        Command::Gc(args) => gc::run(app, args).await,
         Command::Mock(args) => mock::run(args).await,
         Command::New(args) => new::run(&args),
     }

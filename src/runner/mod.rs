@@ -4,12 +4,13 @@
 //! ([`rebuild`], [`load_model`] for a model URI) or by compiling the artifact's own code
 //! ([`locate_model_code`] with [`BuildMode`], [`compile_snapshot`]); batch prediction with resume
 //! ([`predict_batch`]); which endpoint chains talk to ([`Endpoint`]: the environment's or the
-//! built-in mock).
+//! built-in mock); ending what crashed logs left unfinished ([`fail_unfinished`], `gc`).
 
 mod batch;
 mod build;
 mod compile;
 mod endpoint;
+mod gc;
 mod load;
 mod log_model;
 mod rebuild;
@@ -21,6 +22,7 @@ pub use compile::{
     CompileOptions, CompiledModel, compile_snapshot, default_build_dir, hand_over,
 };
 pub use endpoint::Endpoint;
+pub use gc::{GcReport, fail_unfinished};
 pub use load::{
     CONFIG_OVERRIDE_VARS, LoadError, ModelCode, load_model, locate_model_code, rebuild_model,
 };

@@ -82,6 +82,32 @@ impl LoggedModel {
     }
 }
 
+/// The tag chainlog sets on every run and logged model it creates (its version); `gc` touches
+/// only entries that carry it.
+pub const CHAINLOG_VERSION_TAG: &str = "chainlog.version";
+
+/// A run chainlog started that never ended (still `RUNNING`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedRun {
+    /// The run.
+    pub run_id: String,
+    /// Its experiment.
+    pub experiment_id: String,
+    /// Its name.
+    pub run_name: String,
+    /// When it started, in milliseconds since the Unix epoch.
+    pub start_time_ms: i64,
+}
+
+/// What `log`s that died (a crash, a server gone for good) left unfinished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unfinished {
+    /// Runs still `RUNNING`.
+    pub runs: Vec<UnfinishedRun>,
+    /// Logged models still `PENDING`.
+    pub models: Vec<LoggedModel>,
+}
+
 /// One version of a prompt in MLflow's Prompt Registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptVersion {
@@ -320,6 +346,16 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         name: &str,
         version_or_alias: &str,
     ) -> Result<(String, String), StoreError>;
+
+    /// chainlog's runs still `RUNNING` that started, and its logged models still `PENDING` that
+    /// were created, before `before_ms` (milliseconds since the Unix epoch), in the active
+    /// experiment named `experiment`, or in every active one. Only entries tagged
+    /// [`CHAINLOG_VERSION_TAG`] are returned.
+    async fn find_unfinished(
+        &self,
+        experiment: Option<&str>,
+        before_ms: i64,
+    ) -> Result<Unfinished, StoreError>;
 
     /// Copies every artifact file of `model` into the directory `dest` (created; relative
     /// paths kept).

@@ -21,8 +21,8 @@ mod uri;
 pub(crate) mod validate;
 
 pub use api::{
-    Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
-    TrackingStore,
+    CHAINLOG_VERSION_TAG, Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus,
+    StoreError, TrackingStore, Unfinished, UnfinishedRun,
 };
 pub use model_uri::{CACHE_DIR_VAR, ModelUri, default_cache_dir, fetch_model};
 pub use rest::{Auth, RestStore};

@@ -903,16 +903,11 @@ async fn server_outage_mid_log_is_ridden_out_or_names_what_it_left() {
 
     // Straight to the server (the proxy is still "down"): the PENDING model is refused.
     let (cwd, uri) = (dir.path().to_path_buf(), server.uri().to_owned());
+    let model_uri = format!("models:/{model_id}");
     let refused = tokio::task::spawn_blocking(move || {
         chainlog(
             &cwd,
-            &[
-                "predict",
-                "-m",
-                &format!("models:/{model_id}"),
-                "--input",
-                r#"{"text": "x"}"#,
-            ],
+            &["predict", "-m", &model_uri, "--input", r#"{"text": "x"}"#],
             &[("MLFLOW_TRACKING_URI", uri.as_str())],
         )
     })

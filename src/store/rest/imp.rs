@@ -19,7 +19,7 @@ use super::{
     batch,
     http::{RetryPolicy, Transport},
     prompt::{self, has_code},
-    read, upload,
+    read, unfinished, upload,
     wire::{
         CreateExperimentReply, ExperimentReply, LoggedModelReply, ModelVersionReply, RunReply,
         key_values,
@@ -27,7 +27,7 @@ use super::{
 };
 use crate::store::{
     Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
-    TrackingStore, uri::redact_uri,
+    TrackingStore, Unfinished, uri::redact_uri,
 };
 
 /// The tag MLflow keeps a run's name in.
@@ -421,6 +421,14 @@ impl TrackingStore for RestStore {
         version_or_alias: &str,
     ) -> Result<(String, String), StoreError> {
         read::model_version(&self.http, name, version_or_alias).await
+    }
+
+    async fn find_unfinished(
+        &self,
+        experiment: Option<&str>,
+        before_ms: i64,
+    ) -> Result<Unfinished, StoreError> {
+        unfinished::find(&self.http, experiment, before_ms).await
     }
 
     async fn download_model_artifacts(

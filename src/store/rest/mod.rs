@@ -4,7 +4,8 @@
 //! Parts: `imp` ([`RestStore`] and the trait's calls), `http` (transport, retries, error
 //! mapping), `auth` ([`Auth`] from `MLFLOW_TRACKING_*`), `batch` (MLflow's batch and value
 //! limits), `upload` (artifact directory → proxy, bounded concurrency, progress), `prompt` (the
-//! Prompt Registry), `read` (models, versions and artifacts read back), `wire` (answer bodies).
+//! Prompt Registry), `read` (models, versions and artifacts read back), `unfinished` (what
+//! `gc` looks for), `wire` (answer bodies).
 
 mod auth;
 mod batch;
@@ -12,6 +13,7 @@ mod http;
 mod imp;
 mod prompt;
 mod read;
+mod unfinished;
 mod upload;
 mod wire;
 

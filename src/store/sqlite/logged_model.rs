@@ -19,7 +19,7 @@ use super::{
 };
 
 /// `LoggedModelStatus.PENDING.to_int()`.
-const STATUS_PENDING: i64 = 1;
+pub(super) const STATUS_PENDING: i64 = 1;
 /// `LoggedModelStatus.READY.to_int()`.
 const STATUS_READY: i64 = 2;
 /// `LoggedModelStatus.UPLOAD_FAILED.to_int()`.

@@ -2,10 +2,11 @@
 //! run's output models (the `inputs` rows `RUN_OUTPUT` → `MODEL_OUTPUT` that
 //! `logged_model::link_run_output` writes), and a registered version or alias resolved to the
 //! logged model its `source` (`models:/<model_id>`) names. Deleted models count as absent.
+//! Also what `gc` looks for: chainlog's runs left RUNNING and models left PENDING.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
-use crate::store::{LoggedModel, StoreError};
+use crate::store::{CHAINLOG_VERSION_TAG, LoggedModel, StoreError, Unfinished, UnfinishedRun};
 
 use super::{
     error::{TxError, not_found},
@@ -124,4 +125,54 @@ fn model_id_of_source(name: &str, version: i64, source: &str) -> Result<String, 
             ),
         }),
     }
+}
+
+/// chainlog's runs still RUNNING started before `before_ms`, and its models still PENDING
+/// created before it, in the active experiment `experiment` (or all active ones).
+pub(super) fn unfinished(
+    tx: &Transaction<'_>,
+    experiment: Option<&str>,
+    before_ms: i64,
+) -> Result<Unfinished, TxError> {
+    let mut runs = tx.prepare(
+        "SELECT r.run_uuid, r.experiment_id, r.name, r.start_time FROM runs r \
+         JOIN experiments e ON e.experiment_id = r.experiment_id \
+         WHERE r.status = 'RUNNING' AND r.lifecycle_stage = 'active' \
+         AND e.lifecycle_stage = 'active' AND r.start_time < ?1 AND (?3 IS NULL OR e.name = ?3) \
+         AND EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.\"key\" = ?2) \
+         ORDER BY r.start_time",
+    )?;
+    let runs = runs
+        .query_map(
+            params![before_ms, CHAINLOG_VERSION_TAG, experiment],
+            |row| {
+                Ok(UnfinishedRun {
+                    run_id: row.get(0)?,
+                    experiment_id: row.get::<_, i64>(1)?.to_string(),
+                    run_name: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    start_time_ms: row.get::<_, Option<i64>>(3)?.unwrap_or_default(),
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut models = tx.prepare(
+        "SELECT m.model_id, m.experiment_id, m.name, m.artifact_location, m.source_run_id, m.status \
+         FROM logged_models m JOIN experiments e ON e.experiment_id = m.experiment_id \
+         WHERE m.status = ?1 AND m.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' \
+         AND m.creation_timestamp_ms < ?2 AND (?4 IS NULL OR e.name = ?4) \
+         AND EXISTS (SELECT 1 FROM logged_model_tags t WHERE t.model_id = m.model_id AND t.tag_key = ?3) \
+         ORDER BY m.creation_timestamp_ms",
+    )?;
+    let models = models
+        .query_map(
+            params![
+                logged_model::STATUS_PENDING,
+                before_ms,
+                CHAINLOG_VERSION_TAG,
+                experiment
+            ],
+            logged_model,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Unfinished { runs, models })
 }

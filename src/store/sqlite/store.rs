@@ -14,7 +14,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::store::{
     Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError,
-    TrackingStore,
+    TrackingStore, Unfinished,
 };
 
 use super::{
@@ -338,6 +338,16 @@ impl TrackingStore for SqliteStore {
     ) -> Result<(String, String), StoreError> {
         let (name, version_or_alias) = (name.to_owned(), version_or_alias.to_owned());
         self.transaction(move |tx, _| read::model_version(tx, &name, &version_or_alias))
+            .await
+    }
+
+    async fn find_unfinished(
+        &self,
+        experiment: Option<&str>,
+        before_ms: i64,
+    ) -> Result<Unfinished, StoreError> {
+        let experiment = experiment.map(str::to_owned);
+        self.transaction(move |tx, _| read::unfinished(tx, experiment.as_deref(), before_ms))
             .await
     }
 
