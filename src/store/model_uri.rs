@@ -7,7 +7,8 @@
 //! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
 //! model's files never change, so an entry, once complete, is reused without asking the store.
 //! Entries are downloaded into a hidden sibling and renamed into place, so a crash never leaves
-//! a half-filled entry.
+//! a half-filled entry; a file lock per model (`.<model_id>.lock`) makes processes that fetch
+//! the same model at once download it once — the others wait and reuse the entry.
 
 use std::{
     fmt,
@@ -347,6 +348,26 @@ async fn download(
     tokio::fs::create_dir_all(cache_dir)
         .await
         .map_err(io("create directory", cache_dir))?;
+    // One download per model at a time across processes: the others wait, then reuse it.
+    let lock_path = cache_dir.join(format!(".{}.lock", model.model_id));
+    let lock = std::fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
+    let lock = if lock.try_lock().is_ok() {
+        lock
+    } else {
+        tracing::info!(
+            model_id = model.model_id,
+            "another process is downloading this model; waiting for it"
+        );
+        let waited = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await;
+        match waited {
+            Ok(locked) => locked.map_err(io("lock", &lock_path))?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => return Err(io("lock", &lock_path)(std::io::Error::other(err))),
+        }
+    };
+    if entry.is_dir() {
+        return Ok(());
+    }
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.tmp-", model.model_id))
         .tempdir_in(cache_dir)
@@ -359,6 +380,7 @@ async fn download(
             return Err(io("rename", &staged)(err));
         }
     }
+    drop(lock);
     Ok(())
 }
 

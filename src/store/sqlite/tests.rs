@@ -363,3 +363,70 @@ async fn deleted_version_is_gone_and_latest_skips_it() {
     );
     assert_eq!(versions, ["1", "2"]);
 }
+
+/// While another process downloads a model into the cache (it holds the model's lock), a
+/// fetch waits, then reuses that entry instead of downloading again.
+#[tokio::test]
+async fn a_fetch_waits_for_a_download_in_progress_and_reuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_in(tmp.path());
+    let exp = store.get_or_create_experiment("e").await.unwrap();
+    let run = store.create_run(&exp.id, "r", 1, &[]).await.unwrap();
+    let model = store
+        .create_logged_model(&exp.id, "chain", &run.run_id, &[], &[])
+        .await
+        .unwrap();
+    store
+        .link_run_output(&run.run_id, &model.model_id, 0)
+        .await
+        .unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("MLmodel"), "from the store").unwrap();
+    store
+        .upload_model_artifacts(&model, &src, &|_, _| {})
+        .await
+        .unwrap();
+    store
+        .finalize_logged_model(&model.model_id, ModelStatus::Ready)
+        .await
+        .unwrap();
+    let cache = tmp.path().join("cache");
+    fs::create_dir_all(&cache).unwrap();
+    let other = fs::File::create(cache.join(format!(".{}.lock", model.model_id))).unwrap();
+    other.lock().unwrap();
+    let by_id = crate::store::ModelUri::ModelId {
+        model_id: model.model_id.clone(),
+    };
+    // A model id is served from the cache when present, so resolve through the run instead.
+    let by_run = crate::store::ModelUri::Run {
+        run_id: run.run_id.clone(),
+        path: String::new(),
+    };
+    let fetching = {
+        let (store, cache) = (store_in(tmp.path()), cache.clone());
+        tokio::spawn(async move { crate::store::fetch_model(&store, &by_run, &cache).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !fetching.is_finished(),
+        "the fetch did not wait for the lock"
+    );
+    // "The other process" finishes its download and lets go.
+    let entry = cache.join(&model.model_id);
+    fs::create_dir_all(&entry).unwrap();
+    fs::write(entry.join("MLmodel"), "downloaded by the other process").unwrap();
+    drop(other);
+    let fetched = fetching.await.unwrap().unwrap();
+    assert_eq!(fetched, entry);
+    assert_eq!(
+        fs::read_to_string(entry.join("MLmodel")).unwrap(),
+        "downloaded by the other process"
+    );
+    assert!(
+        crate::store::fetch_model(&store, &by_id, &cache)
+            .await
+            .is_ok(),
+        "the cached entry is served"
+    );
+}
