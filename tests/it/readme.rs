@@ -118,7 +118,7 @@ fn readme_commands_are_valid_command_lines() {
     }
 }
 
-/// Every `chainlog run`, `chains`, `log`, `prompts` and `predict` command in the README runs and
+/// Every `chainlog run`, `chains`, `log`, `prompts`, `predict` and `gc` command in the README runs and
 /// succeeds with no `OPENAI_*` or `MLFLOW_*` variable (so against the built-in mock and the
 /// default `./mlflow.db`): `run`/`chains` from the repository root, `log`/`prompts` from a
 /// fresh folder holding the repository's `chains/` and `prompts/` (so no store is written into
@@ -134,7 +134,7 @@ fn readme_commands_run_and_succeed() {
     for args in commands() {
         let cwd = match args.first().map(String::as_str) {
             Some("run" | "chains") => root,
-            Some("log" | "prompts" | "predict") => scratch.path(),
+            Some("log" | "prompts" | "predict" | "gc") => scratch.path(),
             _ => continue,
         };
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_chainlog"))
