@@ -13,7 +13,7 @@ use reqwest::Method;
 use super::{
     http::{Payload, Transport},
     prompt::has_code,
-    upload::{ARTIFACTS_ROUTE, UPLOAD_CONCURRENCY, proxy_path},
+    upload::{ARTIFACTS_ROUTE, TRANSFER_CONCURRENCY, proxy_path},
     wire::{ArtifactList, LatestVersionsReply, LoggedModelReply, ModelVersionReply, RunReply},
 };
 use crate::store::{LoggedModel, StoreError};
@@ -153,47 +153,70 @@ pub(super) async fn download(
         .map_err(|source| io("create directory", dest, source))?;
     stream::iter(files)
         .map(|relative| download_one(http, &root, relative, dest))
-        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .buffer_unordered(TRANSFER_CONCURRENCY)
         .try_collect::<()>()
         .await
 }
 
-/// The relative (`/`-separated) paths of every file under the proxy path `root`.
+/// The relative (`/`-separated) paths of every file under the proxy path `root`, listing the
+/// directories of each level at once.
 async fn list_files(http: &Transport, root: &str) -> Result<Vec<String>, StoreError> {
     let mut files = Vec::new();
-    let mut pending = vec![String::new()];
-    while let Some(dir) = pending.pop() {
-        let path = if dir.is_empty() {
-            root.to_owned()
-        } else {
-            format!("{root}/{dir}")
-        };
-        let listed: ArtifactList = http
-            .get("artifact listing", ARTIFACTS_ROUTE, &[("path", &path)])
+    let mut level = vec![String::new()];
+    while !level.is_empty() {
+        let listed: Vec<(String, Vec<(String, bool)>)> = stream::iter(level)
+            .map(|dir| list_dir(http, root, dir))
+            .buffer_unordered(TRANSFER_CONCURRENCY)
+            .try_collect()
             .await?;
-        for entry in listed.files {
-            let name = entry.path.rsplit('/').next().unwrap_or_default();
-            if name.is_empty() || name == "." || name == ".." || name.contains('\\') {
-                return Err(StoreError::Mlflow {
-                    operation: "artifact listing".to_owned(),
-                    code: "INVALID_RESPONSE".to_owned(),
-                    message: format!("unsafe artifact path `{}` under `{path}`", entry.path),
-                });
-            }
-            let relative = if dir.is_empty() {
-                name.to_owned()
-            } else {
-                format!("{dir}/{name}")
-            };
-            if entry.is_dir {
-                pending.push(relative);
-            } else {
-                files.push(relative);
+        level = Vec::new();
+        for (dir, entries) in listed {
+            for (name, is_dir) in entries {
+                let relative = if dir.is_empty() {
+                    name
+                } else {
+                    format!("{dir}/{name}")
+                };
+                if is_dir {
+                    level.push(relative);
+                } else {
+                    files.push(relative);
+                }
             }
         }
     }
     files.sort();
     Ok(files)
+}
+
+/// One directory's entries: `(dir, [(name, is_dir)])`; a name that could leave the directory
+/// is refused.
+async fn list_dir(
+    http: &Transport,
+    root: &str,
+    dir: String,
+) -> Result<(String, Vec<(String, bool)>), StoreError> {
+    let path = if dir.is_empty() {
+        root.to_owned()
+    } else {
+        format!("{root}/{dir}")
+    };
+    let listed: ArtifactList = http
+        .get("artifact listing", ARTIFACTS_ROUTE, &[("path", &path)])
+        .await?;
+    let mut entries = Vec::with_capacity(listed.files.len());
+    for entry in listed.files {
+        let name = entry.path.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || name == "." || name == ".." || name.contains('\\') {
+            return Err(StoreError::Mlflow {
+                operation: "artifact listing".to_owned(),
+                code: "INVALID_RESPONSE".to_owned(),
+                message: format!("unsafe artifact path `{}` under `{path}`", entry.path),
+            });
+        }
+        entries.push((name.to_owned(), entry.is_dir));
+    }
+    Ok((dir, entries))
 }
 
 async fn download_one(

@@ -17,8 +17,10 @@ use futures::{StreamExt, TryStreamExt, stream};
 use super::http::Transport;
 use crate::store::StoreError;
 
-/// Files uploaded at once: enough to hide latency, few enough not to swamp a small server.
-pub(super) const UPLOAD_CONCURRENCY: usize = 4;
+/// Files (and directory listings) transferred at once: a model is mostly small files (the
+/// crate snapshot), so latency, not bandwidth, bounds a transfer; 16 hides it without swamping
+/// a small server (a default `mlflow server` handles that many at once).
+pub(super) const TRANSFER_CONCURRENCY: usize = 16;
 /// The artifact proxy's route.
 pub(super) const ARTIFACTS_ROUTE: &str = "api/2.0/mlflow-artifacts/artifacts";
 /// The scheme of artifacts served by the tracking server.
@@ -98,7 +100,7 @@ pub(super) fn walk(dir: &Path) -> Result<Vec<LocalFile>, StoreError> {
     Ok(files)
 }
 
-/// Uploads `files` under the proxy path `root`, [`UPLOAD_CONCURRENCY`] at a time, calling
+/// Uploads `files` under the proxy path `root`, [`TRANSFER_CONCURRENCY`] at a time, calling
 /// `progress(done_bytes, total_bytes)` as each completes.
 pub(super) async fn upload_all(
     transport: &Transport,
@@ -110,7 +112,7 @@ pub(super) async fn upload_all(
     let done = AtomicU64::new(0);
     stream::iter(files)
         .map(|file| upload_one(transport, root, file))
-        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .buffer_unordered(TRANSFER_CONCURRENCY)
         .try_for_each(|size| {
             let now = done.fetch_add(size, Ordering::Relaxed) + size;
             progress(now.min(total), total);
