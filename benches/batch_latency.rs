@@ -37,6 +37,8 @@ struct Measured {
     peak_kib: u64,
     /// (seconds since start, VmRSS KiB), every 20 ms.
     samples: Vec<(f64, u64)>,
+    /// User + system CPU seconds at the last sample.
+    cpu: f64,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -56,6 +58,16 @@ fn status_kib(status: &str, key: &str) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// User + system CPU seconds of a process, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// clock ticks of 1/100 s on Linux).
+fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 struct Project {
@@ -122,7 +134,7 @@ impl Project {
         let concurrency = concurrency.to_string();
         let limit = format!("llm.concurrency={concurrency}");
         let start = Instant::now();
-        let mut child = self
+        let child = self
             .base(base_url)
             .args([
                 "predict",
@@ -142,12 +154,14 @@ impl Project {
             .spawn()
             .unwrap();
         let status_path = format!("/proc/{}/status", child.id());
+        let stat_path = format!("/proc/{}/stat", child.id());
         let finished = Arc::new(AtomicBool::new(false));
         let sampler = {
             let finished = Arc::clone(&finished);
             std::thread::spawn(move || {
                 let mut samples = Vec::new();
                 let mut peak = 0;
+                let mut cpu = 0.0;
                 while !finished.load(Ordering::Relaxed) {
                     if let Ok(status) = std::fs::read_to_string(&status_path) {
                         if let Some(rss) = status_kib(&status, "VmRSS:") {
@@ -155,15 +169,16 @@ impl Project {
                         }
                         peak = peak.max(status_kib(&status, "VmHWM:").unwrap_or(0));
                     }
+                    cpu = cpu_seconds(&stat_path).unwrap_or(cpu);
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                (peak, samples)
+                (peak, samples, cpu)
             })
         };
         let result = child.wait_with_output().unwrap();
         let wall = start.elapsed();
         finished.store(true, Ordering::Relaxed);
-        let (peak_kib, samples) = sampler.join().unwrap();
+        let (peak_kib, samples, cpu) = sampler.join().unwrap();
         assert!(
             result.status.success(),
             "{}",
@@ -178,6 +193,7 @@ impl Project {
             wall,
             peak_kib,
             samples,
+            cpu,
         }
     }
 }
@@ -196,8 +212,14 @@ fn main() {
 
     println!("batch_latency: whole `chainlog predict` process against `chainlog mock`");
     println!(
-        "  {:>9} {:>6} {:>8} {:>9} {:>9} {:>7} {:>9}  target",
-        "rows", "C", "latency", "wall s", "ideal s", "ideal/wall", "peak MB"
+        "  load average at start: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!(
+        "  {:>9} {:>6} {:>8} {:>9} {:>9} {:>7} {:>9} {:>7}  target",
+        "rows", "C", "latency", "wall s", "ideal s", "ideal/wall", "peak MB", "CPU s"
     );
     for (rows, concurrency, target) in [(2_000u64, 64u64, 0.97), (20_000, 1_024, 0.95)] {
         let run = project.batch(slow.base_url(), rows, concurrency);
@@ -206,10 +228,11 @@ fn main() {
         let ok = ratio >= target && mib(run.peak_kib) < 150.0;
         pass &= ok;
         println!(
-            "  {rows:>9} {concurrency:>6} {latency_ms:>5} ms {:>9.3} {:>9.3} {ratio:>10.3} {:>9.1}  ≥ {target}, < 150 MB: {}",
+            "  {rows:>9} {concurrency:>6} {latency_ms:>5} ms {:>9.3} {:>9.3} {ratio:>10.3} {:>9.1} {:>7.2}  ≥ {target}, < 150 MB: {}",
             run.wall.as_secs_f64(),
             ideal.as_secs_f64(),
             mib(run.peak_kib),
+            run.cpu,
             if ok { "PASS" } else { "FAIL" }
         );
     }
@@ -226,12 +249,13 @@ fn main() {
     let flat = points[3] as f64 <= points[0] as f64 * 1.25;
     pass &= flat;
     println!(
-        "  {scale_rows:>9} {:>6} {:>5} ms {wall:>9.3} {:>9} {:>10} {:>9.1}  rows/s {:.0}",
+        "  {scale_rows:>9} {:>6} {:>5} ms {wall:>9.3} {:>9} {:>10} {:>9.1} {:>7.2}  rows/s {:.0}",
         1_024,
         0,
         "-",
         "-",
         mib(run.peak_kib),
+        run.cpu,
         scale_rows as f64 / wall
     );
     println!(
