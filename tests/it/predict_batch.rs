@@ -287,3 +287,44 @@ async fn retry_errors_replaces_error_rows_without_duplicating_an_index() {
         assert_eq!(lines[index]["output"]["summary"], "recovered");
     }
 }
+
+/// `serve` computes its rows in flight in the same place and says so at start when they exceed
+/// the chain's call limit, naming the key and the remedy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_explains_the_call_limit_at_start() {
+    use std::io::{BufRead, BufReader};
+
+    let (dir, model) = logged_summarize();
+    let mock = slow_mock(0).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(["serve", "-m", &model, "--port", "0"])
+        .current_dir(dir.path())
+        .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+        .env("OPENAI_BASE_URL", mock.base_url())
+        .env("OPENAI_API_KEY", "test-key")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map(Result::unwrap)
+            .take_while(|line| !line.starts_with("serving "))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let notice = lines.join("\n");
+    for part in [
+        "`llm.concurrency` is 8",
+        "model_config.yaml",
+        "--set llm.concurrency=",
+    ] {
+        assert!(notice.contains(part), "{part} missing from: {notice}");
+    }
+}
