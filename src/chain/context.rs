@@ -138,6 +138,17 @@ impl BuildContext {
         self.llm_for(&format!("llms.{name}"))
     }
 
+    /// Every client made so far, for [`BuiltChain`](super::BuiltChain) to report calls in
+    /// flight.
+    pub(crate) fn clients(&self) -> Vec<Arc<dyn LlmClient>> {
+        self.clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn llm_for(&self, section: &str) -> Result<Arc<dyn LlmClient>, ChainError> {
         let mut clients = self
             .clients

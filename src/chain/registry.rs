@@ -14,7 +14,10 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::{BuildContext, ChainError, RunContext};
-use crate::digest::sha256_hex;
+use crate::{
+    digest::sha256_hex,
+    llm::{CallLoad, LlmClient},
+};
 
 /// A chain: typed input in, typed output out, any Rust in between.
 ///
@@ -219,9 +222,11 @@ impl ChainEntry {
     ///
     /// Whatever the chain's build function refuses (a missing prompt, a bad config section).
     pub fn build(&self, ctx: &BuildContext) -> Result<BuiltChain, ChainError> {
+        let chain = (self.build)(ctx)?;
         Ok(BuiltChain {
             name: self.name,
-            chain: (self.build)(ctx)?,
+            chain,
+            clients: ctx.clients().into(),
         })
     }
 }
@@ -231,6 +236,9 @@ impl ChainEntry {
 pub struct BuiltChain {
     name: &'static str,
     chain: Arc<dyn ErasedChain>,
+    /// The LLM clients the chain was built with, one per config section, so a batch or a
+    /// server can show calls in flight against `llm.concurrency`.
+    clients: Arc<[Arc<dyn LlmClient>]>,
 }
 
 impl std::fmt::Debug for BuiltChain {
@@ -242,6 +250,15 @@ impl std::fmt::Debug for BuiltChain {
 }
 
 impl BuiltChain {
+    /// LLM calls in flight now against the limit, summed over the chain's clients; `None`
+    /// when none of them has a limit (scripted clients) or the chain has no LLM.
+    pub fn calls(&self) -> Option<CallLoad> {
+        self.clients
+            .iter()
+            .filter_map(|client| client.calls())
+            .reduce(|a, b| a + b)
+    }
+
     /// Runs the chain on JSON input inside a `chain` span. Check the input with
     /// [`ChainEntry::check_input`] first for field-level errors.
     ///

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     chain::RunContext,
-    runner::{Rebuilt, predict_batch},
+    runner::{BatchOptions, BatchProgress, ConcurrencyPlan, Rebuilt, predict_batch},
 };
 
 /// Options of `chainlog predict`.
@@ -26,9 +26,25 @@ pub struct PredictArgs {
     /// file; running the same command again skips rows already there (resume).
     #[arg(long, value_name = "FILE", requires = "input_file")]
     output: Option<PathBuf>,
-    /// Batch mode: rows in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    /// Batch mode: rows in flight at once. LLM calls in flight are capped separately by the
+    /// chain's `llm.concurrency` (raise it with `--set llm.concurrency=N`); the batch says so
+    /// at start when this asks for more.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = rows_in_flight,
+          allow_negative_numbers = true)]
     concurrency: usize,
+    /// Batch mode: run again the rows whose output line is an error (from an earlier run),
+    /// replacing those lines; every index stays in the output once.
+    #[arg(long, requires = "output")]
+    retry_errors: bool,
+}
+
+/// `--concurrency`: a whole number of rows, at least 1.
+fn rows_in_flight(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| "too large".to_owned()),
+        Ok(n) => Err(format!("the rows in flight must be at least 1, got {n}")),
+        Err(_) => Err("expected a whole number of rows in flight (at least 1)".to_owned()),
+    }
 }
 
 /// Runs `chainlog predict`: one input, or with `--output` a batch.
@@ -54,7 +70,11 @@ pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
     match (single, &args.input.input_file, &args.output) {
         (Some(input), _, _) => predict_one(&model, input).await,
         (None, Some(input), Some(output)) => {
-            predict_many(&model, input, output, args.concurrency).await
+            let options = BatchOptions {
+                concurrency: args.concurrency,
+                retry_errors: args.retry_errors,
+            };
+            predict_many(&model, input, output, options, &args.model.set).await
         }
         (None, _, _) => bail!("batch mode needs --input-file ROWS.jsonl with --output OUT.jsonl"),
     }
@@ -72,34 +92,47 @@ async fn predict_one(model: &Rebuilt<'_>, input: serde_json::Value) -> anyhow::R
     Ok(())
 }
 
-/// `--input-file rows.jsonl --output out.jsonl`: the batch, with a progress bar.
+/// `--input-file rows.jsonl --output out.jsonl`: the batch, with a notice when rows in flight
+/// exceed the chain's LLM call limit, and a progress bar (rows, rate, ETA, calls in flight).
 async fn predict_many(
     model: &Rebuilt<'_>,
     input: &std::path::Path,
     output: &std::path::Path,
-    concurrency: usize,
+    options: BatchOptions,
+    set: &[String],
 ) -> anyhow::Result<()> {
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template("{pos}/{len} rows {wide_bar} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let plan = ConcurrencyPlan::new(
+        &model.config,
+        options.concurrency,
+        &format!("--concurrency {}", options.concurrency),
+        set,
     );
-    let progress = |done: u64, total: u64| {
-        bar.set_length(total);
-        bar.set_position(done);
+    if let Some(notice) = plan.notice() {
+        eprintln!("{notice}");
+    }
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{pos}/{len} rows {wide_bar} {per_sec} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |now: BatchProgress| {
+        bar.set_length(now.total);
+        bar.set_position(now.done);
+        if let Some(calls) = now.calls {
+            bar.set_message(format!("calls {}/{}", calls.in_flight, calls.limit));
+        }
     };
-    let summary = predict_batch(
-        model.entry,
-        &model.chain,
-        input,
-        output,
-        concurrency,
-        &progress,
-    )
-    .await;
+    let summary = predict_batch(model.entry, &model.chain, input, output, options, &progress).await;
     bar.finish_and_clear();
     let summary = summary?;
+    let retried = if summary.retried > 0 {
+        format!(", {} error rows retried", summary.retried)
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{} rows: {} already done, {} succeeded, {} failed (error rows in {})",
+        "{} rows: {} already done{retried}, {} succeeded, {} failed (error rows in {})",
         summary.rows,
         summary.skipped,
         summary.succeeded,

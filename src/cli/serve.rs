@@ -6,7 +6,10 @@ use clap::Args;
 use secrecy::SecretString;
 
 use super::{App, args::ModelArgs, mock::shutdown_signal};
-use crate::serve::{ServeState, serve};
+use crate::{
+    runner::ConcurrencyPlan,
+    serve::{ServeState, serve},
+};
 
 /// Options of `chainlog serve`.
 #[derive(Debug, Args)]
@@ -41,6 +44,19 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     let mut state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?;
+    let limits = state.limits();
+    let plan = ConcurrencyPlan::new(
+        &model.config,
+        limits.max_in_flight * limits.row_concurrency,
+        &format!(
+            "serving {} requests at once of up to {} rows each",
+            limits.max_in_flight, limits.row_concurrency
+        ),
+        &args.model.set,
+    );
+    if let Some(notice) = plan.notice() {
+        eprintln!("{notice}");
+    }
     if let Some(name) = &args.token_env {
         let token = std::env::var(name)
             .with_context(|| format!("--token-env names {name}, which is not set"))?;

@@ -189,7 +189,9 @@ impl ChainConfig {
 
     /// Applies one `key.path=value` assignment (a `--set`). The value is read as a YAML
     /// scalar, so `0.5` is a number, `true` a boolean and `"0.5"` a string; an empty value
-    /// is null. The key path must already exist and name a value, not a section; array
+    /// is null. The key path must already exist and name a value, not a section — except a
+    /// key of an LLM section (`llm.concurrency`, `llms.<name>.timeout_secs`) that the file
+    /// leaves to its default, which is added; array
     /// elements are addressed by index (`stop.0`). The new value passes the same secret check
     /// as the file.
     ///
@@ -320,12 +322,21 @@ fn lookup_for_set<'a>(
 ) -> Result<(&'a mut Value, bool), ConfigError> {
     let mut node = root;
     let mut secret_named = false;
-    for segment in path.split('.') {
+    let segments: Vec<&str> = path.split('.').collect();
+    for (depth, segment) in segments.iter().copied().enumerate() {
         let known = known_keys(node);
+        // An LLM setting the file leaves to its default (`llm.concurrency`) may still be set.
+        let settable_default = depth + 1 == segments.len()
+            && super::llm::is_llm_section(&segments[..depth])
+            && super::llm::LLM_KEYS.contains(&segment);
         let next = match node {
             Value::Object(map) => {
                 secret_named = secret::is_secret_name(segment);
-                map.get_mut(segment)
+                if settable_default {
+                    Some(map.entry(segment).or_insert(Value::Null))
+                } else {
+                    map.get_mut(segment)
+                }
             }
             Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
             _ => None,
@@ -540,6 +551,12 @@ chain:
     fn set_refuses_an_unknown_key_and_lists_the_keys_there() {
         let mut config = example();
         let err = config.set("llm.modle=gpt-4o").unwrap_err();
+        // A known LLM setting the file leaves to its default may be set all the same.
+        let mut with_limit =
+            ChainConfig::from_yaml("llm:\n  model: m\nchain: {}\n", Path::new("c.yaml")).unwrap();
+        with_limit.set("llm.concurrency=64").unwrap();
+        assert_eq!(with_limit.as_value()["llm"]["concurrency"], 64);
+        assert!(with_limit.set("chain.concurrency=64").is_err());
         let ConfigError::UnknownKey { path, known } = &err else {
             panic!("expected UnknownKey, got {err:?}");
         };

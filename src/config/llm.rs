@@ -32,6 +32,23 @@ pub struct LlmOverrides {
     pub model: Option<String>,
 }
 
+/// The keys of an LLM section ([`LlmSection`]); `--set` may give one the file leaves out.
+pub(crate) const LLM_KEYS: &[&str] = &[
+    "model",
+    "temperature",
+    "max_tokens",
+    "base_url",
+    "api_key",
+    "max_retries",
+    "concurrency",
+    "timeout_secs",
+];
+
+/// Whether a key path (split at dots) names an LLM section: `llm` or `llms.<name>`.
+pub(crate) fn is_llm_section(path: &[&str]) -> bool {
+    matches!(path, ["llm"] | ["llms", _])
+}
+
 /// An LLM section as written in the config, every key optional.
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]

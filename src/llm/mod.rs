@@ -62,6 +62,32 @@ pub trait LlmClient: Send + Sync + std::fmt::Debug {
 
     /// The model this client asks for.
     fn model(&self) -> &str;
+
+    /// Calls in flight through this client now, against its limit (`llm.concurrency`);
+    /// `None` for clients without a limit (scripted ones).
+    fn calls(&self) -> Option<CallLoad> {
+        None
+    }
+}
+
+/// Calls in flight against a limit: what a progress bar shows as `calls 8/8`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallLoad {
+    /// Calls holding a slot now (waiting for a reply, or retrying).
+    pub in_flight: usize,
+    /// Slots there are (`llm.concurrency`).
+    pub limit: usize,
+}
+
+impl std::ops::Add for CallLoad {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
+        Self {
+            in_flight: self.in_flight + other.in_flight,
+            limit: self.limit + other.limit,
+        }
+    }
 }
 
 /// The items of a streamed reply.

@@ -52,7 +52,7 @@ use tower::ServiceExt;
 use tracing::{Instrument, Span, field::Empty};
 
 use super::{
-    ApiKey, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
+    ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
     retry::{RetryLayer, RetryPolicy},
 };
 
@@ -329,6 +329,14 @@ impl LlmClient for OpenAiClient {
                 Err(error)
             }
         }
+    }
+
+    fn calls(&self) -> Option<CallLoad> {
+        let limit = self.inner.concurrency;
+        Some(CallLoad {
+            in_flight: limit.saturating_sub(self.inner.limiter.available_permits()),
+            limit,
+        })
     }
 
     fn model(&self) -> &str {

@@ -9,7 +9,7 @@ use super::build::build_chain;
 use crate::{
     artifact::{ArtifactError, LoadedArtifact},
     chain::{BuiltChain, ChainEntry, ChainError, ChainRegistry, EnvReader},
-    config::{ConfigError, LlmOverrides},
+    config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate},
 };
 
@@ -70,6 +70,9 @@ pub struct Rebuilt<'r> {
     pub chain: BuiltChain,
     /// The verified artifact.
     pub artifact: LoadedArtifact,
+    /// The logged config the chain was built with, `--set` overrides applied (its origin is
+    /// the artifact's `model_config.yaml`).
+    pub config: ChainConfig,
 }
 
 /// Verifies the artifact in `dir` and rebuilds its chain from `registry`. `overrides` are
@@ -158,6 +161,7 @@ pub fn rebuild_verified<'r>(
         entry,
         chain,
         artifact,
+        config,
     })
 }
 

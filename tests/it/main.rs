@@ -17,6 +17,7 @@ mod mock_endpoints;
 mod mock_faults;
 mod mock_python;
 mod mock_rules;
+mod predict_batch;
 mod predict_serve;
 mod readme;
 mod store_read;

@@ -2,9 +2,17 @@
 //! status, so tests assert on what a client sent.
 //!
 //! Owns [`Journal`] (a bounded ring: the oldest entries go first, so memory stays flat under
-//! load) and [`JournalEntry`]. Headers are never kept, so no key reaches the journal.
+//! load) and [`JournalEntry`]. Headers are never kept, so no key reaches the journal. It also
+//! counts requests in flight ([`Journal::begin`], [`Journal::peak_in_flight`]), so a test can
+//! check a client's concurrency limit from the server's side.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -29,6 +37,8 @@ pub struct JournalEntry {
     pub answered_by: String,
     /// Status of the answer.
     pub status: u16,
+    /// Requests the mock was answering when this one was journaled, itself included.
+    pub in_flight: usize,
 }
 
 /// What the journal stores: the raw body, parsed only when read, keeps the hot path cheap.
@@ -40,6 +50,7 @@ struct RawEntry {
     body: Bytes,
     answered_by: String,
     status: u16,
+    in_flight: usize,
 }
 
 /// A bounded, thread-safe log of requests.
@@ -47,6 +58,22 @@ struct RawEntry {
 pub struct Journal {
     capacity: usize,
     state: Mutex<JournalState>,
+    /// Requests being answered now (between [`Journal::begin`] and the guard's drop).
+    in_flight: AtomicUsize,
+    /// The most there have been at once since start (or the last [`Journal::clear`]).
+    peak_in_flight: AtomicUsize,
+}
+
+/// A request being answered; counted in flight until dropped.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    journal: &'a Journal,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.journal.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +88,21 @@ impl Journal {
         Self {
             capacity: capacity.max(1),
             state: Mutex::new(JournalState::default()),
+            in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a request in flight until the returned guard is dropped.
+    pub fn begin(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::Relaxed);
+        InFlight { journal: self }
+    }
+
+    /// The most requests in flight at once since start or the last [`clear`](Self::clear).
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::Relaxed)
     }
 
     /// Appends a request and returns its sequence number.
@@ -88,6 +129,7 @@ impl Journal {
             body: Bytes::copy_from_slice(&body),
             answered_by,
             status,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
         });
         seq
     }
@@ -107,27 +149,32 @@ impl Journal {
                         entry.body.clone(),
                         entry.answered_by.clone(),
                         entry.status,
+                        entry.in_flight,
                     )
                 })
                 .collect()
         };
         raw.into_iter()
             .map(
-                |(seq, method, path, body, answered_by, status)| JournalEntry {
+                |(seq, method, path, body, answered_by, status, in_flight)| JournalEntry {
                     seq,
                     method: method.to_owned(),
                     path,
                     body: body_value(&body),
                     answered_by,
                     status,
+                    in_flight,
                 },
             )
             .collect()
     }
 
-    /// Forgets every entry (sequence numbers keep counting).
+    /// Forgets every entry (sequence numbers keep counting) and resets the peak in flight to
+    /// the requests in flight now.
     pub fn clear(&self) {
         self.lock().entries.clear();
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, JournalState> {
@@ -169,6 +216,24 @@ mod tests {
         assert_eq!(entries[1].body["n"], 2);
         journal.clear();
         assert!(journal.entries().is_empty());
+    }
+
+    #[test]
+    fn journal_counts_requests_in_flight_and_their_peak() {
+        let journal = Journal::new(4);
+        let first = journal.begin();
+        let second = journal.begin();
+        journal.record("POST", "/v1/x", Bytes::new(), "default".into(), 200);
+        drop(first);
+        drop(second);
+        let third = journal.begin();
+        journal.record("POST", "/v1/x", Bytes::new(), "default".into(), 200);
+        let counts: Vec<_> = journal.entries().iter().map(|e| e.in_flight).collect();
+        assert_eq!(counts, [2, 1]);
+        assert_eq!(journal.peak_in_flight(), 2);
+        journal.clear();
+        assert_eq!(journal.peak_in_flight(), 1);
+        drop(third);
     }
 
     #[test]

@@ -202,6 +202,12 @@ impl MockServer {
         self.state.journal.entries()
     }
 
+    /// The most model requests (chat, responses, embeddings) the mock answered at once since
+    /// start or the last [`clear_requests`](Self::clear_requests).
+    pub fn peak_in_flight(&self) -> usize {
+        self.state.journal.peak_in_flight()
+    }
+
     /// Forgets the requests received so far.
     pub fn clear_requests(&self) {
         self.state.journal.clear();
@@ -406,6 +412,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
+    let _in_flight = state.journal.begin();
     let (answer, body) = match body {
         Ok(body) => (answer(state, endpoint, uri, headers, &body).await, body),
         Err(rejection) => {
