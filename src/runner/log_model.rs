@@ -19,7 +19,10 @@ use serde_json::Value;
 
 use super::build::{build_chain, uses_prompt_registry};
 use crate::{
-    artifact::{ArtifactError, ArtifactSpec, Provenance, SnapshotPlan, write_artifact},
+    artifact::{
+        ARTIFACT_DIGEST_TAG, ArtifactError, ArtifactSpec, Provenance, SigningKey, SnapshotPlan,
+        sign_model, write_artifact,
+    },
     chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
@@ -53,6 +56,8 @@ pub struct LogRequest<'a> {
     pub validate: bool,
     /// The environment the chain reads (the endpoint's, possibly the built-in mock's).
     pub env: EnvReader,
+    /// Sign the artifact with this key (`model.sig`, OpenSSF Model Signing).
+    pub sign_key: Option<&'a SigningKey>,
 }
 
 impl std::fmt::Debug for LogRequest<'_> {
@@ -62,6 +67,7 @@ impl std::fmt::Debug for LogRequest<'_> {
             .field("experiment", &self.experiment)
             .field("registered_model", &self.registered_model)
             .field("vendor", &self.vendor)
+            .field("signed", &self.sign_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -81,6 +87,11 @@ pub struct Logged {
     pub artifact_uri: String,
     /// The registered model version, when one was made.
     pub registered_version: Option<String>,
+    /// The artifact digest (SHA-256 of the MLmodel), recorded on the run and the LoggedModel
+    /// as `chainlog.artifact_digest`.
+    pub artifact_digest: String,
+    /// Whether `model.sig` was written (`--sign-key`).
+    pub signed: bool,
     /// The output of the input example's run, when it ran.
     pub output_example: Option<Value>,
 }
@@ -249,6 +260,7 @@ pub async fn log_chain(
         .create_run(&experiment.id, &run_name, now, &tags)
         .await?;
     let mut model: Option<LoggedModel> = None;
+    let mut digest = String::new();
     let result = log_into_run(
         store,
         request,
@@ -257,7 +269,7 @@ pub async fn log_chain(
         &provenance,
         snapshot.as_ref(),
         &run,
-        &mut model,
+        (&mut model, &mut digest),
         output_example.as_ref(),
         progress,
     )
@@ -277,6 +289,8 @@ pub async fn log_chain(
                 model_id: model.model_id,
                 artifact_uri: model.artifact_uri,
                 registered_version,
+                artifact_digest: digest,
+                signed: request.sign_key.is_some(),
                 output_example,
             })
         }
@@ -323,7 +337,7 @@ async fn log_into_run(
     provenance: &Provenance,
     snapshot: Option<&SnapshotPlan>,
     run: &RunInfo,
-    model_slot: &mut Option<LoggedModel>,
+    (model_slot, digest_slot): (&mut Option<LoggedModel>, &mut String),
     output_example: Option<&Value>,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Option<String>, LogError> {
@@ -355,14 +369,22 @@ async fn log_into_run(
         spec = spec.with_prompt_uri(name, uri);
     }
     let written = write_artifact(&dir, &spec)?;
+    if let Some(key) = request.sign_key {
+        sign_model(&dir, key)?;
+    }
     store.upload_model_artifacts(&model, &dir, progress).await?;
+    // The digest binds the artifact to the tracking store: loading through the store checks
+    // the downloaded MLmodel against the LoggedModel's record before anything else.
+    let digest_tag = [(ARTIFACT_DIGEST_TAG.to_owned(), written.digest.clone())];
+    let mut run_tags = written.run_tags();
+    run_tags.extend_from_slice(&digest_tag);
     store
-        .log_batch(
-            &run.run_id,
-            &request.config.flatten("/"),
-            &written.run_tags(),
-        )
+        .log_batch(&run.run_id, &request.config.flatten("/"), &run_tags)
         .await?;
+    store
+        .set_logged_model_tags(&model.model_id, &digest_tag)
+        .await?;
+    digest_slot.clone_from(&written.digest);
     store
         .finalize_logged_model(&model.model_id, ModelStatus::Ready)
         .await?;
@@ -491,6 +513,7 @@ mod tests {
             input_example: None,
             validate: false,
             env: Arc::new(|_: &str| None),
+            sign_key: None,
         };
         let opened = AtomicBool::new(false);
         let open_store = || -> Result<Arc<dyn TrackingStore>, StoreError> {

@@ -22,7 +22,8 @@ pub use compile::{
 };
 pub use endpoint::Endpoint;
 pub use load::{
-    CONFIG_OVERRIDE_VARS, LoadError, ModelCode, load_model, locate_model_code, rebuild_model,
+    CONFIG_OVERRIDE_VARS, Integrity, LoadError, ModelCode, load_model, locate_model_code,
+    rebuild_model,
 };
 pub use log_model::{LogError, LogRequest, Logged, load_prompts, log_chain};
 pub use rebuild::{RebuildError, Rebuilt, holds_logged_chain, rebuild, rebuild_verified};

@@ -110,6 +110,8 @@ pub(super) struct LoggedModelInfo {
     pub(super) artifact_uri: String,
     #[serde(default)]
     pub(super) source_run_id: Option<String>,
+    #[serde(default)]
+    pub(super) tags: Vec<Tag>,
 }
 
 /// `model-versions/create`, `model-versions/get`, `GET registered-models/alias`.
