@@ -59,9 +59,9 @@ mod write;
 
 pub use error::ArtifactError;
 pub use mlmodel::{
-    ARTIFACT_DIGEST_TAG, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION, FileRecord, Flavors,
-    INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE, MlModel,
-    OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
+    ARTIFACT_DIGEST_TAG, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION,
+    FileRecord, Flavors, INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE,
+    MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
     SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE, Signature, SnapshotRecord,
 };
 pub use oms::{SignatureError, SigningKey, VerifyingKey, sign_model, verify_model};

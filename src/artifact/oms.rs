@@ -239,16 +239,17 @@ pub fn sign_model(dir: &Path, key: &SigningKey) -> Result<PathBuf, ArtifactError
     let ignored: Vec<String> = DEFAULT_IGNORED.iter().map(|p| (*p).to_owned()).collect();
     let resources = hash_files(dir, &ignored, &signature_path)?;
     let statement = statement(dir, &resources, &ignored);
-    let payload = serde_json::to_vec_pretty(&statement).map_err(|err| {
-        ArtifactError::InvalidSpec {
+    let payload =
+        serde_json::to_vec_pretty(&statement).map_err(|err| ArtifactError::InvalidSpec {
             message: format!("cannot write the signed statement: {err}"),
-        }
-    })?;
+        })?;
     let signature: Signature = key.key.sign(&pae(&payload));
     let der: DerSignature = signature.to_der();
     let engine = base64::engine::general_purpose::STANDARD;
     let hint = hex(&Sha256::digest(
-        key.public_key_pem().map_err(ArtifactError::from)?.as_bytes(),
+        key.public_key_pem()
+            .map_err(ArtifactError::from)?
+            .as_bytes(),
     ));
     let bundle = Bundle {
         media_type: BUNDLE_MEDIA_TYPE.to_owned(),
@@ -265,10 +266,9 @@ pub fn sign_model(dir: &Path, key: &SigningKey) -> Result<PathBuf, ArtifactError
             }],
         },
     };
-    let text =
-        serde_json::to_string_pretty(&bundle).map_err(|err| ArtifactError::InvalidSpec {
-            message: format!("cannot write the signature: {err}"),
-        })?;
+    let text = serde_json::to_string_pretty(&bundle).map_err(|err| ArtifactError::InvalidSpec {
+        message: format!("cannot write the signature: {err}"),
+    })?;
     fs::write(&signature_path, text).map_err(|err| ArtifactError::io(&signature_path, err))?;
     Ok(signature_path)
 }
@@ -390,7 +390,9 @@ impl SignedManifest {
             .map(|d| text(d, "sha256"))
             .transpose()?
             .ok_or("subject has no sha256 digest")?;
-        let predicate = statement.get("predicate").ok_or("statement has no predicate")?;
+        let predicate = statement
+            .get("predicate")
+            .ok_or("statement has no predicate")?;
         let serialization = predicate
             .get("serialization")
             .ok_or("predicate has no serialization")?;
@@ -428,12 +430,16 @@ impl SignedManifest {
             }
             let raw = decode_hex(&digest)
                 .filter(|raw| raw.len() == 32)
-                .ok_or_else(|| format!("resource `{name}` has digest `{digest}`, not SHA-256 hex"))?;
+                .ok_or_else(|| {
+                    format!("resource `{name}` has digest `{digest}`, not SHA-256 hex")
+                })?;
             hasher.update(&raw);
             resources.push((name, digest.to_ascii_lowercase()));
         }
         if hex(&hasher.finalize()) != root.to_ascii_lowercase() {
-            return Err("the subject's digest is not the digest of the listed resources".to_owned());
+            return Err(
+                "the subject's digest is not the digest of the listed resources".to_owned(),
+            );
         }
         Ok(Self { resources, ignored })
     }
@@ -622,7 +628,10 @@ mod tests {
         .unwrap();
         fs::write(
             &public,
-            secret.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+            secret
+                .public_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap(),
         )
         .unwrap();
         (private, public)
@@ -654,7 +663,10 @@ mod tests {
 
         fs::write(model.join("sub/b"), "X\n").unwrap();
         let err = message(verify_model(&model, &public).unwrap_err());
-        assert!(err.contains("sub/b") && err.contains("changed since signing"), "{err}");
+        assert!(
+            err.contains("sub/b") && err.contains("changed since signing"),
+            "{err}"
+        );
         fs::write(model.join("sub/b"), "x\n").unwrap();
         fs::write(model.join("extra"), "").unwrap();
         let err = message(verify_model(&model, &public).unwrap_err());
@@ -721,7 +733,11 @@ mod tests {
     fn keys_that_are_not_p256_pem_are_refused_naming_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("key.pem");
-        fs::write(&path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        fs::write(
+            &path,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let err = SigningKey::from_pem_file(&path).unwrap_err().to_string();
         assert!(err.contains("key.pem") && err.contains("P-256"), "{err}");
         let err = VerifyingKey::from_pem_file(&path).unwrap_err().to_string();

@@ -591,7 +591,12 @@ mod tests {
 
     #[test]
     fn file_no_record_lists_is_refused_naming_it() {
-        for extra in ["prompts/qa/03-user.hbs", "code/chains/other.rs", "notes.txt", ".gitignore"] {
+        for extra in [
+            "prompts/qa/03-user.hbs",
+            "code/chains/other.rs",
+            "notes.txt",
+            ".gitignore",
+        ] {
             let fixture = write_fixture(false);
             fs::write(fixture.artifact.join(extra), "extra").unwrap();
             let err = LoadedArtifact::read(&fixture.artifact)
@@ -674,7 +679,10 @@ mod tests {
         let mut mlmodel = fixture.written.mlmodel.clone();
         mlmodel.flavors.chainlog.format_version = 1;
         mlmodel.flavors.chainlog.files.clear();
-        let text = mlmodel.to_yaml().unwrap().replace("\n    files: []\n", "\n");
+        let text = mlmodel
+            .to_yaml()
+            .unwrap()
+            .replace("\n    files: []\n", "\n");
         assert!(!text.contains("\n    files:"), "{text}");
         fs::write(&path, text).unwrap();
         let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();

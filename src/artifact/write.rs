@@ -259,7 +259,11 @@ impl Files {
     ) -> Vec<FileRecord> {
         let listed: std::collections::BTreeSet<&str> = std::iter::once(code.path.as_str())
             .chain(std::iter::once(CONFIG_FILE))
-            .chain(prompts.iter().flat_map(|p| p.files.iter().map(|f| f.path.as_str())))
+            .chain(
+                prompts
+                    .iter()
+                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+            )
             .collect();
         self.0
             .iter()

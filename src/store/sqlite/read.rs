@@ -54,7 +54,10 @@ pub(super) fn tags(tx: &Transaction<'_>, model_id: &str) -> Result<Vec<(String, 
     )?;
     let tags = stmt
         .query_map(params![model_id], |r| {
-            Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default()))
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(tags)
