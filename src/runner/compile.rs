@@ -610,6 +610,23 @@ mod tests {
             ),
             args(&["serve", "--model-uri", "/cache/m-1", "--build", "local"])
         );
+        // Checked before the hand-over; the built binary may predate these flags.
+        assert_eq!(
+            with_local_build(
+                args(&[
+                    "predict",
+                    "--verify-key",
+                    "k.pub",
+                    "--expect-digest=sha256:ab",
+                    "-m",
+                    "x",
+                    "--expect-digest",
+                    "ab"
+                ]),
+                dir
+            ),
+            args(&["predict", "-m", "/cache/m-1", "--build", "local"])
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! config (references only), examples, signature and provenance.
 //!
 //! The protocol is MLflow's own (DESIGN.md, MLFLOW.md §3): experiment → run (RUNNING) →
-//! logged model (PENDING) → run output link → artifacts → params and tags → model READY →
-//! registered version → alias → run FINISHED. Anything failing after the run exists marks the
-//! model UPLOAD_FAILED and the run FAILED before the error is returned, so nothing half-written
-//! ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
+//! logged model (PENDING) → run output link → artifacts (signed with `--sign-key`) → params
+//! and tags → the artifact digest as a model tag (`chainlog.artifact_digest`, also on the run)
+//! → model READY → registered version → alias → run FINISHED. Anything failing after the run
+//! exists marks the model UPLOAD_FAILED and the run FAILED before the error is returned, so
+//! nothing half-written ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
 //! input example that does not fit or does not run) is refused before the store is touched.
 
 use std::{

@@ -3,7 +3,7 @@
 //!
 //! Every method is one step of MLflow's own logging protocol (as the Python client does it:
 //! experiment → run → logged model (PENDING) → run output link → artifacts → params/tags →
-//! model READY → registered version → alias → run FINISHED), so a failure between two steps
+//! model tags → model READY → registered version → alias → run FINISHED), so a failure between two steps
 //! leaves a run RUNNING/FAILED and a model PENDING/UPLOAD_FAILED — never FINISHED/READY with
 //! missing parts.
 
