@@ -563,7 +563,7 @@ fn pae(payload: &[u8]) -> Vec<u8> {
 
 /// Bytes of a hex string, `None` if it is not hex.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

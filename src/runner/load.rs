@@ -199,15 +199,15 @@ async fn fetch_verified(
         },
     }
     .map_err(refused)?;
-    if let Some(expected) = pinned {
-        if !artifact.digest().eq_ignore_ascii_case(expected) {
-            return Err(refused(ArtifactError::DigestMismatch {
-                path: dir.join(crate::artifact::MLMODEL_FILE),
-                origin: "pinned by --expect-digest",
-                expected: expected.to_ascii_lowercase(),
-                actual: artifact.digest().to_owned(),
-            }));
-        }
+    if let Some(expected) = pinned
+        && !artifact.digest().eq_ignore_ascii_case(expected)
+    {
+        return Err(refused(ArtifactError::DigestMismatch {
+            path: dir.join(crate::artifact::MLMODEL_FILE),
+            origin: "pinned by --expect-digest",
+            expected: expected.to_ascii_lowercase(),
+            actual: artifact.digest().to_owned(),
+        }));
     }
     artifact.verify().map_err(refused)?;
     if fetched.tags.is_none() {
