@@ -178,14 +178,22 @@ fn change_prompt_and_rehash(artifact: &Path) {
     replace_in(&mlmodel, &old_tree, &tree(&files));
 }
 
-/// Refuses `output` with exit code 1, naming `file`; returns stderr.
+/// Refuses `output` with exit code 1 in one `error:` line naming `file` (other lines are
+/// notes: the mock in use, a local directory's digest); returns stderr.
 fn assert_refused(output: &Output, file: &str, case: &str) -> String {
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{case}: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.starts_with("note:") && !line.contains("artifact digest sha256:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{case}: one line of refusal: {stderr}");
+    assert!(errors[0].starts_with("error:"), "{case}: {stderr}");
     assert!(
-        stderr.contains(file),
+        errors[0].contains(file),
         "{case}: should name {file}: {stderr}"
     );
+    assert!(!stderr.contains("panicked"), "{case}: {stderr}");
     stderr
 }
 
@@ -301,6 +309,17 @@ fn sqlite_store_refuses_tampered_artifacts_naming_the_file() {
         "models:/sum@champion".to_owned(),
     ];
     tamper_cases_are_refused(dir.path(), &artifact, &uris, &[]);
+    // `--expect-digest` pins a store model too.
+    let by_id = format!("models:/{model_id}");
+    let output = predict(dir.path(), &by_id, &["--expect-digest", digest]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let other = "0".repeat(64);
+    let stderr = assert_refused(
+        &predict(dir.path(), &by_id, &["--expect-digest", &other]),
+        "MLmodel",
+        "pinned store model",
+    );
+    assert!(stderr.contains("pinned by --expect-digest"), "{stderr}");
 }
 
 /// The same through a real MLflow tracking server and its artifact proxy.
