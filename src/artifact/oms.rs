@@ -28,6 +28,10 @@
 //! `.github`, `.gitignore` — which a chainlog artifact never holds (its manifest check refuses
 //! them, since no record lists them).
 //!
+//! Verifying also requires the signature to cover `MLmodel` (model-signing lets a signer
+//! ignore any path): MLmodel lists every other file's hash, so a signature over it vouches for
+//! the whole artifact, together with the manifest check that runs before it.
+//!
 //! The DSSE pre-authentication encoding signed is
 //! `DSSEv1 <len(type)> <type> <len(payload)> <payload>`. Signing keys are EC P-256 in PEM
 //! (PKCS#8 `PRIVATE KEY` or SEC1 `EC PRIVATE KEY`, unencrypted); public keys are PEM
@@ -54,7 +58,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{ArtifactError, mlmodel::SIGNATURE_FILE, read::list_files};
+use super::{
+    ArtifactError,
+    mlmodel::{MLMODEL_FILE, SIGNATURE_FILE},
+    read::list_files,
+};
 use crate::digest::hex;
 
 /// The Sigstore bundle media type model-signing writes and requires.
@@ -281,8 +289,9 @@ pub fn sign_model(dir: &Path, key: &SigningKey) -> Result<PathBuf, ArtifactError
 ///
 /// [`SignatureError::Unsigned`] without `model.sig`, [`SignatureError::Malformed`] for a
 /// signature that cannot be read, [`SignatureError::NotVerified`] for one made with another
-/// key (or changed), [`SignatureError::FileMismatch`] naming a file changed, added or
-/// removed since signing; [`ArtifactError::Io`] for a file that cannot be read.
+/// key (or changed) or that does not cover `MLmodel`, [`SignatureError::FileMismatch`]
+/// naming a file changed, added or removed since signing; [`ArtifactError::Io`] for a file
+/// that cannot be read.
 pub fn verify_model(dir: &Path, key: &VerifyingKey) -> Result<(), ArtifactError> {
     let path = dir.join(SIGNATURE_FILE);
     let malformed = |reason: String| SignatureError::Malformed {
@@ -352,6 +361,18 @@ pub fn verify_model(dir: &Path, key: &VerifyingKey) -> Result<(), ArtifactError>
     let statement: Value = serde_json::from_slice(&payload)
         .map_err(|err| malformed(format!("payload is not JSON ({err})")))?;
     let signed = SignedManifest::from_statement(&statement).map_err(malformed)?;
+    // MLmodel lists every other file's hash: a signature that leaves it out (model-signing's
+    // `--ignore-paths` can) would vouch for less than the whole artifact.
+    if !signed
+        .resources
+        .iter()
+        .any(|(name, _)| name == MLMODEL_FILE)
+    {
+        return Err(not_verified(format!(
+            "it does not cover `{MLMODEL_FILE}`, which lists every file of the artifact"
+        ))
+        .into());
+    }
     let actual = hash_files(dir, &signed.ignored, &path)?;
     compare(dir, &path, &signed.resources, &actual)
 }
@@ -641,6 +662,7 @@ mod tests {
         let model = dir.join("model");
         fs::create_dir_all(model.join("sub")).unwrap();
         fs::write(model.join("a.txt"), "hi\n").unwrap();
+        fs::write(model.join(MLMODEL_FILE), "flavors: {}\n").unwrap();
         fs::write(model.join("a.b"), "y\n").unwrap();
         fs::write(model.join("sub/b"), "x\n").unwrap();
         model
@@ -689,7 +711,7 @@ mod tests {
             .map(|(n, _)| n)
             .collect();
         // PurePosixPath compares parts: ("a", "z") < ("a.b",); a string sort would not.
-        assert_eq!(names, ["a/z", "a.b", "a.txt", "sub/b"]);
+        assert_eq!(names, ["MLmodel", "a/z", "a.b", "a.txt", "sub/b"]);
     }
 
     #[test]
@@ -727,6 +749,33 @@ mod tests {
         fs::write(&sig, bundle.to_string()).unwrap();
         let err = message(verify_model(&model, &other).unwrap_err());
         assert!(err.contains("not a DER ECDSA"), "{err}");
+    }
+
+    #[test]
+    fn signature_that_leaves_out_the_mlmodel_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (private, public) = key_pair(tmp.path(), "k");
+        let model = model(tmp.path());
+        let key = SigningKey::from_pem_file(&private).unwrap();
+        // Signed as `model_signing sign key --ignore-paths MLmodel` would.
+        let ignored = [MLMODEL_FILE.to_owned(), SIGNATURE_FILE.to_owned()];
+        let resources = hash_files(&model, &ignored, &model.join(SIGNATURE_FILE)).unwrap();
+        let payload = serde_json::to_vec(&statement(&model, &resources, &ignored)).unwrap();
+        let sig: Signature = key.key.sign(&pae(&payload));
+        let engine = base64::engine::general_purpose::STANDARD;
+        let bundle = json!({
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "verificationMaterial": {"tlogEntries": []},
+            "dsseEnvelope": {
+                "payload": engine.encode(&payload),
+                "payloadType": PAYLOAD_TYPE,
+                "signatures": [{"sig": engine.encode(sig.to_der().as_bytes())}],
+            },
+        });
+        fs::write(model.join(SIGNATURE_FILE), bundle.to_string()).unwrap();
+        let public = VerifyingKey::from_pem_file(&public).unwrap();
+        let err = message(verify_model(&model, &public).unwrap_err());
+        assert!(err.contains("does not cover `MLmodel`"), "{err}");
     }
 
     #[test]
