@@ -15,7 +15,7 @@ use chainlog::{
     llm::{ChatRequest, LlmClient},
     mock::MockConfig,
     prompt::PromptTemplate,
-    runner::{Endpoint, LogRequest, load_model, log_chain},
+    runner::{Endpoint, Integrity, LogRequest, load_model, log_chain},
     store::{SqliteStore, StoreError, TrackingStore, TrackingUri},
 };
 use schemars::JsonSchema;
@@ -111,6 +111,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         input_example: Some(&example),
         validate: true,
         env: endpoint.env.clone(),
+        sign_key: None,
     };
     let open = || -> Result<Arc<dyn TrackingStore>, StoreError> {
         Ok(Arc::new(SqliteStore::open(&db_path, &artifact_root)?))
@@ -119,7 +120,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("logged run {} as {}", logged.run_id, logged.model_uri);
 
     let uri = "models:/tagline@champion";
-    let model = load_model(&registry, uri, &tracking, &[], &endpoint).await?;
+    // Checked against the digest the store recorded at log time; no pin, no signature here.
+    let integrity = Integrity::default();
+    let model = load_model(&registry, uri, &tracking, &[], &endpoint, &integrity).await?;
     let output = model
         .chain
         .invoke(

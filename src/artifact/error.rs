@@ -50,12 +50,12 @@ pub enum ArtifactError {
     /// The chainlog flavor has a `format_version` this build does not know.
     #[error(
         "unknown chainlog format_version {found} in the MLmodel; this chainlog reads \
-         format_version {supported} (a newer chainlog may have written it)"
+         format_version 1 to {supported} (a newer chainlog may have written it)"
     )]
     UnknownFormatVersion {
         /// What the MLmodel says (`2`, or `missing`).
         found: String,
-        /// The version this build reads and writes.
+        /// The newest version this build reads (and the one it writes).
         supported: u32,
     },
     /// The MLmodel has no `chainlog` flavor: the model was not logged by chainlog.
@@ -188,6 +188,37 @@ pub enum ArtifactError {
         "cargo is not installed (or not on PATH), so the dependencies cannot be vendored: install Rust from https://rustup.rs, or log without --vendor"
     )]
     NoCargo,
+    /// A file in the artifact that no record of the MLmodel lists: added after the artifact
+    /// was written (an extra prompt file is sent as an extra message).
+    #[error(
+        "`{}` is in the artifact but not listed in its MLmodel; refusing a changed artifact",
+        path.display()
+    )]
+    UnlistedFile {
+        /// The file, inside the artifact directory.
+        path: PathBuf,
+    },
+    /// The MLmodel's SHA-256 is not the digest the tracking store recorded when the model was
+    /// logged (`chainlog.artifact_digest`), or not the one `--expect-digest` pins: the
+    /// MLmodel — and with it the hashes of every file — was changed or replaced.
+    #[error(
+        "`{}` does not match the artifact digest {origin} (sha256 expected {expected}, found \
+         {actual}); refusing a changed or replaced artifact",
+        path.display()
+    )]
+    DigestMismatch {
+        /// The MLmodel file.
+        path: PathBuf,
+        /// Where the expected digest comes from (`recorded in the tracking store`).
+        origin: &'static str,
+        /// The digest expected.
+        expected: String,
+        /// The SHA-256 of the MLmodel there.
+        actual: String,
+    },
+    /// The OpenSSF Model Signing signature (`model.sig`) could not be made or does not verify.
+    #[error(transparent)]
+    Signature(#[from] super::oms::SignatureError),
     /// What the writer was asked to write is inconsistent.
     #[error("cannot write the artifact: {message}")]
     InvalidSpec {

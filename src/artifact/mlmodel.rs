@@ -16,12 +16,26 @@ use serde_json::Value;
 
 use super::ArtifactError;
 
-/// The chainlog flavor format this build writes and reads. Bump it when a field becomes
-/// meaningful; readers refuse versions they do not know.
-pub const FORMAT_VERSION: u32 = 1;
+/// The chainlog flavor format this build writes. Bump it when a field becomes meaningful;
+/// readers refuse versions they do not know.
+///
+/// - 1: code, prompts, config and crate snapshot hashed; examples and
+///   `environment_variables.txt` unlisted.
+/// - 2: `files` lists every other file with its SHA-256, so the manifest is complete: a file
+///   of the artifact that no record names is refused.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest flavor format this build still reads (1: read with its unlisted examples and
+/// `environment_variables.txt` allowed, unhashed, as that format wrote them).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// The MLflow version whose MLmodel format chainlog writes (`mlflow_version`).
 pub const MLFLOW_VERSION: &str = "3.17.2";
+
+/// The tag that records the artifact digest (the SHA-256 of the MLmodel's bytes) on the run
+/// and on the LoggedModel, set when the model is logged; loading through the store checks
+/// the downloaded MLmodel against it.
+pub const ARTIFACT_DIGEST_TAG: &str = "chainlog.artifact_digest";
 
 /// The MLmodel file, at the artifact's root.
 pub const MLMODEL_FILE: &str = "MLmodel";
@@ -39,6 +53,10 @@ pub const ENV_VARS_FILE: &str = "environment_variables.txt";
 pub const CODE_DIR: &str = "code";
 /// The prompt templates.
 pub const PROMPTS_DIR: &str = "prompts";
+/// The detached OpenSSF Model Signing signature (`log --sign-key`). The one file no record
+/// of the MLmodel lists: it signs the MLmodel among the other files, so it cannot be inside
+/// what it signs.
+pub const SIGNATURE_FILE: &str = "model.sig";
 
 /// The MLmodel file. Field order is the order MLflow's sorted YAML dump writes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +125,11 @@ pub struct ChainlogFlavor {
     pub crate_snapshot: Option<SnapshotRecord>,
     /// The prompts, by name.
     pub prompts: Vec<PromptRecord>,
+    /// Every other file of the artifact (examples, `environment_variables.txt`, …) with its
+    /// SHA-256, sorted by path; with the records above, the complete list of the artifact's
+    /// files but MLmodel itself and [`SIGNATURE_FILE`]. Absent (empty) in format 1.
+    #[serde(default)]
+    pub files: Vec<FileRecord>,
     /// The config inline (references, never values), as MLflow inlines `model_config`.
     pub config: Value,
     /// SHA-256 of `model_config.yaml` (= [`ChainConfig::sha256`](crate::config::ChainConfig::sha256)).
@@ -217,7 +240,8 @@ impl MlModel {
     ///
     /// [`ArtifactError::Yaml`] for invalid YAML or a key of the wrong shape (naming the key
     /// path), [`ArtifactError::NotChainlog`] without `flavors.chainlog`,
-    /// [`ArtifactError::UnknownFormatVersion`] for a version other than [`FORMAT_VERSION`].
+    /// [`ArtifactError::UnknownFormatVersion`] for a version outside
+    /// [`OLDEST_FORMAT_VERSION`]..=[`FORMAT_VERSION`].
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ArtifactError> {
         let yaml_error = |message: String| ArtifactError::Yaml {
             path: path.to_path_buf(),
@@ -231,7 +255,11 @@ impl MlModel {
             });
         };
         let version = flavor.get("format_version");
-        if version.and_then(serde_norway::Value::as_u64) != Some(u64::from(FORMAT_VERSION)) {
+        let known = u64::from(OLDEST_FORMAT_VERSION)..=u64::from(FORMAT_VERSION);
+        if !version
+            .and_then(serde_norway::Value::as_u64)
+            .is_some_and(|v| known.contains(&v))
+        {
             let found = version.map_or_else(
                 || "missing".to_owned(),
                 |v| {
@@ -347,7 +375,8 @@ mod tests {
     #[test]
     fn unknown_or_missing_format_version_is_refused_naming_it() {
         for (version, found) in [
-            ("format_version: 2\n    ", "2"),
+            ("format_version: 3\n    ", "3"),
+            ("format_version: 0\n    ", "0"),
             ("", "missing"),
             ("format_version: x\n    ", "x"),
         ] {

@@ -21,7 +21,16 @@
 //! input_example.json         the input example, and serving_input_example.json ({"inputs": …})
 //! output_example.json        the output example, when given
 //! environment_variables.txt  names of the variables the config references (MLflow's header)
+//! model.sig                  with `log --sign-key`: an OpenSSF Model Signing signature
 //! ```
+//!
+//! Integrity: the MLmodel lists every other file with its SHA-256 (format 2; the crate
+//! snapshot as one hash over its files), and [`LoadedArtifact::verify`] refuses a file it
+//! does not list as well as a listed one that is missing or changed. The artifact digest —
+//! the SHA-256 of the MLmodel's bytes, [`LoadedArtifact::digest`] — thus binds every file;
+//! the tracking store records it at log time (`chainlog.artifact_digest`) and loading checks
+//! it first ([`LoadedArtifact::read_pinned`]). `model.sig` is the one file the MLmodel cannot
+//! list (it signs the MLmodel); it is checked on its own, by [`verify_model`].
 //!
 //! No absolute path of the author's machine is written: the MLmodel's paths are relative to
 //! the artifact (unlike MLflow's own `model_code_path`).
@@ -31,12 +40,14 @@
 //! [`Provenance`] (what built the chain, and its run tags), [`SnapshotPlan`] (the crate
 //! snapshot, planned before anything is written), [`ArtifactError`].
 //!
-//! Parts: `mlmodel` (the MLmodel types, file names, the format_version check), `signature`
+//! Parts: `mlmodel` (the MLmodel types, file names, the format_version check), `oms`
+//! (OpenSSF Model Signing signatures: [`sign_model`], [`verify_model`]), `signature`
 //! (JSON schema → MLflow column specs), `spec` (what to write), `write`, `read`, `snapshot` ([`SnapshotPlan`]: which
 //! crate files go in, path dependencies vendored), `provenance`, `error`.
 
 mod error;
 mod mlmodel;
+mod oms;
 mod provenance;
 mod read;
 mod signature;
@@ -48,11 +59,12 @@ mod write;
 
 pub use error::ArtifactError;
 pub use mlmodel::{
-    CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION, FileRecord, Flavors,
-    INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE, MlModel,
-    OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord, SERVING_INPUT_EXAMPLE_FILE, Signature,
-    SnapshotRecord,
+    ARTIFACT_DIGEST_TAG, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION,
+    FileRecord, Flavors, INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE,
+    MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
+    SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE, Signature, SnapshotRecord,
 };
+pub use oms::{SignatureError, SigningKey, VerifyingKey, sign_model, verify_model};
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
 pub use read::LoadedArtifact;
 pub use signature::mlflow_schema_json;

@@ -1,6 +1,11 @@
 //! Reading an artifact directory back: [`LoadedArtifact::read`] parses the MLmodel (refusing
-//! a flavor `format_version` it does not know and any path that leaves the directory), and
-//! [`LoadedArtifact::verify`] checks every hash the flavor records against the files.
+//! a flavor `format_version` it does not know and any path that leaves the directory),
+//! [`LoadedArtifact::read_pinned`] first checks the MLmodel's bytes against a digest recorded
+//! elsewhere (the tracking store, `--expect-digest`), and [`LoadedArtifact::verify`] checks
+//! that the MLmodel lists every file and every hash it records against the files.
+//!
+//! The artifact digest is the SHA-256 of the MLmodel file's bytes: the MLmodel records the
+//! SHA-256 of every other file (but [`SIGNATURE_FILE`]), so the digest binds them all.
 //!
 //! Nothing of an artifact should be used before `verify` passes: the code is about to be
 //! built and run.
@@ -16,7 +21,10 @@ use crate::digest::{sha256_hex, tree_sha256};
 
 use super::{
     ArtifactError, ChainlogFlavor, MlModel,
-    mlmodel::{CONFIG_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR},
+    mlmodel::{
+        CONFIG_FILE, ENV_VARS_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE,
+        PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
+    },
     write::plain_relative,
 };
 use crate::config::ChainConfig;
@@ -26,6 +34,8 @@ use crate::config::ChainConfig;
 pub struct LoadedArtifact {
     dir: PathBuf,
     mlmodel: MlModel,
+    /// SHA-256 of the MLmodel's bytes as read.
+    digest: String,
 }
 
 impl LoadedArtifact {
@@ -38,8 +48,45 @@ impl LoadedArtifact {
     /// [`ArtifactError::UnknownFormatVersion`]), and [`ArtifactError::UnsafePath`] when a
     /// path in the flavor is absolute or climbs out of `dir`.
     pub fn read(dir: &Path) -> Result<Self, ArtifactError> {
+        Self::read_checked(dir, None)
+    }
+
+    /// Reads `dir/MLmodel` after checking that its bytes have the SHA-256 `expected` (the
+    /// artifact digest); `origin` says where that digest comes from in the error
+    /// (`recorded in the tracking store`). Nothing of the MLmodel is parsed before.
+    ///
+    /// # Errors
+    ///
+    /// [`ArtifactError::DigestMismatch`], then those of [`read`](Self::read).
+    pub fn read_pinned(
+        dir: &Path,
+        expected: &str,
+        origin: &'static str,
+    ) -> Result<Self, ArtifactError> {
+        Self::read_checked(dir, Some((expected, origin)))
+    }
+
+    fn read_checked(
+        dir: &Path,
+        expected: Option<(&str, &'static str)>,
+    ) -> Result<Self, ArtifactError> {
         let path = dir.join(MLMODEL_FILE);
-        let text = fs::read_to_string(&path).map_err(|err| ArtifactError::io(&path, err))?;
+        let bytes = fs::read(&path).map_err(|err| ArtifactError::io(&path, err))?;
+        let digest = sha256_hex(&bytes);
+        if let Some((expected, origin)) = expected
+            && !digest.eq_ignore_ascii_case(expected.trim())
+        {
+            return Err(ArtifactError::DigestMismatch {
+                path,
+                origin,
+                expected: expected.trim().to_ascii_lowercase(),
+                actual: digest,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|err| ArtifactError::Yaml {
+            path: path.clone(),
+            message: err.to_string(),
+        })?;
         let mlmodel = MlModel::from_yaml(&text, &path)?;
         let flavor = &mlmodel.flavors.chainlog;
         let paths = std::iter::once(flavor.code.path.as_str())
@@ -49,7 +96,8 @@ impl LoadedArtifact {
                     .prompts
                     .iter()
                     .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
-            );
+            )
+            .chain(flavor.files.iter().map(|f| f.path.as_str()));
         for entry in paths {
             if plain_relative(Path::new(entry)).is_none() {
                 return Err(ArtifactError::UnsafePath {
@@ -61,7 +109,13 @@ impl LoadedArtifact {
         Ok(Self {
             dir: dir.to_path_buf(),
             mlmodel,
+            digest,
         })
+    }
+
+    /// The artifact digest: the SHA-256 of the MLmodel's bytes, lowercase hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The artifact directory.
@@ -98,19 +152,26 @@ impl LoadedArtifact {
         self.flavor().run_tags()
     }
 
-    /// Checks every hash the flavor records: the chain source, each prompt file (and each
-    /// prompt's hash over its files), `model_config.yaml` and the inline config, and the
-    /// crate snapshot's content (no file changed, added or removed under `code/`).
+    /// Checks that the MLmodel lists every file of the artifact, then every hash the flavor
+    /// records: the chain source, each prompt file (and each prompt's hash over its files),
+    /// `model_config.yaml` and the inline config, every other listed file (examples,
+    /// `environment_variables.txt`), and the crate snapshot's content (no file changed, added
+    /// or removed under `code/`).
     ///
     /// # Errors
     ///
-    /// [`ArtifactError::HashMismatch`] naming the first file that differs (the MLmodel itself
-    /// when a hash it records disagrees with the rest of it, the `code/` folder for the
-    /// snapshot), [`ArtifactError::MissingFile`] for a file that is gone,
-    /// [`ArtifactError::Config`] for an inline config that is no longer a valid config.
+    /// [`ArtifactError::UnlistedFile`] naming the first file no record lists (but MLmodel
+    /// and `model.sig`), [`ArtifactError::HashMismatch`] naming the first file that differs
+    /// (the MLmodel itself when a hash it records disagrees with the rest of it, the `code/`
+    /// folder for the snapshot), [`ArtifactError::MissingFile`] for a listed file that is
+    /// gone, [`ArtifactError::Config`] for an inline config that is no longer a valid config.
     pub fn verify(&self) -> Result<(), ArtifactError> {
+        self.check_complete()?;
         let flavor = self.flavor();
         self.check_file(&flavor.code.path, &flavor.code.sha256)?;
+        for file in &flavor.files {
+            self.check_file(&file.path, &file.sha256)?;
+        }
         for prompt in &flavor.prompts {
             for file in &prompt.files {
                 self.check_file(&file.path, &file.sha256)?;
@@ -203,6 +264,50 @@ impl LoadedArtifact {
         }
     }
 
+    /// Refuses a file that no record lists. MLmodel is the manifest and `model.sig` signs it,
+    /// so neither is listed; format 1 did not list its examples and
+    /// `environment_variables.txt`, so an artifact of that format may hold them unlisted.
+    fn check_complete(&self) -> Result<(), ArtifactError> {
+        let flavor = self.flavor();
+        let mut listed: std::collections::BTreeSet<&str> = [MLMODEL_FILE, SIGNATURE_FILE]
+            .into_iter()
+            .chain(std::iter::once(CONFIG_FILE))
+            .chain(std::iter::once(flavor.code.path.as_str()))
+            .chain(
+                flavor
+                    .prompts
+                    .iter()
+                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+            )
+            .chain(flavor.files.iter().map(|f| f.path.as_str()))
+            .collect();
+        if flavor.format_version == 1 {
+            listed.extend([
+                INPUT_EXAMPLE_FILE,
+                SERVING_INPUT_EXAMPLE_FILE,
+                OUTPUT_EXAMPLE_FILE,
+                ENV_VARS_FILE,
+            ]);
+        }
+        let snapshot = flavor.crate_snapshot.as_ref().map(|s| {
+            let mut prefix = s.path.trim_end_matches('/').to_owned();
+            prefix.push('/');
+            prefix
+        });
+        for relative in list_files(&self.dir)? {
+            let covered = listed.contains(relative.as_str())
+                || snapshot
+                    .as_deref()
+                    .is_some_and(|prefix| relative.starts_with(prefix));
+            if !covered {
+                return Err(ArtifactError::UnlistedFile {
+                    path: self.dir.join(relative),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses `relative` unless its bytes hash to `expected`.
     fn check_file(&self, relative: &str, expected: &str) -> Result<(), ArtifactError> {
         let path = self.dir.join(relative);
@@ -231,6 +336,31 @@ impl LoadedArtifact {
             })
         }
     }
+}
+
+/// The `/`-separated path of every entry under `dir` that is not a folder (files, and
+/// symlinks or other entries, which no record lists), sorted.
+pub(super) fn list_files(dir: &Path) -> Result<Vec<String>, ArtifactError> {
+    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), ArtifactError> {
+        let entries = fs::read_dir(dir).map_err(|err| ArtifactError::io(dir, err))?;
+        for entry in entries {
+            let entry = entry.map_err(|err| ArtifactError::io(dir, err))?;
+            let relative = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            let kind = entry
+                .file_type()
+                .map_err(|err| ArtifactError::io(entry.path(), err))?;
+            if kind.is_dir() {
+                walk(&entry.path(), &format!("{relative}/"), out)?;
+            } else {
+                out.push(relative);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
 }
 
 /// `(relative path, sha256)` of every entry under `dir`; a symlink or other non-file entry
@@ -265,7 +395,7 @@ fn hash_tree(
 mod tests {
     use super::*;
     use crate::artifact::{
-        FORMAT_VERSION,
+        ENV_VARS_FILE, FORMAT_VERSION,
         test_helpers::{MODEL_ID, RUN_ID, SOURCE, write_fixture},
     };
 
@@ -448,15 +578,119 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         fs::write(
             &path,
-            text.replace("format_version: 1", "format_version: 99"),
+            text.replace("format_version: 2", "format_version: 99"),
         )
         .unwrap();
         let err = LoadedArtifact::read(&fixture.artifact).unwrap_err();
         assert!(
-            matches!(&err, ArtifactError::UnknownFormatVersion { found, supported: 1 } if found == "99"),
+            matches!(&err, ArtifactError::UnknownFormatVersion { found, supported: 2 } if found == "99"),
             "{err:?}"
         );
         assert!(err.to_string().contains("format_version 99"), "{err}");
+    }
+
+    #[test]
+    fn file_no_record_lists_is_refused_naming_it() {
+        for extra in [
+            "prompts/qa/03-user.hbs",
+            "code/chains/other.rs",
+            "notes.txt",
+            ".gitignore",
+        ] {
+            let fixture = write_fixture(false);
+            fs::write(fixture.artifact.join(extra), "extra").unwrap();
+            let err = LoadedArtifact::read(&fixture.artifact)
+                .unwrap()
+                .verify()
+                .unwrap_err();
+            assert!(
+                matches!(&err, ArtifactError::UnlistedFile { path } if path.ends_with(extra)),
+                "{extra}: {err:?}"
+            );
+            assert!(err.to_string().contains(extra), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_other_file_is_listed_and_checked() {
+        let fixture = write_fixture(false);
+        let listed: Vec<&str> = fixture
+            .written
+            .mlmodel
+            .flavors
+            .chainlog
+            .files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ENV_VARS_FILE,
+                INPUT_EXAMPLE_FILE,
+                OUTPUT_EXAMPLE_FILE,
+                SERVING_INPUT_EXAMPLE_FILE
+            ]
+        );
+        tamper(&fixture.artifact.join(ENV_VARS_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(ENV_VARS_FILE));
+
+        let fixture = write_fixture(false);
+        fs::remove_file(fixture.artifact.join(OUTPUT_EXAMPLE_FILE)).unwrap();
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::MissingFile { path } if path.ends_with(OUTPUT_EXAMPLE_FILE)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn pinned_digest_is_checked_before_the_mlmodel_is_parsed() {
+        let fixture = write_fixture(false);
+        let digest = fixture.written.digest.clone();
+        let loaded = LoadedArtifact::read_pinned(&fixture.artifact, &digest, "recorded").unwrap();
+        assert_eq!(loaded.digest(), digest);
+        assert_eq!(
+            digest,
+            crate::digest::sha256_hex(&fs::read(fixture.artifact.join(MLMODEL_FILE)).unwrap())
+        );
+        // Not even YAML any more: the digest refuses it first.
+        fs::write(fixture.artifact.join(MLMODEL_FILE), "{{{").unwrap();
+        let err = LoadedArtifact::read_pinned(&fixture.artifact, &digest, "recorded").unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::DigestMismatch { path, expected, .. }
+                if path.ends_with(MLMODEL_FILE) && *expected == digest),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("digest recorded"), "{err}");
+    }
+
+    #[test]
+    fn format_1_artifact_still_reads_and_verifies() {
+        let fixture = write_fixture(false);
+        let path = fixture.artifact.join(MLMODEL_FILE);
+        let mut mlmodel = fixture.written.mlmodel.clone();
+        mlmodel.flavors.chainlog.format_version = 1;
+        mlmodel.flavors.chainlog.files.clear();
+        let text = mlmodel
+            .to_yaml()
+            .unwrap()
+            .replace("\n    files: []\n", "\n");
+        assert!(!text.contains("\n    files:"), "{text}");
+        fs::write(&path, text).unwrap();
+        let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();
+        loaded.verify().unwrap();
+        // Format 1 tolerated its unlisted examples, nothing else.
+        fs::write(fixture.artifact.join("prompts/extra.hbs"), "x").unwrap();
+        let err = loaded.verify().unwrap_err();
+        assert!(matches!(err, ArtifactError::UnlistedFile { .. }), "{err:?}");
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct WrittenArtifact {
     pub total_bytes: u64,
     /// The MLmodel written.
     pub mlmodel: MlModel,
+    /// The artifact digest: the SHA-256 of the MLmodel's bytes, lowercase hex
+    /// ([`LoadedArtifact::digest`](super::LoadedArtifact::digest) when read back).
+    pub digest: String,
 }
 
 impl WrittenArtifact {

@@ -70,6 +70,8 @@ pub fn write_artifact(
         files.put(ENV_VARS_FILE.to_owned(), text.into_bytes());
     }
 
+    let others = files.other_records(&code, crate_snapshot.as_ref(), &prompts);
+
     prepare_dir(dir)?;
     let model_size_bytes = files.write_all(dir)?;
     let registry: Vec<String> = prompts.iter().filter_map(|p| p.uri.clone()).collect();
@@ -77,7 +79,7 @@ pub fn write_artifact(
         artifact_path: spec.artifact_uri.map(str::to_owned),
         env_vars: (!env_vars.is_empty()).then_some(env_vars),
         flavors: Flavors {
-            chainlog: flavor(spec, code, crate_snapshot, prompts),
+            chainlog: flavor(spec, code, crate_snapshot, prompts, others),
         },
         is_signature_from_type_hint: false,
         mlflow_version: MLFLOW_VERSION.to_owned(),
@@ -101,6 +103,7 @@ pub fn write_artifact(
     Ok(WrittenArtifact {
         files: written,
         total_bytes: model_size_bytes + text.len() as u64,
+        digest: sha256_hex(text.as_bytes()),
         mlmodel,
     })
 }
@@ -111,6 +114,7 @@ fn flavor(
     code: FileRecord,
     crate_snapshot: Option<SnapshotRecord>,
     prompts: Vec<PromptRecord>,
+    files: Vec<FileRecord>,
 ) -> ChainlogFlavor {
     let provenance = spec.provenance;
     ChainlogFlavor {
@@ -120,6 +124,7 @@ fn flavor(
         code,
         crate_snapshot,
         prompts,
+        files,
         config: spec.config.as_value().clone(),
         config_sha256: spec.config.sha256(),
         chainlog_version: provenance.chainlog_version.clone(),
@@ -242,6 +247,35 @@ impl Files {
 
     fn paths(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
+    }
+
+    /// The records of the files no other record covers (examples,
+    /// `environment_variables.txt`), sorted by path: with them the MLmodel lists every file.
+    fn other_records(
+        &self,
+        code: &FileRecord,
+        snapshot: Option<&SnapshotRecord>,
+        prompts: &[PromptRecord],
+    ) -> Vec<FileRecord> {
+        let listed: std::collections::BTreeSet<&str> = std::iter::once(code.path.as_str())
+            .chain(std::iter::once(CONFIG_FILE))
+            .chain(
+                prompts
+                    .iter()
+                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+            )
+            .collect();
+        self.0
+            .iter()
+            .filter(|(path, _)| {
+                !listed.contains(path.as_str())
+                    && !snapshot.is_some_and(|s| path.starts_with(&s.path))
+            })
+            .map(|(path, bytes)| FileRecord {
+                path: path.clone(),
+                sha256: sha256_hex(bytes),
+            })
+            .collect()
     }
 
     /// The record of everything under `code/`.

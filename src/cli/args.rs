@@ -6,12 +6,13 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::{
+    artifact::VerifyingKey,
     chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
     runner::{
-        BuildMode, CompileOptions, Endpoint, ModelCode, Rebuilt, hand_over, locate_model_code,
-        rebuild_model,
+        BuildMode, CompileOptions, Endpoint, Integrity, ModelCode, Rebuilt, hand_over,
+        locate_model_code, rebuild_model,
     },
     store::TrackingUri,
 };
@@ -92,6 +93,14 @@ pub struct ModelArgs {
     /// sqlite:///mlflow.db).
     #[arg(long, value_name = "URI")]
     pub tracking_uri: Option<String>,
+    /// Refuse the model unless its artifact digest (the SHA-256 of its MLmodel, printed by
+    /// `log` and when a local directory loads) is this one (`sha256:` prefix optional).
+    #[arg(long, value_name = "SHA256")]
+    pub expect_digest: Option<String>,
+    /// Refuse the model unless its `model.sig` (OpenSSF Model Signing) verifies with this EC
+    /// P-256 public key (PEM) and every file is as signed.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<PathBuf>,
     #[command(flatten)]
     pub build: BuildArgs,
 }
@@ -111,6 +120,14 @@ impl ModelArgs {
         compiled: &CompiledCrate,
         hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
+        let integrity = Integrity {
+            expect_digest: self.expect_digest.clone(),
+            verify_key: self
+                .verify_key
+                .as_deref()
+                .map(VerifyingKey::from_pem_file)
+                .transpose()?,
+        };
         let tracking = tracking_uri(self.tracking_uri.as_deref(), compiled)?;
         let code = locate_model_code(
             registry,
@@ -118,6 +135,7 @@ impl ModelArgs {
             &tracking,
             self.build.build,
             &self.build.options(),
+            &integrity,
         )
         .await?;
         match code {

@@ -13,6 +13,7 @@ use super::{
     endpoint,
 };
 use crate::{
+    artifact::SigningKey,
     runner::{LogRequest, log_chain},
     store::{TrackingUri, open_store},
 };
@@ -34,6 +35,10 @@ pub struct LogArgs {
     /// (`code/cargo-vendor/`, with `cargo vendor`), so `--build cargo` needs no registry.
     #[arg(long)]
     vendor: bool,
+    /// Sign the model with this EC P-256 private key (PEM): writes `model.sig`, an OpenSSF
+    /// Model Signing signature that `model_signing verify key` and `--verify-key` check.
+    #[arg(long, value_name = "KEY")]
+    sign_key: Option<std::path::PathBuf>,
     /// Experiment name (created if absent).
     #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "Default")]
     experiment: String,
@@ -67,6 +72,11 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         .map(serde_json::from_str)
         .transpose()
         .context("the input example is not valid JSON")?;
+    let sign_key = args
+        .sign_key
+        .as_deref()
+        .map(SigningKey::from_pem_file)
+        .transpose()?;
     let uri = args.tracking.resolve(&app.compiled)?;
     // The crate snapshot is the project's, when it holds this chain's source.
     let crate_dir = files
@@ -96,6 +106,7 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         input_example: input_example.as_ref(),
         validate: !args.no_validate,
         env: endpoint.env.clone(),
+        sign_key: sign_key.as_ref(),
     };
     let logged = log_chain(&|| open_store(&uri), &request, &progress).await;
     bar.finish_and_clear();
@@ -113,6 +124,12 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         writeln!(out, "run_id:    {}", logged.run_id).context("failed to print the result")?;
         writeln!(out, "model_id:  {}", logged.model_id).context("failed to print the result")?;
         writeln!(out, "model_uri: {}", logged.model_uri).context("failed to print the result")?;
+        writeln!(out, "digest:    sha256:{}", logged.artifact_digest)
+            .context("failed to print the result")?;
+        if logged.signed {
+            writeln!(out, "signed:    model.sig (OpenSSF Model Signing)")
+                .context("failed to print the result")?;
+        }
         if let (Some(name), Some(version)) = (&args.registered_model, &logged.registered_version) {
             writeln!(out, "registered: models:/{name}/{version}")
                 .context("failed to print the result")?;

@@ -528,7 +528,8 @@ pub fn hand_over(binary: &Path, artifact: &Path, args: Vec<OsString>) -> Result<
 }
 
 /// `args` (without the program name) with every `--build X` / `--build=X` replaced by one
-/// `--build local`, and the model (`-m X`, `--model-uri X`, `--model-uri=X`) by `artifact`.
+/// `--build local`, the model (`-m X`, `--model-uri X`, `--model-uri=X`) by `artifact`, and
+/// `--expect-digest`/`--verify-key` left out (checked before the hand-over).
 fn with_local_build(args: Vec<OsString>, artifact: &Path) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len() + 2);
     let mut skip_next = false;
@@ -544,11 +545,17 @@ fn with_local_build(args: Vec<OsString>, artifact: &Path) -> Vec<OsString> {
             continue;
         }
         let text = arg.to_string_lossy();
-        if text == "--build" {
+        // The folder was verified here (digest, manifest, signature): the binary built from
+        // the snapshot — maybe on an older chainlog without these flags — checks its
+        // manifest again on its own.
+        if ["--build", "--expect-digest", "--verify-key"].contains(&text.as_ref()) {
             skip_next = true;
             continue;
         }
-        if text.starts_with("--build=") {
+        if ["--build=", "--expect-digest=", "--verify-key="]
+            .iter()
+            .any(|flag| text.starts_with(flag))
+        {
             continue;
         }
         if text == "-m" || text == "--model-uri" {
@@ -602,6 +609,23 @@ mod tests {
                 dir
             ),
             args(&["serve", "--model-uri", "/cache/m-1", "--build", "local"])
+        );
+        // Checked before the hand-over; the built binary may predate these flags.
+        assert_eq!(
+            with_local_build(
+                args(&[
+                    "predict",
+                    "--verify-key",
+                    "k.pub",
+                    "--expect-digest=sha256:ab",
+                    "-m",
+                    "x",
+                    "--expect-digest",
+                    "ab"
+                ]),
+                dir
+            ),
+            args(&["predict", "-m", "/cache/m-1", "--build", "local"])
         );
     }
 

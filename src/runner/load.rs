@@ -1,6 +1,16 @@
 //! Loading a logged model for `predict` and `serve`: model URI → store → local copy (cached)
 //! → verified artifact → this binary's chain, rebuilt with the artifact's config and prompts,
 //! MLflow's load-time config overrides applied.
+//!
+//! Verification, in order, before anything of the artifact is used ([`Integrity`]):
+//! 1. Through a store URI, the downloaded MLmodel's SHA-256 against the digest the store
+//!    recorded on the LoggedModel at log time (`chainlog.artifact_digest`); a model logged by
+//!    an older chainlog has no record and loads with a warning that it is unbound. A local
+//!    directory has no record: its digest is printed (stderr), and `--expect-digest` pins it.
+//! 2. The MLmodel lists every file and every file has the hash it lists
+//!    ([`LoadedArtifact::verify`]).
+//! 3. With `--verify-key`, the OpenSSF Model Signing signature `model.sig`
+//!    ([`verify_model`]).
 
 use super::{
     RebuildError, Rebuilt,
@@ -9,10 +19,22 @@ use super::{
     rebuild::{holds_logged_chain, rebuild_verified},
 };
 use crate::{
-    artifact::LoadedArtifact,
+    artifact::{ARTIFACT_DIGEST_TAG, ArtifactError, LoadedArtifact, VerifyingKey, verify_model},
     chain::ChainRegistry,
-    store::{ModelUri, StoreError, TrackingUri, default_cache_dir, fetch_model, open_store},
+    store::{
+        FetchedModel, ModelUri, StoreError, TrackingUri, default_cache_dir, fetch_model_with_tags,
+        open_store,
+    },
 };
+
+/// What a model must pass beyond its own hashes: a pinned digest and a signature.
+#[derive(Debug, Clone, Default)]
+pub struct Integrity {
+    /// `--expect-digest`: the SHA-256 the MLmodel must have (hex, `sha256:` prefix allowed).
+    pub expect_digest: Option<String>,
+    /// `--verify-key`: the public key `model.sig` must verify with.
+    pub verify_key: Option<VerifyingKey>,
+}
 
 /// Why a logged model could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +95,9 @@ pub async fn load_model<'r>(
     tracking: &TrackingUri,
     overrides_from_flags: &[String],
     endpoint: &Endpoint,
+    integrity: &Integrity,
 ) -> Result<Rebuilt<'r>, LoadError> {
-    let artifact = fetch_verified(uri, tracking).await?;
+    let artifact = fetch_verified(uri, tracking, integrity).await?;
     rebuild_model(registry, uri, artifact, overrides_from_flags, endpoint)
 }
 
@@ -94,8 +117,9 @@ pub async fn locate_model_code(
     tracking: &TrackingUri,
     mode: BuildMode,
     compile: &CompileOptions,
+    integrity: &Integrity,
 ) -> Result<ModelCode, LoadError> {
-    let artifact = fetch_verified(uri, tracking).await?;
+    let artifact = fetch_verified(uri, tracking, integrity).await?;
     let here = match mode {
         BuildMode::Local => true,
         BuildMode::Cargo => false,
@@ -114,11 +138,19 @@ pub async fn locate_model_code(
     Ok(ModelCode::Compiled(compiled))
 }
 
-/// The model's files, fetched (cached) and verified against every hash MLmodel records.
-async fn fetch_verified(uri: &str, tracking: &TrackingUri) -> Result<LoadedArtifact, LoadError> {
+/// The model's files, fetched (cached) and verified: the store's digest record (or
+/// `--expect-digest`), every hash MLmodel records, and with `--verify-key` the signature.
+async fn fetch_verified(
+    uri: &str,
+    tracking: &TrackingUri,
+    integrity: &Integrity,
+) -> Result<LoadedArtifact, LoadError> {
     let model_uri = ModelUri::parse(uri)?;
-    let dir = match &model_uri {
-        ModelUri::LocalDir { path } => path.clone(),
+    let fetched = match &model_uri {
+        ModelUri::LocalDir { path } => FetchedModel {
+            dir: path.clone(),
+            tags: None,
+        },
         _ => {
             // Reading never creates a store: a missing database file is a wrong URI or folder.
             // (A `models:/<model_id>` may still be served from the model cache.)
@@ -133,15 +165,61 @@ async fn fetch_verified(uri: &str, tracking: &TrackingUri) -> Result<LoadedArtif
                 }));
             }
             let store = open_store(tracking)?;
-            fetch_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?
+            fetch_model_with_tags(store.as_ref(), &model_uri, &default_cache_dir()?).await?
         }
     };
-    let refused = |source: crate::artifact::ArtifactError| LoadError::Rebuild {
+    let refused = |source: ArtifactError| LoadError::Rebuild {
         uri: uri.to_owned(),
         source: RebuildError::Artifact(source),
     };
-    let artifact = LoadedArtifact::read(&dir).map_err(refused)?;
+    let dir = &fetched.dir;
+    let pinned = integrity.expect_digest.as_deref().map(|expected| {
+        let expected = expected.trim();
+        expected.strip_prefix("sha256:").unwrap_or(expected)
+    });
+    let artifact = match &fetched.tags {
+        Some(tags) => match tags.iter().find(|(key, _)| key == ARTIFACT_DIGEST_TAG) {
+            Some((_, recorded)) => {
+                LoadedArtifact::read_pinned(dir, recorded, "recorded in the tracking store")
+            }
+            None => {
+                eprintln!(
+                    "warning: model `{uri}` is unbound: its LoggedModel has no {ARTIFACT_DIGEST_TAG} \
+                     (logged by an older chainlog), so only its own MLmodel vouches for its files; \
+                     log it again to bind it"
+                );
+                LoadedArtifact::read(dir)
+            }
+        },
+        None => match pinned {
+            Some(expected) => {
+                LoadedArtifact::read_pinned(dir, expected, "pinned by --expect-digest")
+            }
+            None => LoadedArtifact::read(dir),
+        },
+    }
+    .map_err(refused)?;
+    if let Some(expected) = pinned
+        && !artifact.digest().eq_ignore_ascii_case(expected)
+    {
+        return Err(refused(ArtifactError::DigestMismatch {
+            path: dir.join(crate::artifact::MLMODEL_FILE),
+            origin: "pinned by --expect-digest",
+            expected: expected.to_ascii_lowercase(),
+            actual: artifact.digest().to_owned(),
+        }));
+    }
     artifact.verify().map_err(refused)?;
+    if fetched.tags.is_none() {
+        eprintln!(
+            "model `{uri}`: artifact digest sha256:{} (a local directory has no store record; \
+             pin it with --expect-digest)",
+            artifact.digest()
+        );
+    }
+    if let Some(key) = &integrity.verify_key {
+        verify_model(dir, key).map_err(refused)?;
+    }
     Ok(artifact)
 }
 

@@ -2,10 +2,11 @@
 //! config (references only), examples, signature and provenance.
 //!
 //! The protocol is MLflow's own (DESIGN.md, MLFLOW.md §3): experiment → run (RUNNING) →
-//! logged model (PENDING) → run output link → artifacts → params and tags → model READY →
-//! registered version → alias → run FINISHED. Anything failing after the run exists marks the
-//! model UPLOAD_FAILED and the run FAILED before the error is returned, so nothing half-written
-//! ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
+//! logged model (PENDING) → run output link → artifacts (signed with `--sign-key`) → params
+//! and tags → the artifact digest as a model tag (`chainlog.artifact_digest`, also on the run)
+//! → model READY → registered version → alias → run FINISHED. Anything failing after the run
+//! exists marks the model UPLOAD_FAILED and the run FAILED before the error is returned, so
+//! nothing half-written ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
 //! input example that does not fit or does not run) is refused before the store is touched.
 
 use std::{
@@ -19,7 +20,10 @@ use serde_json::Value;
 
 use super::build::{build_chain, uses_prompt_registry};
 use crate::{
-    artifact::{ArtifactError, ArtifactSpec, Provenance, SnapshotPlan, write_artifact},
+    artifact::{
+        ARTIFACT_DIGEST_TAG, ArtifactError, ArtifactSpec, Provenance, SigningKey, SnapshotPlan,
+        sign_model, write_artifact,
+    },
     chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
     config::{ChainConfig, ConfigError, LlmOverrides},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
@@ -56,6 +60,8 @@ pub struct LogRequest<'a> {
     pub validate: bool,
     /// The environment the chain reads (the endpoint's, possibly the built-in mock's).
     pub env: EnvReader,
+    /// Sign the artifact with this key (`model.sig`, OpenSSF Model Signing).
+    pub sign_key: Option<&'a SigningKey>,
 }
 
 impl std::fmt::Debug for LogRequest<'_> {
@@ -65,6 +71,7 @@ impl std::fmt::Debug for LogRequest<'_> {
             .field("experiment", &self.experiment)
             .field("registered_model", &self.registered_model)
             .field("vendor", &self.vendor)
+            .field("signed", &self.sign_key.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +91,11 @@ pub struct Logged {
     pub artifact_uri: String,
     /// The registered model version, when one was made.
     pub registered_version: Option<String>,
+    /// The artifact digest (SHA-256 of the MLmodel), recorded on the run and the LoggedModel
+    /// as `chainlog.artifact_digest`.
+    pub artifact_digest: String,
+    /// Whether `model.sig` was written (`--sign-key`).
+    pub signed: bool,
     /// The output of the input example's run, when it ran.
     pub output_example: Option<Value>,
 }
@@ -336,6 +348,8 @@ pub async fn log_chain(
                 model_id: model.model_id,
                 artifact_uri: model.artifact_uri,
                 registered_version,
+                artifact_digest: left.digest,
+                signed: request.sign_key.is_some(),
                 output_example,
             })
         }
@@ -389,6 +403,8 @@ struct LeftBehind {
     model: Option<LoggedModel>,
     /// What became of a registered version when a later step failed.
     version_note: Option<String>,
+    /// The artifact's digest, once recorded.
+    digest: String,
 }
 
 /// `--vendor`: adds the registry and git dependencies' sources to `plan`, with a line on
@@ -455,10 +471,20 @@ async fn log_into_run(
         spec = spec.with_prompt_uri(&prompt.name, &prompt.uri);
     }
     let written = write_artifact(&dir, &spec)?;
+    if let Some(key) = request.sign_key {
+        sign_model(&dir, key)?;
+    }
     store.upload_model_artifacts(&model, &dir, progress).await?;
+    // The digest binds the artifact to the tracking store: loading through the store checks
+    // the downloaded MLmodel against the LoggedModel's record before anything else.
+    let digest_tag = [(ARTIFACT_DIGEST_TAG.to_owned(), written.digest.clone())];
+    let mut run_tags = written.run_tags();
+    run_tags.extend_from_slice(&digest_tag);
+    store.log_batch(&run.run_id, params, &run_tags).await?;
     store
-        .log_batch(&run.run_id, params, &written.run_tags())
+        .set_logged_model_tags(&model.model_id, &digest_tag)
         .await?;
+    left.digest.clone_from(&written.digest);
     store
         .finalize_logged_model(&model.model_id, ModelStatus::Ready)
         .await?;
@@ -600,6 +626,7 @@ mod tests {
             input_example: None,
             validate: false,
             env: Arc::new(|_: &str| None),
+            sign_key: None,
         };
         let opened = AtomicBool::new(false);
         let open_store = || -> Result<Arc<dyn TrackingStore>, StoreError> {

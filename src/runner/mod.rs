@@ -29,7 +29,8 @@ pub use concurrency::{CallLimit, ConcurrencyPlan, LimitSource};
 pub use endpoint::Endpoint;
 pub use gc::{GcReport, fail_unfinished};
 pub use load::{
-    CONFIG_OVERRIDE_VARS, LoadError, ModelCode, load_model, locate_model_code, rebuild_model,
+    CONFIG_OVERRIDE_VARS, Integrity, LoadError, ModelCode, load_model, locate_model_code,
+    rebuild_model,
 };
 pub use log_model::{LogError, LogRequest, Logged, RegistryPrompt, load_prompts, log_chain};
 pub use output_lock::{LockError, OutputLock};

@@ -3,7 +3,7 @@
 //!
 //! Every method is one step of MLflow's own logging protocol (as the Python client does it:
 //! experiment → run → logged model (PENDING) → run output link → artifacts → params/tags →
-//! model READY → registered version → alias → run FINISHED), so a failure between two steps
+//! model tags → model READY → registered version → alias → run FINISHED), so a failure between two steps
 //! leaves a run RUNNING/FAILED and a model PENDING/UPLOAD_FAILED — never FINISHED/READY with
 //! missing parts.
 
@@ -277,6 +277,14 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         status: ModelStatus,
     ) -> Result<(), StoreError>;
 
+    /// Sets tags on a logged model (`PATCH logged-models/<id>/tags`); an existing key is
+    /// overwritten.
+    async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
     /// Sets a run's final status and end time.
     async fn set_run_status(
         &self,
@@ -325,6 +333,13 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
     ///
     /// [`StoreError::NotFound`] when there is none.
     async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError>;
+
+    /// The tags of logged model `model_id`, as `(key, value)`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when there is no such model.
+    async fn logged_model_tags(&self, model_id: &str) -> Result<Vec<(String, String)>, StoreError>;
 
     /// The models run `run_id` produced (its outputs), oldest link first.
     ///

@@ -24,7 +24,9 @@ pub use api::{
     CHAINLOG_VERSION_TAG, Experiment, LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus,
     StoreError, TrackingStore, Unfinished, UnfinishedRun,
 };
-pub use model_uri::{CACHE_DIR_VAR, ModelUri, default_cache_dir, fetch_model};
+pub use model_uri::{
+    CACHE_DIR_VAR, FetchedModel, ModelUri, default_cache_dir, fetch_model, fetch_model_with_tags,
+};
 pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;
 pub use uri::{TrackingUri, open_store};

@@ -212,6 +212,61 @@ fn cache_dir_from(
         .or_else(|| home.map(|h| PathBuf::from(h).join(".cache/chainlog/models")))
 }
 
+/// A model fetched through a store URI: its local folder and its LoggedModel's tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedModel {
+    /// The local folder (the cache entry, or the local directory as given).
+    pub dir: PathBuf,
+    /// The LoggedModel's tags as the store holds them; `None` for a local directory, which
+    /// has no LoggedModel.
+    pub tags: Option<Vec<(String, String)>>,
+}
+
+/// [`fetch_model`], plus the LoggedModel's tags (where chainlog records the artifact digest
+/// the downloaded files are checked against). The tags are asked of the store each time and
+/// kept next to the cache entry (`<cache_dir>/<model_id>.tags.json`), so a cached
+/// `models:/<model_id>` still loads with its record when the store cannot be reached (the
+/// cache is trusted as much as the entry it holds).
+///
+/// # Errors
+///
+/// Those of [`fetch_model`]; the store's errors when it cannot be reached and no tags were
+/// kept.
+pub async fn fetch_model_with_tags(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+    cache_dir: &Path,
+) -> Result<FetchedModel, StoreError> {
+    let dir = fetch_model(store, uri, cache_dir).await?;
+    if matches!(uri, ModelUri::LocalDir { .. }) {
+        return Ok(FetchedModel { dir, tags: None });
+    }
+    // The cache entry is named by the model id the store resolved.
+    let model_id = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let kept = cache_dir.join(format!("{model_id}.tags.json"));
+    let tags = match store.logged_model_tags(&model_id).await {
+        Ok(tags) => {
+            if let Ok(text) = serde_json::to_vec(&tags) {
+                // Best effort: the tags only spare a store call when offline.
+                let _ = tokio::fs::write(&kept, text).await;
+            }
+            tags
+        }
+        // Offline (or the local store gone): the tags kept when the entry was fetched.
+        Err(err) => match tokio::fs::read(&kept).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| err)?,
+            Err(_) => return Err(err),
+        },
+    };
+    Ok(FetchedModel {
+        dir,
+        tags: Some(tags),
+    })
+}
+
 /// The local directory holding the model `uri` names: a local directory as is; otherwise the
 /// logged model it resolves to, downloaded from `store` into `<cache_dir>/<model_id>/` unless
 /// that entry already exists (`models:/<model_id>` then needs no store call at all).

@@ -134,7 +134,7 @@ fn mlflow_loads_the_mlmodel_signature_and_examples() {
             "{name}"
         );
         assert_eq!(got["flavors"], json!(["chainlog"]), "{name}");
-        assert_eq!(got["chainlog_format_version"], 1, "{name}");
+        assert_eq!(got["chainlog_format_version"], 2, "{name}");
         assert_eq!(got["inputs"], signature.inputs.as_str(), "{name}: inputs");
         assert_eq!(
             got["outputs"],

@@ -173,7 +173,12 @@ fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
     let mlmodel = &seen["mlmodel"];
     assert_eq!(mlmodel["model_id"], logged["model_id"]);
     assert_eq!(mlmodel["chainlog"]["chain"], chain);
-    assert_eq!(mlmodel["chainlog"]["format_version"], 1);
+    assert_eq!(mlmodel["chainlog"]["format_version"], 2);
+    // The artifact digest, read back by MLflow's client on the LoggedModel and on the run.
+    let digest = logged["artifact_digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{logged}");
+    assert_eq!(model["tags"]["chainlog.artifact_digest"], digest, "{model}");
+    assert_eq!(run["tags"]["chainlog.artifact_digest"], digest, "{run}");
     assert!(mlmodel["signature_inputs"].is_string());
     assert_eq!(
         seen["registered"]["alias_version"], "1",

@@ -191,6 +191,29 @@ fn different_code_is_refused_naming_both_hashes() {
         edited.push(line);
     }
     std::fs::write(&mlmodel, edited.join("\n") + "\n").unwrap();
+    // Without a snapshot, code/ holds only the chain: the snapshot's other files go too (an
+    // unlisted file is refused before any code hash is compared).
+    for entry in std::fs::read_dir(copy.path().join("code"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.file_name() != "chains" {
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(path).unwrap();
+            } else {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    }
+    for entry in std::fs::read_dir(copy.path().join("code/chains"))
+        .unwrap()
+        .flatten()
+    {
+        if entry.file_name() != "summarize.rs" {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
     let uri = copy.path().to_str().unwrap();
     let input = r#"{"text": "rebuilt from the artifact"}"#;
     let output = chainlog(
@@ -212,7 +235,10 @@ fn different_code_is_refused_naming_both_hashes() {
         "{stderr}"
     );
     assert!(stderr.contains("--build local"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // One line of refusal, after the local directory's digest note.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("artifact digest sha256:"), "{stderr}");
 }
 
 /// `chainlog serve` answers MLflow's scoring protocol: ping, and `/invocations` with the

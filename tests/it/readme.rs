@@ -130,6 +130,34 @@ fn readme_commands_run_and_succeed() {
     for folder in ["chains", "prompts", "tests"] {
         std::os::unix::fs::symlink(root.join(folder), scratch.path().join(folder)).unwrap();
     }
+    // The README's signing example starts with two openssl commands, which are not chainlog's:
+    // made here the same way, so its `--sign-key`/`--verify-key` commands run as written.
+    for args in [
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "signer.pem",
+        ][..],
+        &[
+            "pkey",
+            "-in",
+            "signer.pem",
+            "-pubout",
+            "-out",
+            "signer.pub.pem",
+        ][..],
+    ] {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(scratch.path())
+            .status()
+            .expect("the openssl CLI is needed for the README's signing example (apt-get install openssl)");
+        assert!(status.success(), "openssl {args:?}");
+    }
     let mut ran = 0;
     for args in commands() {
         let cwd = match args.first().map(String::as_str) {

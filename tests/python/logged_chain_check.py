@@ -59,6 +59,7 @@ def main():
             "status": str(model.status),
             "name": model.name,
             "source_run_id": model.source_run_id,
+            "tags": dict(model.tags),
             "artifacts": artifacts,
             "params": dict(model.params),
             "tags": dict(model.tags),

@@ -311,6 +311,21 @@ impl TrackingStore for RestStore {
             .await
     }
 
+    async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.http
+            .send_json(
+                "logged-models/set-tags",
+                Method::PATCH,
+                &format!("api/2.0/mlflow/logged-models/{model_id}/tags"),
+                &json!({ "tags": key_values(tags) }),
+            )
+            .await
+    }
+
     async fn set_run_status(
         &self,
         run_id: &str,
@@ -409,6 +424,10 @@ impl TrackingStore for RestStore {
 
     async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError> {
         read::logged_model(&self.http, model_id).await
+    }
+
+    async fn logged_model_tags(&self, model_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        read::logged_model_tags(&self.http, model_id).await
     }
 
     async fn run_logged_models(&self, run_id: &str) -> Result<Vec<LoggedModel>, StoreError> {

@@ -46,6 +46,28 @@ pub(super) async fn logged_model(
     Ok(reply.model.info.into_model())
 }
 
+/// The tags of `GET logged-models/<id>`.
+pub(super) async fn logged_model_tags(
+    http: &Transport,
+    model_id: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let reply: LoggedModelReply = http
+        .get(
+            "logged-models/get",
+            &format!("api/2.0/mlflow/logged-models/{model_id}"),
+            &[],
+        )
+        .await
+        .map_err(|err| not_found(err, || format!("logged model `{model_id}`")))?;
+    Ok(reply
+        .model
+        .info
+        .tags
+        .into_iter()
+        .map(|tag| (tag.key, tag.value))
+        .collect())
+}
+
 /// The run's `outputs.model_outputs`, each read with `GET logged-models/<id>`.
 pub(super) async fn run_models(
     http: &Transport,

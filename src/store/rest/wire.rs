@@ -110,6 +110,8 @@ pub(super) struct LoggedModelInfo {
     pub(super) artifact_uri: String,
     #[serde(default)]
     pub(super) source_run_id: Option<String>,
+    #[serde(default)]
+    pub(super) tags: Vec<Tag>,
     /// `LOGGED_MODEL_PENDING`, `LOGGED_MODEL_READY`, `LOGGED_MODEL_UPLOAD_FAILED`.
     #[serde(default)]
     pub(super) status: String,

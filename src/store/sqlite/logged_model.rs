@@ -117,6 +117,23 @@ fn set_tag(
     Ok(())
 }
 
+/// Sets tags on model `model_id` (overwriting a key already set).
+///
+/// # Errors
+///
+/// An unknown model.
+pub(super) fn set_tags(
+    tx: &Transaction<'_>,
+    model_id: &str,
+    tags: &[(String, String)],
+) -> Result<(), TxError> {
+    let model = stored(tx, model_id)?;
+    for (key, value) in last_wins(tags) {
+        set_tag(tx, model_id, model.experiment_id, key, value)?;
+    }
+    Ok(())
+}
+
 /// The stored model `model_id`.
 ///
 /// # Errors

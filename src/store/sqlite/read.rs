@@ -44,6 +44,27 @@ pub(super) fn get(tx: &Transaction<'_>, model_id: &str) -> Result<LoggedModel, T
     .ok_or_else(|| not_found(format!("logged model `{model_id}`")).into())
 }
 
+/// The tags of the active logged model `model_id`, sorted by key.
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] when there is no such model.
+pub(super) fn tags(tx: &Transaction<'_>, model_id: &str) -> Result<Vec<(String, String)>, TxError> {
+    get(tx, model_id)?;
+    let mut stmt = tx.prepare(
+        "SELECT tag_key, tag_value FROM logged_model_tags WHERE model_id = ?1 ORDER BY tag_key",
+    )?;
+    let tags = stmt
+        .query_map(params![model_id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(tags)
+}
+
 /// The active models run `run_id` produced, in the order they were linked.
 ///
 /// # Errors

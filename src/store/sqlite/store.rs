@@ -258,6 +258,16 @@ impl TrackingStore for SqliteStore {
             .await
     }
 
+    async fn set_logged_model_tags(
+        &self,
+        model_id: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let (model_id, tags) = (model_id.to_owned(), tags.to_vec());
+        self.transaction(move |tx, _| logged_model::set_tags(tx, &model_id, &tags))
+            .await
+    }
+
     async fn set_run_status(
         &self,
         run_id: &str,
@@ -322,6 +332,12 @@ impl TrackingStore for SqliteStore {
     async fn get_logged_model(&self, model_id: &str) -> Result<LoggedModel, StoreError> {
         let model_id = model_id.to_owned();
         self.transaction(move |tx, _| read::get(tx, &model_id))
+            .await
+    }
+
+    async fn logged_model_tags(&self, model_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let model_id = model_id.to_owned();
+        self.transaction(move |tx, _| read::tags(tx, &model_id))
             .await
     }
 

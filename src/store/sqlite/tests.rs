@@ -430,3 +430,34 @@ async fn a_fetch_waits_for_a_download_in_progress_and_reuses_it() {
         "the cached entry is served"
     );
 }
+
+/// Logged model tags set after creation are read back (an existing key overwritten), and an
+/// unknown model is NotFound both ways.
+#[tokio::test]
+async fn logged_model_tags_are_set_and_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_in(tmp.path());
+    let exp = store.get_or_create_experiment("e").await.unwrap();
+    let run = store.create_run(&exp.id, "r", 1, &[]).await.unwrap();
+    let model = store
+        .create_logged_model(&exp.id, "m", &run.run_id, &[], &pairs(&[("a", "1")]))
+        .await
+        .unwrap();
+    store
+        .set_logged_model_tags(&model.model_id, &pairs(&[("a", "2"), ("digest", "ff")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.logged_model_tags(&model.model_id).await.unwrap(),
+        pairs(&[("a", "2"), ("digest", "ff")])
+    );
+    for err in [
+        store.logged_model_tags("m-nope").await.unwrap_err(),
+        store
+            .set_logged_model_tags("m-nope", &pairs(&[("a", "1")]))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    }
+}
