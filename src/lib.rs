@@ -58,6 +58,7 @@ pub mod prompt;
 mod pyjson;
 pub mod runner;
 pub mod scaffold;
+pub mod secret;
 pub mod serve;
 pub mod store;
 

@@ -33,9 +33,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ApiKey(SecretString);
 
 impl ApiKey {
-    /// Wraps a key.
+    /// Wraps a key, and registers it with the scrubber ([`crate::secret::register`]) so a
+    /// provider that echoes it back cannot make it show.
     pub fn new(key: impl Into<String>) -> Self {
-        Self(SecretString::from(key.into()))
+        Self::from(SecretString::from(key.into()))
     }
 
     /// The key's text, for the one place that sends it.
@@ -51,6 +52,7 @@ impl ApiKey {
 
 impl From<SecretString> for ApiKey {
     fn from(secret: SecretString) -> Self {
+        crate::secret::register(secret.expose_secret());
         Self(secret)
     }
 }

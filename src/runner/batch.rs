@@ -98,7 +98,8 @@ pub async fn predict_batch(
             }
             Err(message) => {
                 summary.failed += 1;
-                json!({"index": index, "error": message})
+                // The last guard before the file: a provider's words may be in the message.
+                json!({"index": index, "error": crate::secret::scrub(&message)})
             }
         };
         // One write per line, flushed at once: a crash loses at most rows still in flight.
