@@ -365,7 +365,12 @@ fn visit(
     f(value, key_path, secret_named)?;
     match value {
         Value::Object(map) => map.iter().try_for_each(|(key, child)| {
-            visit(child, &join(key_path, key), secret::is_secret_child(map, key), f)
+            visit(
+                child,
+                &join(key_path, key),
+                secret::is_secret_child(map, key),
+                f,
+            )
         }),
         Value::Array(items) => items.iter().enumerate().try_for_each(|(i, child)| {
             visit(child, &join(key_path, &i.to_string()), secret_named, f)

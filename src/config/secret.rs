@@ -26,8 +26,8 @@
 //!
 //! ```yaml
 //! chain:
-//!   sort_key: title          # a lookup key, not a credential
-//! not_secret: [chain.sort_key]
+//!   label_key: region        # a field name, not a credential
+//! not_secret: [chain.label_key]
 //! ```
 //!
 //! It is an ordinary key of the document, so it is logged with the config and honoured again
@@ -52,9 +52,11 @@ const PAIR_LABELS: &[&str] = &["name", "key", "header"];
 /// (`name`, `key`, `header`) holds a name, not a secret.
 pub(crate) fn is_secret_child(map: &Map<String, Value>, key: &str) -> bool {
     if key == "value" {
-        return PAIR_LABELS
-            .iter()
-            .any(|label| map.get(*label).and_then(Value::as_str).is_some_and(is_secret_name));
+        return PAIR_LABELS.iter().any(|label| {
+            map.get(*label)
+                .and_then(Value::as_str)
+                .is_some_and(is_secret_name)
+        });
     }
     if PAIR_LABELS.contains(&key) && map.contains_key("value") {
         return false;
@@ -75,7 +77,7 @@ pub(crate) fn not_secret_paths(root: &Value) -> Result<Vec<String>, ConfigError>
     let Value::Array(items) = list else {
         return Err(ConfigError::Section {
             key: NOT_SECRET_KEY.to_owned(),
-            message: "must be a list of key paths, as in `not_secret: [chain.sort_key]`"
+            message: "must be a list of key paths, as in `not_secret: [chain.label_key]`"
                 .to_owned(),
         });
     };
@@ -85,7 +87,7 @@ pub(crate) fn not_secret_paths(root: &Value) -> Result<Vec<String>, ConfigError>
         let Some(path) = item.as_str() else {
             return Err(ConfigError::Section {
                 key: key(),
-                message: "must be a key path such as `chain.sort_key`".to_owned(),
+                message: "must be a key path such as `chain.label_key`".to_owned(),
             });
         };
         if path.split('.').next() == Some(NOT_SECRET_KEY) || document::lookup(root, path).is_none()
@@ -275,6 +277,133 @@ mod tests {
                 "Authorization",
                 "canary0017",
             ),
+            // A password in any URL's userinfo, wherever the URL is.
+            (
+                "llm:\n  base_url: https://alice:canary0018@llm.internal/v1\n",
+                "llm.base_url",
+                "canary0018",
+            ),
+            (
+                "db:\n  url: postgres://app:canary0019@db:5432/prod\n",
+                "db.url",
+                "canary0019",
+            ),
+            (
+                "cache: redis://:canary0020@cache:6379/0\n",
+                "cache",
+                "canary0020",
+            ),
+            (
+                "llm:\n  base_url: ${LLM_URL:-https://u:canary0021@h/v1}\n",
+                "llm.base_url",
+                "canary0021",
+            ),
+            // Key-shaped query parameters.
+            (
+                "endpoint: https://maps.example/api?key=canary0022&q=x\n",
+                "endpoint",
+                "canary0022",
+            ),
+            (
+                "azure:\n  url: https://x.openai.azure.com/v1?api-version=1&api-key=canary0023\n",
+                "azure.url",
+                "canary0023",
+            ),
+            (
+                "hook: https://hooks.example/x?token=canary0024\n",
+                "hook",
+                "canary0024",
+            ),
+            (
+                "feed: https://api.example/feed?access_token=canary0025\n",
+                "feed",
+                "canary0025",
+            ),
+            (
+                "blob: https://acct.blob.example/c/f.txt?sv=2022&sig=canary0026%3D\n",
+                "blob",
+                "canary0026",
+            ),
+            // Secret-looking names beyond `api_key`/`token`/`password`.
+            (
+                "openai_key_2: canary0027abcdef\n",
+                "openai_key_2",
+                "canary0027",
+            ),
+            (
+                "chain:\n  key: canary0028abcdef\n",
+                "chain.key",
+                "canary0028",
+            ),
+            (
+                "search:\n  serp_key: canary0029\n",
+                "search.serp_key",
+                "canary0029",
+            ),
+            ("db:\n  pass: canary0030\n", "db.pass", "canary0030"),
+            ("db:\n  passwd: canary0031\n", "db.passwd", "canary0031"),
+            (
+                "webhook_secret: canary0032\n",
+                "webhook_secret",
+                "canary0032",
+            ),
+            (
+                "credentials_json: canary0033\n",
+                "credentials_json",
+                "canary0033",
+            ),
+            (
+                "github:\n  refresh_token: canary0034\n",
+                "github.refresh_token",
+                "canary0034",
+            ),
+            (
+                "signing:\n  private_key: canary0035\n",
+                "signing.private_key",
+                "canary0035",
+            ),
+            (
+                "hub:\n  HF_TOKEN: canary0036\n",
+                "hub.HF_TOKEN",
+                "canary0036",
+            ),
+            // Literal values inside lists, and maps inside lists.
+            (
+                "api_keys:\n  - ${KEY_ONE}\n  - canary0037\n",
+                "api_keys.1",
+                "canary0037",
+            ),
+            (
+                "pool:\n  - name: a\n    token: canary0038\n",
+                "pool.0.token",
+                "canary0038",
+            ),
+            (
+                "headers:\n  - name: x-api-key\n    value: canary0039\n",
+                "headers.0.value",
+                "canary0039",
+            ),
+            (
+                "headers:\n  - {key: Authorization, value: canary0040}\n",
+                "headers.0.value",
+                "canary0040",
+            ),
+            (
+                "mirrors:\n  - [https://u:canary0041@m1/x]\n",
+                "mirrors.0.0",
+                "canary0041",
+            ),
+            // A literal default under a secret-looking key.
+            (
+                "search:\n  serp_key: ${SERP_KEY:-canary0042}\n",
+                "search.serp_key",
+                "canary0042",
+            ),
+            (
+                "db:\n  url: postgres://u:${DB_PW:-canary0043}@db/x\n",
+                "db.url",
+                "canary0043",
+            ),
         ];
         for (yaml, expected_path, canary) in cases {
             let err = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap_err();
@@ -284,6 +413,81 @@ mod tests {
             assert_eq!(key_path, expected_path, "{yaml}");
             assert_hidden(&err, canary);
         }
+    }
+
+    #[test]
+    fn common_non_secrets_are_accepted() {
+        for yaml in [
+            "llm:\n  max_tokens: 256\n  max_completion_tokens: 300\n",
+            "chain:\n  token_limit: 4000\n  tokenizer: cl100k_base\n",
+            "chain:\n  key_field: id\n  keys: [id, name]\n",
+            "chain:\n  sort_key: title\n  output_key: answer\n  memory_key: history\n",
+            "model:\n  eos_token: \"</s>\"\n  pad_token: \"<pad>\"\n",
+            "signing:\n  public_key: ssh-ed25519 AAAAC3Nza\n",
+            "llm:\n  base_url: https://api.openai.com/v1\n",
+            "llm:\n  base_url: http://localhost:8080/v1?api-version=2024-06-01\n",
+            "db:\n  url: postgres://app:${DB_PASSWORD}@db:5432/prod\n",
+            "azure:\n  url: https://x.example/v1?api-key=${AZURE_OPENAI_API_KEY}\n",
+            "auth:\n  enabled: true\n  token: ${HF_TOKEN}\n",
+            "headers:\n  - name: x-request-source\n    value: chainlog\n",
+            "headers:\n  - {name: x-api-key, value: \"${GATEWAY_KEY}\"}\n",
+            "chain:\n  note: write ?key=value pairs\n",
+            "chain:\n  contact: https://alice@example.com/team\n",
+            "chain:\n  credentials_path: /etc/app/creds.json\n",
+            "chain:\n  first_pass: true\n",
+        ] {
+            let result = ChainConfig::from_yaml(yaml, Path::new("c.yaml"));
+            assert!(result.is_ok(), "{yaml}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn not_secret_exempts_listed_paths_and_round_trips() {
+        let yaml = "chain:\n  label_key: region\n  lookup:\n    pass: first\nnot_secret: [chain.label_key, chain.lookup]\n";
+        let config = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let logged = config.to_yaml();
+        assert!(logged.contains("not_secret"), "{logged}");
+        let again = ChainConfig::from_yaml(&logged, Path::new("model_config.yaml")).unwrap();
+        assert_eq!(again.as_value(), config.as_value());
+        let mut changed = again.clone();
+        changed.set("chain.label_key=country").unwrap();
+        // Without the list, the same document is refused, naming the first path.
+        let err = ChainConfig::from_yaml("chain:\n  label_key: region\n", Path::new("c.yaml"))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::LiteralSecret { key_path, .. } if key_path == "chain.label_key"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn not_secret_must_name_existing_keys() {
+        for (yaml, key) in [
+            ("chain:\n  a: 1\nnot_secret: [chain.b]\n", "not_secret.0"),
+            ("chain:\n  a: 1\nnot_secret: chain.a\n", "not_secret"),
+            ("chain:\n  a: 1\nnot_secret: [3]\n", "not_secret.0"),
+            ("not_secret: [not_secret]\n", "not_secret.0"),
+        ] {
+            let err = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Section { key: k, .. } if k == key),
+                "{yaml}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn set_keeps_the_rules_and_the_exemptions() {
+        let mut config = ChainConfig::from_yaml(
+            "chain:\n  label_key: region\n  serp_key: ${SERP_KEY}\nnot_secret: [chain.label_key]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        config.set("chain.label_key=country").unwrap();
+        let err = config.set("chain.serp_key=canary-set-0044").unwrap_err();
+        assert_hidden(&err, "canary-set-0044");
+        let err = config.set("not_secret.0=chain.nope").unwrap_err();
+        assert!(matches!(err, ConfigError::Section { .. }), "{err:?}");
     }
 
     #[test]

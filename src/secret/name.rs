@@ -1,7 +1,8 @@
 //! Which key and environment-variable names hold secrets.
 //!
 //! A name is compared in lowercase snake case (`hfToken` → `hf_token`, `x-api-key` →
-//! `x_api_key`, `OPENAI_API_KEY` → `openai_api_key`). It is secret-named when:
+//! `x_api_key`, `OPENAI_API_KEY` → `openai_api_key`), without a trailing number
+//! (`openai_key_2` → `openai_key`). It is secret-named when:
 //!
 //! - it is, or ends with `_` and, one of the [`SECRET_WORDS`] (`key`, `token`, `secret`,
 //!   `password`, `pass`, `auth`, `credential`, … and plurals such as `api_keys`, `secrets`);
@@ -46,7 +47,15 @@ const GLUED_SECRET_WORDS: &[&str] = &["api_key", "apikey", "password", "passwd",
 
 /// Endings of `credential*` names that say where a credential is, not what it is.
 const LOCATION_SUFFIXES: &[&str] = &[
-    "_path", "_file", "_dir", "_env", "_var", "_name", "_type", "_id", "_provider",
+    "_path",
+    "_file",
+    "_dir",
+    "_env",
+    "_var",
+    "_name",
+    "_type",
+    "_id",
+    "_provider",
 ];
 
 /// Names that end like a secret but are not: lookup keys of data structures, public keys,
@@ -103,7 +112,9 @@ const NOT_SECRET: &[&str] = &[
 /// assert!(!is_secret_name("sort_key"));
 /// ```
 pub fn is_secret_name(name: &str) -> bool {
-    let name = normalize(name);
+    let normalized = normalize(name);
+    // A numbered name is the name: `openai_key_2`, `api_key2`.
+    let name = normalized.trim_end_matches(|c: char| c.is_ascii_digit() || c == '_');
     let ends_with_word = |word: &str| {
         name.strip_suffix(word)
             .is_some_and(|rest| rest.is_empty() || rest.ends_with('_'))
@@ -150,7 +161,9 @@ mod tests {
             "apikey",
             "openai_api_key",
             "OpenAIApiKey",
-            "openai_key_2_key",
+            "openai_key_2",
+            "api_key2",
+            "TOKEN_1",
             "key",
             "signing_key",
             "private_key",

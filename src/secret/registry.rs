@@ -80,7 +80,10 @@ pub fn scrub(text: &str) -> String {
     let mut ranges = Vec::new();
     for secret in registry.iter() {
         let secret = secret.expose_secret();
-        ranges.extend(text.match_indices(secret).map(|(at, _)| at..at + secret.len()));
+        ranges.extend(
+            text.match_indices(secret)
+                .map(|(at, _)| at..at + secret.len()),
+        );
     }
     drop(registry);
     ranges.extend(shape::secret_ranges(text));

@@ -62,8 +62,7 @@ static PURE_REFERENCE: LazyLock<Regex> =
     LazyLock::new(|| regex(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-)?\}$"));
 
 /// A URL, up to the first character that cannot be in one.
-static URL: LazyLock<Regex> =
-    LazyLock::new(|| regex(r#"(?i)\b[a-z][a-z0-9+.\-]*://[^\s"'<>`]+"#));
+static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)\b[a-z][a-z0-9+.\-]*://[^\s"'<>`]+"#));
 
 /// One `name=value` parameter of a query string.
 static QUERY_PARAM: LazyLock<Regex> =

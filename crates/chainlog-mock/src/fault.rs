@@ -125,8 +125,7 @@ impl Fault {
                 .with_code("server_is_overloaded"),
             ),
             Fault::EchoKey {
-                after_chunks: None,
-                ..
+                after_chunks: None, ..
             } => Some(self.echo_key_error()),
             Fault::Hang { .. }
             | Fault::DropConnection { .. }

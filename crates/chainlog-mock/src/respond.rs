@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::{
     body::Body,
     http::{HeaderName, HeaderValue, StatusCode, header},
     response::Response,
 };
-use axum::response::IntoResponse;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -148,7 +148,12 @@ pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
 
 /// A 200 SSE stream of `events`, paced by `latency` and broken as `fault` asks.
 pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Response {
-    if let Some(fault @ Fault::EchoKey { after_chunks: None, .. }) = &fault {
+    if let Some(
+        fault @ Fault::EchoKey {
+            after_chunks: None, ..
+        },
+    ) = &fault
+    {
         return fault.echo_key_error().into_response();
     }
     let ttft = Duration::from_millis(latency.ttft_ms);
