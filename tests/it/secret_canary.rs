@@ -380,3 +380,120 @@ async fn mock_echo_key_fault_repeats_the_callers_key() {
     );
     assert!(!body.contains("[DONE]"), "{body}");
 }
+
+/// `Debug` of every type that holds a key — set to a canary — shows no part of it: the key
+/// types, LLM settings and overrides, the config as resolved and the settings made from it,
+/// the LLM client, a chain's build context and built chain, the serve state with its token,
+/// the tracking store's credentials and REST client, the mock's config and server with its
+/// required key, the endpoint, and the errors a literal key or a bad key becomes.
+#[tokio::test]
+async fn debug_of_every_type_holding_a_key_hides_it() {
+    use chainlog::{
+        chain::{BuildContext, openai_factory},
+        config::{ApiKey, ChainConfig, LlmOverrides},
+        llm::{LlmSettings, OpenAiClient},
+        runner::Endpoint,
+        serve::ServeState,
+        store::{Auth, RestStore},
+    };
+    use secrecy::SecretString;
+
+    let (key, tail) = canary();
+    let mut shown: Vec<(&str, String)> = Vec::new();
+    let api_key = ApiKey::new(key.clone());
+    shown.push(("ApiKey", format!("{api_key:?}")));
+    let settings = LlmSettings {
+        api_key: Some(api_key.clone()),
+        ..LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:9/v1")
+    };
+    shown.push(("LlmSettings", format!("{settings:?}")));
+    shown.push((
+        "OpenAiClient",
+        format!("{:?}", OpenAiClient::new(settings.clone()).unwrap()),
+    ));
+    let overrides = LlmOverrides {
+        api_key: Some(api_key.clone()),
+        ..LlmOverrides::default()
+    };
+    shown.push(("LlmOverrides", format!("{overrides:?}")));
+
+    // A config referencing the key every way it can.
+    let config = ChainConfig::from_yaml(
+        "llm:\n  model: gpt-4o-mini\n  api_key: ${OPENAI_API_KEY}\n  base_url: http://127.0.0.1:9/v1\nprompts:\n  summary: summarize\nchain:\n  sentences: 2\nextra:\n  hub:\n    token: ${HF_TOKEN}\n  api_keys: [\"${SECOND_KEY}\"]\n  dsn: postgres://app:${DB_PASSWORD}@db/x\n",
+        Path::new("c.yaml"),
+    )
+    .unwrap();
+    let env_key = key.clone();
+    let env: chainlog::chain::EnvReader = Arc::new(move |name: &str| {
+        matches!(
+            name,
+            "OPENAI_API_KEY" | "HF_TOKEN" | "SECOND_KEY" | "DB_PASSWORD"
+        )
+        .then(|| env_key.clone())
+    });
+    let resolved = config.resolve(&|name: &str| env(name)).unwrap();
+    shown.push(("ResolvedConfig", format!("{resolved:?}")));
+    let from_config =
+        LlmSettings::from_config(&resolved, "llm", &|name: &str| env(name), &overrides).unwrap();
+    shown.push(("LlmSettings::from_config", format!("{from_config:?}")));
+    let ctx = BuildContext::from_parts(
+        "summarize",
+        &config,
+        &crate::chain_support::root().join("prompts"),
+        Arc::clone(&env),
+        overrides.clone(),
+        openai_factory(),
+    )
+    .unwrap();
+    shown.push(("BuildContext", format!("{ctx:?}")));
+    let registry = crate::chain_registry();
+    let entry = registry.get("summarize").unwrap();
+    let chain = entry.build(&ctx).unwrap();
+    shown.push(("BuiltChain", format!("{chain:?}")));
+    let state = ServeState::for_entry(chain, entry)
+        .unwrap()
+        .with_token(SecretString::from(key.clone()));
+    shown.push(("ServeState", format!("{state:?}")));
+
+    let bearer = Auth::bearer(key.clone());
+    shown.push(("Auth::Bearer", format!("{bearer:?}")));
+    shown.push((
+        "Auth::Basic",
+        format!("{:?}", Auth::basic("ada", key.clone())),
+    ));
+    shown.push((
+        "RestStore",
+        format!(
+            "{:?}",
+            RestStore::new("http://127.0.0.1:9", Some(bearer)).unwrap()
+        ),
+    ));
+
+    let mock_config = MockConfig::default().with_required_api_key(SecretString::from(key.clone()));
+    shown.push(("MockConfig", format!("{mock_config:?}")));
+    let endpoint = Endpoint::start_mock(mock_config).await.unwrap();
+    shown.push(("Endpoint", format!("{endpoint:?}")));
+    shown.push(("MockServer", format!("{:?}", endpoint.mock().unwrap())));
+
+    let literal = ChainConfig::from_yaml(&format!("llm:\n  api_key: {key}\n"), Path::new("c.yaml"))
+        .unwrap_err();
+    shown.push(("ConfigError", format!("{literal:?}")));
+    let bad_key = OpenAiClient::new(LlmSettings {
+        api_key: Some(ApiKey::new(format!("{key} with a space"))),
+        ..LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:9/v1")
+    })
+    .unwrap_err();
+    shown.push(("LlmError", format!("{bad_key:?}")));
+
+    for (what, text) in &shown {
+        assert_clean(what, text, &tail);
+    }
+    assert!(
+        shown
+            .iter()
+            .filter(|(_, text)| text.contains("***"))
+            .count()
+            >= 8,
+        "the keys are shown as ***: {shown:#?}"
+    );
+}
