@@ -23,10 +23,13 @@ use regex::{Captures, Regex};
 
 use super::name::is_secret_name;
 
+/// Finds the byte ranges of the secret parts of a text.
+type Finder = Box<dyn Fn(&str) -> Vec<Range<usize>> + Send + Sync>;
+
 /// A credential shape: how to find it and the reason given when a value matches it.
 struct Shape {
     /// The byte ranges of the secret parts of a text.
-    find: Box<dyn Fn(&str) -> Vec<Range<usize>> + Send + Sync>,
+    find: Finder,
     /// Why the value is refused; never includes the value.
     reason: &'static str,
 }

@@ -169,7 +169,7 @@ async fn echoed_key_never_shows_in_run_or_predict() {
 
     // A batch: the failed rows become error rows in the output file, masked.
     let rows = ["echo-401", "echo-500", "a plain row"]
-        .map(|what| input(what))
+        .map(input)
         .join("\n");
     std::fs::write(cwd.join("rows.jsonl"), rows).unwrap();
     let (batch_cwd, base_url, batch_key) = (cwd.clone(), mock.base_url(), key.clone());
