@@ -103,6 +103,7 @@ pub async fn predict_batch(
             }
         };
         // One write per line, flushed at once: a crash loses at most rows still in flight.
+        let line = crate::secret::mask_registered(&line.to_string());
         file.write_all(format!("{line}\n").as_bytes())
             .and_then(|()| file.flush())
             .map_err(io("write", output))?;

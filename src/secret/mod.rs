@@ -17,9 +17,14 @@
 //!   [`scrub`], which replaces each of them, and every credential shape, with `***`.
 //!
 //! Where it is applied: where outside text enters (the LLM client's error construction:
-//! provider error bodies, stream error events, reply excerpts, transport errors) and, as a
-//! final guard, at every output — the CLI's error line, the tracing subscriber's writer (every
-//! log line at every level), `serve`'s error bodies and batch error rows.
+//! provider error bodies, stream error events, reply excerpts, transport errors; the MLflow
+//! server's error messages) and, as a final guard, at every output — the CLI's error line, the
+//! tracing subscriber's writer (every log line at every level), `serve`'s error bodies and
+//! batch error rows. A chain's successful output (printed, a batch row, a `serve` answer)
+//! goes through [`mask_registered`], which masks the registered values only: text shaped like
+//! a key may be legitimate output, a secret this process holds never is. Text a streaming
+//! chain emits as it goes is not masked (a key could be split across two deltas); its final
+//! output is.
 //!
 //! # The short-value rule
 //!
@@ -36,5 +41,5 @@ mod registry;
 mod shape;
 
 pub use name::is_secret_name;
-pub use registry::{MIN_SCRUB_LEN, Scrubbed, register, register_env, scrub};
+pub use registry::{MIN_SCRUB_LEN, Scrubbed, mask_registered, register, register_env, scrub};
 pub use shape::{credential_shape, mask_credentials};

@@ -90,6 +90,39 @@ pub fn scrub(text: &str) -> String {
     shape::mask_ranges(text, ranges)
 }
 
+/// `text` with every registered secret replaced by `***`, and nothing else changed: for a
+/// chain's *successful* output (printed by `run`/`predict`, a batch row, a `serve` answer),
+/// where text shaped like a key may be legitimate content but a secret this process holds
+/// never is (a provider that echoes the key into a reply cannot pass it on).
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::secret::{mask_registered, register};
+/// register("canary-5d0e7a91b2");
+/// assert_eq!(
+///     mask_registered(r#"{"summary": "key canary-5d0e7a91b2, sample sk-abcdefghijklmnop1234"}"#),
+///     r#"{"summary": "key ***, sample sk-abcdefghijklmnop1234"}"#
+/// );
+/// ```
+pub fn mask_registered(text: &str) -> String {
+    shape::mask_ranges(text, registered_ranges(text))
+}
+
+/// The byte ranges of `text` that hold a registered secret.
+fn registered_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
+    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+    let mut ranges = Vec::new();
+    for secret in registry.iter() {
+        let secret = secret.expose_secret();
+        ranges.extend(
+            text.match_indices(secret)
+                .map(|(at, _)| at..at + secret.len()),
+        );
+    }
+    ranges
+}
+
 /// A writer that [`scrub`]s what goes through it: the tracing subscriber's writer, so no log
 /// line at any level carries a registered secret or a credential shape.
 ///

@@ -1,6 +1,6 @@
 //! The key canary over every output of the binary: an upstream that echoes the caller's key
 //! back — in a 401 body (`Incorrect API key provided: sk-…`), in a 500 body and in a
-//! mid-stream error event — cannot make it show in `chainlog run` (plain and `--stream`),
+//! mid-stream error event, and in a successful reply — cannot make it show in `chainlog run` (plain and `--stream`),
 //! `predict` (one input, and a batch's output file), or `serve` (its HTTP bodies, and its logs
 //! at the default level, `-v`, `RUST_LOG=debug` and `RUST_LOG=trace`). Each case also checks
 //! that the echo really reached chainlog (the masked `***` where the key was), so a test that
@@ -18,16 +18,30 @@ use serde_json::{Value, json};
 
 use crate::predict_serve::logged_summarize;
 
-/// Mock rules: which input makes the upstream echo the key, and how.
-const RULES: &str = "\
+/// Mock rules: which input makes the upstream echo the key, and how — in an error (the
+/// `echo_key` fault repeats whatever key the request carried) or in a successful reply.
+fn rules(key: &str) -> String {
+    format!(
+        "\
 rules:
-  - match: { content: echo-401 }
-    reply: { fault: { kind: echo_key } }
-  - match: { content: echo-500 }
-    reply: { fault: { kind: echo_key, status: 500 } }
-  - match: { content: echo-stream }
-    reply: { fault: { kind: echo_key, after_chunks: 1 } }
-";
+  - match: {{ content: echo-401 }}
+    reply: {{ fault: {{ kind: echo_key }} }}
+  - match: {{ content: echo-500 }}
+    reply: {{ fault: {{ kind: echo_key, status: 500 }} }}
+  - match: {{ content: echo-stream }}
+    reply: {{ fault: {{ kind: echo_key, after_chunks: 1 }} }}
+  - match: {{ content: echo-200 }}
+    reply: {{ text: \"Your key {key} works.\" }}
+"
+    )
+}
+
+/// The mock, answering by [`rules`] for `key`.
+async fn echoing_mock(key: &str) -> MockServer {
+    MockServer::start(MockConfig::default().with_rules_yaml(&rules(key)).unwrap())
+        .await
+        .unwrap()
+}
 
 /// A key made at run time (so it is in no file of the repository) and the part of it that
 /// must not show even partly.
@@ -77,9 +91,7 @@ const LEVELS: [(&str, Option<&str>, Option<&str>); 4] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoed_key_never_shows_in_run_or_predict() {
     let (key, tail) = canary();
-    let mock = MockServer::start(MockConfig::default().with_rules_yaml(RULES).unwrap())
-        .await
-        .unwrap();
+    let mock = echoing_mock(&key).await;
     let (dir, logged) = tokio::task::spawn_blocking(logged_summarize).await.unwrap();
     let model = format!("models:/{}", logged["model_id"].as_str().unwrap());
     let no_retry = "llm.max_retries=0";
@@ -120,6 +132,20 @@ async fn echoed_key_never_shows_in_run_or_predict() {
         ));
     }
     cases.push((
+        "run echo-200".to_owned(),
+        &root,
+        ["run", "summarize", "--input", &input("echo-200")]
+            .map(str::to_owned)
+            .to_vec(),
+    ));
+    cases.push((
+        "predict echo-200".to_owned(),
+        &cwd,
+        ["predict", "-m", &model, "--input", &input("echo-200")]
+            .map(str::to_owned)
+            .to_vec(),
+    ));
+    cases.push((
         "run --stream echo-stream".to_owned(),
         &root,
         [
@@ -157,18 +183,24 @@ async fn echoed_key_never_shows_in_run_or_predict() {
             let stdout = text(&output.stdout);
             let stderr = text(&output.stderr);
             let label = format!("{label} at {level}");
-            assert_eq!(output.status.code(), Some(1), "{label}: {stderr}");
             assert_clean(&label, &stdout, &tail);
             assert_clean(&label, &stderr, &tail);
-            assert!(
-                stderr.contains("***"),
-                "{label}: the echo never came:\n{stderr}"
-            );
+            if label.contains("echo-200") {
+                // A successful reply carrying the key: the output shows `***` in its place.
+                assert_eq!(output.status.code(), Some(0), "{label}: {stderr}");
+                assert!(stdout.contains("Your key *** works."), "{label}: {stdout}");
+            } else {
+                assert_eq!(output.status.code(), Some(1), "{label}: {stderr}");
+                assert!(
+                    stderr.contains("***"),
+                    "{label}: the echo never came:\n{stderr}"
+                );
+            }
         }
     }
 
     // A batch: the failed rows become error rows in the output file, masked.
-    let rows = ["echo-401", "echo-500", "a plain row"]
+    let rows = ["echo-401", "echo-500", "echo-200", "a plain row"]
         .map(input)
         .join("\n");
     std::fs::write(cwd.join("rows.jsonl"), rows).unwrap();
@@ -207,7 +239,8 @@ async fn echoed_key_never_shows_in_run_or_predict() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(out.contains("Your key *** works."), "{out}");
     let errors: Vec<&str> = lines.iter().filter_map(|l| l["error"].as_str()).collect();
     assert_eq!(errors.len(), 2, "{out}");
     assert!(errors.iter().all(|e| e.contains("***")), "{out}");
@@ -254,9 +287,7 @@ fn run_against(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoed_key_never_shows_in_serve_bodies_or_logs() {
     let (key, tail) = canary();
-    let mock = MockServer::start(MockConfig::default().with_rules_yaml(RULES).unwrap())
-        .await
-        .unwrap();
+    let mock = echoing_mock(&key).await;
     let (dir, logged) = tokio::task::spawn_blocking(logged_summarize).await.unwrap();
     let model = format!("models:/{}", logged["model_id"].as_str().unwrap());
     let client = reqwest::Client::new();
@@ -313,6 +344,16 @@ async fn echoed_key_never_shows_in_serve_bodies_or_logs() {
             assert_eq!(response.status(), 502, "{level} {what}");
             bodies.push(response.text().await.unwrap());
         }
+        let ok = client
+            .post(format!("{url}/invocations"))
+            .json(&json!({ "inputs": { "text": "echo-200" } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{level}");
+        let ok = ok.text().await.unwrap();
+        assert!(ok.contains("Your key *** works."), "{level}: {ok}");
+        bodies.push(ok);
         let streamed = client
             .post(format!("{url}/invocations"))
             .header("accept", "text/event-stream")
@@ -344,9 +385,7 @@ async fn echoed_key_never_shows_in_serve_bodies_or_logs() {
 /// stream's error event — so the tests above do face an upstream that leaks.
 #[tokio::test]
 async fn mock_echo_key_fault_repeats_the_callers_key() {
-    let mock = MockServer::start(MockConfig::default().with_rules_yaml(RULES).unwrap())
-        .await
-        .unwrap();
+    let mock = echoing_mock("sk-not-sent-0123456789").await;
     let client = reqwest::Client::new();
     let ask = |what: &str, stream: bool| {
         client
