@@ -4,7 +4,7 @@
 use std::{convert::Infallible, future::Future, io};
 
 use axum::{
-    Json, Router,
+    Router,
     body::{Body, Bytes},
     extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
