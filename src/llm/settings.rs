@@ -133,7 +133,8 @@ impl fmt::Debug for LlmSettings {
             .field("model", &self.model)
             .field("temperature", &self.temperature)
             .field("max_tokens", &self.max_tokens)
-            .field("base_url", &self.base_url)
+            // A base URL from the environment may carry a password (`https://u:pw@host`).
+            .field("base_url", &crate::secret::mask_credentials(&self.base_url))
             .field(
                 "api_key",
                 &self.api_key.as_ref().map(|_| format_args!("ApiKey(***)")),

@@ -441,9 +441,10 @@ async fn debug_of_every_type_holding_a_key_hides_it() {
     let mut shown: Vec<(&str, String)> = Vec::new();
     let api_key = ApiKey::new(key.clone());
     shown.push(("ApiKey", format!("{api_key:?}")));
+    // The key also as a password in the base URL, as an environment may give it.
     let settings = LlmSettings {
         api_key: Some(api_key.clone()),
-        ..LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:9/v1")
+        ..LlmSettings::new("gpt-4o-mini", format!("http://user:{key}@127.0.0.1:9/v1"))
     };
     shown.push(("LlmSettings", format!("{settings:?}")));
     shown.push((
