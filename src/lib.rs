@@ -41,6 +41,11 @@
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
 //!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
+//! - [`secret`]: secret names and credential shapes (shared by config detection), and the one
+//!   scrubber: a process-wide registry of every secret the process holds (keys, resolved
+//!   `${ENV}` secrets, store tokens, the mock's and serve's keys) and [`secret::scrub`], which
+//!   masks them in provider text where it enters and at every output (error line, log writer,
+//!   `serve` bodies, batch rows).
 //! - [`cli`]: clap commands → library calls, exit codes and the tracing subscriber; parses,
 //!   calls and prints, nothing else.
 
@@ -58,6 +63,7 @@ pub mod prompt;
 mod pyjson;
 pub mod runner;
 pub mod scaffold;
+pub mod secret;
 pub mod serve;
 pub mod store;
 

@@ -95,7 +95,10 @@ fn build_config(args: &MockArgs) -> anyhow::Result<MockConfig> {
     }
     match (&args.cassette, &args.record, args.replay) {
         (Some(path), Some(upstream), false) => {
-            let key = std::env::var("OPENAI_API_KEY").ok().map(SecretString::from);
+            let key = std::env::var("OPENAI_API_KEY").ok().map(|key| {
+                crate::secret::register(&key);
+                SecretString::from(key)
+            });
             config = config.with_cassette_record(path, upstream.clone(), key)?;
         }
         (Some(path), None, true) => config = config.with_cassette_replay(path)?,
@@ -108,6 +111,7 @@ fn build_config(args: &MockArgs) -> anyhow::Result<MockConfig> {
     if let Some(var) = &args.require_key_env {
         let key = std::env::var(var)
             .with_context(|| format!("--require-key-env names {var}, which is not set"))?;
+        crate::secret::register(&key);
         config = config.with_required_api_key(SecretString::from(key));
     }
     Ok(config)

@@ -68,6 +68,8 @@ struct App {
 /// `compiled` names) on one tokio runtime, and returns the process exit code.
 pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
     let cli = Cli::parse();
+    // Before anything can log or fail: every secret-named variable's value is masked.
+    crate::secret::register_env();
     set_up_logging(cli.verbose);
     let app = App { registry, compiled };
     let result = tokio::runtime::Runtime::new()
@@ -76,7 +78,8 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // A provider's words may be in the chain; the scrubber is the last guard.
+            eprintln!("error: {}", crate::secret::scrub(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -126,7 +129,8 @@ where
     Cli::try_parse_from(program.chain(args.into_iter().map(Into::into))).map(|_| ())
 }
 
-/// Logs go to stderr, so stdout stays for what scripts read.
+/// Logs go to stderr, so stdout stays for what scripts read; every line goes through the
+/// scrubber ([`crate::secret::Scrubbed`]).
 fn set_up_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -138,6 +142,6 @@ fn set_up_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::secret::Scrubbed::new(std::io::stderr()))
         .init();
 }

@@ -85,10 +85,8 @@ async fn predict_one(model: &Rebuilt<'_>, input: serde_json::Value) -> anyhow::R
     model.entry.check_input(&input)?;
     let span = tracing::info_span!("predict", chain = model.entry.name());
     let output = model.chain.invoke(input, &RunContext::new(span)).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&output).context("failed to print the output")?
-    );
+    let text = serde_json::to_string_pretty(&output).context("failed to print the output")?;
+    println!("{}", crate::secret::mask_registered(&text));
     Ok(())
 }
 

@@ -86,7 +86,7 @@ pub async fn run(app: &App, args: RunArgs) -> anyhow::Result<()> {
     }
     let output = output?;
     let text = serde_json::to_string_pretty(&output).context("failed to print the output")?;
-    println!("{text}");
+    println!("{}", crate::secret::mask_registered(&text));
     drop(endpoint);
     Ok(())
 }

@@ -60,6 +60,7 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(name) = &args.token_env {
         let token = std::env::var(name)
             .with_context(|| format!("--token-env names {name}, which is not set"))?;
+        crate::secret::register(&token);
         state = state.with_token(SecretString::from(token));
     }
     let addr = format!("{}:{}", args.host, args.port);

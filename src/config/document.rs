@@ -156,8 +156,9 @@ impl ChainConfig {
                 });
             }
         };
+        let exempt = secret::not_secret_paths(&root)?;
         visit(&root, "", false, &mut |value, key_path, secret_named| {
-            check(value, key_path, secret_named)
+            check(value, key_path, secret_named, &exempt)
         })?;
         let yaml = to_canonical_yaml(&root)?;
         Ok(Self {
@@ -226,12 +227,15 @@ impl ChainConfig {
             ));
         }
         let mut root = self.root.clone();
+        let exempt = secret::not_secret_paths(&root)?;
         let (slot, secret_named) = lookup_for_set(&mut root, key)?;
         if slot.is_object() || slot.is_array() {
             return Err(bad(Some(key), "this key is a section; set one of its keys"));
         }
-        check(&value, key, secret_named)?;
+        check(&value, key, secret_named, &exempt)?;
         *slot = value;
+        // A changed `not_secret` entry must still name a key.
+        secret::not_secret_paths(&root)?;
         self.yaml = to_canonical_yaml(&root)?;
         self.root = root;
         Ok(())
@@ -331,7 +335,7 @@ fn lookup_for_set<'a>(
             && super::llm::LLM_KEYS.contains(&segment);
         let next = match node {
             Value::Object(map) => {
-                secret_named = secret::is_secret_name(segment);
+                secret_named = secret::is_secret_child(map, segment);
                 if settable_default {
                     Some(map.entry(segment).or_insert(Value::Null))
                 } else {
@@ -361,7 +365,8 @@ fn known_keys(node: &Value) -> Vec<String> {
 }
 
 /// Calls `f` on every node, depth first, with its key path and whether its key is
-/// secret-named (a sequence's elements inherit the sequence's key).
+/// secret-named (a sequence's elements inherit the sequence's key; see
+/// `secret::is_secret_child` for name/value pairs).
 fn visit(
     value: &Value,
     key_path: &str,
@@ -371,7 +376,12 @@ fn visit(
     f(value, key_path, secret_named)?;
     match value {
         Value::Object(map) => map.iter().try_for_each(|(key, child)| {
-            visit(child, &join(key_path, key), secret::is_secret_name(key), f)
+            visit(
+                child,
+                &join(key_path, key),
+                secret::is_secret_child(map, key),
+                f,
+            )
         }),
         Value::Array(items) => items.iter().enumerate().try_for_each(|(i, child)| {
             visit(child, &join(key_path, &i.to_string()), secret_named, f)
@@ -380,10 +390,19 @@ fn visit(
     }
 }
 
-/// The load-time check of one value: reference syntax, then both secret rules.
-fn check(value: &Value, key_path: &str, secret_named: bool) -> Result<(), ConfigError> {
+/// The load-time check of one value: reference syntax, then both secret rules unless the
+/// `not_secret` list (`exempt`) covers the key path.
+fn check(
+    value: &Value,
+    key_path: &str,
+    secret_named: bool,
+    exempt: &[String],
+) -> Result<(), ConfigError> {
     if let Value::String(text) = value {
         env::check_syntax(text, key_path)?;
+    }
+    if secret::is_exempt(key_path, exempt) {
+        return Ok(());
     }
     secret::check_value(value, key_path, secret_named)
 }

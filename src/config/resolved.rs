@@ -2,7 +2,8 @@
 //! it at run time — typed sections, single values, and a `Debug` that hides secrets.
 //!
 //! It holds resolved secrets, so it is deliberately not `Serialize`: nothing can write it to
-//! an artifact or a log by accident. What gets logged is the [`ChainConfig`](super::ChainConfig).
+//! an artifact or a log by accident; and it registers them with the scrubber
+//! ([`crate::secret::register`]) as it resolves them. What gets logged is the [`ChainConfig`](super::ChainConfig).
 
 use std::{
     collections::BTreeSet,
@@ -78,6 +79,13 @@ impl ResolvedConfig {
     ) -> Result<Self, ConfigError> {
         let mut sensitive = BTreeSet::new();
         let root = resolve_node(document, "", false, env, &mut sensitive)?;
+        // The process now holds these values: the scrubber masks them in any text from
+        // outside (a provider may echo a key back).
+        for path in &sensitive {
+            if let Some(Value::String(text)) = document::lookup(&root, path) {
+                crate::secret::register(text);
+            }
+        }
         Ok(Self {
             origin,
             root,
@@ -157,7 +165,7 @@ fn resolve_node(
             let mut out = serde_json::Map::new();
             for (key, child) in map {
                 let path = document::join(key_path, key);
-                let named = secret::is_secret_name(key);
+                let named = secret::is_secret_child(map, key);
                 out.insert(
                     key.clone(),
                     resolve_node(child, &path, named, env, sensitive)?,

@@ -1,175 +1,117 @@
-//! Secret detection: which key names hold secrets, which values look like credentials, and
-//! masking of anything credential-shaped in a message.
+//! Secret detection in chain configs: the rules a value must pass at load time and on every
+//! `--set`, and the `not_secret` list that exempts a value the rules mistake for a secret.
 //!
-//! Two rules, applied at load time and on every `--set`:
+//! The rules (the names and shapes themselves live in [`crate::secret`]):
 //!
-//! 1. **Secret-named keys** (`api_key`, `token`, `password`, … and suffixes such as
-//!    `openai_api_key`, `hfToken`, `x-api-key`) may hold only a pure environment reference
-//!    (`${NAME}`, or `${NAME:-}` with an *empty* default), `null`, a boolean, an empty
-//!    string, or a mapping whose own keys are checked in turn. A non-empty default is a
-//!    literal secret too: it would be written to the artifact.
-//! 2. **Credential-shaped values** anywhere (OpenAI-style `sk-…`, `Bearer …`, GitHub
-//!    `ghp_…`, Slack `xox?-…`, AWS `AKIA…`, PEM private keys), including inside reference
-//!    defaults.
+//! 1. **Secret-named keys** (`api_key`, `key`, `*_key`, `token`, `*_token`, `secret`,
+//!    `*_secret`, `password`, `pass`, `passwd`, `credential*`, `auth`, … in any case and
+//!    spelling: `openai_api_key`, `hfToken`, `x-api-key`) may hold only a pure environment
+//!    reference (`${NAME}`, or `${NAME:-}` with an *empty* default), `null`, a boolean, an
+//!    empty string, or a mapping whose own keys are checked in turn. A non-empty default is
+//!    a literal secret too: it would be written to the artifact. The elements of a list
+//!    under a secret-named key are held to the same rule (`api_keys: [${K1}, ${K2}]`), and
+//!    so is the `value` of a name/value pair whose `name` (or `key`, `header`) is
+//!    secret-named (`headers: [{name: x-api-key, value: ${GATEWAY_KEY}}]`).
+//! 2. **Credential-shaped values** anywhere, in lists and nested maps too, and inside
+//!    reference defaults: OpenAI-style `sk-…`, `Bearer …`, GitHub `ghp_…`, Slack `xox?-…`,
+//!    AWS `AKIA…`, PEM private keys, a password in any URL's userinfo
+//!    (`https://user:pw@host`, `postgres://u:pw@db`) and key-shaped query parameters
+//!    (`?key=`, `api-key=`, `token=`, `access_token=`, `sig=`, …) — unless the password or
+//!    parameter is itself a reference (`postgres://u:${DB_PASSWORD}@db`).
+//!
+//! A refusal names the key path and the rule, never the value.
+//!
+//! **False positives.** A top-level `not_secret` list of key paths exempts those values (and
+//! everything under them) from both rules:
+//!
+//! ```yaml
+//! chain:
+//!   label_key: region        # a field name, not a credential
+//! not_secret: [chain.label_key]
+//! ```
+//!
+//! It is an ordinary key of the document, so it is logged with the config and honoured again
+//! when the logged `model_config.yaml` is read back. Each path must name a key the config
+//! has, so a typo cannot exempt nothing silently.
 //!
 //! Owns no public type; [`ConfigError::LiteralSecret`] is what a broken rule becomes.
 
-use std::sync::LazyLock;
+use serde_json::{Map, Value};
 
-use regex::Regex;
-use serde_json::Value;
+use super::{ConfigError, document, env};
+pub(crate) use crate::secret::{credential_shape, is_secret_name, mask_credentials};
 
-use super::{ConfigError, env};
+/// The top-level key that lists key paths exempt from the secret rules.
+pub(crate) const NOT_SECRET_KEY: &str = "not_secret";
 
-/// Key names (after [`normalize`]) that hold secrets, alone or as a `_`-separated suffix.
-const SECRET_WORDS: &[&str] = &[
-    "api_key",
-    "apikey",
-    "token",
-    "access_token",
-    "secret",
-    "client_secret",
-    "password",
-    "passwd",
-    "credential",
-    "credentials",
-    "private_key",
-    "access_key",
-    "auth",
-    "authorization",
-];
+/// The fields that name a name/value pair (`{name: x-api-key, value: …}`).
+const PAIR_LABELS: &[&str] = &["name", "key", "header"];
 
-/// Words that are secret-named even glued to a prefix without a separator
-/// (`openaiapikey`); the short, common ones (`token`, `auth`) need a separator.
-const GLUED_SECRET_WORDS: &[&str] = &["api_key", "apikey", "password", "passwd", "secret"];
-
-/// Whether a key (or environment variable) name says it holds a secret.
-pub(crate) fn is_secret_name(name: &str) -> bool {
-    let name = normalize(name);
-    SECRET_WORDS.iter().any(|word| {
-        name.strip_suffix(word)
-            .is_some_and(|rest| rest.is_empty() || rest.ends_with('_'))
-    }) || GLUED_SECRET_WORDS.iter().any(|word| name.ends_with(word))
-}
-
-/// Lowercase snake case: `hfToken` → `hf_token`, `x-api-key` → `x_api_key`.
-fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    let mut after_lower = false;
-    for c in name.chars() {
-        if c.is_uppercase() && after_lower {
-            out.push('_');
-        }
-        after_lower = c.is_lowercase() || c.is_ascii_digit();
-        if c == '-' || c == '.' || c.is_whitespace() {
-            out.push('_');
-        } else {
-            out.extend(c.to_lowercase());
-        }
+/// Whether the child `key` of `map` holds a secret: its own name says so, or it is the
+/// `value` of a name/value pair whose name is secret-named. In such a pair the label field
+/// (`name`, `key`, `header`) holds a name, not a secret.
+pub(crate) fn is_secret_child(map: &Map<String, Value>, key: &str) -> bool {
+    if key == "value" {
+        return PAIR_LABELS.iter().any(|label| {
+            map.get(*label)
+                .and_then(Value::as_str)
+                .is_some_and(is_secret_name)
+        });
     }
-    out
-}
-
-/// A credential shape: its pattern and the reason given when a value matches it.
-struct Shape {
-    /// Finds the credential; group 1, when present, is what [`Shape::accept`] judges.
-    regex: Regex,
-    /// Extra test on group 1, for shapes a regex alone would over-match.
-    accept: fn(&str) -> bool,
-    /// Shown in [`ConfigError::LiteralSecret`]; never includes the value.
-    reason: &'static str,
-}
-
-impl Shape {
-    /// The byte ranges of `text` that match this shape.
-    fn find(&self, text: &str) -> Vec<std::ops::Range<usize>> {
-        self.regex
-            .captures_iter(text)
-            .filter(|caps| {
-                caps.get(1)
-                    .is_none_or(|token| (self.accept)(token.as_str()))
-            })
-            .filter_map(|caps| caps.get(1).or_else(|| caps.get(0)))
-            .map(|m| m.range())
-            .collect()
+    if PAIR_LABELS.contains(&key) && map.contains_key("value") {
+        return false;
     }
+    is_secret_name(key)
 }
 
-/// The credential shapes, compiled once.
-#[expect(
-    clippy::expect_used,
-    reason = "literal patterns; every test of this module compiles them"
-)]
-static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
-    let any = |_: &str| true;
-    let shape = |pattern: &str, accept: fn(&str) -> bool, reason| Shape {
-        regex: Regex::new(pattern).expect("credential patterns are valid"),
-        accept,
-        reason,
+/// The key paths the document's top-level `not_secret` list exempts.
+///
+/// # Errors
+///
+/// [`ConfigError::Section`] when `not_secret` is not a list of strings, or one of them names
+/// no key of the document.
+pub(crate) fn not_secret_paths(root: &Value) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = root.get(NOT_SECRET_KEY) else {
+        return Ok(Vec::new());
     };
-    vec![
-        shape(
-            r"(?:^|[^A-Za-z0-9_])(sk-[A-Za-z0-9_-]{16,})",
-            any,
-            "the value looks like an api key (`sk-…`)",
-        ),
-        shape(
-            r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{8,}=*)",
-            |token| token.bytes().any(|b| b.is_ascii_digit()),
-            "the value looks like a bearer token (`Bearer …`)",
-        ),
-        shape(
-            r"\b((?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}))",
-            any,
-            "the value looks like a github token (`ghp_…`)",
-        ),
-        shape(
-            r"\b(xox[abprs]-[A-Za-z0-9-]{10,})",
-            any,
-            "the value looks like a slack token (`xox…-`)",
-        ),
-        shape(
-            r"\b(AKIA[0-9A-Z]{16})\b",
-            any,
-            "the value looks like an aws access key id (`AKIA…`)",
-        ),
-        shape(
-            r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)",
-            any,
-            "the value holds a pem private key",
-        ),
-    ]
-});
-
-/// The reason `text` looks like a credential, if it does.
-pub(crate) fn credential_shape(text: &str) -> Option<&'static str> {
-    SHAPES
-        .iter()
-        .find(|shape| !shape.find(text).is_empty())
-        .map(|shape| shape.reason)
+    let Value::Array(items) = list else {
+        return Err(ConfigError::Section {
+            key: NOT_SECRET_KEY.to_owned(),
+            message: "must be a list of key paths, as in `not_secret: [chain.label_key]`"
+                .to_owned(),
+        });
+    };
+    let mut paths = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key = || document::join(NOT_SECRET_KEY, &i.to_string());
+        let Some(path) = item.as_str() else {
+            return Err(ConfigError::Section {
+                key: key(),
+                message: "must be a key path such as `chain.label_key`".to_owned(),
+            });
+        };
+        if path.split('.').next() == Some(NOT_SECRET_KEY) || document::lookup(root, path).is_none()
+        {
+            return Err(ConfigError::Section {
+                key: key(),
+                message: format!("`{}` names no key of this config", mask_credentials(path)),
+            });
+        }
+        paths.push(path.to_owned());
+    }
+    Ok(paths)
 }
 
-/// `text` with every credential-shaped part replaced by `***`, for messages written by
-/// parsers and deserializers that may quote the input.
-pub(crate) fn mask_credentials(text: &str) -> String {
-    let mut ranges: Vec<_> = SHAPES.iter().flat_map(|shape| shape.find(text)).collect();
-    if ranges.is_empty() {
-        return text.to_owned();
-    }
-    ranges.sort_by_key(|r| r.start);
-    let mut out = String::with_capacity(text.len());
-    let mut last = 0;
-    for range in ranges {
-        if range.start < last {
-            last = last.max(range.end);
-            continue;
-        }
-        out.push_str(&text[last..range.start]);
-        out.push_str("***");
-        last = range.end;
-    }
-    out.push_str(&text[last..]);
-    out
+/// Whether `key_path` is exempt from the secret rules: the `not_secret` list itself, or a
+/// path it lists, or anything under one.
+pub(crate) fn is_exempt(key_path: &str, exempt: &[String]) -> bool {
+    let under = |prefix: &str| {
+        key_path == prefix
+            || key_path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    under(NOT_SECRET_KEY) || exempt.iter().any(|path| under(path))
 }
 
 /// Checks one value (not its children) against both rules.
@@ -234,97 +176,6 @@ mod tests {
     fn assert_hidden(err: &ConfigError, canary: &str) {
         assert!(!err.to_string().contains(canary), "message leaks: {err}");
         assert!(!format!("{err:?}").contains(canary), "debug leaks: {err:?}");
-    }
-
-    #[test]
-    fn secret_names_match_words_and_suffixes_in_any_case() {
-        for name in [
-            "api_key",
-            "API_KEY",
-            "apiKey",
-            "api-key",
-            "x-api-key",
-            "apikey",
-            "openai_api_key",
-            "OpenAIApiKey",
-            "hf_token",
-            "hfToken",
-            "token",
-            "access_token",
-            "secret",
-            "client_secret",
-            "password",
-            "db_passwd",
-            "credential",
-            "credentials",
-            "private_key",
-            "access_key",
-            "auth",
-            "basic_auth",
-            "Authorization",
-            "OPENAI_API_KEY",
-        ] {
-            assert!(is_secret_name(name), "{name} should be secret-named");
-        }
-    }
-
-    #[test]
-    fn ordinary_names_are_not_secret_named() {
-        for name in [
-            "max_tokens",
-            "maxTokens",
-            "tokenizer",
-            "token_limit",
-            "author",
-            "oauth_enabled",
-            "model",
-            "base_url",
-            "keys",
-            "secretary_name",
-            "OPENAI_BASE_URL",
-        ] {
-            assert!(!is_secret_name(name), "{name} should not be secret-named");
-        }
-    }
-
-    #[test]
-    fn credential_shapes_are_found_inside_text() {
-        for text in [
-            "sk-abcdefghijklmnop1234",
-            "key=sk-proj-abcdEFGH1234_ijkl-5678",
-            "Authorization: Bearer abcd1234efgh5678",
-            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
-            "github_pat_11ABCDEFG0123456789_abcdefghij",
-            "xoxb-1234567890-abcdefghij",
-            "AKIAABCDEFGHIJKLMNOP",
-            "-----BEGIN RSA PRIVATE KEY-----\nMIIB...",
-            "-----BEGIN PRIVATE KEY-----",
-        ] {
-            assert!(credential_shape(text).is_some(), "{text} should be caught");
-        }
-    }
-
-    #[test]
-    fn ordinary_text_is_not_credential_shaped() {
-        for text in [
-            "task-preprocessing-step-one",
-            "disk-usage-monitoring-agent",
-            "sk-short",
-            "Use Bearer authentication for the gateway",
-            "ghp_short",
-            "AKIA is a prefix",
-            "-----BEGIN PUBLIC KEY-----",
-            "https://api.openai.com/v1",
-        ] {
-            assert_eq!(credential_shape(text), None, "{text} should pass");
-        }
-    }
-
-    #[test]
-    fn masking_hides_every_credential_and_keeps_the_rest() {
-        let text = "invalid type: string \"sk-abcdefghijklmnop1234\" and Bearer zz99zz99zz99, ok";
-        let masked = mask_credentials(text);
-        assert_eq!(masked, "invalid type: string \"***\" and Bearer ***, ok");
     }
 
     #[test]
@@ -426,6 +277,133 @@ mod tests {
                 "Authorization",
                 "canary0017",
             ),
+            // A password in any URL's userinfo, wherever the URL is.
+            (
+                "llm:\n  base_url: https://alice:canary0018@llm.internal/v1\n",
+                "llm.base_url",
+                "canary0018",
+            ),
+            (
+                "db:\n  url: postgres://app:canary0019@db:5432/prod\n",
+                "db.url",
+                "canary0019",
+            ),
+            (
+                "cache: redis://:canary0020@cache:6379/0\n",
+                "cache",
+                "canary0020",
+            ),
+            (
+                "llm:\n  base_url: ${LLM_URL:-https://u:canary0021@h/v1}\n",
+                "llm.base_url",
+                "canary0021",
+            ),
+            // Key-shaped query parameters.
+            (
+                "endpoint: https://maps.example/api?key=canary0022&q=x\n",
+                "endpoint",
+                "canary0022",
+            ),
+            (
+                "azure:\n  url: https://x.openai.azure.com/v1?api-version=1&api-key=canary0023\n",
+                "azure.url",
+                "canary0023",
+            ),
+            (
+                "hook: https://hooks.example/x?token=canary0024\n",
+                "hook",
+                "canary0024",
+            ),
+            (
+                "feed: https://api.example/feed?access_token=canary0025\n",
+                "feed",
+                "canary0025",
+            ),
+            (
+                "blob: https://acct.blob.example/c/f.txt?sv=2022&sig=canary0026%3D\n",
+                "blob",
+                "canary0026",
+            ),
+            // Secret-looking names beyond `api_key`/`token`/`password`.
+            (
+                "openai_key_2: canary0027abcdef\n",
+                "openai_key_2",
+                "canary0027",
+            ),
+            (
+                "chain:\n  key: canary0028abcdef\n",
+                "chain.key",
+                "canary0028",
+            ),
+            (
+                "search:\n  serp_key: canary0029\n",
+                "search.serp_key",
+                "canary0029",
+            ),
+            ("db:\n  pass: canary0030\n", "db.pass", "canary0030"),
+            ("db:\n  passwd: canary0031\n", "db.passwd", "canary0031"),
+            (
+                "webhook_secret: canary0032\n",
+                "webhook_secret",
+                "canary0032",
+            ),
+            (
+                "credentials_json: canary0033\n",
+                "credentials_json",
+                "canary0033",
+            ),
+            (
+                "github:\n  refresh_token: canary0034\n",
+                "github.refresh_token",
+                "canary0034",
+            ),
+            (
+                "signing:\n  private_key: canary0035\n",
+                "signing.private_key",
+                "canary0035",
+            ),
+            (
+                "hub:\n  HF_TOKEN: canary0036\n",
+                "hub.HF_TOKEN",
+                "canary0036",
+            ),
+            // Literal values inside lists, and maps inside lists.
+            (
+                "api_keys:\n  - ${KEY_ONE}\n  - canary0037\n",
+                "api_keys.1",
+                "canary0037",
+            ),
+            (
+                "pool:\n  - name: a\n    token: canary0038\n",
+                "pool.0.token",
+                "canary0038",
+            ),
+            (
+                "headers:\n  - name: x-api-key\n    value: canary0039\n",
+                "headers.0.value",
+                "canary0039",
+            ),
+            (
+                "headers:\n  - {key: Authorization, value: canary0040}\n",
+                "headers.0.value",
+                "canary0040",
+            ),
+            (
+                "mirrors:\n  - [https://u:canary0041@m1/x]\n",
+                "mirrors.0.0",
+                "canary0041",
+            ),
+            // A literal default under a secret-looking key.
+            (
+                "search:\n  serp_key: ${SERP_KEY:-canary0042}\n",
+                "search.serp_key",
+                "canary0042",
+            ),
+            (
+                "db:\n  url: postgres://u:${DB_PW:-canary0043}@db/x\n",
+                "db.url",
+                "canary0043",
+            ),
         ];
         for (yaml, expected_path, canary) in cases {
             let err = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap_err();
@@ -435,6 +413,81 @@ mod tests {
             assert_eq!(key_path, expected_path, "{yaml}");
             assert_hidden(&err, canary);
         }
+    }
+
+    #[test]
+    fn common_non_secrets_are_accepted() {
+        for yaml in [
+            "llm:\n  max_tokens: 256\n  max_completion_tokens: 300\n",
+            "chain:\n  token_limit: 4000\n  tokenizer: cl100k_base\n",
+            "chain:\n  key_field: id\n  keys: [id, name]\n",
+            "chain:\n  sort_key: title\n  output_key: answer\n  memory_key: history\n",
+            "model:\n  eos_token: \"</s>\"\n  pad_token: \"<pad>\"\n",
+            "signing:\n  public_key: ssh-ed25519 AAAAC3Nza\n",
+            "llm:\n  base_url: https://api.openai.com/v1\n",
+            "llm:\n  base_url: http://localhost:8080/v1?api-version=2024-06-01\n",
+            "db:\n  url: postgres://app:${DB_PASSWORD}@db:5432/prod\n",
+            "azure:\n  url: https://x.example/v1?api-key=${AZURE_OPENAI_API_KEY}\n",
+            "auth:\n  enabled: true\n  token: ${HF_TOKEN}\n",
+            "headers:\n  - name: x-request-source\n    value: chainlog\n",
+            "headers:\n  - {name: x-api-key, value: \"${GATEWAY_KEY}\"}\n",
+            "chain:\n  note: write ?key=value pairs\n",
+            "chain:\n  contact: https://alice@example.com/team\n",
+            "chain:\n  credentials_path: /etc/app/creds.json\n",
+            "chain:\n  first_pass: true\n",
+        ] {
+            let result = ChainConfig::from_yaml(yaml, Path::new("c.yaml"));
+            assert!(result.is_ok(), "{yaml}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn not_secret_exempts_listed_paths_and_round_trips() {
+        let yaml = "chain:\n  label_key: region\n  lookup:\n    pass: first\nnot_secret: [chain.label_key, chain.lookup]\n";
+        let config = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap();
+        let logged = config.to_yaml();
+        assert!(logged.contains("not_secret"), "{logged}");
+        let again = ChainConfig::from_yaml(&logged, Path::new("model_config.yaml")).unwrap();
+        assert_eq!(again.as_value(), config.as_value());
+        let mut changed = again.clone();
+        changed.set("chain.label_key=country").unwrap();
+        // Without the list, the same document is refused, naming the first path.
+        let err = ChainConfig::from_yaml("chain:\n  label_key: region\n", Path::new("c.yaml"))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::LiteralSecret { key_path, .. } if key_path == "chain.label_key"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn not_secret_must_name_existing_keys() {
+        for (yaml, key) in [
+            ("chain:\n  a: 1\nnot_secret: [chain.b]\n", "not_secret.0"),
+            ("chain:\n  a: 1\nnot_secret: chain.a\n", "not_secret"),
+            ("chain:\n  a: 1\nnot_secret: [3]\n", "not_secret.0"),
+            ("not_secret: [not_secret]\n", "not_secret.0"),
+        ] {
+            let err = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Section { key: k, .. } if k == key),
+                "{yaml}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn set_keeps_the_rules_and_the_exemptions() {
+        let mut config = ChainConfig::from_yaml(
+            "chain:\n  label_key: region\n  serp_key: ${SERP_KEY}\nnot_secret: [chain.label_key]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        config.set("chain.label_key=country").unwrap();
+        let err = config.set("chain.serp_key=canary-set-0044").unwrap_err();
+        assert_hidden(&err, "canary-set-0044");
+        let err = config.set("not_secret.0=chain.nope").unwrap_err();
+        assert!(matches!(err, ConfigError::Section { .. }), "{err:?}");
     }
 
     #[test]

@@ -237,9 +237,13 @@ fn strip_code_fence(text: &str) -> &str {
     }
 }
 
-/// The start of a long text, for error messages.
+/// The start of a long text from outside (a provider's error body, a stream event, a reply),
+/// for error messages: scrubbed of every secret first ([`crate::secret::scrub`]), then cut,
+/// so a cut can never leave half a key unmasked. Every provider text that reaches an
+/// [`LlmError`] goes through here or through `error_chain`.
 pub(crate) fn excerpt(text: &str) -> String {
     const MAX: usize = 200;
+    let text = crate::secret::scrub(text);
     match text.char_indices().nth(MAX) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_owned(),

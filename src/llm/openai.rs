@@ -105,7 +105,11 @@ impl std::fmt::Debug for OpenAiClient {
         };
         f.debug_struct("OpenAiClient")
             .field("model", &inner.model)
-            .field("base_url", &inner.base_url)
+            // A base URL from the environment may carry a password (`https://u:pw@host`).
+            .field(
+                "base_url",
+                &crate::secret::mask_credentials(&inner.base_url),
+            )
             .field("api_key", &key)
             .field("max_retries", &inner.policy.max_retries)
             .field("timeout", &inner.policy.attempt_timeout)
@@ -131,7 +135,10 @@ impl OpenAiClient {
         let base_url = settings.base_url.trim_end_matches('/').to_owned();
         let url = match reqwest::Url::parse(&format!("{base_url}/chat/completions")) {
             Ok(url) if matches!(url.scheme(), "http" | "https") => url,
-            _ => return Err(invalid(format!("`{base_url}` is not an http(s) URL"))),
+            _ => {
+                let shown = crate::secret::scrub(&base_url);
+                return Err(invalid(format!("`{shown}` is not an http(s) URL")));
+            }
         };
         // An empty key is no key: local servers are often configured with `OPENAI_API_KEY=`.
         let api_key = settings.api_key.filter(|key| !key.expose().is_empty());

@@ -33,9 +33,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ApiKey(SecretString);
 
 impl ApiKey {
-    /// Wraps a key.
+    /// Wraps a key, and registers it with the scrubber ([`crate::secret::register`]) so a
+    /// provider that echoes it back cannot make it show.
     pub fn new(key: impl Into<String>) -> Self {
-        Self(SecretString::from(key.into()))
+        Self::from(SecretString::from(key.into()))
     }
 
     /// The key's text, for the one place that sends it.
@@ -51,6 +52,7 @@ impl ApiKey {
 
 impl From<SecretString> for ApiKey {
     fn from(secret: SecretString) -> Self {
+        crate::secret::register(secret.expose_secret());
         Self(secret)
     }
 }
@@ -131,7 +133,8 @@ impl fmt::Debug for LlmSettings {
             .field("model", &self.model)
             .field("temperature", &self.temperature)
             .field("max_tokens", &self.max_tokens)
-            .field("base_url", &self.base_url)
+            // A base URL from the environment may carry a password (`https://u:pw@host`).
+            .field("base_url", &crate::secret::mask_credentials(&self.base_url))
             .field(
                 "api_key",
                 &self.api_key.as_ref().map(|_| format_args!("ApiKey(***)")),

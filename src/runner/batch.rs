@@ -141,6 +141,7 @@ pub async fn predict_batch(
     let mut next = results.next().await;
     while let Some(row) = next {
         let (index, result) = row.map_err(io("read", input))?;
+        let scrubbed: String;
         let line = match &result {
             Ok(value) => {
                 summary.succeeded += 1;
@@ -152,16 +153,22 @@ pub async fn predict_batch(
             }
             Err(message) => {
                 summary.failed += 1;
+                // The last guard before the file: a provider's words may be in the message.
+                scrubbed = crate::secret::scrub(message);
                 OutputLine {
                     index,
                     output: None,
-                    error: Some(message),
+                    error: Some(&scrubbed),
                 }
             }
         };
-        serde_json::to_writer(&mut writer, &line)
+        serde_json::to_string(&line)
             .map_err(std::io::Error::from)
-            .and_then(|()| writer.write_all(b"\n"))
+            .map(|text| crate::secret::mask_registered(&text))
+            .and_then(|text| {
+                writer.write_all(text.as_bytes())?;
+                writer.write_all(b"\n")
+            })
             .map_err(io("write", output))?;
         finished += 1;
         // Write every row already finished, then flush once: lines reach the file in

@@ -68,12 +68,13 @@ impl ServeError {
         }
     }
 
-    /// MLflow's error body: `{"error_code": ..., "message": ...}`.
+    /// MLflow's error body: `{"error_code": ..., "message": ...}`. The message is scrubbed
+    /// ([`crate::secret::scrub`]): a client's input error may quote text from outside.
     pub fn body(&self) -> serde_json::Value {
         let message = match self {
             // The schema problem is a server fault too: say nothing about it.
             Self::Schema(_) => "internal error".to_owned(),
-            other => other.to_string(),
+            other => crate::secret::scrub(&other.to_string()),
         };
         json!({ "error_code": self.error_code(), "message": message })
     }

@@ -4,7 +4,7 @@
 use std::{convert::Infallible, future::Future, io};
 
 use axum::{
-    Json, Router,
+    Router,
     body::{Body, Bytes},
     extract::{DefaultBodyLimit, Request, State, rejection::BytesRejection},
     http::{HeaderMap, StatusCode, header},
@@ -125,7 +125,8 @@ async fn invocations(
         return Ok(stream_one(state, row));
     }
     let predictions = run_rows(&state, request.rows).await?;
-    Ok(Json(json!({ "predictions": predictions })).into_response())
+    let body = crate::secret::mask_registered(&json!({ "predictions": predictions }).to_string());
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// `application/json`, with at most a `charset` parameter, as MLflow accepts.
@@ -205,7 +206,7 @@ fn stream_one(state: ServeState, row: Value) -> Response {
                 json!({ "error_code": "INTERNAL_ERROR", "message": "internal error" })
             }
         };
-        yield Ok(Event::default().data(last.to_string()));
+        yield Ok(Event::default().data(crate::secret::mask_registered(&last.to_string())));
         yield Ok(Event::default().data("[DONE]"));
     };
     Sse::new(events).into_response()

@@ -438,8 +438,9 @@ impl Write for Captured {
 }
 
 /// A client holding a canary key whose calls fail every way a call can — a refused key, a
-/// retried rate limit, a spent quota, a server that is not there, a timeout, a broken stream
-/// — never shows the key: not in an error's `Display` or `Debug`, not in the client's or the
+/// retried rate limit, a spent quota, a server that is not there, a timeout, a broken stream,
+/// an upstream that echoes the key back in a 401, a 500 or a stream's error event — never
+/// shows the key: not in an error's `Display` or `Debug`, not in the client's or the
 /// settings' `Debug`, not in any log line or span field (everything, at TRACE, dependencies
 /// included).
 #[tokio::test]
@@ -469,7 +470,7 @@ async fn api_key_never_shows() {
     .await
     .unwrap();
     let faulty = mock(Some(
-        "rules:\n  - match: { content: limit }\n    reply: { fault: { kind: rate_limit, retry_after_secs: 0 } }\n  - match: { content: quota }\n    reply: { fault: { kind: insufficient_quota } }\n  - match: { content: hang }\n    reply: { fault: { kind: hang, ms: 2000 } }\n  - match: { content: cut }\n    reply: { fault: { kind: truncated_stream, after_chunks: 1 } }\n",
+        "rules:\n  - match: { content: limit }\n    reply: { fault: { kind: rate_limit, retry_after_secs: 0 } }\n  - match: { content: quota }\n    reply: { fault: { kind: insufficient_quota } }\n  - match: { content: hang }\n    reply: { fault: { kind: hang, ms: 2000 } }\n  - match: { content: cut }\n    reply: { fault: { kind: truncated_stream, after_chunks: 1 } }\n  - match: { content: echo-401 }\n    reply: { fault: { kind: echo_key } }\n  - match: { content: echo-500 }\n    reply: { fault: { kind: echo_key, status: 500 } }\n  - match: { content: echo-stream }\n    reply: { fault: { kind: echo_key, after_chunks: 1 } }\n",
     ))
     .await;
     let canary_settings = |base_url: String| LlmSettings {
@@ -504,6 +505,27 @@ async fn api_key_never_shows() {
         collect(&faulty_client, &ask("cut")).await.unwrap_err(),
         gone.chat(&ask("hello")).await.unwrap_err(),
     ];
+    // An upstream that echoes the key back: in a 401, in a 500 (after the retries) and in a
+    // stream's error event. The message keeps the provider's words with the key masked.
+    let echoed = [
+        faulty_client.chat(&ask("echo-401")).await.unwrap_err(),
+        faulty_client.chat(&ask("echo-500")).await.unwrap_err(),
+        collect(&faulty_client, &ask("echo-stream"))
+            .await
+            .unwrap_err(),
+    ];
+    for error in &echoed {
+        assert!(
+            error
+                .to_string()
+                .contains("Incorrect API key provided: ***")
+                || error.to_string().contains("with key ***"),
+            "the echo was not masked in place: {error}"
+        );
+    }
+    assert_eq!(echoed[0].status(), Some(401));
+    assert_eq!(echoed[1].status(), Some(500));
+    errors.extend(echoed);
     let (boom_url, _) = stub(vec![Canned {
         status: 500,
         ..Canned::json(json!({"error": {"message": "boom"}}))

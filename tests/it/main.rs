@@ -21,6 +21,7 @@ mod mock_rules;
 mod predict_batch;
 mod predict_serve;
 mod readme;
+mod secret_canary;
 mod store_read;
 mod store_rest;
 mod store_sqlite;

@@ -37,7 +37,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// Logs `summarize` into a fresh folder's `./mlflow.db`; returns the folder and `log --json`.
-fn logged_summarize() -> (tempfile::TempDir, Value) {
+pub(crate) fn logged_summarize() -> (tempfile::TempDir, Value) {
     let dir = tempfile::tempdir().unwrap();
     for folder in ["chains", "prompts"] {
         std::os::unix::fs::symlink(root().join(folder), dir.path().join(folder)).unwrap();

@@ -64,6 +64,30 @@ pub enum Fault {
     },
     /// A 200 whose body (or one SSE chunk) is not valid JSON.
     MalformedJson,
+    /// An error that repeats the caller's key back, as several providers do
+    /// (`Incorrect API key provided: sk-…`): for testing that a client never shows it.
+    ///
+    /// Without `after_chunks`, the answer is `status` (401 unless given) with the key in the
+    /// error message. With `after_chunks`, a streamed request gets that many chunks and then an
+    /// SSE `error` event (`data: {"error": {...}}`) carrying the key; a plain request gets the
+    /// status answer.
+    EchoKey {
+        /// The status of the error answer: 401 `invalid_api_key`, or any other with
+        /// `server_error`.
+        #[serde(default = "unauthorized")]
+        status: u16,
+        /// Chunks streamed before the error event.
+        #[serde(default)]
+        after_chunks: Option<usize>,
+        /// The key the request carried (`Authorization: Bearer …` or `api-key`), filled in by
+        /// the server for each request; never read from rules or headers.
+        #[serde(skip)]
+        echoed: String,
+    },
+}
+
+fn unauthorized() -> u16 {
+    401
 }
 
 fn one() -> u64 {
@@ -100,10 +124,14 @@ impl Fault {
                 )
                 .with_code("server_is_overloaded"),
             ),
+            Fault::EchoKey {
+                after_chunks: None, ..
+            } => Some(self.echo_key_error()),
             Fault::Hang { .. }
             | Fault::DropConnection { .. }
             | Fault::TruncatedStream { .. }
-            | Fault::MalformedJson => None,
+            | Fault::MalformedJson
+            | Fault::EchoKey { .. } => None,
         }
     }
 
@@ -126,6 +154,50 @@ impl Fault {
             Fault::DropConnection { .. } => "drop_connection",
             Fault::TruncatedStream { .. } => "truncated_stream",
             Fault::MalformedJson => "malformed_json",
+            Fault::EchoKey { .. } => "echo_key",
+        }
+    }
+
+    /// This fault with the key a request carried, for [`Fault::EchoKey`] (other faults are
+    /// returned as they are).
+    pub fn with_client_key(self, key: Option<&str>) -> Self {
+        match self {
+            Fault::EchoKey {
+                status,
+                after_chunks,
+                ..
+            } => Fault::EchoKey {
+                status,
+                after_chunks,
+                echoed: key.unwrap_or_default().to_owned(),
+            },
+            other => other,
+        }
+    }
+
+    /// The error of a [`Fault::EchoKey`], its message repeating the key; for other faults, a
+    /// 500 `server_error`.
+    pub fn echo_key_error(&self) -> ApiError {
+        let (status, key) = match self {
+            Fault::EchoKey { status, echoed, .. } => (*status, echoed.as_str()),
+            _ => (500, ""),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status == StatusCode::UNAUTHORIZED {
+            ApiError::new(
+                status,
+                "invalid_request_error",
+                format!(
+                    "Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."
+                ),
+            )
+            .with_code("invalid_api_key")
+        } else {
+            ApiError::new(
+                status,
+                "server_error",
+                format!("The server had an error while processing the request with key {key}."),
+            )
         }
     }
 
@@ -150,7 +222,7 @@ impl Fault {
             fields.insert(name.trim().to_owned(), number.into());
         }
         serde_json::from_value(serde_json::Value::Object(fields)).map_err(|err| {
-            format!("{err} (kinds: rate_limit, insufficient_quota, server_error, overloaded, hang, drop_connection, truncated_stream, malformed_json)")
+            format!("{err} (kinds: rate_limit, insufficient_quota, server_error, overloaded, hang, drop_connection, truncated_stream, malformed_json, echo_key)")
         })
     }
 }
@@ -324,6 +396,27 @@ mod tests {
         assert!(err.contains("explode"), "{err}");
         let err = Fault::parse_header("hang; seconds=3").unwrap_err();
         assert!(err.contains("seconds"), "{err}");
+    }
+
+    #[test]
+    fn echo_key_repeats_the_request_key_in_its_error() {
+        let fault = Fault::parse_header("echo_key").unwrap();
+        assert_eq!(fault.kind(), "echo_key");
+        let error = fault
+            .with_client_key(Some("sk-echo-me"))
+            .to_api_error()
+            .unwrap();
+        assert_eq!(error.status, StatusCode::UNAUTHORIZED);
+        assert!(error.message.contains("sk-echo-me"), "{}", error.message);
+        let error = Fault::parse_header("echo_key; status=500")
+            .unwrap()
+            .with_client_key(Some("sk-echo-me"))
+            .to_api_error()
+            .unwrap();
+        assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(error.message.contains("sk-echo-me"), "{}", error.message);
+        let streamed = Fault::parse_header("echo_key; after_chunks=1").unwrap();
+        assert_eq!(streamed.to_api_error(), None, "shapes the stream instead");
     }
 
     #[test]

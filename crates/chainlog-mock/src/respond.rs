@@ -1,11 +1,12 @@
 //! Writing answers: a JSON body or an SSE stream, with the rate-limit headers OpenAI sends,
 //! stream pacing (time to first token, tokens per second) and the body-shaping faults
-//! (dropped connection, truncated stream, malformed JSON).
+//! (dropped connection, truncated stream, malformed JSON, an error event echoing the key).
 //!
 //! Owns how bytes leave the mock; what they say belongs to the endpoints.
 
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use axum::{
     body::Body,
     http::{HeaderName, HeaderValue, StatusCode, header},
@@ -110,6 +111,10 @@ static SUCCESS_HEADERS: std::sync::LazyLock<Vec<(HeaderName, HeaderValue)>> =
 
 /// A 200 JSON answer, broken as `fault` asks when it shapes bodies.
 pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
+    if let Some(fault @ Fault::EchoKey { .. }) = fault {
+        // A plain request has no stream to break: it gets the status answer.
+        return fault.echo_key_error().into_response();
+    }
     // `to_vec` writes straight to a buffer; `Display` goes through a formatter adapter.
     let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
     let body = match fault {
@@ -143,6 +148,14 @@ pub fn json(value: &Value, fault: Option<&Fault>) -> Response {
 
 /// A 200 SSE stream of `events`, paced by `latency` and broken as `fault` asks.
 pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Response {
+    if let Some(
+        fault @ Fault::EchoKey {
+            after_chunks: None, ..
+        },
+    ) = &fault
+    {
+        return fault.echo_key_error().into_response();
+    }
     let ttft = Duration::from_millis(latency.ttft_ms);
     let interval = latency.token_interval();
     let stream = async_stream::stream! {
@@ -166,6 +179,11 @@ pub fn sse(events: Vec<SseEvent>, latency: Latency, fault: Option<Fault>) -> Res
                 Some(Fault::TruncatedStream { after_chunks }) if index >= *after_chunks => {
                     let frame = event.frame();
                     yield Ok(frame.slice(..frame.len() / 2));
+                    return;
+                }
+                Some(fault @ Fault::EchoKey { after_chunks: Some(after), .. }) if index >= *after => {
+                    let error = SseEvent::data(&fault.echo_key_error().body(), false);
+                    yield Ok(error.frame());
                     return;
                 }
                 Some(Fault::MalformedJson) if index == 1 => {

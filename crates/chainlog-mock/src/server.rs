@@ -514,6 +514,7 @@ async fn answer(
     let response = match &decision.reply {
         Reply::Error(error) => error.to_api_error().into_response(),
         Reply::Fault(fault) => {
+            let fault = fault.clone().with_client_key(client_key(headers));
             if let Some(error) = fault.to_api_error() {
                 error.into_response()
             } else if let Some(hang) = fault.hang_duration() {
@@ -526,7 +527,7 @@ async fn answer(
             } else {
                 // Body-shaping faults break the answer the request would otherwise get.
                 let content = parsed.default_decision(latency).reply;
-                parsed.render(state, &content, latency, Some(fault.clone()))
+                parsed.render(state, &content, latency, Some(fault))
             }
         }
         reply => parsed.render(state, reply, latency, None),

@@ -356,6 +356,7 @@ pub(super) async fn error_from_response(response: reqwest::Response) -> LlmError
     };
     let (message, code) = provider_error(&body)
         .unwrap_or_else(|| (String::from_utf8_lossy(&body).trim().to_owned(), None));
+    let code = code.map(|code| excerpt(&code));
     let message = if message.is_empty() {
         status.canonical_reason().unwrap_or("no message").to_owned()
     } else {
@@ -435,13 +436,13 @@ pub(super) fn to_llm_error(error: OpenAIError) -> LlmError {
         other => LlmError::Permanent {
             status: None,
             code: None,
-            message: other.to_string(),
+            message: crate::secret::scrub(&other.to_string()),
         },
     }
 }
 
 /// An error and its sources, `: `-joined (reqwest's own message says little: "error sending
-/// request").
+/// request"), scrubbed of secrets (a URL in it may carry credentials).
 pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
@@ -450,7 +451,7 @@ pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    message
+    crate::secret::scrub(&message)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Owns [`Auth`]: a bearer token (`MLFLOW_TRACKING_TOKEN`) or HTTP Basic credentials
 //! (`MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`). The secret part is held in a
 //! [`SecretString`], is put only into the `Authorization` header (marked sensitive, so
-//! reqwest never prints it), and `Debug` shows `***` in its place. Does not own the transport
+//! reqwest never prints it), is registered with the scrubber ([`crate::secret::register`]),
+//! and `Debug` shows `***` in its place. Does not own the transport
 //! that sends it (`http.rs`).
 
 use reqwest::RequestBuilder;
@@ -42,14 +43,18 @@ pub enum Auth {
 impl Auth {
     /// A bearer token.
     pub fn bearer(token: impl Into<String>) -> Self {
-        Self::Bearer(SecretString::from(token.into()))
+        let token = token.into();
+        crate::secret::register(&token);
+        Self::Bearer(SecretString::from(token))
     }
 
     /// HTTP Basic credentials.
     pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
+        let password = password.into();
+        crate::secret::register(&password);
         Self::Basic {
             username: username.into(),
-            password: SecretString::from(password.into()),
+            password: SecretString::from(password),
         }
     }
 

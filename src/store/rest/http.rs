@@ -408,14 +408,16 @@ pub(super) fn mlflow_error(operation: &str, status: StatusCode, body: &[u8]) -> 
             (format!("HTTP {}", status.as_u16()), message)
         }
     };
+    // The server's words come from outside: scrubbed of every secret (the tracking token
+    // included) before they become part of an error.
     StoreError::Mlflow {
         operation: operation.to_owned(),
-        code,
-        message,
+        code: crate::secret::scrub(&code),
+        message: crate::secret::scrub(&message),
     }
 }
 
-/// An error and its sources, `: `-joined, repeated parts dropped.
+/// An error and its sources, `: `-joined, repeated parts dropped, scrubbed of secrets.
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];
     let mut source = err.source();
@@ -426,7 +428,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    parts.join(": ")
+    crate::secret::scrub(&parts.join(": "))
 }
 
 /// Newlines folded into spaces.

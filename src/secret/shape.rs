@@ -1,0 +1,275 @@
+//! Credentials recognisable by their form, wherever they appear in a text.
+//!
+//! Each shape finds the byte ranges of the secret part only, so masking keeps the context:
+//! `Bearer ***`, `https://alice:***@host`, `?api-key=***&model=x`. The shapes:
+//!
+//! | shape | example | masked part |
+//! |---|---|---|
+//! | OpenAI-style key | `sk-proj-…` (16+ chars after `sk-`) | the key |
+//! | bearer token | `Bearer abc123…` (8+ chars, a digit) | the token |
+//! | GitHub token | `ghp_…`, `github_pat_…` | the token |
+//! | Slack token | `xoxb-…` | the token |
+//! | AWS access key id | `AKIA` + 16 | the id |
+//! | PEM private key | `-----BEGIN … PRIVATE KEY-----` | the header |
+//! | URL userinfo password | `postgres://u:pw@db` | `pw` |
+//! | key-shaped query parameter | `?key=`, `api-key=`, `token=`, `access_token=`, `sig=` | the value |
+//!
+//! A password or parameter value that is exactly one environment reference (`${DB_PW}` or
+//! `${DB_PW:-}`) is not a credential: it is how a config says where the secret comes from.
+
+use std::{ops::Range, sync::LazyLock};
+
+use regex::{Captures, Regex};
+
+use super::name::is_secret_name;
+
+/// Finds the byte ranges of the secret parts of a text.
+type Finder = Box<dyn Fn(&str) -> Vec<Range<usize>> + Send + Sync>;
+
+/// A credential shape: how to find it and the reason given when a value matches it.
+struct Shape {
+    /// The byte ranges of the secret parts of a text.
+    find: Finder,
+    /// Why the value is refused; never includes the value.
+    reason: &'static str,
+}
+
+/// Compiles a literal pattern.
+#[expect(
+    clippy::expect_used,
+    reason = "literal patterns; every test of this module compiles them"
+)]
+fn regex(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("credential patterns are valid")
+}
+
+/// A shape found by a regex whose group 1 (or whole match) is the secret, kept when `accept`
+/// says so.
+fn by_regex(pattern: &str, accept: fn(&Captures<'_>) -> bool, reason: &'static str) -> Shape {
+    let regex = regex(pattern);
+    Shape {
+        find: Box::new(move |text| {
+            regex
+                .captures_iter(text)
+                .filter(|caps| accept(caps))
+                .filter_map(|caps| caps.get(1).or_else(|| caps.get(0)))
+                .map(|m| m.range())
+                .collect()
+        }),
+        reason,
+    }
+}
+
+/// Exactly one environment reference, with no default or an empty one.
+static PURE_REFERENCE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^\$\{[A-Za-z_][A-Za-z0-9_]*(?::-)?\}$"));
+
+/// A URL, up to the first character that cannot be in one.
+static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)\b[a-z][a-z0-9+.\-]*://[^\s"'<>`]+"#));
+
+/// One `name=value` parameter of a query string.
+static QUERY_PARAM: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"[?&;]([A-Za-z][A-Za-z0-9_.\-]*)=([^&#;]+)"));
+
+/// Whether a query parameter's name says its value is a credential.
+fn is_secret_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    is_secret_name(name) || lower == "sig" || lower.ends_with("signature")
+}
+
+/// The values of key-shaped query parameters inside every URL of `text`.
+fn secret_query_values(text: &str) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    for url in URL.find_iter(text) {
+        let Some(query_start) = url.as_str().find('?') else {
+            continue;
+        };
+        let query = &url.as_str()[query_start..];
+        for caps in QUERY_PARAM.captures_iter(query) {
+            let (Some(name), Some(value)) = (caps.get(1), caps.get(2)) else {
+                continue;
+            };
+            if is_secret_param(name.as_str()) && !PURE_REFERENCE.is_match(value.as_str()) {
+                let start = url.start() + query_start + value.start();
+                out.push(start..start + value.len());
+            }
+        }
+    }
+    out
+}
+
+/// The credential shapes, compiled once.
+static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
+    let any = |_: &Captures<'_>| true;
+    vec![
+        by_regex(
+            r"(?:^|[^A-Za-z0-9_])(sk-[A-Za-z0-9_-]{16,})",
+            any,
+            "the value looks like an api key (`sk-…`)",
+        ),
+        by_regex(
+            r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{8,}=*)",
+            |caps| caps[1].bytes().any(|b| b.is_ascii_digit()),
+            "the value looks like a bearer token (`Bearer …`)",
+        ),
+        by_regex(
+            r"\b((?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}))",
+            any,
+            "the value looks like a github token (`ghp_…`)",
+        ),
+        by_regex(
+            r"\b(xox[abprs]-[A-Za-z0-9-]{10,})",
+            any,
+            "the value looks like a slack token (`xox…-`)",
+        ),
+        by_regex(
+            r"\b(AKIA[0-9A-Z]{16})\b",
+            any,
+            "the value looks like an aws access key id (`AKIA…`)",
+        ),
+        by_regex(
+            r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)",
+            any,
+            "the value holds a pem private key",
+        ),
+        by_regex(
+            r#"(?i)\b[a-z][a-z0-9+.\-]*://[^/\s:@?#"'<>]*:([^/\s@?#"'<>]+)@"#,
+            |caps| !PURE_REFERENCE.is_match(&caps[1]),
+            "a url holds a password in its userinfo (`user:password@`); reference an \
+             environment variable for the password (`user:${DB_PASSWORD}@`)",
+        ),
+        Shape {
+            find: Box::new(secret_query_values),
+            reason: "a url holds a key-shaped query parameter (`key=`, `token=`, `sig=`, …); \
+                     reference an environment variable for its value",
+        },
+    ]
+});
+
+/// The reason `text` looks like a credential, if it does.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::secret::credential_shape;
+/// assert!(credential_shape("postgres://app:hunter22@db/prod").is_some());
+/// assert!(credential_shape("https://x.example/v1?api-key=abc123").is_some());
+/// assert!(credential_shape("postgres://app:${DB_PASSWORD}@db/prod").is_none());
+/// assert!(credential_shape("https://api.openai.com/v1").is_none());
+/// ```
+pub fn credential_shape(text: &str) -> Option<&'static str> {
+    SHAPES
+        .iter()
+        .find(|shape| !(shape.find)(text).is_empty())
+        .map(|shape| shape.reason)
+}
+
+/// `text` with every credential-shaped part replaced by `***` (by shape only; [`scrub`]
+/// also masks the registered values).
+///
+/// [`scrub`]: super::scrub
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::secret::mask_credentials;
+/// assert_eq!(
+///     mask_credentials("GET https://u:pw123456@h/v1?token=abc&x=1"),
+///     "GET https://u:***@h/v1?token=***&x=1"
+/// );
+/// ```
+pub fn mask_credentials(text: &str) -> String {
+    mask_ranges(text, secret_ranges(text))
+}
+
+/// The byte ranges of every credential-shaped part of `text`.
+pub(super) fn secret_ranges(text: &str) -> Vec<Range<usize>> {
+    SHAPES.iter().flat_map(|shape| (shape.find)(text)).collect()
+}
+
+/// `text` with each of `ranges` (in any order, possibly overlapping) replaced by `***`.
+pub(super) fn mask_ranges(text: &str, mut ranges: Vec<Range<usize>>) -> String {
+    if ranges.is_empty() {
+        return text.to_owned();
+    }
+    ranges.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for range in ranges {
+        if range.start < last {
+            last = last.max(range.end);
+            continue;
+        }
+        out.push_str(&text[last..range.start]);
+        out.push_str("***");
+        last = range.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_shapes_are_found_inside_text() {
+        for text in [
+            "sk-abcdefghijklmnop1234",
+            "key=sk-proj-abcdEFGH1234_ijkl-5678",
+            "Authorization: Bearer abcd1234efgh5678",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github_pat_11ABCDEFG0123456789_abcdefghij",
+            "xoxb-1234567890-abcdefghij",
+            "AKIAABCDEFGHIJKLMNOP",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIB...",
+            "-----BEGIN PRIVATE KEY-----",
+            "https://alice:pw@llm.internal/v1",
+            "postgres://u:pw@db:5432/app",
+            "redis://:hunter2@cache:6379",
+            "https://x.example/v1?key=abc",
+            "https://x.example/v1?model=a&api-key=abc",
+            "https://x.example/v1?token=abc",
+            "https://x.example/v1?access_token=abc",
+            "https://blob.example/c/f?sv=2021&sig=abc%3D",
+            "https://s3.example/f?X-Amz-Signature=abc",
+        ] {
+            assert!(credential_shape(text).is_some(), "{text} should be caught");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_not_credential_shaped() {
+        for text in [
+            "task-preprocessing-step-one",
+            "disk-usage-monitoring-agent",
+            "sk-short",
+            "Use Bearer authentication for the gateway",
+            "ghp_short",
+            "AKIA is a prefix",
+            "-----BEGIN PUBLIC KEY-----",
+            "https://api.openai.com/v1",
+            "http://localhost:8080/v1",
+            "https://alice@host/v1",
+            "https://alice:${ALICE_PASSWORD}@host/v1",
+            "https://x.example/v1?api-key=${AZURE_KEY}",
+            "https://x.example/v1?api-version=2024-06-01&model=gpt",
+            "https://x.example/v1?max_tokens=5&key_field=id",
+            "use ?key=value syntax in the prompt",
+            "email me at a.b@example.com: thanks",
+        ] {
+            assert_eq!(credential_shape(text), None, "{text} should pass");
+        }
+    }
+
+    #[test]
+    fn masking_hides_every_credential_and_keeps_the_rest() {
+        let text = "invalid type: string \"sk-abcdefghijklmnop1234\" and Bearer zz99zz99zz99, ok";
+        let masked = mask_credentials(text);
+        assert_eq!(masked, "invalid type: string \"***\" and Bearer ***, ok");
+        assert_eq!(
+            mask_credentials("error sending request for url (https://a:b1@h/v1?sig=s1&x=2)"),
+            "error sending request for url (https://a:***@h/v1?sig=***&x=2)"
+        );
+    }
+}
