@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{App, args::TrackingArgs};
-use crate::{runner::fail_unfinished, store::open_store};
+use crate::{runner::fail_unfinished, store::open_existing_store};
 
 /// Options of `chainlog gc`.
 #[derive(Debug, Args)]
@@ -37,7 +37,7 @@ pub struct GcArgs {
 /// A store that cannot be opened, searched or changed.
 pub async fn run(app: &App, args: GcArgs) -> anyhow::Result<()> {
     let uri = args.tracking.resolve(&app.compiled)?;
-    let store = open_store(&uri)?;
+    let store = open_existing_store(&uri)?;
     let report = fail_unfinished(
         store.as_ref(),
         args.experiment.as_deref(),

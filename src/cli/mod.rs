@@ -130,7 +130,7 @@ where
 }
 
 /// Logs go to stderr, so stdout stays for what scripts read; every line goes through the
-/// scrubber ([`crate::secret::Scrubbed`]).
+/// scrubber ([`crate::secret::Scrubbed`]). Colours only on a terminal and without `NO_COLOR`.
 fn set_up_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -140,8 +140,11 @@ fn set_up_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(|| crate::secret::Scrubbed::new(std::io::stderr()))
         .init();
 }

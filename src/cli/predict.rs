@@ -12,7 +12,9 @@ use super::{
 };
 use crate::{
     chain::RunContext,
-    runner::{BatchOptions, BatchProgress, ConcurrencyPlan, Rebuilt, predict_batch},
+    runner::{
+        BatchOptions, BatchProgress, ConcurrencyPlan, Rebuilt, check_batch_files, predict_batch,
+    },
 };
 
 /// Options of `chainlog predict`.
@@ -55,7 +57,12 @@ fn rows_in_flight(text: &str) -> Result<usize, String> {
 pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
     // Read a single input before anything is loaded, so a bad one fails fast.
     let single = match &args.output {
-        Some(_) => None,
+        Some(output) => {
+            if let Some(input) = &args.input.input_file {
+                check_batch_files(input, output)?;
+            }
+            None
+        }
         None => Some(args.input.read_one()?),
     };
     // The endpoint lives as long as the command: it may be the in-process mock.

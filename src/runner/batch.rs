@@ -44,6 +44,12 @@ pub enum BatchError {
     /// Another batch is writing the output file (its process id is named).
     #[error(transparent)]
     Locked(#[from] LockError),
+    /// The output file is the input file: the batch would read its own output back as rows.
+    #[error("the output `{output}` is the input file; write the output to another file")]
+    OutputIsInput {
+        /// The output as given.
+        output: String,
+    },
 }
 
 /// How a batch runs.
@@ -99,6 +105,21 @@ struct WrittenLine {
     error: Option<IgnoredAny>,
 }
 
+/// Refuses a batch whose output is its input file (by any path or symlink): it would read
+/// its own output back as rows. Called before anything is loaded.
+///
+/// # Errors
+///
+/// [`BatchError::OutputIsInput`].
+pub fn check_batch_files(input: &Path, output: &Path) -> Result<(), BatchError> {
+    if super::output_lock::real_path(input) == super::output_lock::real_path(output) {
+        return Err(BatchError::OutputIsInput {
+            output: output.display().to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Runs every row of `input` not yet in `output` through `chain`, `options.concurrency` at a
 /// time, appending one line per row to `output` as rows finish. `progress` is called as rows
 /// finish.
@@ -116,6 +137,7 @@ pub async fn predict_batch(
     options: BatchOptions,
     progress: &(dyn Fn(BatchProgress) + Send + Sync),
 ) -> Result<BatchSummary, BatchError> {
+    check_batch_files(input, output)?;
     let _lock = OutputLock::acquire(output)?;
     let earlier = scan_output(output, options.retry_errors).map_err(io("read", output))?;
     let (rows, todo) = count_rows(input, &earlier.done).map_err(io("read", input))?;

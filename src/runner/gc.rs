@@ -124,5 +124,11 @@ mod tests {
             .await
             .unwrap();
         assert!(scoped.runs.is_empty(), "{scoped:?}");
+        // A name that is no experiment is an error, not a clean store.
+        let err = fail_unfinished(&store, Some("nope"), Duration::ZERO, true)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nope`"), "{err}");
     }
 }

@@ -154,15 +154,10 @@ async fn fetch_verified(
         _ => {
             // Reading never creates a store: a missing database file is a wrong URI or folder.
             // (A `models:/<model_id>` may still be served from the model cache.)
-            if let TrackingUri::Sqlite { db_path } = tracking
-                && !db_path.exists()
+            if let Some(missing) = tracking.missing_database()
                 && !matches!(model_uri, ModelUri::ModelId { .. })
             {
-                return Err(LoadError::Store(StoreError::NotFound {
-                    what: format!(
-                        "the tracking store `{tracking}` (pass --tracking-uri, or run in the folder it is in)"
-                    ),
-                }));
+                return Err(LoadError::Store(missing));
             }
             let store = open_store(tracking)?;
             fetch_model_with_tags(store.as_ref(), &model_uri, &default_cache_dir()?).await?

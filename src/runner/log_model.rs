@@ -388,6 +388,13 @@ pub async fn log_chain(
             if let Some(note) = left.version_note {
                 states.push(note);
             }
+            let stranded = states.iter().any(|s| s.contains("could not be told"));
+            if stranded {
+                states.push(
+                    "they are never loaded; `chainlog gc` ends them once the store is back"
+                        .to_owned(),
+                );
+            }
             Err(LogError::Incomplete {
                 left: states.join("; "),
                 source: Box::new(error),

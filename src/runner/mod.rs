@@ -19,7 +19,9 @@ mod log_model;
 mod output_lock;
 mod rebuild;
 
-pub use batch::{BatchError, BatchOptions, BatchProgress, BatchSummary, predict_batch};
+pub use batch::{
+    BatchError, BatchOptions, BatchProgress, BatchSummary, check_batch_files, predict_batch,
+};
 pub use build::{build_chain, build_from_files};
 pub use compile::{
     BUILD_DIR_VAR, BUILD_PROFILE_VAR, BUILD_TARGET_DIR_VAR, BuildMode, CompileError,

@@ -37,6 +37,27 @@ pub enum LockError {
     },
 }
 
+/// `path` with symlinks and `.`/`..` resolved: the file itself if it exists, else its folder's
+/// real path joined with its name (as given when even the folder cannot be resolved).
+pub(crate) fn real_path(path: &Path) -> PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            parent
+                .canonicalize()
+                .map_or_else(|_| path.to_path_buf(), |dir| dir.join(name))
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
 /// The lock on one output file, held until dropped (the lock file is then removed).
 #[derive(Debug)]
 pub struct OutputLock {
@@ -52,6 +73,9 @@ impl OutputLock {
     /// [`LockError::Held`] when another process holds it; [`LockError::Io`] when the lock
     /// file cannot be made.
     pub fn acquire(output: &Path) -> Result<Self, LockError> {
+        // The lock belongs to the file, not to the name it was given: a symlink or another
+        // spelling of the same path takes the same lock.
+        let output = &real_path(output);
         let mut name = output.as_os_str().to_owned();
         name.push(".lock");
         let path = PathBuf::from(name);
@@ -146,5 +170,30 @@ mod tests {
         drop(lock);
         assert!(!dir.path().join("out.jsonl.lock").exists());
         drop(OutputLock::acquire(&output).unwrap());
+    }
+
+    /// A symlink to the output, or another spelling of its path, is the same file: one lock.
+    #[test]
+    fn a_symlink_or_another_spelling_takes_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("out.jsonl");
+        std::fs::write(&output, "").unwrap();
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&output, &link).unwrap();
+        let lock = OutputLock::acquire(&output).unwrap();
+        assert!(
+            OutputLock::acquire(&link).is_err(),
+            "the symlink took a lock of its own"
+        );
+        let dotted = dir.path().join(".").join("out.jsonl");
+        assert!(OutputLock::acquire(&dotted).is_err());
+        drop(lock);
+        // Not yet created: the folder is resolved, the name kept.
+        let fresh = dir.path().join("sub/../fresh.jsonl");
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(
+            real_path(&fresh),
+            dir.path().canonicalize().unwrap().join("fresh.jsonl")
+        );
     }
 }

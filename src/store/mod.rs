@@ -29,4 +29,4 @@ pub use model_uri::{
 };
 pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;
-pub use uri::{TrackingUri, open_store};
+pub use uri::{TrackingUri, open_existing_store, open_store};

@@ -185,6 +185,35 @@ impl fmt::Display for TrackingUri {
     }
 }
 
+/// Opens the store `uri` names to read or change what is already there: as [`open_store`], but a
+/// SQLite file that does not exist is refused instead of created (a wrong path or folder must
+/// not look like an empty store).
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] naming a missing database file; else as [`open_store`].
+pub fn open_existing_store(uri: &TrackingUri) -> Result<Arc<dyn TrackingStore>, StoreError> {
+    if let Some(missing) = uri.missing_database() {
+        return Err(missing);
+    }
+    open_store(uri)
+}
+
+impl TrackingUri {
+    /// For a SQLite URI whose database file does not exist, the error that says so.
+    #[must_use]
+    pub fn missing_database(&self) -> Option<StoreError> {
+        match self {
+            Self::Sqlite { db_path } if !db_path.exists() => Some(StoreError::NotFound {
+                what: format!(
+                    "the tracking store `{self}` (pass --tracking-uri, or run in the folder it is in)"
+                ),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Opens the store `uri` names: a [`SqliteStore`] (artifacts under `mlruns/` beside the
 /// database: `./mlruns` for the default, as MLflow does) or a [`RestStore`] with credentials from the environment.
 ///

@@ -905,6 +905,7 @@ async fn server_outage_mid_log_is_ridden_out_or_names_what_it_left() {
         stderr.contains("run `") && stderr.contains("left RUNNING"),
         "{stderr}"
     );
+    assert!(stderr.contains("chainlog gc"), "{stderr}");
 
     // Straight to the server (the proxy is still "down"): the PENDING model is refused.
     let (cwd, uri) = (dir.path().to_path_buf(), server.uri().to_owned());
@@ -923,5 +924,50 @@ async fn server_outage_mid_log_is_ridden_out_or_names_what_it_left() {
     assert!(
         stderr.contains("PENDING") && stderr.contains("not READY"),
         "{stderr}"
+    );
+
+    // `gc` ends them: the run FAILED, the model UPLOAD_FAILED, as MLflow's client reads them;
+    // an experiment that does not exist is an error, not a clean store.
+    let gc = |args: Vec<String>| {
+        let (cwd, uri) = (dir.path().to_path_buf(), server.uri().to_owned());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            chainlog(&cwd, &args, &[("MLFLOW_TRACKING_URI", uri.as_str())])
+        })
+    };
+    let args = |experiment: &str| -> Vec<String> {
+        [
+            "gc",
+            "--older-than",
+            "0s",
+            "--experiment",
+            experiment,
+            "--json",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let typo = gc(args("outage-tset")).await.unwrap();
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("`outage-tset`"));
+    let ended = gc(args("outage-test")).await.unwrap();
+    assert!(
+        ended.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ended.stderr)
+    );
+    let report: Value = serde_json::from_slice(&ended.stdout).unwrap();
+    assert_eq!(report["models"], json!([model_id]), "{report}");
+    assert_eq!(report["runs"].as_array().unwrap().len(), 1, "{report}");
+    let script = format!(
+        "import mlflow; c = mlflow.MlflowClient(); \
+         print(c.get_run('{}').info.status, c.get_logged_model('{model_id}').status)",
+        report["runs"][0].as_str().unwrap()
+    );
+    let seen = server.python().args(["-c", &script]).output().unwrap();
+    let seen = String::from_utf8_lossy(&seen.stdout);
+    assert!(
+        seen.starts_with("FAILED") && seen.trim_end().ends_with("FAILED"),
+        "{seen}"
     );
 }

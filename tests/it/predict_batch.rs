@@ -166,6 +166,39 @@ async fn zero_or_negative_concurrency_is_refused() {
     }
 }
 
+/// An output that is the input file (by name or through a symlink) is refused before
+/// anything runs: the batch would read its own output lines back as rows. The input is left
+/// as it was.
+#[tokio::test]
+async fn an_output_that_is_the_input_file_is_refused() {
+    let mock = slow_mock(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    write_rows(dir.path(), 3, |row| format!("row {row}"));
+    std::os::unix::fs::symlink(dir.path().join("in.jsonl"), dir.path().join("link.jsonl")).unwrap();
+    let before = std::fs::read(dir.path().join("in.jsonl")).unwrap();
+    for output in ["in.jsonl", "link.jsonl", "./in.jsonl"] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+        command
+            .args([
+                "predict",
+                "-m",
+                "models:/m-none",
+                "--input-file",
+                "in.jsonl",
+            ])
+            .args(["--output", output])
+            .current_dir(dir.path())
+            .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+            .env("OPENAI_BASE_URL", mock.base_url())
+            .env_remove("MLFLOW_TRACKING_URI");
+        let done = run(command).await;
+        let stderr = text(&done.stderr);
+        assert_eq!(done.status.code(), Some(1), "{output}: {stderr}");
+        assert!(stderr.contains("is the input file"), "{output}: {stderr}");
+    }
+    assert_eq!(std::fs::read(dir.path().join("in.jsonl")).unwrap(), before);
+}
+
 /// A malformed line in the middle becomes an error row naming its line number; every other
 /// row runs, and a blank line is no row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,9 @@ pub(super) async fn find(
                 });
             }
         }
-        let filter = format!("status = 'PENDING' AND creation_time < {before_ms}");
+        // MLflow 3.17.2 stores the status as an integer, and `status = 'PENDING'` matches
+        // nothing: the status is checked on each model instead.
+        let filter = format!("creation_time < {before_ms}");
         for model in pages(
             http,
             "logged-models/search",
@@ -49,7 +51,8 @@ pub(super) async fn find(
         )
         .await?
         {
-            if has_tag(&model["info"]["tags"]) {
+            let pending = model["info"]["status"] == "LOGGED_MODEL_PENDING";
+            if pending && has_tag(&model["info"]["tags"]) {
                 let info: LoggedModelInfo =
                     serde_json::from_value(model["info"].clone()).map_err(|err| {
                         StoreError::Mlflow {
@@ -66,11 +69,16 @@ pub(super) async fn find(
 }
 
 /// The ids of the active experiment named `name`, or of every active experiment.
+///
+/// # Errors
+///
+/// [`StoreError::NotFound`] naming an experiment that does not exist (a typo must not look
+/// like a clean store).
 async fn active_experiments(
     http: &Transport,
     name: Option<&str>,
 ) -> Result<Vec<String>, StoreError> {
-    let filter = name.map(|name| format!("name = '{}'", name.replace('\'', "\\'")));
+    let filter = name.map(name_filter);
     let experiments = pages(
         http,
         "experiments/search",
@@ -81,10 +89,27 @@ async fn active_experiments(
         },
     )
     .await?;
+    if let Some(name) = name
+        && experiments.is_empty()
+    {
+        return Err(StoreError::NotFound {
+            what: format!("active experiment `{name}`"),
+        });
+    }
     Ok(experiments
         .iter()
         .map(|e| text(&e["experiment_id"]))
         .collect())
+}
+
+/// MLflow's search filter for an experiment name: quoted with `'`, or with `"` when the
+/// name holds a `'` (MLflow's parser takes no backslash escapes).
+fn name_filter(name: &str) -> String {
+    if name.contains('\'') {
+        format!("name = \"{name}\"")
+    } else {
+        format!("name = '{name}'")
+    }
 }
 
 /// Every item under `key` of every page of a search (`page_token` → `next_page_token`).
@@ -131,4 +156,15 @@ fn number(value: &Value) -> i64 {
         .as_i64()
         .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn experiment_names_are_quoted_as_mlflows_parser_reads_them() {
+        assert_eq!(name_filter("chains"), "name = 'chains'");
+        assert_eq!(name_filter("it's"), "name = \"it's\"");
+    }
 }

@@ -155,6 +155,19 @@ pub(super) fn unfinished(
     experiment: Option<&str>,
     before_ms: i64,
 ) -> Result<Unfinished, TxError> {
+    if let Some(name) = experiment {
+        let active: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM experiments WHERE name = ?1 AND lifecycle_stage = 'active' \
+                 AND workspace = ?2",
+                params![name, WORKSPACE],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if active.is_none() {
+            return Err(not_found(format!("active experiment `{name}`")).into());
+        }
+    }
     let mut runs = tx.prepare(
         "SELECT r.run_uuid, r.experiment_id, r.name, r.start_time FROM runs r \
          JOIN experiments e ON e.experiment_id = r.experiment_id \
