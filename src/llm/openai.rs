@@ -19,7 +19,7 @@
 //!   for the whole crate: `create_stream` then no longer sets `stream: true`, which breaks
 //!   every other caller (the mock's Responses tests did).
 //!
-//! So a reply may lack everything but `choices`: `usage` (zeros), `model` (the one asked for),
+//! So a reply may lack everything but `choices`: `usage` (unknown: `None`), `model` (the one asked for),
 //! `finish_reason`, tool-call `id`/`type`; arguments may come as an object instead of a string;
 //! an error body may be OpenAI's `{"error": {...}}`, `{"error": "text"}`, `{"detail": ...}` or
 //! plain text.
@@ -66,7 +66,8 @@ use super::{
 /// # async fn run() -> Result<(), chainlog::llm::LlmError> {
 /// let client = OpenAiClient::new(LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:8089/v1"))?;
 /// let reply = client.chat(&ChatRequest::new(vec![ChatMessage::user("ping")])).await?;
-/// println!("{} ({} tokens, {} attempts)", reply.text(), reply.usage.total_tokens, reply.attempts);
+/// let tokens = reply.usage.map_or("unknown".to_owned(), |u| u.total_tokens.to_string());
+/// println!("{} ({tokens} tokens, {} attempts)", reply.text(), reply.attempts);
 /// # Ok(())
 /// # }
 /// ```
@@ -80,6 +81,14 @@ struct Inner {
     model: String,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
+    /// Whether the limit goes out as `(max_tokens, max_completion_tokens)`, resolved from
+    /// [`MaxTokensField`](super::MaxTokensField) and the base URL once.
+    max_tokens_fields: (bool, bool),
+    /// Sent with requests that offer tools and set no choice themselves.
+    tool_choice: Option<super::ToolChoice>,
+    structured_output: super::StructuredOutput,
+    /// Lets a `finish_reason: length` reply through (see [`super::check_complete`]).
+    accept_truncated: bool,
     base_url: String,
     /// `{base_url}/chat/completions`.
     url: reqwest::Url,
@@ -156,6 +165,10 @@ impl OpenAiClient {
                 model: settings.model,
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
+                max_tokens_fields: settings.max_tokens_field.fields(&base_url),
+                tool_choice: settings.tool_choice,
+                structured_output: settings.structured_output,
+                accept_truncated: settings.accept_truncated,
                 base_url,
                 url,
                 api_key,
@@ -182,6 +195,19 @@ impl OpenAiClient {
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         Arc::make_mut(&mut self.inner).cancel = Some(token);
         self
+    }
+
+    /// [`check_complete`](super::check_complete) with this client's settings.
+    fn check_complete(
+        &self,
+        request: &ChatRequest,
+        response: &ChatResponse,
+    ) -> Result<(), LlmError> {
+        super::check_complete(
+            response,
+            request.max_tokens.or(self.inner.max_tokens),
+            self.inner.accept_truncated,
+        )
     }
 
     /// The base URL requests go to.
@@ -292,7 +318,10 @@ impl LlmClient for OpenAiClient {
             let response = self.send(&body, Arc::clone(&attempts)).await?;
             let reply = wire::read_reply(response).await?;
             let attempts = attempts.load(Ordering::Relaxed);
-            wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)
+            let response =
+                wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
+            self.check_complete(request, &response)?;
+            Ok(response)
         };
         let result = self.cancellable(call).instrument(span.clone()).await;
         let attempts = attempts.load(Ordering::Relaxed);
@@ -319,6 +348,8 @@ impl LlmClient for OpenAiClient {
                     started,
                     attempts,
                     model: self.inner.model.clone(),
+                    max_tokens: request.max_tokens.or(self.inner.max_tokens),
+                    accept_truncated: self.inner.accept_truncated,
                     idle_timeout: self.inner.policy.attempt_timeout,
                     cancel: self.inner.cancel.clone(),
                 },
@@ -334,6 +365,10 @@ impl LlmClient for OpenAiClient {
     fn model(&self) -> &str {
         &self.inner.model
     }
+
+    fn structured_output(&self) -> super::StructuredOutput {
+        self.inner.structured_output
+    }
 }
 
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
@@ -348,11 +383,11 @@ fn record(span: &Span, result: Result<&ChatResponse, &LlmError>, latency: Durati
             if let Some(reason) = &response.finish_reason {
                 span.record("gen_ai.response.finish_reason", reason.as_str());
             }
-            span.record("gen_ai.usage.input_tokens", response.usage.prompt_tokens);
-            span.record(
-                "gen_ai.usage.output_tokens",
-                response.usage.completion_tokens,
-            );
+            // Unknown usage leaves the fields empty: unknown, not zero.
+            if let Some(usage) = response.usage {
+                span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+                span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+            }
             tracing::debug!(parent: span, "llm call finished");
         }
         Err(error) => {

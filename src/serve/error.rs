@@ -7,7 +7,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::chain::ChainError;
+use crate::{chain::ChainError, llm::LlmError};
 
 /// Why a scoring request failed. Client faults carry their own message; internal and
 /// provider faults answer with a short generic one (the detail goes to the log only).
@@ -35,6 +35,11 @@ pub enum ServeError {
     /// The LLM provider failed (502); the source stays in the log.
     #[error("the LLM provider failed")]
     Provider(#[source] ChainError),
+    /// The provider's reply was not a whole answer (502): cut off, filtered, ended with an
+    /// error, or empty. The message is chainlog's own (finish reason, token limit, length),
+    /// never the provider's text, so it is shown.
+    #[error("{0}")]
+    IncompleteReply(#[source] ChainError),
     /// Anything else that went wrong inside (500); the source stays in the log.
     #[error("internal error")]
     Internal(#[source] ChainError),
@@ -52,7 +57,7 @@ impl ServeError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Provider(_) => StatusCode::BAD_GATEWAY,
+            Self::Provider(_) | Self::IncompleteReply(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) | Self::Schema(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +68,9 @@ impl ServeError {
             Self::BadRequest(_) | Self::UnsupportedMediaType(_) => "BAD_REQUEST",
             Self::PayloadTooLarge { .. } => "RESOURCE_LIMIT_EXCEEDED",
             Self::Unauthorized => "UNAUTHENTICATED",
-            Self::Overloaded | Self::Provider(_) => "TEMPORARILY_UNAVAILABLE",
+            Self::Overloaded | Self::Provider(_) | Self::IncompleteReply(_) => {
+                "TEMPORARILY_UNAVAILABLE"
+            }
             Self::Internal(_) | Self::Schema(_) => "INTERNAL_ERROR",
         }
     }
@@ -85,6 +92,7 @@ impl ServeError {
                 let at = row.map(|row| format!("row {row}: ")).unwrap_or_default();
                 Self::BadRequest(format!("{at}{err}"))
             }
+            ChainError::Llm(LlmError::Incomplete { .. }) => Self::IncompleteReply(err),
             ChainError::Llm(_) => Self::Provider(err),
             other => Self::Internal(other),
         }

@@ -4,7 +4,7 @@
 //!
 //! Tool calls arrive in fragments keyed by `index` (id and name in the first, the arguments
 //! spread over the rest) and are joined here. Usage comes in the final chunk
-//! (`stream_options.include_usage`); a server that sends none gets zeros. A stream that ends
+//! (`stream_options.include_usage`); a server that sends none leaves it unknown (`None`). A stream that ends
 //! without any `finish_reason` was cut off (a dropped connection, a truncated body; some
 //! servers send no `[DONE]`, so its absence alone proves nothing) and ends with
 //! [`LlmError::Transient`], as does an `error` object sent mid-stream. No chunk within the
@@ -45,6 +45,10 @@ pub(super) struct Context {
     pub attempts: Arc<AtomicU32>,
     /// The model asked for, used when no chunk names one.
     pub model: String,
+    /// The token limit the request went out with, named when a reply is cut off.
+    pub max_tokens: Option<u32>,
+    /// Lets a `finish_reason: length` reply through.
+    pub accept_truncated: bool,
     /// The longest wait for the next chunk.
     pub idle_timeout: Option<Duration>,
     pub cancel: Option<CancellationToken>,
@@ -54,7 +58,9 @@ pub(super) struct Context {
 pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStream {
     let mut events: Events = Box::pin(EventStream::new(response.bytes_stream()));
     Box::pin(async_stream::stream! {
-        let Context { permit, span, started, attempts, model, idle_timeout, cancel } = context;
+        let Context {
+            permit, span, started, attempts, model, max_tokens, accept_truncated, idle_timeout, cancel,
+        } = context;
         let _permit = permit;
         let mut reply = Assembly::default();
         let outcome = loop {
@@ -66,7 +72,10 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
                 }
                 Ok(None) => {
                     let attempts = attempts.load(Ordering::Relaxed);
-                    break reply.finish(&model, started.elapsed(), attempts);
+                    break reply.finish(&model, started.elapsed(), attempts).and_then(|response| {
+                        crate::llm::check_complete(&response, max_tokens, accept_truncated)?;
+                        Ok(response)
+                    });
                 }
                 Err(error) => break Err(error),
             }
@@ -261,7 +270,7 @@ impl Assembly {
             content: (!self.text.is_empty()).then_some(self.text),
             tool_calls,
             finish_reason: self.finish_reason,
-            usage: self.usage.unwrap_or_default(),
+            usage: self.usage,
             model: self.model.unwrap_or_else(|| requested_model.to_owned()),
             latency,
             attempts,
@@ -296,7 +305,7 @@ mod tests {
         }
         let response = reply.finish("m", Duration::ZERO, 1).unwrap();
         assert_eq!(response.content, None);
-        assert_eq!(response.usage.total_tokens, 12);
+        assert_eq!(response.usage.unwrap().total_tokens, 12);
         assert_eq!(
             response.tool_calls,
             vec![
@@ -315,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn text_deltas_add_up_and_missing_usage_is_zero() {
+    fn text_deltas_add_up_and_missing_usage_is_unknown() {
         let mut reply = Assembly::default();
         assert_eq!(
             reply.push(chunk(json!({"choices":[{"delta":{"content":"Hel"}}]}))),
@@ -329,7 +338,7 @@ mod tests {
         );
         let response = reply.finish("m", Duration::ZERO, 1).unwrap();
         assert_eq!(response.text(), "Hello");
-        assert_eq!(response.usage, Usage::default());
+        assert_eq!(response.usage, None);
         assert_eq!(response.model, "m");
     }
 

@@ -35,11 +35,18 @@ pub(super) fn to_request(
     request: &ChatRequest,
     stream: bool,
 ) -> CreateChatCompletionRequest {
+    let max_tokens = request.max_tokens.or(inner.max_tokens);
+    let (legacy, completion) = inner.max_tokens_fields;
+    #[expect(
+        deprecated,
+        reason = "most OpenAI-compatible servers read only `max_tokens`"
+    )]
     CreateChatCompletionRequest {
         model: inner.model.clone(),
         messages: request.messages.iter().map(to_message).collect(),
         temperature: request.temperature.or(inner.temperature),
-        max_completion_tokens: request.max_tokens.or(inner.max_tokens),
+        max_tokens: max_tokens.filter(|_| legacy),
+        max_completion_tokens: max_tokens.filter(|_| completion),
         tools: (!request.tools.is_empty()).then(|| {
             request
                 .tools
@@ -57,7 +64,14 @@ pub(super) fn to_request(
                 })
                 .collect()
         }),
-        tool_choice: request.tool_choice.as_ref().map(to_tool_choice),
+        tool_choice: request
+            .tool_choice
+            .as_ref()
+            .or(inner
+                .tool_choice
+                .as_ref()
+                .filter(|_| !request.tools.is_empty()))
+            .map(to_tool_choice),
         response_format: request.response_format.as_ref().map(to_response_format),
         stop: (!request.stop.is_empty())
             .then(|| StopConfiguration::StringArray(request.stop.clone())),
@@ -88,11 +102,10 @@ fn to_message(message: &ChatMessage) -> ChatCompletionRequestMessage {
             content,
             tool_calls,
         } => {
-            // OpenAI wants content unless there are tool calls.
-            let content = match content {
-                None if tool_calls.is_empty() => Some(String::new()),
-                content => content.clone(),
-            };
+            // Always a string: OpenAI wants content unless there are tool calls, and some
+            // servers (llama.cpp's chat templates) answer 500 to a null or absent content
+            // even with tool calls; `""` is accepted everywhere.
+            let content = Some(content.clone().unwrap_or_default());
             ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
                 content: content.map(ChatCompletionRequestAssistantMessageContent::Text),
                 tool_calls: (!tool_calls.is_empty()).then(|| {
@@ -214,7 +227,7 @@ impl WireUsage {
     }
 }
 
-/// Our response from a reply: its first choice, usage (zeros when absent) and model (the one
+/// Our response from a reply: its first choice, usage (`None` when absent) and model (the one
 /// asked for when absent).
 pub(super) fn to_response(
     reply: Reply,
@@ -257,7 +270,7 @@ pub(super) fn to_response(
         content: message.content.and_then(content_text),
         tool_calls,
         finish_reason: choice.finish_reason,
-        usage: reply.usage.unwrap_or_default().to_usage(),
+        usage: reply.usage.map(WireUsage::to_usage),
         model: reply
             .model
             .filter(|model| !model.is_empty())
@@ -469,7 +482,7 @@ mod tests {
         let response = reply(json!({"choices":[{"message":{"content":"hi"}}]})).unwrap();
         assert_eq!(response.text(), "hi");
         assert_eq!(response.model, "asked-model");
-        assert_eq!(response.usage, Usage::default());
+        assert_eq!(response.usage, None, "absent usage is unknown, not zero");
         assert_eq!(response.finish_reason, None);
     }
 
@@ -489,7 +502,7 @@ mod tests {
         assert_eq!(response.tool_calls[0].id, "call_0");
         assert_eq!(response.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
         assert_eq!(response.tool_calls[1].id, "call_x");
-        assert_eq!(response.usage.total_tokens, 7);
+        assert_eq!(response.usage.unwrap().total_tokens, 7);
     }
 
     #[test]
