@@ -245,6 +245,22 @@ impl OpenAiClient {
         }
     }
 
+    /// Sends `body` again on demand (a stream that broke before its first content).
+    fn reopen(
+        &self,
+        body: CreateChatCompletionRequest,
+        attempts: Arc<AtomicU32>,
+    ) -> stream::Reopen {
+        let client = self.clone();
+        let body = Arc::new(body);
+        Arc::new(move || {
+            let client = client.clone();
+            let body = Arc::clone(&body);
+            let attempts = Arc::clone(&attempts);
+            Box::pin(async move { client.send(&body, attempts).await })
+        })
+    }
+
     async fn permit(&self) -> Result<OwnedSemaphorePermit, LlmError> {
         Arc::clone(&self.inner.limiter)
             .acquire_owned()
@@ -346,12 +362,14 @@ impl LlmClient for OpenAiClient {
                     permit,
                     span,
                     started,
-                    attempts,
+                    attempts: Arc::clone(&attempts),
                     model: self.inner.model.clone(),
                     max_tokens: request.max_tokens.or(self.inner.max_tokens),
                     accept_truncated: self.inner.accept_truncated,
                     idle_timeout: self.inner.policy.attempt_timeout,
                     cancel: self.inner.cancel.clone(),
+                    reopen: self.reopen(body, Arc::clone(&attempts)),
+                    policy: self.inner.policy.clone(),
                 },
             )),
             Err(error) => {
