@@ -31,8 +31,9 @@ pub enum StructuredOutput {
     /// `response_format: json_schema` in strict mode (OpenAI, vLLM, recent Ollama).
     #[default]
     JsonSchema,
-    /// `response_format: json_object` (any JSON object), with the schema in a system message
-    /// (llama.cpp, older servers).
+    /// `response_format: {"type": "json_object", "schema": ...}` — the schema nested the way
+    /// llama.cpp's server (and vLLM) constrain output with it, ignored by servers that do not
+    /// know it — and the schema in a system message too.
     JsonObject,
     /// One tool whose parameters are the schema, which the model must call
     /// (`tool_choice: required`); its arguments are the reply.
@@ -123,7 +124,7 @@ pub async fn chat_json<T: DeserializeOwned + JsonSchema>(
             strict: true,
         }),
         StructuredOutput::JsonObject => with_schema_instruction(request, &schema)
-            .with_response_format(ResponseFormat::JsonObject),
+            .with_response_format(ResponseFormat::JsonObjectWithSchema { schema }),
         StructuredOutput::Prompt => with_schema_instruction(request, &schema),
         StructuredOutput::Tool => request
             .with_tools(vec![ToolSpec::new(

@@ -281,6 +281,13 @@ pub enum ToolChoice {
 pub enum ResponseFormat {
     /// Any JSON object.
     JsonObject,
+    /// A JSON object, with a schema sent as `{"type": "json_object", "schema": ...}`: the form
+    /// llama.cpp's server (and vLLM, Fireworks, Together) constrains output with. OpenAI does
+    /// not take a schema here; use [`JsonSchema`](Self::JsonSchema) there.
+    JsonObjectWithSchema {
+        /// The JSON Schema.
+        schema: Value,
+    },
     /// JSON valid for `schema`.
     JsonSchema {
         /// The schema's name (`a-zA-Z0-9_-`, at most 64).

@@ -8,7 +8,8 @@
 //! The stack is put together per call (cheap: two `Arc`s and a policy) because the retry layer
 //! counts that call's attempts.
 //!
-//! Bodies are async-openai's typed request (`CreateChatCompletionRequest`), serialized once.
+//! Bodies are async-openai's typed request (`CreateChatCompletionRequest`), serialized once
+//! (plus the `schema` of a `json_object` format, a field async-openai's type lacks).
 //! Replies — JSON and SSE — are read here into our own lenient types (`wire`), not through
 //! async-openai's `Client`/`Chat` API, because:
 //!
@@ -42,7 +43,6 @@ use std::{
 use async_openai::{
     error::OpenAIError,
     middleware::{HttpRequestFactory, ReqwestService},
-    types::chat::CreateChatCompletionRequest,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -219,14 +219,9 @@ impl OpenAiClient {
     /// that is not a success becomes the matching [`LlmError`].
     async fn send(
         &self,
-        body: &CreateChatCompletionRequest,
+        body: Bytes,
         attempts: Arc<AtomicU32>,
     ) -> Result<reqwest::Response, LlmError> {
-        let body = serde_json::to_vec(body).map_err(|err| LlmError::Permanent {
-            status: None,
-            code: Some("invalid_request".to_owned()),
-            message: format!("the request cannot be serialized: {err}"),
-        })?;
         let inner = &self.inner;
         let service = tower::ServiceBuilder::new()
             .layer(RetryLayer::new(inner.policy.clone(), attempts))
@@ -235,7 +230,7 @@ impl OpenAiClient {
             inner.http.clone(),
             inner.url.clone(),
             inner.api_key.clone(),
-            Bytes::from(body),
+            body,
         );
         let response = service.oneshot(factory).await.map_err(wire::to_llm_error)?;
         if response.status().is_success() {
@@ -246,18 +241,13 @@ impl OpenAiClient {
     }
 
     /// Sends `body` again on demand (a stream that broke before its first content).
-    fn reopen(
-        &self,
-        body: CreateChatCompletionRequest,
-        attempts: Arc<AtomicU32>,
-    ) -> stream::Reopen {
+    fn reopen(&self, body: Bytes, attempts: Arc<AtomicU32>) -> stream::Reopen {
         let client = self.clone();
-        let body = Arc::new(body);
         Arc::new(move || {
             let client = client.clone();
-            let body = Arc::clone(&body);
+            let body = body.clone();
             let attempts = Arc::clone(&attempts);
-            Box::pin(async move { client.send(&body, attempts).await })
+            Box::pin(async move { client.send(body, attempts).await })
         })
     }
 
@@ -328,10 +318,10 @@ impl LlmClient for OpenAiClient {
         let span = self.span(false);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        let body = wire::to_request(&self.inner, request, false);
         let call = async {
+            let body = wire::to_body(&self.inner, request, false)?;
             let _permit = self.permit().await?;
-            let response = self.send(&body, Arc::clone(&attempts)).await?;
+            let response = self.send(body, Arc::clone(&attempts)).await?;
             let reply = wire::read_reply(response).await?;
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
@@ -349,14 +339,14 @@ impl LlmClient for OpenAiClient {
         let span = self.span(true);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        let body = wire::to_request(&self.inner, request, true);
         let open = async {
+            let body = wire::to_body(&self.inner, request, true)?;
             let permit = self.permit().await?;
-            let response = self.send(&body, Arc::clone(&attempts)).await?;
-            Ok((permit, response))
+            let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
+            Ok((permit, response, body))
         };
         match self.cancellable(open).instrument(span.clone()).await {
-            Ok((permit, response)) => Ok(stream::assemble(
+            Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {
                     permit,

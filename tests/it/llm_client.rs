@@ -530,6 +530,90 @@ async fn chat_json_names_the_type_and_field_that_did_not_fit() {
     assert!(!err.is_retryable());
 }
 
+/// Each `llm.structured_output` method asks the way it says and the reply parses into the
+/// type: `json_schema` (strict response format), `json_object` (the schema nested in the
+/// `json_object` format, as llama.cpp reads it, and in a system message), `tool` (one tool
+/// with the schema as parameters, `tool_choice: required`; its arguments are the reply) and
+/// `prompt` (the schema in a system message only; a rule answers with fitting JSON text).
+#[tokio::test]
+async fn every_structured_output_method_asks_its_way_and_parses() {
+    use chainlog::llm::StructuredOutput;
+    let server = mock(Some(
+        "rules:\n  - match: { content: prompt-only }\n    reply: { text: '{\"city\":\"Paris\",\"celsius\":21.5,\"sunny\":true,\"hours\":[1,2],\"note\":null}' }\n",
+    ))
+    .await;
+    for (method, question) in [
+        (StructuredOutput::JsonSchema, "Forecast?"),
+        (StructuredOutput::JsonObject, "Forecast?"),
+        (StructuredOutput::Tool, "Forecast?"),
+        (StructuredOutput::Prompt, "prompt-only forecast"),
+    ] {
+        let client = client(LlmSettings {
+            structured_output: method,
+            ..settings(server.base_url())
+        });
+        let (forecast, _) = chat_json::<Forecast>(&client, ask(question))
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{method:?}: {err}: {}",
+                    server.requests().last().unwrap().body
+                )
+            });
+        assert!(!forecast.city.is_empty(), "{method:?}");
+        let journal = server.requests();
+        let body = &journal.last().unwrap().body;
+        let system_has_schema = body["messages"][0]["role"] == "system"
+            && body["messages"][0]["content"]
+                .as_str()
+                .is_some_and(|text| text.contains("\"celsius\""));
+        match method {
+            StructuredOutput::JsonSchema => {
+                assert_eq!(body["response_format"]["type"], "json_schema");
+                assert!(!system_has_schema, "{body}");
+            }
+            StructuredOutput::JsonObject => {
+                assert_eq!(body["response_format"]["type"], "json_object");
+                assert_eq!(
+                    body["response_format"]["schema"]["required"],
+                    json!(["celsius", "city", "hours", "note", "sunny"])
+                );
+                assert!(system_has_schema, "{body}");
+            }
+            StructuredOutput::Tool => {
+                assert!(body.get("response_format").is_none(), "{body}");
+                assert_eq!(body["tool_choice"], "required");
+                assert_eq!(body["tools"][0]["function"]["name"], "Forecast");
+            }
+            StructuredOutput::Prompt => {
+                assert!(body.get("response_format").is_none(), "{body}");
+                assert!(body.get("tools").is_none(), "{body}");
+                assert!(system_has_schema, "{body}");
+            }
+        }
+    }
+}
+
+/// `llm.tool_choice` goes out with requests that offer tools and set none themselves, and
+/// never with requests without tools.
+#[tokio::test]
+async fn the_configured_tool_choice_is_sent_with_tools() {
+    let server = mock(Some(WEATHER_RULES)).await;
+    let client = client(LlmSettings {
+        tool_choice: Some(chainlog::llm::ToolChoice::Required),
+        ..settings(server.base_url())
+    });
+    let tools = vec![ToolSpec::from_type::<WeatherArgs>("get_weather", "Weather")];
+    client
+        .chat(&ask("What is the weather in Paris?").with_tools(tools))
+        .await
+        .unwrap();
+    client.chat(&ask("ping")).await.unwrap();
+    let journal = server.requests();
+    assert_eq!(journal[0].body["tool_choice"], "required");
+    assert!(journal[1].body.get("tool_choice").is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // OpenAI-compatible servers
 // ---------------------------------------------------------------------------------------------

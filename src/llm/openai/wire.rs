@@ -29,6 +29,29 @@ use crate::llm::{
     json::excerpt, retry::AttemptTimedOut,
 };
 
+/// The serialized request body for `request`: [`to_request`], plus the schema of a
+/// [`ResponseFormat::JsonObjectWithSchema`] as `response_format.schema`.
+///
+/// # Errors
+///
+/// [`LlmError::Permanent`] (`invalid_request`) when the body cannot be serialized.
+pub(super) fn to_body(
+    inner: &Inner,
+    request: &ChatRequest,
+    stream: bool,
+) -> Result<bytes::Bytes, LlmError> {
+    let invalid = |err: serde_json::Error| LlmError::Permanent {
+        status: None,
+        code: Some("invalid_request".to_owned()),
+        message: format!("the request cannot be serialized: {err}"),
+    };
+    let mut body = serde_json::to_value(to_request(inner, request, stream)).map_err(invalid)?;
+    if let Some(ResponseFormat::JsonObjectWithSchema { schema }) = &request.response_format {
+        body["response_format"]["schema"] = schema.clone();
+    }
+    serde_json::to_vec(&body).map(Into::into).map_err(invalid)
+}
+
 /// The request body for `request`, with the client's model and defaults.
 pub(super) fn to_request(
     inner: &Inner,
@@ -153,7 +176,9 @@ fn to_tool_choice(choice: &ToolChoice) -> ChatCompletionToolChoiceOption {
 fn to_response_format(format: &ResponseFormat) -> async_openai::types::chat::ResponseFormat {
     use async_openai::types::chat::ResponseFormat as Wire;
     match format {
-        ResponseFormat::JsonObject => Wire::JsonObject,
+        ResponseFormat::JsonObject | ResponseFormat::JsonObjectWithSchema { .. } => {
+            Wire::JsonObject
+        }
         ResponseFormat::JsonSchema {
             name,
             schema,

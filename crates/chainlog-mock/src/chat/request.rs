@@ -393,7 +393,11 @@ fn parse_response_format(value: Option<&Value>) -> Result<ResponseFormat, ApiErr
     };
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(ResponseFormat::Text),
-        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        // llama.cpp's server (and vLLM) constrain a `json_object` with a nested `schema`.
+        Some("json_object") => Ok(match format.get("schema") {
+            Some(schema) if schema.is_object() => ResponseFormat::JsonSchema(schema.clone()),
+            _ => ResponseFormat::JsonObject,
+        }),
         Some("json_schema") => {
             let spec = format.get("json_schema");
             if spec
