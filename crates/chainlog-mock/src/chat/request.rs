@@ -87,6 +87,8 @@ pub struct ChatRequest {
     pub max_tokens: Option<u64>,
     /// Seed of the deterministic default, from model, messages, tools and format.
     pub seed: u64,
+    /// Streamed tool-call fragments repeat id, type and name (a profile's quirk).
+    pub repeat_tool_call_head: bool,
 }
 
 impl ChatRequest {
@@ -174,6 +176,7 @@ impl ChatRequest {
             stop,
             max_tokens,
             seed,
+            repeat_tool_call_head: false,
         })
     }
 
