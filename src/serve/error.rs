@@ -29,6 +29,12 @@ pub enum ServeError {
     /// A bearer token is required and was missing or wrong (401).
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// The body did not arrive within the body timeout (408).
+    #[error("the request body did not arrive within {} ms", .after.as_millis())]
+    RequestTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// Every request slot is taken (503).
     #[error("the server is busy; retry later")]
     Overloaded,
@@ -56,6 +62,7 @@ impl ServeError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Provider(_) | Self::IncompleteReply(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) | Self::Schema(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,7 +72,9 @@ impl ServeError {
     /// MLflow's `error_code` for this error.
     fn error_code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) | Self::UnsupportedMediaType(_) => "BAD_REQUEST",
+            Self::BadRequest(_) | Self::UnsupportedMediaType(_) | Self::RequestTimeout { .. } => {
+                "BAD_REQUEST"
+            }
             Self::PayloadTooLarge { .. } => "RESOURCE_LIMIT_EXCEEDED",
             Self::Unauthorized => "UNAUTHENTICATED",
             Self::Overloaded | Self::Provider(_) | Self::IncompleteReply(_) => {
@@ -102,7 +111,8 @@ impl ServeError {
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // Overloads are counted and logged once per interval by the guard, not per request.
+        if status.is_server_error() && !matches!(self, Self::Overloaded) {
             tracing::error!(error = %self, detail = ?std::error::Error::source(&self).map(ToString::to_string), "scoring request failed");
         }
         (status, Json(self.body())).into_response()
