@@ -35,7 +35,7 @@ mod wire;
 pub use cassette::CassetteError;
 pub use config::{CassetteMode, MockConfig, MockError};
 pub use fault::{FAULT_HEADER, Fault, LATENCY_HEADER, Latency};
-pub use journal::JournalEntry;
+pub use journal::{DEFAULT_JOURNAL_BODY_BYTES, JournalEntry};
 pub use profile::{Profile, UnknownProfile};
 pub use rules::{RuleSet, RulesError};
 pub use server::{MockServer, serve};
