@@ -534,7 +534,7 @@ pub fn check_complete(
     };
     let empty = chars == 0 && response.tool_calls.is_empty();
     match response.finish_reason.as_deref() {
-        Some("length") if !(accept_truncated && !empty) => {
+        Some("length") if !accept_truncated || empty => {
             let limit = match max_tokens {
                 Some(max) => format!("max_tokens={max}"),
                 None => "the server's token limit".to_owned(),

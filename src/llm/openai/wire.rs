@@ -45,11 +45,15 @@ pub(super) fn to_body(
         code: Some("invalid_request".to_owned()),
         message: format!("the request cannot be serialized: {err}"),
     };
-    let mut body = serde_json::to_value(to_request(inner, request, stream)).map_err(invalid)?;
-    if let Some(ResponseFormat::JsonObjectWithSchema { schema }) = &request.response_format {
-        body["response_format"]["schema"] = schema.clone();
-    }
-    serde_json::to_vec(&body).map(Into::into).map_err(invalid)
+    let body = serde_json::to_vec(&to_request(inner, request, stream)).map_err(invalid)?;
+    let Some(ResponseFormat::JsonObjectWithSchema { schema }) = &request.response_format else {
+        return Ok(body.into());
+    };
+    // Through the text, not `to_value`: an `f32` temperature must stay `0.2`, not become
+    // `0.20000000298023224`.
+    let mut value: Value = serde_json::from_slice(&body).map_err(invalid)?;
+    value["response_format"]["schema"] = schema.clone();
+    serde_json::to_vec(&value).map(Into::into).map_err(invalid)
 }
 
 /// The request body for `request`, with the client's model and defaults.
