@@ -1,5 +1,5 @@
-//! The routes, the guard in front of `/invocations` (token, then a request slot), the
-//! handlers, and [`serve`] with graceful shutdown.
+//! The routes, the guard in front of `/invocations` (token, encoding, the whole body within its
+//! timeout, then a request slot), the handlers, and [`serve`] with graceful shutdown.
 
 use std::{convert::Infallible, future::Future, io};
 
