@@ -51,6 +51,10 @@ pub struct MockArgs {
     /// Require the bearer key held in this environment variable (others get a 401).
     #[arg(long, value_name = "VAR")]
     require_key_env: Option<String>,
+    /// Play the quirks of this server: openai (default) or llama.cpp; README lists what each
+    /// does and its sources. Wins over a rules file's `profile:`.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Embedding size when a request does not ask for `dimensions`.
     #[arg(long, value_name = "N", default_value_t = 1536)]
     embedding_dimensions: usize,
@@ -107,6 +111,9 @@ fn build_config(args: &MockArgs) -> anyhow::Result<MockConfig> {
             path.display()
         ),
         _ => {}
+    }
+    if let Some(name) = &args.profile {
+        config = config.with_profile(mock::Profile::from_name(name)?);
     }
     if let Some(var) = &args.require_key_env {
         let key = std::env::var(var)

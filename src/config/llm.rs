@@ -11,7 +11,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{ConfigError, ResolvedConfig};
-use crate::llm::{ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings};
+use crate::llm::{
+    ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings, MaxTokensField,
+    StructuredOutput, ToolChoice,
+};
 
 /// The base URL used when neither flag, environment nor config gives one.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -56,6 +59,10 @@ struct LlmSection {
     model: Option<String>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
+    max_tokens_field: Option<String>,
+    tool_choice: Option<String>,
+    structured_output: Option<String>,
+    accept_truncated: Option<bool>,
     base_url: Option<String>,
     api_key: Option<String>,
     max_retries: Option<u32>,
@@ -142,10 +149,40 @@ impl LlmSettings {
                 .ok_or_else(|| invalid("timeout_secs", "must be a positive number of seconds"))?,
         };
 
+        let max_tokens_field = choice(
+            file.max_tokens_field.as_deref(),
+            MaxTokensField::ALLOWED,
+            |value| serde_json::from_value(value.into()).ok(),
+        )
+        .map_err(|message| invalid("max_tokens_field", &message))?
+        .unwrap_or_default();
+        let structured_output = choice(
+            file.structured_output.as_deref(),
+            StructuredOutput::ALLOWED,
+            |value| serde_json::from_value(value.into()).ok(),
+        )
+        .map_err(|message| invalid("structured_output", &message))?
+        .unwrap_or_default();
+        let tool_choice = choice(
+            file.tool_choice.as_deref(),
+            "auto, none, required",
+            |value| match value {
+                "auto" => Some(ToolChoice::Auto),
+                "none" => Some(ToolChoice::None),
+                "required" => Some(ToolChoice::Required),
+                _ => None,
+            },
+        )
+        .map_err(|message| invalid("tool_choice", &message))?;
+
         Ok(Self {
             model,
             temperature: file.temperature,
             max_tokens: file.max_tokens,
+            max_tokens_field,
+            tool_choice,
+            structured_output,
+            accept_truncated: file.accept_truncated.unwrap_or(false),
             base_url: base_url.trim_end_matches('/').to_owned(),
             api_key,
             max_retries: file.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
@@ -153,6 +190,17 @@ impl LlmSettings {
             timeout,
         })
     }
+}
+
+/// `value` read by `parse`, or a message naming it and the `allowed` values.
+fn choice<T>(
+    value: Option<&str>,
+    allowed: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, String> {
+    value
+        .map(|value| parse(value).ok_or_else(|| format!("`{value}` is not one of: {allowed}")))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -275,6 +323,21 @@ mod tests {
     }
 
     #[test]
+    fn request_shape_keys_are_read() {
+        let none: Env = Vec::new();
+        let yaml = "llm:\n  model: m\n  max_tokens_field: both\n  tool_choice: required\n  structured_output: json_object\n  accept_truncated: true\n";
+        let got = settings(yaml, &none, &LlmOverrides::default()).unwrap();
+        assert_eq!(got.max_tokens_field, MaxTokensField::Both);
+        assert_eq!(got.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(got.structured_output, StructuredOutput::JsonObject);
+        assert!(got.accept_truncated);
+        let defaults = settings("llm: {model: m}\n", &none, &LlmOverrides::default()).unwrap();
+        assert_eq!(defaults.max_tokens_field, MaxTokensField::Auto);
+        assert_eq!(defaults.structured_output, StructuredOutput::JsonSchema);
+        assert!(!defaults.accept_truncated && defaults.tool_choice.is_none());
+    }
+
+    #[test]
     fn named_sections_are_read_from_their_path() {
         let yaml =
             "llm: {model: a}\nllms:\n  judge:\n    model: judge-model\n    timeout_secs: 5\n";
@@ -300,6 +363,22 @@ mod tests {
             ("llm:\n  model: m\n  modle: x\n", "llm.modle"),
             ("llm:\n  model: m\n  max_tokens: lots\n", "llm.max_tokens"),
             ("llm:\n  model: m\n  concurrency: 0\n", "llm.concurrency"),
+            (
+                "llm:\n  model: m\n  structured_output: xml\n",
+                "llm.structured_output",
+            ),
+            (
+                "llm:\n  model: m\n  max_tokens_field: max\n",
+                "llm.max_tokens_field",
+            ),
+            (
+                "llm:\n  model: m\n  tool_choice: always\n",
+                "llm.tool_choice",
+            ),
+            (
+                "llm:\n  model: m\n  accept_truncated: maybe\n",
+                "llm.accept_truncated",
+            ),
             ("llm:\n  model: m\n  timeout_secs: 0\n", "llm.timeout_secs"),
             ("llm:\n  model: m\n  timeout_secs: -1\n", "llm.timeout_secs"),
             ("llm:\n  model: m\n  base_url: ftp://x\n", "llm.base_url"),

@@ -17,7 +17,35 @@ use schemars::{
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{ChatRequest, ChatResponse, LlmClient, LlmError, ResponseFormat};
+use super::{
+    ChatMessage, ChatRequest, ChatResponse, LlmClient, LlmError, ResponseFormat, ToolChoice,
+    ToolSpec,
+};
+
+/// How [`chat_json`] asks for structured output (`llm.structured_output`), for servers with
+/// fewer features than OpenAI's. Whatever the method, the reply is checked against the type's
+/// schema and parsed the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// `response_format: json_schema` in strict mode (OpenAI, vLLM, recent Ollama).
+    #[default]
+    JsonSchema,
+    /// `response_format: {"type": "json_object", "schema": ...}` — the schema nested the way
+    /// llama.cpp's server (and vLLM) constrain output with it, ignored by servers that do not
+    /// know it — and the schema in a system message too.
+    JsonObject,
+    /// One tool whose parameters are the schema, which the model must call
+    /// (`tool_choice: required`); its arguments are the reply.
+    Tool,
+    /// No request feature at all: the schema in a system message, the reply validated.
+    Prompt,
+}
+
+impl StructuredOutput {
+    /// The allowed config values, for error messages.
+    pub const ALLOWED: &'static str = "json_schema, json_object, tool, prompt";
+}
 
 /// String formats OpenAI's strict mode supports; others are dropped.
 const STRICT_STRING_FORMATS: &[&str] = &[
@@ -54,8 +82,10 @@ pub fn json_schema_for<T: JsonSchema>() -> Value {
     schema.to_value()
 }
 
-/// Sends `request` asking for JSON that fits `T` (a `json_schema` response format in strict
-/// mode, named after `T`) and parses the reply into `T`.
+/// Sends `request` asking for JSON that fits `T` and parses the reply into `T`.
+///
+/// How it asks is the client's [`LlmClient::structured_output`]: by default a `json_schema`
+/// response format in strict mode, named after `T`; see [`StructuredOutput`] for the others.
 ///
 /// `T` should be a struct: OpenAI wants an object at the top of a response schema.
 ///
@@ -84,14 +114,54 @@ pub async fn chat_json<T: DeserializeOwned + JsonSchema>(
     client: &dyn LlmClient,
     request: ChatRequest,
 ) -> Result<(T, ChatResponse), LlmError> {
-    let request = request.with_response_format(ResponseFormat::JsonSchema {
-        name: format_name(&T::schema_name()),
-        schema: json_schema_for::<T>(),
-        strict: true,
-    });
+    let name = format_name(&T::schema_name());
+    let schema = json_schema_for::<T>();
+    let method = client.structured_output();
+    let request = match method {
+        StructuredOutput::JsonSchema => request.with_response_format(ResponseFormat::JsonSchema {
+            name: name.clone(),
+            schema,
+            strict: true,
+        }),
+        StructuredOutput::JsonObject => with_schema_instruction(request, &schema)
+            .with_response_format(ResponseFormat::JsonObjectWithSchema { schema }),
+        StructuredOutput::Prompt => with_schema_instruction(request, &schema),
+        StructuredOutput::Tool => request
+            .with_tools(vec![ToolSpec::new(
+                name.clone(),
+                "Give the answer as this function's arguments.",
+                schema,
+            )])
+            .with_tool_choice(ToolChoice::Required),
+    };
     let response = client.chat(&request).await?;
-    let value = parse_reply::<T>(response.content.as_deref())?;
+    let value = match method {
+        StructuredOutput::Tool => {
+            let call = response
+                .tool_calls
+                .iter()
+                .find(|call| call.name == name)
+                .ok_or_else(|| LlmError::Schema {
+                    type_name: short_type_name::<T>(),
+                    message: format!(
+                        "llm.structured_output is `tool` but the reply has no call of tool `{name}` \
+                         (the server may not honour tool_choice; try json_object or prompt)"
+                    ),
+                })?;
+            parse_reply::<T>(Some(&call.arguments))?
+        }
+        _ => parse_reply::<T>(response.content.as_deref())?,
+    };
     Ok((value, response))
+}
+
+/// `request` with a system message, first, that asks for one JSON object fitting `schema`.
+fn with_schema_instruction(mut request: ChatRequest, schema: &Value) -> ChatRequest {
+    let instruction = format!(
+        "Answer with one JSON object and nothing else. It must fit this JSON Schema:\n{schema}"
+    );
+    request.messages.insert(0, ChatMessage::system(instruction));
+    request
 }
 
 /// Parses a reply's text into `T`: JSON first, then `T`'s schema, then serde.

@@ -34,11 +34,11 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-pub use json::{chat_json, json_schema_for};
+pub use json::{StructuredOutput, chat_json, json_schema_for};
 pub use openai::OpenAiClient;
 pub use scripted::ScriptedClient;
 pub use settings::{
-    ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings,
+    ApiKey, DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, LlmSettings, MaxTokensField,
 };
 
 /// A chat model behind some API. Chains hold an `Arc<dyn LlmClient>` chosen at run time.
@@ -67,6 +67,12 @@ pub trait LlmClient: Send + Sync + std::fmt::Debug {
     /// `None` for clients without a limit (scripted ones).
     fn calls(&self) -> Option<CallLoad> {
         None
+    }
+
+    /// How [`chat_json`] asks this client for structured output; `json_schema` unless
+    /// configured (`llm.structured_output`).
+    fn structured_output(&self) -> StructuredOutput {
+        StructuredOutput::JsonSchema
     }
 }
 
@@ -301,6 +307,13 @@ pub enum ToolChoice {
 pub enum ResponseFormat {
     /// Any JSON object.
     JsonObject,
+    /// A JSON object, with a schema sent as `{"type": "json_object", "schema": ...}`: the form
+    /// llama.cpp's server (and vLLM, Fireworks, Together) constrains output with. OpenAI does
+    /// not take a schema here; use [`JsonSchema`](Self::JsonSchema) there.
+    JsonObjectWithSchema {
+        /// The JSON Schema.
+        schema: Value,
+    },
     /// JSON valid for `schema`.
     JsonSchema {
         /// The schema's name (`a-zA-Z0-9_-`, at most 64).
@@ -363,9 +376,11 @@ pub struct ChatResponse {
     /// The tools the model called.
     pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped (`stop`, `length`, `tool_calls`, ...), when the provider said.
+    /// [`OpenAiClient`] never returns `length`, `content_filter` or `error` (see
+    /// [`check_complete`]) unless `accept_truncated` lets a `length` through.
     pub finish_reason: Option<String>,
-    /// Tokens used; zeros when the provider did not say.
-    pub usage: Usage,
+    /// Tokens used; `None` when the provider did not say (unknown, which is not zero).
+    pub usage: Option<Usage>,
     /// The model that answered (the one asked for when the provider did not say).
     pub model: String,
     /// The whole call, retries and waiting for a concurrency slot included.
@@ -375,7 +390,7 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
-    /// A text reply with zero usage, one attempt and no latency (for scripts and tests).
+    /// A text reply with unknown usage, one attempt and no latency (for scripts and tests).
     pub fn from_text(text: impl Into<String>) -> Self {
         Self {
             content: Some(text.into()),
@@ -384,7 +399,8 @@ impl ChatResponse {
         }
     }
 
-    /// A tool-calling reply with zero usage, one attempt and no latency (for scripts and tests).
+    /// A tool-calling reply with unknown usage, one attempt and no latency (for scripts and
+    /// tests).
     pub fn from_tool_calls(tool_calls: Vec<ToolCall>) -> Self {
         Self {
             tool_calls,
@@ -398,7 +414,7 @@ impl ChatResponse {
             content: None,
             tool_calls: Vec::new(),
             finish_reason: None,
-            usage: Usage::default(),
+            usage: None,
             model: String::new(),
             latency: Duration::ZERO,
             attempts: 1,
@@ -488,9 +504,91 @@ pub enum LlmError {
         /// What did not fit.
         message: String,
     },
+    /// The provider answered, but the reply is not a whole answer: cut off by the token
+    /// limit, stopped by a content filter, ended with `finish_reason: error`, or empty with no
+    /// tool calls. See [`check_complete`].
+    #[error("incomplete reply: {message}")]
+    Incomplete {
+        /// The reply's finish reason, when the provider gave one.
+        finish_reason: Option<String>,
+        /// What is missing, e.g. `ended with finish_reason=error after 5 characters`.
+        message: String,
+    },
     /// The call was cancelled before it finished.
     #[error("the call was cancelled")]
     Cancelled,
+}
+
+/// Refuses a reply that is not a whole answer; `Ok` for every other one.
+///
+/// - `finish_reason: length`: cut off by the token limit (`max_tokens`, when the request set
+///   one, is named), unless `accept_truncated` (then the text so far passes, if there is any);
+/// - `content_filter` and `error`: stopped by the provider;
+/// - no text (`null`, absent or `""`) and no tool calls, whatever the finish reason.
+///
+/// Any other finish reason (`stop`, `tool_calls`, `eos`, none at all) passes.
+///
+/// # Errors
+///
+/// [`LlmError::Incomplete`] naming the finish reason and how much text came, e.g.
+/// `incomplete reply: cut off by max_tokens=20 after 87 characters (finish_reason=length);
+/// llm.accept_truncated: true accepts truncated text`.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::llm::{ChatResponse, check_complete};
+/// let cut = ChatResponse { finish_reason: Some("length".into()), ..ChatResponse::from_text("Hello") };
+/// let err = check_complete(&cut, Some(20), false).unwrap_err();
+/// assert!(err.to_string().starts_with("incomplete reply: cut off by max_tokens=20 after 5 characters"));
+/// assert!(check_complete(&cut, Some(20), true).is_ok());
+/// ```
+pub fn check_complete(
+    response: &ChatResponse,
+    max_tokens: Option<u32>,
+    accept_truncated: bool,
+) -> Result<(), LlmError> {
+    let chars = response
+        .content
+        .as_deref()
+        .map_or(0, |text| text.chars().count());
+    let incomplete = |message: String| {
+        Err(LlmError::Incomplete {
+            finish_reason: response.finish_reason.clone(),
+            message,
+        })
+    };
+    let empty = chars == 0 && response.tool_calls.is_empty();
+    match response.finish_reason.as_deref() {
+        Some("length") if !accept_truncated || empty => {
+            let limit = match max_tokens {
+                Some(max) => format!("max_tokens={max}"),
+                None => "the server's token limit".to_owned(),
+            };
+            return incomplete(format!(
+                "cut off by {limit} after {chars} characters (finish_reason=length); \
+                 llm.accept_truncated: true accepts truncated text"
+            ));
+        }
+        Some(reason @ ("content_filter" | "error")) => {
+            return incomplete(format!(
+                "ended with finish_reason={reason} after {chars} characters"
+            ));
+        }
+        _ => {}
+    }
+    if empty {
+        let shown = match &response.content {
+            None => "(null)",
+            Some(_) => "(\"\")",
+        };
+        let reason = response
+            .finish_reason
+            .as_deref()
+            .map_or_else(String::new, |reason| format!(", finish_reason={reason}"));
+        return incomplete(format!("empty content {shown} with no tool calls{reason}"));
+    }
+    Ok(())
 }
 
 impl LlmError {

@@ -8,7 +8,8 @@
 //! The stack is put together per call (cheap: two `Arc`s and a policy) because the retry layer
 //! counts that call's attempts.
 //!
-//! Bodies are async-openai's typed request (`CreateChatCompletionRequest`), serialized once.
+//! Bodies are async-openai's typed request (`CreateChatCompletionRequest`), serialized once
+//! (plus the `schema` of a `json_object` format, a field async-openai's type lacks).
 //! Replies — JSON and SSE — are read here into our own lenient types (`wire`), not through
 //! async-openai's `Client`/`Chat` API, because:
 //!
@@ -19,7 +20,7 @@
 //!   for the whole crate: `create_stream` then no longer sets `stream: true`, which breaks
 //!   every other caller (the mock's Responses tests did).
 //!
-//! So a reply may lack everything but `choices`: `usage` (zeros), `model` (the one asked for),
+//! So a reply may lack everything but `choices`: `usage` (unknown: `None`), `model` (the one asked for),
 //! `finish_reason`, tool-call `id`/`type`; arguments may come as an object instead of a string;
 //! an error body may be OpenAI's `{"error": {...}}`, `{"error": "text"}`, `{"detail": ...}` or
 //! plain text.
@@ -42,7 +43,6 @@ use std::{
 use async_openai::{
     error::OpenAIError,
     middleware::{HttpRequestFactory, ReqwestService},
-    types::chat::CreateChatCompletionRequest,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -66,7 +66,8 @@ use super::{
 /// # async fn run() -> Result<(), chainlog::llm::LlmError> {
 /// let client = OpenAiClient::new(LlmSettings::new("gpt-4o-mini", "http://127.0.0.1:8089/v1"))?;
 /// let reply = client.chat(&ChatRequest::new(vec![ChatMessage::user("ping")])).await?;
-/// println!("{} ({} tokens, {} attempts)", reply.text(), reply.usage.total_tokens, reply.attempts);
+/// let tokens = reply.usage.map_or("unknown".to_owned(), |u| u.total_tokens.to_string());
+/// println!("{} ({tokens} tokens, {} attempts)", reply.text(), reply.attempts);
 /// # Ok(())
 /// # }
 /// ```
@@ -80,6 +81,14 @@ struct Inner {
     model: String,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
+    /// Whether the limit goes out as `(max_tokens, max_completion_tokens)`, resolved from
+    /// [`MaxTokensField`](super::MaxTokensField) and the base URL once.
+    max_tokens_fields: (bool, bool),
+    /// Sent with requests that offer tools and set no choice themselves.
+    tool_choice: Option<super::ToolChoice>,
+    structured_output: super::StructuredOutput,
+    /// Lets a `finish_reason: length` reply through (see [`super::check_complete`]).
+    accept_truncated: bool,
     base_url: String,
     /// `{base_url}/chat/completions`.
     url: reqwest::Url,
@@ -163,6 +172,10 @@ impl OpenAiClient {
                 model: settings.model,
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
+                max_tokens_fields: settings.max_tokens_field.fields(&base_url),
+                tool_choice: settings.tool_choice,
+                structured_output: settings.structured_output,
+                accept_truncated: settings.accept_truncated,
                 base_url,
                 url,
                 api_key,
@@ -191,6 +204,19 @@ impl OpenAiClient {
         self
     }
 
+    /// [`check_complete`](super::check_complete) with this client's settings.
+    fn check_complete(
+        &self,
+        request: &ChatRequest,
+        response: &ChatResponse,
+    ) -> Result<(), LlmError> {
+        super::check_complete(
+            response,
+            request.max_tokens.or(self.inner.max_tokens),
+            self.inner.accept_truncated,
+        )
+    }
+
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
@@ -200,14 +226,9 @@ impl OpenAiClient {
     /// that is not a success becomes the matching [`LlmError`].
     async fn send(
         &self,
-        body: &CreateChatCompletionRequest,
+        body: Bytes,
         attempts: Arc<AtomicU32>,
     ) -> Result<reqwest::Response, LlmError> {
-        let body = serde_json::to_vec(body).map_err(|err| LlmError::Permanent {
-            status: None,
-            code: Some("invalid_request".to_owned()),
-            message: format!("the request cannot be serialized: {err}"),
-        })?;
         let inner = &self.inner;
         let service = tower::ServiceBuilder::new()
             .layer(RetryLayer::new(inner.policy.clone(), attempts))
@@ -216,7 +237,7 @@ impl OpenAiClient {
             inner.http.clone(),
             inner.url.clone(),
             inner.api_key.clone(),
-            Bytes::from(body),
+            body,
         );
         let response = service.oneshot(factory).await.map_err(wire::to_llm_error)?;
         if response.status().is_success() {
@@ -224,6 +245,17 @@ impl OpenAiClient {
         } else {
             Err(wire::error_from_response(response).await)
         }
+    }
+
+    /// Sends `body` again on demand (a stream that broke before its first content).
+    fn reopen(&self, body: Bytes, attempts: Arc<AtomicU32>) -> stream::Reopen {
+        let client = self.clone();
+        Arc::new(move || {
+            let client = client.clone();
+            let body = body.clone();
+            let attempts = Arc::clone(&attempts);
+            Box::pin(async move { client.send(body, attempts).await })
+        })
     }
 
     async fn permit(&self) -> Result<OwnedSemaphorePermit, LlmError> {
@@ -293,13 +325,16 @@ impl LlmClient for OpenAiClient {
         let span = self.span(false);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        let body = wire::to_request(&self.inner, request, false);
         let call = async {
+            let body = wire::to_body(&self.inner, request, false)?;
             let _permit = self.permit().await?;
-            let response = self.send(&body, Arc::clone(&attempts)).await?;
+            let response = self.send(body, Arc::clone(&attempts)).await?;
             let reply = wire::read_reply(response).await?;
             let attempts = attempts.load(Ordering::Relaxed);
-            wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)
+            let response =
+                wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
+            self.check_complete(request, &response)?;
+            Ok(response)
         };
         let result = self.cancellable(call).instrument(span.clone()).await;
         let attempts = attempts.load(Ordering::Relaxed);
@@ -311,23 +346,27 @@ impl LlmClient for OpenAiClient {
         let span = self.span(true);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        let body = wire::to_request(&self.inner, request, true);
         let open = async {
+            let body = wire::to_body(&self.inner, request, true)?;
             let permit = self.permit().await?;
-            let response = self.send(&body, Arc::clone(&attempts)).await?;
-            Ok((permit, response))
+            let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
+            Ok((permit, response, body))
         };
         match self.cancellable(open).instrument(span.clone()).await {
-            Ok((permit, response)) => Ok(stream::assemble(
+            Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {
                     permit,
                     span,
                     started,
-                    attempts,
+                    attempts: Arc::clone(&attempts),
                     model: self.inner.model.clone(),
+                    max_tokens: request.max_tokens.or(self.inner.max_tokens),
+                    accept_truncated: self.inner.accept_truncated,
                     idle_timeout: self.inner.policy.attempt_timeout,
                     cancel: self.inner.cancel.clone(),
+                    reopen: self.reopen(body, Arc::clone(&attempts)),
+                    policy: self.inner.policy.clone(),
                 },
             )),
             Err(error) => {
@@ -349,6 +388,10 @@ impl LlmClient for OpenAiClient {
     fn model(&self) -> &str {
         &self.inner.model
     }
+
+    fn structured_output(&self) -> super::StructuredOutput {
+        self.inner.structured_output
+    }
 }
 
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
@@ -363,11 +406,11 @@ fn record(span: &Span, result: Result<&ChatResponse, &LlmError>, latency: Durati
             if let Some(reason) = &response.finish_reason {
                 span.record("gen_ai.response.finish_reason", reason.as_str());
             }
-            span.record("gen_ai.usage.input_tokens", response.usage.prompt_tokens);
-            span.record(
-                "gen_ai.usage.output_tokens",
-                response.usage.completion_tokens,
-            );
+            // Unknown usage leaves the fields empty: unknown, not zero.
+            if let Some(usage) = response.usage {
+                span.record("gen_ai.usage.input_tokens", usage.prompt_tokens);
+                span.record("gen_ai.usage.output_tokens", usage.completion_tokens);
+            }
             tracing::debug!(parent: span, "llm call finished");
         }
         Err(error) => {

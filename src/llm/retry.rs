@@ -18,7 +18,8 @@
 //! how many attempts a call took. So this layer is ours:
 //!
 //! - **What is retried**: 429 unless the error's `type` or `code` is `insufficient_quota`;
-//!   every 5xx; connection failures (connect, send, a body cut off); an attempt that timed out.
+//!   every 5xx; transport failures (refused, reset or dropped connections, a body cut off
+//!   mid-way — reqwest calls that a decode error); an attempt that timed out.
 //!   Any other status is handed on at once, and so is the last failed answer once retries run
 //!   out, so the caller sees the provider's status and message.
 //! - **The wait**: the server's `retry-after-ms`, else `retry-after` (seconds; an HTTP date is
@@ -29,7 +30,8 @@
 //!   `[0, min(max_delay, base_delay × 2ⁿ)]`.
 //! - **The per-attempt timeout** covers the response headers and, for a non-streaming answer,
 //!   its whole body (read here, so a body that hangs or breaks is retried too). An SSE body is
-//!   passed on unread: streams are retried only until they open.
+//!   passed on unread: this layer retries a stream until it opens, and the stream reader
+//!   (`openai::stream`) reopens one that breaks before its first content.
 //! - **Attempts** are counted into a counter the caller passes per call.
 
 use std::{
@@ -80,7 +82,7 @@ impl RetryPolicy {
     }
 
     /// The wait before retry number `retry` (0-based) when the server named none: full jitter.
-    fn backoff(&self, retry: u32) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32) -> Duration {
         let cap = self
             .base_delay
             .saturating_mul(2_u32.saturating_pow(retry))
@@ -311,11 +313,19 @@ pub(crate) fn is_quota_error(body: &[u8]) -> bool {
         .any(|key| value["error"][key].as_str() == Some(INSUFFICIENT_QUOTA))
 }
 
-/// Connection failures and our own attempt timeout.
-fn is_retryable_error(error: &OpenAIError) -> bool {
+/// Transport failures and our own attempt timeout: refused, reset or dropped connections
+/// (connect, request), a body cut off mid-way (reqwest reports a body that breaks while it is
+/// read as a *decode* error: its decoder wraps every body read error, whatever the encoding),
+/// and timeouts. A builder error (a bad URL or header) cannot heal and is not retried.
+pub(crate) fn is_retryable_error(error: &OpenAIError) -> bool {
     match error {
         OpenAIError::Reqwest(error) => {
-            error.is_connect() || error.is_request() || error.is_body() || error.is_timeout()
+            !error.is_builder()
+                && (error.is_connect()
+                    || error.is_request()
+                    || error.is_body()
+                    || error.is_decode()
+                    || error.is_timeout())
         }
         OpenAIError::Boxed(error) => error.is::<AttemptTimedOut>(),
         _ => false,

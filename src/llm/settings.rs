@@ -11,6 +11,8 @@ use std::{fmt, time::Duration};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::{StructuredOutput, ToolChoice};
+
 /// Retries after the first attempt, unless configured.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Requests in flight per client, unless configured.
@@ -89,9 +91,19 @@ pub struct LlmSettings {
     /// Default sampling temperature (a request's own wins); the provider's default when
     /// `None`.
     pub temperature: Option<f32>,
-    /// Default most tokens to generate, sent as `max_completion_tokens` (a request's own
-    /// wins); the provider's default when `None`.
+    /// Default most tokens to generate (a request's own wins), sent in the field
+    /// [`max_tokens_field`](Self::max_tokens_field) names; the provider's default when `None`.
     pub max_tokens: Option<u32>,
+    /// Which request field carries the token limit.
+    pub max_tokens_field: MaxTokensField,
+    /// The tool choice sent with requests that offer tools and set none themselves; the
+    /// provider's default (`auto` on OpenAI) when `None`.
+    pub tool_choice: Option<ToolChoice>,
+    /// How [`chat_json`](super::chat_json) asks for structured output.
+    pub structured_output: StructuredOutput,
+    /// Whether a reply cut off by the token limit (`finish_reason: length`) is returned as it
+    /// is instead of failing with [`LlmError::Incomplete`](super::LlmError::Incomplete).
+    pub accept_truncated: bool,
     /// The OpenAI-compatible base URL, `/v1` included: `https://api.openai.com/v1`.
     pub base_url: String,
     /// The bearer key; `None` (or an empty key) sends no `Authorization` header, for local
@@ -116,11 +128,60 @@ impl LlmSettings {
             model: model.into(),
             temperature: None,
             max_tokens: None,
+            max_tokens_field: MaxTokensField::Auto,
+            tool_choice: None,
+            structured_output: StructuredOutput::JsonSchema,
+            accept_truncated: false,
             base_url: base_url.into(),
             api_key: None,
             max_retries: DEFAULT_MAX_RETRIES,
             concurrency: DEFAULT_CONCURRENCY,
             timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The request field that carries the token limit (`llm.max_tokens_field`).
+///
+/// OpenAI deprecated `max_tokens` for `max_completion_tokens`, and its reasoning models
+/// (o1, o3, gpt-5) refuse `max_tokens` with a 400. Most OpenAI-compatible servers read only
+/// `max_tokens`: llama.cpp's server ignores `max_completion_tokens` (generation is then
+/// unbounded), older vLLM and Ollama versions do too, and some servers refuse unknown fields.
+/// No one field works everywhere, and sending both is refused by OpenAI's reasoning models, so
+/// the default, [`Auto`](Self::Auto), picks by host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaxTokensField {
+    /// `max_completion_tokens` for OpenAI's own API (`api.openai.com`) and Azure OpenAI
+    /// (`*.openai.azure.com`), `max_tokens` for every other server.
+    #[default]
+    Auto,
+    /// Always `max_tokens`.
+    MaxTokens,
+    /// Always `max_completion_tokens`.
+    MaxCompletionTokens,
+    /// Both fields, with the same value (for proxies that pass either on).
+    Both,
+}
+
+impl MaxTokensField {
+    /// The allowed config values, for error messages.
+    pub const ALLOWED: &'static str = "auto, max_tokens, max_completion_tokens, both";
+
+    /// Whether `(max_tokens, max_completion_tokens)` are sent to a server at `base_url`.
+    pub fn fields(self, base_url: &str) -> (bool, bool) {
+        match self {
+            Self::MaxTokens => (true, false),
+            Self::MaxCompletionTokens => (false, true),
+            Self::Both => (true, true),
+            Self::Auto => {
+                let host = reqwest::Url::parse(base_url)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_ascii_lowercase))
+                    .unwrap_or_default();
+                let openai = host == "api.openai.com" || host.ends_with(".openai.azure.com");
+                (!openai, openai)
+            }
         }
     }
 }
@@ -133,6 +194,10 @@ impl fmt::Debug for LlmSettings {
             .field("model", &self.model)
             .field("temperature", &self.temperature)
             .field("max_tokens", &self.max_tokens)
+            .field("max_tokens_field", &self.max_tokens_field)
+            .field("tool_choice", &self.tool_choice)
+            .field("structured_output", &self.structured_output)
+            .field("accept_truncated", &self.accept_truncated)
             // A base URL from the environment may carry a password (`https://u:pw@host`).
             .field("base_url", &crate::secret::mask_credentials(&self.base_url))
             .field(

@@ -7,7 +7,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::chain::ChainError;
+use crate::{chain::ChainError, llm::LlmError};
 
 /// Why a scoring request failed. Client faults carry their own message; internal and
 /// provider faults answer with a short generic one (the detail goes to the log only).
@@ -29,12 +29,23 @@ pub enum ServeError {
     /// A bearer token is required and was missing or wrong (401).
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// The body did not arrive within the body timeout (408).
+    #[error("the request body did not arrive within {} ms", .after.as_millis())]
+    RequestTimeout {
+        /// The timeout.
+        after: std::time::Duration,
+    },
     /// Every request slot is taken (503).
     #[error("the server is busy; retry later")]
     Overloaded,
     /// The LLM provider failed (502); the source stays in the log.
     #[error("the LLM provider failed")]
     Provider(#[source] ChainError),
+    /// The provider's reply was not a whole answer (502): cut off, filtered, ended with an
+    /// error, or empty. The message is chainlog's own (finish reason, token limit, length),
+    /// never the provider's text, so it is shown.
+    #[error("{0}")]
+    IncompleteReply(#[source] ChainError),
     /// Anything else that went wrong inside (500); the source stays in the log.
     #[error("internal error")]
     Internal(#[source] ChainError),
@@ -51,8 +62,9 @@ impl ServeError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Provider(_) => StatusCode::BAD_GATEWAY,
+            Self::Provider(_) | Self::IncompleteReply(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) | Self::Schema(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,10 +72,14 @@ impl ServeError {
     /// MLflow's `error_code` for this error.
     fn error_code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) | Self::UnsupportedMediaType(_) => "BAD_REQUEST",
+            Self::BadRequest(_) | Self::UnsupportedMediaType(_) | Self::RequestTimeout { .. } => {
+                "BAD_REQUEST"
+            }
             Self::PayloadTooLarge { .. } => "RESOURCE_LIMIT_EXCEEDED",
             Self::Unauthorized => "UNAUTHENTICATED",
-            Self::Overloaded | Self::Provider(_) => "TEMPORARILY_UNAVAILABLE",
+            Self::Overloaded | Self::Provider(_) | Self::IncompleteReply(_) => {
+                "TEMPORARILY_UNAVAILABLE"
+            }
             Self::Internal(_) | Self::Schema(_) => "INTERNAL_ERROR",
         }
     }
@@ -86,6 +102,7 @@ impl ServeError {
                 let at = row.map(|row| format!("row {row}: ")).unwrap_or_default();
                 Self::BadRequest(format!("{at}{err}"))
             }
+            ChainError::Llm(LlmError::Incomplete { .. }) => Self::IncompleteReply(err),
             ChainError::Llm(_) => Self::Provider(err),
             other => Self::Internal(other),
         }
@@ -95,7 +112,8 @@ impl ServeError {
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // Overloads are counted and logged once per interval by the guard, not per request.
+        if status.is_server_error() && !matches!(self, Self::Overloaded) {
             tracing::error!(error = %self, detail = ?std::error::Error::source(&self).map(ToString::to_string), "scoring request failed");
         }
         (status, Json(self.body())).into_response()

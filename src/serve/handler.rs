@@ -1,5 +1,5 @@
-//! The routes, the guard in front of `/invocations` (token, then a request slot), the
-//! handlers, and [`serve`] with graceful shutdown.
+//! The routes, the guard in front of `/invocations` (token, encoding, the whole body within its
+//! timeout, then a request slot), the handlers, and [`serve`] with graceful shutdown.
 
 use std::{convert::Infallible, future::Future, io};
 
@@ -63,8 +63,10 @@ async fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-/// Checks the token, then takes a request slot or answers 503 at once. The slot is held
-/// until the response is complete, for a stream until its last event.
+/// Checks the token and the `Content-Encoding` (only `identity`: 415 naming any other),
+/// reads the whole body within the body timeout (408) and the size limit (413), and only
+/// then takes a request slot or answers 503 at once — so clients trickling bodies hold no
+/// slot. The slot is held until the response is complete, for a stream until its last event.
 async fn guard(State(state): State<ServeState>, request: Request, next: Next) -> Response {
     let auth = request
         .headers()
@@ -73,7 +75,35 @@ async fn guard(State(state): State<ServeState>, request: Request, next: Next) ->
     if !state.authorized(auth) {
         return ServeError::Unauthorized.into_response();
     }
+    if let Some(encoding) = request.headers().get(header::CONTENT_ENCODING) {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes())
+            .trim()
+            .to_owned();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return ServeError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding `{encoding}`: send the body uncompressed (identity)"
+            ))
+            .into_response();
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let limits = state.inner.limits;
+    let body = match tokio::time::timeout(
+        limits.body_timeout,
+        axum::body::to_bytes(body, limits.max_body_bytes),
+    )
+    .await
+    {
+        Err(_) => {
+            let after = limits.body_timeout;
+            return ServeError::RequestTimeout { after }.into_response();
+        }
+        Ok(Err(err)) => return body_error(&err, limits.max_body_bytes).into_response(),
+        Ok(Ok(body)) => body,
+    };
+    let request = Request::from_parts(parts, Body::from(body));
     let Ok(permit) = state.inner.slots.clone().try_acquire_owned() else {
+        state.note_overload();
         return ServeError::Overloaded.into_response();
     };
     let response = next.run(request).await;
@@ -90,6 +120,18 @@ async fn guard(State(state): State<ServeState>, request: Request, next: Next) ->
         chunk
     }));
     Response::from_parts(parts, body)
+}
+
+/// A body that could not be read: over the size limit (413), or broken (400).
+fn body_error(err: &axum::Error, limit: usize) -> ServeError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return ServeError::PayloadTooLarge { limit };
+        }
+        source = cause.source();
+    }
+    ServeError::BadRequest(format!("could not read the request body: {err}"))
 }
 
 async fn invocations(

@@ -1,7 +1,10 @@
 //! [`ServeState`]: what the server holds — the built chain, its input check, the limits
 //! and an optional bearer token.
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -24,6 +27,11 @@ pub struct ServeLimits {
     pub max_in_flight: usize,
     /// Rows of one request run at once.
     pub row_concurrency: usize,
+    /// Longest wait for a whole request body; a slower body is answered 408. The body is
+    /// read before a request takes a slot, so a slow client holds no slot.
+    pub body_timeout: Duration,
+    /// Refused requests (503) are logged as one WARN line per interval, with their count.
+    pub overload_log_interval: Duration,
 }
 
 impl Default for ServeLimits {
@@ -32,6 +40,8 @@ impl Default for ServeLimits {
             max_body_bytes: 10 * 1024 * 1024,
             max_in_flight: 64,
             row_concurrency: 8,
+            body_timeout: Duration::from_secs(30),
+            overload_log_interval: Duration::from_secs(10),
         }
     }
 }
@@ -50,6 +60,8 @@ pub(super) struct Inner {
     pub(super) token: Option<SecretString>,
     /// One permit per request in flight; `try_acquire` failing is the 503.
     pub(super) slots: Arc<Semaphore>,
+    /// When the last overload line was written, and the 503s since.
+    pub(super) overloads: Mutex<(Option<Instant>, u64)>,
 }
 
 impl std::fmt::Debug for ServeState {
@@ -103,6 +115,7 @@ impl ServeState {
             max_body_bytes: limits.max_body_bytes.max(1),
             max_in_flight: limits.max_in_flight.max(1),
             row_concurrency: limits.row_concurrency.max(1),
+            ..limits
         };
         Self {
             inner: Arc::new(Inner {
@@ -111,6 +124,7 @@ impl ServeState {
                 limits,
                 token,
                 slots: Arc::new(Semaphore::new(limits.max_in_flight)),
+                overloads: Mutex::new((None, 0)),
             }),
         }
     }
@@ -123,6 +137,27 @@ impl ServeState {
             inner.limits,
             inner.token.clone(),
         )
+    }
+
+    /// Counts one refused request; writes the WARN line (with the count since the last one)
+    /// when none was written within the interval, so a flood of 503s logs a bounded number of
+    /// lines.
+    pub(super) fn note_overload(&self) {
+        let Ok(mut overloads) = self.inner.overloads.lock() else {
+            return;
+        };
+        let (last, count) = &mut *overloads;
+        *count += 1;
+        let now = Instant::now();
+        if last.is_none_or(|at| now.duration_since(at) >= self.inner.limits.overload_log_interval) {
+            tracing::warn!(
+                refused = *count,
+                max_in_flight = self.inner.limits.max_in_flight,
+                "every request slot was taken; requests refused with 503 since the last report"
+            );
+            *last = Some(now);
+            *count = 0;
+        }
     }
 
     /// Whether `header` (the `Authorization` value) carries the right token; true when

@@ -57,7 +57,11 @@ impl Chain for Greet {
 }
 
 /// One gate per test that needs a chain to wait: `Gated<N>` waits for a permit of `GATES[N]`.
-static GATES: [Semaphore; 2] = [Semaphore::const_new(0), Semaphore::const_new(0)];
+static GATES: [Semaphore; 3] = [
+    Semaphore::const_new(0),
+    Semaphore::const_new(0),
+    Semaphore::const_new(0),
+];
 
 struct Gated<const N: usize>;
 
@@ -369,4 +373,122 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+/// A `Content-Encoding` other than `identity` is refused with 415 naming it (the body would
+/// otherwise be read as JSON and fail with a misleading message).
+#[tokio::test]
+async fn unsupported_content_encoding_is_415_naming_it() {
+    let app = router(greet());
+    let mut request = post(r#"{"inputs":{"name":"Ada"}}"#);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+    let (status, json) = send_json(&app, request).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        json["message"].as_str().unwrap().contains("`gzip`"),
+        "{json}"
+    );
+    let mut identity = post(r#"{"inputs":{"name":"Ada"}}"#);
+    identity
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, "identity".parse().unwrap());
+    assert_eq!(send(&app, identity).await.0, StatusCode::OK);
+}
+
+/// 30 connections that each send 5 of 100 declared body bytes and then stall hold no request
+/// slot (there are 2): normal clients keep getting 200s meanwhile, and every stalled client
+/// gets a 408 once the body timeout passes. Bounded: 30 connections, seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_hold_no_slot_and_get_408() {
+    let limits = ServeLimits {
+        max_in_flight: 2,
+        body_timeout: Duration::from_millis(800),
+        ..ServeLimits::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, greet().with_limits(limits), async {
+        let _ = stopped.await;
+    }));
+    let mut slow = Vec::new();
+    for _ in 0..30 {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"inp")
+            .await
+            .unwrap();
+        slow.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let response = client
+            .post(format!("http://{addr}/invocations"))
+            .json(&json!({"inputs": {"name": "Ada"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for mut socket in slow {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer))
+            .await
+            .expect("the server answers a stalled body within its timeout")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// A flood of 503s writes one overload line per interval with the count, not one per
+/// request: 300 refused requests within the interval give exactly one line.
+#[tokio::test]
+async fn overload_logs_a_bounded_number_of_lines() {
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let limits = ServeLimits {
+        max_in_flight: 1,
+        ..ServeLimits::default()
+    };
+    let state = state_of(|_| Ok(Gated::<2>)).with_limits(limits);
+    let app = router(state.clone());
+    let busy = {
+        let app = app.clone();
+        tokio::spawn(async move { send(&app, post(r#"{"inputs":{"name":"Ada"}}"#)).await })
+    };
+    while state.inner.slots.available_permits() > 0 {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..300 {
+        let (status, _) = send(&app, post(r#"{"inputs":{"name":"Bob"}}"#)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    GATES[2].add_permits(1);
+    assert_eq!(busy.await.unwrap().0, StatusCode::OK);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("request slot")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(!log.contains("scoring request failed"), "{log}");
 }

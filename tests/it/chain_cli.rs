@@ -74,6 +74,39 @@ fn run_prints_the_output_json_against_the_built_in_mock() {
     assert!(text(&output.stderr).contains("built-in mock"));
 }
 
+/// A reply cut off by the token limit (`--set llm.max_tokens=3`; the built-in mock truncates
+/// and says `finish_reason: length`) fails the run naming the limit, plain and streamed; no
+/// output JSON is printed (`llm.accept_truncated` is tested in `llm_client`).
+#[test]
+fn a_truncated_reply_fails_the_run_naming_max_tokens() {
+    let input = r#"{"text": "Rust is a systems language with a strong type system and no garbage collector."}"#;
+    for extra in [&[][..], &["--stream"][..]] {
+        let mut args = vec![
+            "run",
+            "summarize",
+            "--input",
+            input,
+            "--set",
+            "llm.max_tokens=3",
+        ];
+        args.extend_from_slice(extra);
+        let output = chainlog(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            text(&output.stderr)
+        );
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("cut off by max_tokens=3"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(stderr.contains("llm.accept_truncated"), "{stderr}");
+        assert!(!text(&output.stdout).contains("summary"), "{extra:?}");
+    }
+}
+
 /// `--stream` prints the text as it comes, then the output JSON.
 #[test]
 fn run_stream_prints_text_then_json() {

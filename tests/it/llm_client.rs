@@ -169,10 +169,11 @@ async fn chat_sends_model_temperature_and_messages() {
     assert_eq!(reply.text(), "pong");
     assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
     assert_eq!(reply.attempts, 1);
-    assert!(reply.usage.total_tokens > 0, "{:?}", reply.usage);
+    let usage = reply.usage.expect("the mock reports usage");
+    assert!(usage.total_tokens > 0, "{usage:?}");
     assert_eq!(
-        reply.usage.total_tokens,
-        reply.usage.prompt_tokens + reply.usage.completion_tokens
+        usage.total_tokens,
+        usage.prompt_tokens + usage.completion_tokens
     );
     assert_eq!(reply.model, "gpt-4o-mini");
     assert!(reply.latency > Duration::ZERO);
@@ -194,7 +195,10 @@ async fn chat_sends_model_temperature_and_messages() {
     assert_eq!(journal[0].path, "/v1/chat/completions");
     assert_eq!(first["model"], "gpt-4o-mini");
     assert_eq!(first["temperature"], 0.5);
-    assert_eq!(first["max_completion_tokens"], 64);
+    // Not OpenAI's host: the limit goes out as `max_tokens`, the field every compatible
+    // server reads (llm.max_tokens_field: auto).
+    assert_eq!(first["max_tokens"], 64);
+    assert!(first.get("max_completion_tokens").is_none(), "{first}");
     assert_eq!(
         first["messages"],
         json!([
@@ -293,6 +297,10 @@ async fn tool_call_loop_ends_in_text() {
     let messages = journal[2].body["messages"].as_array().unwrap().clone();
     assert_eq!(messages.len(), 3);
     assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(
+        messages[1]["content"], "",
+        "tool-call messages carry content \"\" (llama.cpp refuses null or absent)"
+    );
     assert_eq!(messages[1]["tool_calls"][0]["id"], json!(call.id));
     assert_eq!(
         messages[1]["tool_calls"][0]["function"]["name"],
@@ -301,6 +309,157 @@ async fn tool_call_loop_ends_in_text() {
     assert_eq!(messages[2]["role"], "tool");
     assert_eq!(messages[2]["tool_call_id"], json!(call.id));
     assert_eq!(journal[2].answered_by, "rule:after-tool#0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incomplete replies
+// ---------------------------------------------------------------------------------------------
+
+/// A reply cut off by the token limit (the mock truncates to `max_tokens` and says `length`)
+/// is an `Incomplete` error naming the limit, plain and streamed; with `accept_truncated` the
+/// cut text comes back as it is.
+#[tokio::test]
+async fn a_reply_cut_off_by_max_tokens_is_an_error_unless_accepted() {
+    let server = mock(None).await;
+    let limited = LlmSettings {
+        max_tokens: Some(5),
+        ..settings(server.base_url())
+    };
+    let request = ask("Tell me a long story about a lighthouse keeper and the sea");
+    let client = client(limited.clone());
+    let err = client.chat(&request).await.unwrap_err();
+    assert!(
+        matches!(&err, LlmError::Incomplete { finish_reason: Some(r), .. } if r == "length"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("cut off by max_tokens=5"), "{err}");
+    assert!(!err.is_retryable());
+    let err = collect(&client, &request).await.unwrap_err();
+    assert!(err.to_string().contains("cut off by max_tokens=5"), "{err}");
+
+    let accepting = self::client(LlmSettings {
+        accept_truncated: true,
+        ..limited
+    });
+    let reply = accepting.chat(&request).await.unwrap();
+    assert_eq!(reply.finish_reason.as_deref(), Some("length"));
+    assert!(!reply.text().is_empty());
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "incomplete replies are not retried"
+    );
+}
+
+/// A stream that ends with `finish_reason: error` after some text, and replies whose content
+/// is null, absent or `""` with no tool calls, are errors saying which — never a short or
+/// empty output.
+#[tokio::test]
+async fn error_finishes_and_empty_content_are_errors() {
+    let sse = [
+        json!({"choices":[{"delta":{"content":"Hello"}}]}),
+        json!({"choices":[{"delta":{},"finish_reason":"error"}]}),
+    ]
+    .iter()
+    .map(|chunk| format!("data: {chunk}\n\n"))
+    .collect::<String>()
+        + "data: [DONE]\n\n";
+    let (base_url, _) = stub(vec![Canned {
+        content_type: "text/event-stream",
+        body: sse,
+        ..Canned::json(Value::Null)
+    }])
+    .await;
+    let err = collect(&client(settings(base_url)), &ask("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "incomplete reply: ended with finish_reason=error after 5 characters"
+    );
+
+    for (message, shown) in [
+        (
+            json!({"content": null}),
+            "empty content (null) with no tool calls",
+        ),
+        (
+            json!({"role": "assistant"}),
+            "empty content (null) with no tool calls",
+        ),
+        (
+            json!({"content": ""}),
+            "empty content (\"\") with no tool calls",
+        ),
+    ] {
+        let (base_url, _) = stub(vec![Canned::json(
+            json!({"choices":[{"message": message, "finish_reason":"stop"}]}),
+        )])
+        .await;
+        let err = client(settings(base_url))
+            .chat(&ask("hi"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(shown), "{message}: {err}");
+        assert!(matches!(err, LlmError::Incomplete { .. }), "{err:?}");
+    }
+    let (base_url, _) = stub(vec![Canned::json(
+        json!({"choices":[{"message":{"content":"half"},"finish_reason":"content_filter"}]}),
+    )])
+    .await;
+    let err = client(settings(base_url))
+        .chat(&ask("hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("finish_reason=content_filter after 4 characters"),
+        "{err}"
+    );
+}
+
+/// `llm.max_tokens_field`: `auto` sends `max_completion_tokens` to OpenAI's host and
+/// `max_tokens` elsewhere; the other values send what they name.
+#[tokio::test]
+async fn the_max_tokens_field_is_chosen_per_endpoint() {
+    use chainlog::llm::MaxTokensField;
+    assert_eq!(
+        MaxTokensField::Auto.fields("https://api.openai.com/v1"),
+        (false, true)
+    );
+    assert_eq!(
+        MaxTokensField::Auto.fields("https://x.openai.azure.com/openai"),
+        (false, true)
+    );
+    assert_eq!(
+        MaxTokensField::Auto.fields("http://127.0.0.1:8080/v1"),
+        (true, false)
+    );
+    let server = mock(None).await;
+    for (field, legacy, completion) in [
+        (MaxTokensField::MaxTokens, true, false),
+        (MaxTokensField::MaxCompletionTokens, false, true),
+        (MaxTokensField::Both, true, true),
+    ] {
+        let client = client(LlmSettings {
+            max_tokens: Some(50),
+            max_tokens_field: field,
+            ..settings(server.base_url())
+        });
+        client.chat(&ask("ping")).await.unwrap();
+        let journal = server.requests();
+        let body = &journal.last().unwrap().body;
+        assert_eq!(
+            body.get("max_tokens").is_some(),
+            legacy,
+            "{field:?}: {body}"
+        );
+        assert_eq!(
+            body.get("max_completion_tokens").is_some(),
+            completion,
+            "{field:?}: {body}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,6 +530,90 @@ async fn chat_json_names_the_type_and_field_that_did_not_fit() {
     assert!(!err.is_retryable());
 }
 
+/// Each `llm.structured_output` method asks the way it says and the reply parses into the
+/// type: `json_schema` (strict response format), `json_object` (the schema nested in the
+/// `json_object` format, as llama.cpp reads it, and in a system message), `tool` (one tool
+/// with the schema as parameters, `tool_choice: required`; its arguments are the reply) and
+/// `prompt` (the schema in a system message only; a rule answers with fitting JSON text).
+#[tokio::test]
+async fn every_structured_output_method_asks_its_way_and_parses() {
+    use chainlog::llm::StructuredOutput;
+    let server = mock(Some(
+        "rules:\n  - match: { content: prompt-only }\n    reply: { text: '{\"city\":\"Paris\",\"celsius\":21.5,\"sunny\":true,\"hours\":[1,2],\"note\":null}' }\n",
+    ))
+    .await;
+    for (method, question) in [
+        (StructuredOutput::JsonSchema, "Forecast?"),
+        (StructuredOutput::JsonObject, "Forecast?"),
+        (StructuredOutput::Tool, "Forecast?"),
+        (StructuredOutput::Prompt, "prompt-only forecast"),
+    ] {
+        let client = client(LlmSettings {
+            structured_output: method,
+            ..settings(server.base_url())
+        });
+        let (forecast, _) = chat_json::<Forecast>(&client, ask(question))
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "{method:?}: {err}: {}",
+                    server.requests().last().unwrap().body
+                )
+            });
+        assert!(!forecast.city.is_empty(), "{method:?}");
+        let journal = server.requests();
+        let body = &journal.last().unwrap().body;
+        let system_has_schema = body["messages"][0]["role"] == "system"
+            && body["messages"][0]["content"]
+                .as_str()
+                .is_some_and(|text| text.contains("\"celsius\""));
+        match method {
+            StructuredOutput::JsonSchema => {
+                assert_eq!(body["response_format"]["type"], "json_schema");
+                assert!(!system_has_schema, "{body}");
+            }
+            StructuredOutput::JsonObject => {
+                assert_eq!(body["response_format"]["type"], "json_object");
+                assert_eq!(
+                    body["response_format"]["schema"]["required"],
+                    json!(["celsius", "city", "hours", "note", "sunny"])
+                );
+                assert!(system_has_schema, "{body}");
+            }
+            StructuredOutput::Tool => {
+                assert!(body.get("response_format").is_none(), "{body}");
+                assert_eq!(body["tool_choice"], "required");
+                assert_eq!(body["tools"][0]["function"]["name"], "Forecast");
+            }
+            StructuredOutput::Prompt => {
+                assert!(body.get("response_format").is_none(), "{body}");
+                assert!(body.get("tools").is_none(), "{body}");
+                assert!(system_has_schema, "{body}");
+            }
+        }
+    }
+}
+
+/// `llm.tool_choice` goes out with requests that offer tools and set none themselves, and
+/// never with requests without tools.
+#[tokio::test]
+async fn the_configured_tool_choice_is_sent_with_tools() {
+    let server = mock(Some(WEATHER_RULES)).await;
+    let client = client(LlmSettings {
+        tool_choice: Some(chainlog::llm::ToolChoice::Required),
+        ..settings(server.base_url())
+    });
+    let tools = vec![ToolSpec::from_type::<WeatherArgs>("get_weather", "Weather")];
+    client
+        .chat(&ask("What is the weather in Paris?").with_tools(tools))
+        .await
+        .unwrap();
+    client.chat(&ask("ping")).await.unwrap();
+    let journal = server.requests();
+    assert_eq!(journal[0].body["tool_choice"], "required");
+    assert!(journal[1].body.get("tool_choice").is_none());
+}
+
 // ---------------------------------------------------------------------------------------------
 // OpenAI-compatible servers
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +631,7 @@ async fn minimal_bodies_from_compatible_servers_are_read() {
         .await
         .unwrap();
     assert_eq!(reply.text(), "hi");
-    assert_eq!(reply.usage.total_tokens, 0);
+    assert_eq!(reply.usage, None, "no usage is unknown usage");
     assert_eq!(reply.model, "gpt-4o-mini");
     assert_eq!(reply.finish_reason, None);
     assert_eq!(seen.lock().unwrap().len(), 1);
@@ -413,7 +656,7 @@ async fn minimal_bodies_from_compatible_servers_are_read() {
         .unwrap();
     assert_eq!(text, "hi");
     assert_eq!(done.text(), "hi");
-    assert_eq!(done.usage.total_tokens, 0);
+    assert_eq!(done.usage, None, "no usage chunk is unknown usage");
     assert_eq!(done.tool_calls[0].id, "call_0");
     assert_eq!(done.tool_calls[0].name, "f");
 }

@@ -291,3 +291,91 @@ async fn cancellation_ends_a_call_in_flight() {
     canceller.await.unwrap();
     assert_eq!(client.model(), "gpt-4o-mini");
 }
+
+/// A connection dropped half-way through a plain reply's body (reqwest: a body decode error)
+/// is retried like a 5xx: the second attempt succeeds, and the mock saw two requests.
+#[tokio::test]
+async fn a_body_dropped_half_way_is_retried() {
+    let server = mock(Some(
+        "rules:\n  - match: { content: halfway }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 1 }\n      - text: whole on the second attempt\n",
+    ))
+    .await;
+    let reply = client(settings(server.base_url()))
+        .chat(&ask("halfway"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text(), "whole on the second attempt");
+    assert_eq!(reply.attempts, 2);
+    let journal = server.requests();
+    assert_eq!(journal.len(), 2);
+    assert_eq!((journal[0].status, journal[1].status), (200, 200));
+}
+
+/// A stream that breaks before its first content — dropped right after its headers, or cut
+/// before any delta — is reopened like a failed attempt and then streams the whole text.
+#[tokio::test]
+async fn a_stream_broken_before_its_first_content_is_retried() {
+    for fault in [
+        "{ kind: drop_connection, after_chunks: 0 }",
+        "{ kind: truncated_stream, after_chunks: 0 }",
+    ] {
+        let server = mock(Some(&format!(
+            "rules:\n  - match: {{ content: early }}\n    sequence:\n      - fault: {fault}\n      - text: streamed after a reopen\n"
+        )))
+        .await;
+        let (text, done) = collect(&client(settings(server.base_url())), &ask("early"))
+            .await
+            .unwrap_or_else(|err| panic!("{fault}: {err}"));
+        assert_eq!(text, "streamed after a reopen", "{fault}");
+        assert_eq!(done.attempts, 2, "{fault}");
+        assert_eq!(server.requests().len(), 2, "{fault}");
+    }
+}
+
+/// A server that accepts connections and closes them at once (a reset before any answer) is
+/// retried `max_retries` times, then fails transient; a refused connection (nothing listens)
+/// fails transient too. An error that cannot heal (a 400) is not retried (see
+/// `client_errors_are_not_retried`).
+#[tokio::test]
+async fn reset_and_refused_connections_are_retried() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    let acceptor = tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Linger 0: the close is a reset, not a clean end of stream.
+            #[allow(deprecated, reason = "SO_LINGER 0 is the point here: a reset")]
+            socket.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(socket);
+        }
+    });
+    let err = client(LlmSettings {
+        max_retries: 2,
+        ..settings(format!("http://{address}/v1"))
+    })
+    .chat(&ask("anyone?"))
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    acceptor.abort();
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let started = Instant::now();
+    let err = client(settings(refused))
+        .chat(&ask("hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::Transient { status: None, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -16,6 +16,7 @@ mod mock_cassette;
 mod mock_chat;
 mod mock_endpoints;
 mod mock_faults;
+mod mock_profiles;
 mod mock_python;
 mod mock_rules;
 mod predict_batch;

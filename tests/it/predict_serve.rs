@@ -534,3 +534,99 @@ fn config_overrides_apply_only_to_logged_keys() {
         text(&refused.stderr)
     );
 }
+
+/// A provider whose replies have `content: null` and no tool calls: the chain fails with the
+/// clear "empty content (null)" error everywhere a reply is used — a single `predict` (exit
+/// 1), every batch row (an error row, no output), and `serve` (502 naming it) — never an
+/// output with an empty summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_reply_fails_single_batch_rows_and_serve() {
+    use crate::llm_client::{Canned, stub};
+    let (dir, _logged) = logged_summarize();
+    let (base_url, seen) = stub(vec![Canned::json(json!({
+        "choices": [{"message": {"role": "assistant", "content": null}, "finish_reason": "stop"}]
+    }))])
+    .await;
+    let wanted = "incomplete reply: empty content (null) with no tool calls";
+    let command = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+        command
+            .args(args)
+            .current_dir(dir.path())
+            .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+            .env("OPENAI_BASE_URL", &base_url)
+            .env("OPENAI_API_KEY", "test-key")
+            .env_remove("MLFLOW_TRACKING_URI");
+        command
+    };
+
+    let single = command(&[
+        "predict",
+        "-m",
+        "models:/sum@champion",
+        "--input",
+        r#"{"text": "a"}"#,
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(single.status.code(), Some(1), "{}", text(&single.stderr));
+    assert!(
+        text(&single.stderr).contains(wanted),
+        "{}",
+        text(&single.stderr)
+    );
+    assert!(single.stdout.is_empty(), "{}", text(&single.stdout));
+
+    std::fs::write(
+        dir.path().join("in.jsonl"),
+        "{\"text\": \"a\"}\n{\"text\": \"b\"}\n",
+    )
+    .unwrap();
+    let batch = command(&[
+        "predict",
+        "-m",
+        "models:/sum@champion",
+        "--input-file",
+        "in.jsonl",
+        "--output",
+        "out.jsonl",
+    ])
+    .output()
+    .unwrap();
+    let rows: Vec<Value> = std::fs::read_to_string(dir.path().join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", text(&batch.stderr));
+    for row in &rows {
+        assert!(row["error"].as_str().unwrap().contains(wanted), "{row}");
+        assert!(row.get("output").is_none_or(Value::is_null), "{row}");
+    }
+
+    let mut child = command(&["serve", "-m", "models:/sum@champion", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let response = reqwest::Client::new()
+        .post(format!("{}/invocations", url.trim()))
+        .json(&json!({"inputs": {"text": "a"}}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains(wanted), "{body}");
+    assert!(
+        seen.lock().unwrap().len() >= 4,
+        "single, two rows and serve each asked"
+    );
+}

@@ -21,8 +21,17 @@ use super::{
 const MODELS_CREATED: u64 = 1_700_000_000;
 
 /// The model list.
-pub fn list_models(models: &[String]) -> Response {
-    let data: Vec<Value> = models.iter().map(|id| model_entry(id)).collect();
+pub fn list_models(models: &[String], created: bool) -> Response {
+    let data: Vec<Value> = models
+        .iter()
+        .map(|id| {
+            let mut entry = model_entry(id);
+            if !created && let Some(entry) = entry.as_object_mut() {
+                entry.remove("created");
+            }
+            entry
+        })
+        .collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 

@@ -12,6 +12,7 @@ use super::{
     cassette::{Cassette, CassetteError},
     fault::Latency,
     journal::DEFAULT_JOURNAL_CAPACITY,
+    profile::Profile,
     rules::{RuleSet, RulesError},
 };
 
@@ -90,6 +91,8 @@ pub struct MockConfig {
     pub(super) models: Vec<String>,
     pub(super) journal_capacity: usize,
     pub(super) max_body_bytes: usize,
+    /// Set by [`MockConfig::with_profile`]; wins over a rules file's `profile:`.
+    pub(super) profile: Option<Profile>,
 }
 
 impl Default for MockConfig {
@@ -103,11 +106,19 @@ impl Default for MockConfig {
             models: DEFAULT_MODELS.iter().map(|&m| m.to_owned()).collect(),
             journal_capacity: DEFAULT_JOURNAL_CAPACITY,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            profile: None,
         }
     }
 }
 
 impl MockConfig {
+    /// Plays the quirks of this server (see [`Profile`]); OpenAI's when not set here nor in
+    /// the rules file.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(profile);
+        self
+    }
+
     /// Answers from these rules first.
     pub fn with_rules(mut self, rules: RuleSet) -> Self {
         self.rules = Some(rules);

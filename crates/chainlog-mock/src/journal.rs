@@ -1,10 +1,12 @@
 //! The request journal: every request the mock received, what answered it and with which
 //! status, so tests assert on what a client sent.
 //!
-//! Owns [`Journal`] (a bounded ring: the oldest entries go first, so memory stays flat under
-//! load) and [`JournalEntry`]. Headers are never kept, so no key reaches the journal. It also
-//! counts requests in flight ([`Journal::begin`], [`Journal::peak_in_flight`]), so a test can
-//! check a client's concurrency limit from the server's side.
+//! Owns [`Journal`] (a ring bounded by entries and by bytes: the oldest entries go first, and
+//! a body over [`DEFAULT_JOURNAL_BODY_BYTES`] is kept only up to it, marked truncated, so
+//! memory stays flat under load whatever the bodies' size) and [`JournalEntry`]. Headers are
+//! never kept, so no key reaches the journal. It also counts requests in flight
+//! ([`Journal::begin`], [`Journal::peak_in_flight`]), so a test can check a client's
+//! concurrency limit from the server's side.
 
 use std::{
     collections::VecDeque,
@@ -21,6 +23,12 @@ use serde_json::Value;
 /// How many entries the journal keeps by default.
 pub const DEFAULT_JOURNAL_CAPACITY: usize = 10_000;
 
+/// How many bytes of one request body the journal keeps by default (256 KiB).
+pub const DEFAULT_JOURNAL_BODY_BYTES: usize = 256 * 1024;
+
+/// How many body bytes the journal keeps in all (64 MiB); older entries go first.
+const JOURNAL_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+
 /// One request as the mock saw it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JournalEntry {
@@ -30,8 +38,14 @@ pub struct JournalEntry {
     pub method: String,
     /// Request path.
     pub path: String,
-    /// The body as JSON, or as a JSON string when it was not JSON, or null when empty.
+    /// The body as JSON, or as a JSON string when it was not JSON (or was truncated: then the
+    /// kept prefix), or null when empty.
     pub body: Value,
+    /// The body's size as received, in bytes.
+    pub body_bytes: usize,
+    /// Whether only the first bytes of the body were kept (see [`JournalEntry::body_bytes`]
+    /// for the whole size).
+    pub body_truncated: bool,
     /// What answered: `rule:<name>#<step>`, `cassette:#<n>`, `cassette:recorded#<n>`,
     /// `default`, `header:<fault>`, `error:<status>`.
     pub answered_by: String,
@@ -48,6 +62,8 @@ struct RawEntry {
     method: &'static str,
     path: String,
     body: Bytes,
+    /// The size as received (the kept `body` may be shorter).
+    body_bytes: usize,
     answered_by: String,
     status: u16,
     in_flight: usize,
@@ -57,6 +73,8 @@ struct RawEntry {
 #[derive(Debug)]
 pub struct Journal {
     capacity: usize,
+    /// Bytes of one body kept.
+    max_body_bytes: usize,
     state: Mutex<JournalState>,
     /// Requests being answered now (between [`Journal::begin`] and the guard's drop).
     in_flight: AtomicUsize,
@@ -80,13 +98,23 @@ impl Drop for InFlight<'_> {
 struct JournalState {
     next_seq: u64,
     entries: VecDeque<RawEntry>,
+    /// Kept body bytes of every entry.
+    bytes: usize,
 }
 
 impl Journal {
-    /// A journal keeping at most `capacity` entries (at least one).
+    /// A journal keeping at most `capacity` entries (at least one) and
+    /// [`DEFAULT_JOURNAL_BODY_BYTES`] of each body.
     pub fn new(capacity: usize) -> Self {
+        Self::with_body_limit(capacity, DEFAULT_JOURNAL_BODY_BYTES)
+    }
+
+    /// A journal keeping at most `capacity` entries (at least one), `max_body_bytes` of each
+    /// body, and 64 MiB of bodies in all.
+    pub fn with_body_limit(capacity: usize, max_body_bytes: usize) -> Self {
         Self {
             capacity: capacity.max(1),
+            max_body_bytes,
             state: Mutex::new(JournalState::default()),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
@@ -117,16 +145,25 @@ impl Journal {
         let mut state = self.lock();
         state.next_seq += 1;
         let seq = state.next_seq;
-        if state.entries.len() == self.capacity {
-            state.entries.pop_front();
+        // A copy of at most `max_body_bytes`: the body axum hands over is a view into hyper's
+        // connection read buffer (or the whole body), and keeping the view would keep all of
+        // it alive per entry.
+        let kept = Bytes::copy_from_slice(&body[..body.len().min(self.max_body_bytes)]);
+        while state.entries.len() >= self.capacity
+            || (!state.entries.is_empty() && state.bytes + kept.len() > JOURNAL_TOTAL_BYTES)
+        {
+            let Some(old) = state.entries.pop_front() else {
+                break;
+            };
+            state.bytes -= old.body.len();
         }
+        state.bytes += kept.len();
         state.entries.push_back(RawEntry {
             seq,
             method,
             path: path.to_owned(),
-            // A copy: the body axum hands over is a view into hyper's 8 KiB connection read
-            // buffer, and keeping the view would keep the whole buffer alive per entry.
-            body: Bytes::copy_from_slice(&body),
+            body: kept,
+            body_bytes: body.len(),
             answered_by,
             status,
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -147,6 +184,7 @@ impl Journal {
                         entry.method,
                         entry.path.clone(),
                         entry.body.clone(),
+                        entry.body_bytes,
                         entry.answered_by.clone(),
                         entry.status,
                         entry.in_flight,
@@ -156,14 +194,22 @@ impl Journal {
         };
         raw.into_iter()
             .map(
-                |(seq, method, path, body, answered_by, status, in_flight)| JournalEntry {
-                    seq,
-                    method: method.to_owned(),
-                    path,
-                    body: body_value(&body),
-                    answered_by,
-                    status,
-                    in_flight,
+                |(seq, method, path, body, body_bytes, answered_by, status, in_flight)| {
+                    JournalEntry {
+                        seq,
+                        method: method.to_owned(),
+                        path,
+                        body_truncated: body.len() < body_bytes,
+                        body: if body.len() < body_bytes {
+                            Value::String(String::from_utf8_lossy(&body).into_owned())
+                        } else {
+                            body_value(&body)
+                        },
+                        body_bytes,
+                        answered_by,
+                        status,
+                        in_flight,
+                    }
                 },
             )
             .collect()
@@ -172,7 +218,9 @@ impl Journal {
     /// Forgets every entry (sequence numbers keep counting) and resets the peak in flight to
     /// the requests in flight now.
     pub fn clear(&self) {
-        self.lock().entries.clear();
+        let mut state = self.lock();
+        state.entries.clear();
+        state.bytes = 0;
         self.peak_in_flight
             .store(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
     }
@@ -216,6 +264,40 @@ mod tests {
         assert_eq!(entries[1].body["n"], 2);
         journal.clear();
         assert!(journal.entries().is_empty());
+    }
+
+    /// Memory is bounded by bytes: a body over the per-body limit keeps only its first bytes,
+    /// marked truncated with its whole size; smaller bodies are whole JSON.
+    #[test]
+    fn big_bodies_are_truncated_and_marked() {
+        let journal = Journal::with_body_limit(10, 16);
+        let big = format!("{{\"text\":\"{}\"}}", "x".repeat(9_000));
+        for _ in 0..40 {
+            journal.record(
+                "POST",
+                "/v1/x",
+                Bytes::from(big.clone()),
+                "default".into(),
+                200,
+            );
+        }
+        journal.record(
+            "POST",
+            "/v1/x",
+            Bytes::from_static(b"{\"n\":1}"),
+            "default".into(),
+            200,
+        );
+        let entries = journal.entries();
+        assert_eq!(entries.len(), 10);
+        let first = &entries[0];
+        assert!(first.body_truncated);
+        assert_eq!(first.body_bytes, big.len());
+        assert_eq!(first.body, Value::String(big[..16].to_owned()));
+        let last = entries.last().unwrap();
+        assert!(!last.body_truncated);
+        assert_eq!(last.body["n"], 1);
+        assert!(journal.lock().bytes <= 10 * 16);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! language points its base URL at it. Replies come, in this order, from a fault asked for in
 //! the [`FAULT_HEADER`] header, from [rules](RuleSet), from a cassette (replayed offline or
 //! recorded from a real upstream with secrets scrubbed), or from a deterministic default.
-//! Every request is kept in a bounded journal ([`MockServer::requests`],
-//! `GET /_mock/requests`).
+//! Every request is kept in a journal bounded by entries and bytes ([`MockServer::requests`],
+//! `GET /_mock/requests`). A [`Profile`] makes it play a real server's quirks (llama.cpp's).
 //!
 //! The mock knows nothing of chains.
 //!
@@ -14,7 +14,7 @@
 //! `wire` (OpenAI's error body, request checks), `chat`, `responses` and `catalog` (the
 //! endpoints), `reply` (what a source answers), `rules`, `cassette`, `fault` (faults and
 //! latency), `respond` (bodies and streams), `synth` and `schema_fill` (the default),
-//! `journal`.
+//! `journal`, `profile` (real servers' quirks).
 
 mod cassette;
 mod catalog;
@@ -22,6 +22,7 @@ mod chat;
 mod config;
 mod fault;
 mod journal;
+mod profile;
 mod reply;
 mod respond;
 mod responses;
@@ -34,7 +35,8 @@ mod wire;
 pub use cassette::CassetteError;
 pub use config::{CassetteMode, MockConfig, MockError};
 pub use fault::{FAULT_HEADER, Fault, LATENCY_HEADER, Latency};
-pub use journal::JournalEntry;
+pub use journal::{DEFAULT_JOURNAL_BODY_BYTES, JournalEntry};
+pub use profile::{Profile, UnknownProfile};
 pub use rules::{RuleSet, RulesError};
 pub use server::{MockServer, serve};
 pub use synth::default_text_reply;

@@ -107,6 +107,7 @@ impl ResponsesRequest {
                 stop: Vec::new(),
                 max_tokens,
                 seed,
+                repeat_tool_call_head: false,
             },
             instructions,
             tools: body.get("tools").cloned().unwrap_or_else(|| json!([])),

@@ -37,6 +37,7 @@ use serde::Deserialize;
 
 use super::{
     fault::Latency,
+    profile::Profile,
     reply::{Decision, Step},
 };
 
@@ -200,7 +201,18 @@ pub struct RuleSet {
     /// Default latency of every rule's replies.
     #[serde(default)]
     latency: Option<Latency>,
+    /// The server whose quirks to play (`openai`, `llama.cpp`); see [`Profile`].
+    #[serde(default, deserialize_with = "profile_name")]
+    profile: Option<Profile>,
     rules: Vec<Rule>,
+}
+
+/// A profile by name; an unknown name lists the ones that exist.
+fn profile_name<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Profile>, D::Error> {
+    let name = String::deserialize(de)?;
+    Profile::from_name(&name)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl RuleSet {
@@ -243,6 +255,11 @@ impl RuleSet {
                 message: strip_location(&err.to_string()),
             }
         })
+    }
+
+    /// The profile the file asks for (`profile: llama.cpp`), if any.
+    pub fn profile(&self) -> Option<Profile> {
+        self.profile
     }
 
     /// The number of rules.

@@ -25,6 +25,7 @@ use super::{
     config::{CassetteMode, MockConfig, MockError},
     fault::{self, Fault, Latency},
     journal::{Journal, JournalEntry},
+    profile::Profile,
     reply::{Decision, Reply},
     respond::{self, SseEvent},
     responses::ResponsesRequest,
@@ -41,6 +42,8 @@ struct MockState {
     embedding_dimensions: usize,
     models: Vec<String>,
     journal: Journal,
+    /// The server whose quirks are played.
+    profile: Profile,
 }
 
 /// A cassette and what to do with it.
@@ -66,7 +69,12 @@ impl MockState {
                 http: reqwest::Client::new(),
             },
         });
+        let profile = config
+            .profile
+            .or_else(|| config.rules.as_ref().and_then(RuleSet::profile))
+            .unwrap_or_default();
         Self {
+            profile,
             rules: config.rules,
             cassette,
             latency: config.latency,
@@ -248,7 +256,8 @@ async fn models(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Response {
-    let answer = catalog_answer(&s, &headers, || catalog::list_models(&s.models));
+    let created = s.profile.lists_created();
+    let answer = catalog_answer(&s, &headers, || catalog::list_models(&s.models, created));
     deliver(&s, "GET", &uri, Bytes::new(), answer).await
 }
 
@@ -339,10 +348,17 @@ enum Parsed {
 }
 
 impl Parsed {
-    fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Self, ApiError> {
-        let object = wire::parse_object(body)?;
+    fn parse(endpoint: Endpoint, body: &[u8], profile: Profile) -> Result<Self, ApiError> {
+        let mut object = wire::parse_object(body).map_err(|e| profile.request_error(e))?;
         Ok(match endpoint {
-            Endpoint::Chat => Parsed::Chat(ChatRequest::parse(&object)?),
+            Endpoint::Chat => {
+                profile.prepare_chat(&mut object)?;
+                let mut request =
+                    ChatRequest::parse(&object).map_err(|e| profile.request_error(e))?;
+                request.include_usage &= profile.streams_usage();
+                request.repeat_tool_call_head = profile.repeats_tool_call_head();
+                Parsed::Chat(request)
+            }
             Endpoint::Responses => Parsed::Responses(ResponsesRequest::parse(&object)?),
             Endpoint::Embeddings => Parsed::Embeddings(EmbeddingsRequest::parse(&object)?),
         })
@@ -479,7 +495,7 @@ async fn answer(
     let result = async {
         authorize(state, headers)?;
         let (header_fault, header_latency) = fault::from_headers(headers)?;
-        let parsed = Parsed::parse(endpoint, body)?;
+        let parsed = Parsed::parse(endpoint, body, state.profile)?;
         Ok::<_, ApiError>((header_fault, header_latency, parsed))
     }
     .await;

@@ -4,12 +4,14 @@
 //!
 //! Tool calls arrive in fragments keyed by `index` (id and name in the first, the arguments
 //! spread over the rest) and are joined here. Usage comes in the final chunk
-//! (`stream_options.include_usage`); a server that sends none gets zeros. A stream that ends
+//! (`stream_options.include_usage`); a server that sends none leaves it unknown (`None`). A stream that ends
 //! without any `finish_reason` was cut off (a dropped connection, a truncated body; some
 //! servers send no `[DONE]`, so its absence alone proves nothing) and ends with
 //! [`LlmError::Transient`], as does an `error` object sent mid-stream. No chunk within the
-//! client's timeout ends it with [`LlmError::Timeout`]. Mid-stream failures are not retried:
-//! text already handed out cannot be taken back.
+//! client's timeout ends it with [`LlmError::Timeout`]. A stream that fails (or ends) before
+//! its first content — no text, no tool call — is reopened like a failed attempt, within the
+//! client's retries; later failures are not retried: text already handed out cannot be taken
+//! back.
 
 use std::{
     pin::Pin,
@@ -30,10 +32,25 @@ use super::{
     record,
     wire::{self, Chunk},
 };
-use crate::llm::{ChatResponse, ChatStream, LlmError, StreamEvent, ToolCall, Usage, json::excerpt};
+use crate::llm::{
+    ChatResponse, ChatStream, LlmError, StreamEvent, ToolCall, Usage, json::excerpt,
+    retry::RetryPolicy,
+};
 
 /// The SSE events of a response body.
 type Events = Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// Sends the same request again (through the retry layer, counting attempts), for a stream
+/// that broke before its first content.
+pub(super) type Reopen = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<reqwest::Response, LlmError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+fn events_of(response: reqwest::Response) -> Events {
+    Box::pin(EventStream::new(response.bytes_stream()))
+}
 
 /// What a stream keeps until it ends.
 pub(super) struct Context {
@@ -45,28 +62,69 @@ pub(super) struct Context {
     pub attempts: Arc<AtomicU32>,
     /// The model asked for, used when no chunk names one.
     pub model: String,
+    /// The token limit the request went out with, named when a reply is cut off.
+    pub max_tokens: Option<u32>,
+    /// Lets a `finish_reason: length` reply through.
+    pub accept_truncated: bool,
     /// The longest wait for the next chunk.
     pub idle_timeout: Option<Duration>,
     pub cancel: Option<CancellationToken>,
+    /// Reopens the stream when it breaks before its first content.
+    pub reopen: Reopen,
+    /// The client's retries (shared with the HTTP layer through `attempts`) and backoff.
+    pub policy: RetryPolicy,
 }
 
 /// Turns an SSE response into our events.
 pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStream {
-    let mut events: Events = Box::pin(EventStream::new(response.bytes_stream()));
+    let mut events = events_of(response);
     Box::pin(async_stream::stream! {
-        let Context { permit, span, started, attempts, model, idle_timeout, cancel } = context;
+        let Context {
+            permit, span, started, attempts, model, max_tokens, accept_truncated, idle_timeout,
+            cancel, reopen, policy,
+        } = context;
         let _permit = permit;
         let mut reply = Assembly::default();
         let outcome = loop {
-            match next_chunk(&mut events, idle_timeout, cancel.as_ref()).await {
+            let error = match next_chunk(&mut events, idle_timeout, cancel.as_ref()).await {
                 Ok(Some(chunk)) => {
                     if let Some(text) = reply.push(chunk) {
                         yield Ok(StreamEvent::Text(text));
                     }
+                    continue;
                 }
-                Ok(None) => {
+                Ok(None) if reply.finish_reason.is_some() || !reply.is_blank() => {
                     let attempts = attempts.load(Ordering::Relaxed);
-                    break reply.finish(&model, started.elapsed(), attempts);
+                    break reply.finish(&model, started.elapsed(), attempts).and_then(|response| {
+                        crate::llm::check_complete(&response, max_tokens, accept_truncated)?;
+                        Ok(response)
+                    });
+                }
+                Ok(None) => LlmError::Transient {
+                    status: None,
+                    message: "the stream ended before its first content (no finish_reason)"
+                        .to_owned(),
+                },
+                Err(error) => error,
+            };
+            let made = attempts.load(Ordering::Relaxed);
+            if !(reply.is_blank() && error.is_retryable() && made <= policy.max_retries) {
+                break Err(error);
+            }
+            // Nothing was handed out yet: this stream failed like an attempt; try again.
+            let delay = policy.backoff(made.saturating_sub(1));
+            tracing::warn!(
+                retry = made,
+                max_retries = policy.max_retries,
+                reason = %error,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                "llm stream broke before its first content; retrying"
+            );
+            tokio::time::sleep(delay).await;
+            match reopen().await {
+                Ok(response) => {
+                    events = events_of(response);
+                    reply = Assembly::default();
                 }
                 Err(error) => break Err(error),
             }
@@ -156,6 +214,11 @@ struct Assembly {
 }
 
 impl Assembly {
+    /// Whether nothing (no text, no tool call) has come yet.
+    fn is_blank(&self) -> bool {
+        self.text.is_empty() && self.calls.is_empty()
+    }
+
     /// Takes in one chunk; returns its text delta, if any.
     fn push(&mut self, chunk: Chunk) -> Option<String> {
         if let Some(model) = chunk.model.filter(|model| !model.is_empty()) {
@@ -261,7 +324,7 @@ impl Assembly {
             content: (!self.text.is_empty()).then_some(self.text),
             tool_calls,
             finish_reason: self.finish_reason,
-            usage: self.usage.unwrap_or_default(),
+            usage: self.usage,
             model: self.model.unwrap_or_else(|| requested_model.to_owned()),
             latency,
             attempts,
@@ -296,7 +359,7 @@ mod tests {
         }
         let response = reply.finish("m", Duration::ZERO, 1).unwrap();
         assert_eq!(response.content, None);
-        assert_eq!(response.usage.total_tokens, 12);
+        assert_eq!(response.usage.unwrap().total_tokens, 12);
         assert_eq!(
             response.tool_calls,
             vec![
@@ -315,7 +378,7 @@ mod tests {
     }
 
     #[test]
-    fn text_deltas_add_up_and_missing_usage_is_zero() {
+    fn text_deltas_add_up_and_missing_usage_is_unknown() {
         let mut reply = Assembly::default();
         assert_eq!(
             reply.push(chunk(json!({"choices":[{"delta":{"content":"Hel"}}]}))),
@@ -329,7 +392,7 @@ mod tests {
         );
         let response = reply.finish("m", Duration::ZERO, 1).unwrap();
         assert_eq!(response.text(), "Hello");
-        assert_eq!(response.usage, Usage::default());
+        assert_eq!(response.usage, None);
         assert_eq!(response.model, "m");
     }
 

@@ -29,17 +29,51 @@ use crate::llm::{
     json::excerpt, retry::AttemptTimedOut,
 };
 
+/// The serialized request body for `request`: [`to_request`], plus the schema of a
+/// [`ResponseFormat::JsonObjectWithSchema`] as `response_format.schema`.
+///
+/// # Errors
+///
+/// [`LlmError::Permanent`] (`invalid_request`) when the body cannot be serialized.
+pub(super) fn to_body(
+    inner: &Inner,
+    request: &ChatRequest,
+    stream: bool,
+) -> Result<bytes::Bytes, LlmError> {
+    let invalid = |err: serde_json::Error| LlmError::Permanent {
+        status: None,
+        code: Some("invalid_request".to_owned()),
+        message: format!("the request cannot be serialized: {err}"),
+    };
+    let body = serde_json::to_vec(&to_request(inner, request, stream)).map_err(invalid)?;
+    let Some(ResponseFormat::JsonObjectWithSchema { schema }) = &request.response_format else {
+        return Ok(body.into());
+    };
+    // Through the text, not `to_value`: an `f32` temperature must stay `0.2`, not become
+    // `0.20000000298023224`.
+    let mut value: Value = serde_json::from_slice(&body).map_err(invalid)?;
+    value["response_format"]["schema"] = schema.clone();
+    serde_json::to_vec(&value).map(Into::into).map_err(invalid)
+}
+
 /// The request body for `request`, with the client's model and defaults.
 pub(super) fn to_request(
     inner: &Inner,
     request: &ChatRequest,
     stream: bool,
 ) -> CreateChatCompletionRequest {
+    let max_tokens = request.max_tokens.or(inner.max_tokens);
+    let (legacy, completion) = inner.max_tokens_fields;
+    #[expect(
+        deprecated,
+        reason = "most OpenAI-compatible servers read only `max_tokens`"
+    )]
     CreateChatCompletionRequest {
         model: inner.model.clone(),
         messages: request.messages.iter().map(to_message).collect(),
         temperature: request.temperature.or(inner.temperature),
-        max_completion_tokens: request.max_tokens.or(inner.max_tokens),
+        max_tokens: max_tokens.filter(|_| legacy),
+        max_completion_tokens: max_tokens.filter(|_| completion),
         tools: (!request.tools.is_empty()).then(|| {
             request
                 .tools
@@ -57,7 +91,14 @@ pub(super) fn to_request(
                 })
                 .collect()
         }),
-        tool_choice: request.tool_choice.as_ref().map(to_tool_choice),
+        tool_choice: request
+            .tool_choice
+            .as_ref()
+            .or(inner
+                .tool_choice
+                .as_ref()
+                .filter(|_| !request.tools.is_empty()))
+            .map(to_tool_choice),
         response_format: request.response_format.as_ref().map(to_response_format),
         stop: (!request.stop.is_empty())
             .then(|| StopConfiguration::StringArray(request.stop.clone())),
@@ -88,11 +129,10 @@ fn to_message(message: &ChatMessage) -> ChatCompletionRequestMessage {
             content,
             tool_calls,
         } => {
-            // OpenAI wants content unless there are tool calls.
-            let content = match content {
-                None if tool_calls.is_empty() => Some(String::new()),
-                content => content.clone(),
-            };
+            // Always a string: OpenAI wants content unless there are tool calls, and some
+            // servers (llama.cpp's chat templates) answer 500 to a null or absent content
+            // even with tool calls; `""` is accepted everywhere.
+            let content = Some(content.clone().unwrap_or_default());
             ChatCompletionRequestMessage::Assistant(ChatCompletionRequestAssistantMessage {
                 content: content.map(ChatCompletionRequestAssistantMessageContent::Text),
                 tool_calls: (!tool_calls.is_empty()).then(|| {
@@ -140,7 +180,9 @@ fn to_tool_choice(choice: &ToolChoice) -> ChatCompletionToolChoiceOption {
 fn to_response_format(format: &ResponseFormat) -> async_openai::types::chat::ResponseFormat {
     use async_openai::types::chat::ResponseFormat as Wire;
     match format {
-        ResponseFormat::JsonObject => Wire::JsonObject,
+        ResponseFormat::JsonObject | ResponseFormat::JsonObjectWithSchema { .. } => {
+            Wire::JsonObject
+        }
         ResponseFormat::JsonSchema {
             name,
             schema,
@@ -214,7 +256,7 @@ impl WireUsage {
     }
 }
 
-/// Our response from a reply: its first choice, usage (zeros when absent) and model (the one
+/// Our response from a reply: its first choice, usage (`None` when absent) and model (the one
 /// asked for when absent).
 pub(super) fn to_response(
     reply: Reply,
@@ -257,7 +299,7 @@ pub(super) fn to_response(
         content: message.content.and_then(content_text),
         tool_calls,
         finish_reason: choice.finish_reason,
-        usage: reply.usage.unwrap_or_default().to_usage(),
+        usage: reply.usage.map(WireUsage::to_usage),
         model: reply
             .model
             .filter(|model| !model.is_empty())
@@ -470,7 +512,7 @@ mod tests {
         let response = reply(json!({"choices":[{"message":{"content":"hi"}}]})).unwrap();
         assert_eq!(response.text(), "hi");
         assert_eq!(response.model, "asked-model");
-        assert_eq!(response.usage, Usage::default());
+        assert_eq!(response.usage, None, "absent usage is unknown, not zero");
         assert_eq!(response.finish_reason, None);
     }
 
@@ -490,7 +532,7 @@ mod tests {
         assert_eq!(response.tool_calls[0].id, "call_0");
         assert_eq!(response.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
         assert_eq!(response.tool_calls[1].id, "call_x");
-        assert_eq!(response.usage.total_tokens, 7);
+        assert_eq!(response.usage.unwrap().total_tokens, 7);
     }
 
     #[test]

@@ -257,7 +257,7 @@ async fn over_long_key_fails_before_any_request() {
         .collect();
     params.push(("k".repeat(251), "v".to_owned()));
     let err = store.log_batch("r1", &params, &[]).await.unwrap_err();
-    assert!(err.to_string().contains("maximum length of 250"), "{err}");
+    assert!(err.to_string().contains("the limit is 250"), "{err}");
     assert!(stub.requests().is_empty());
 }
 

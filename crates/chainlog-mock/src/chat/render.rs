@@ -209,7 +209,11 @@ impl ChatRequest {
                 let head = json!({"tool_calls": [{"index": call_index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]});
                 events.push(SseEvent::data(&chunk(index, head, None), true));
                 for fragment in argument_fragments(arguments) {
-                    let delta = json!({"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]});
+                    let delta = if self.repeat_tool_call_head {
+                        json!({"tool_calls": [{"index": call_index, "id": call_id, "type": "function", "function": {"name": name, "arguments": fragment}}]})
+                    } else {
+                        json!({"tool_calls": [{"index": call_index, "function": {"arguments": fragment}}]})
+                    };
                     events.push(SseEvent::data(&chunk(index, delta, None), true));
                 }
             }

@@ -87,6 +87,8 @@ pub struct ChatRequest {
     pub max_tokens: Option<u64>,
     /// Seed of the deterministic default, from model, messages, tools and format.
     pub seed: u64,
+    /// Streamed tool-call fragments repeat id, type and name (a profile's quirk).
+    pub repeat_tool_call_head: bool,
 }
 
 impl ChatRequest {
@@ -174,6 +176,7 @@ impl ChatRequest {
             stop,
             max_tokens,
             seed,
+            repeat_tool_call_head: false,
         })
     }
 
@@ -393,7 +396,11 @@ fn parse_response_format(value: Option<&Value>) -> Result<ResponseFormat, ApiErr
     };
     match format.get("type").and_then(Value::as_str) {
         Some("text") => Ok(ResponseFormat::Text),
-        Some("json_object") => Ok(ResponseFormat::JsonObject),
+        // llama.cpp's server (and vLLM) constrain a `json_object` with a nested `schema`.
+        Some("json_object") => Ok(match format.get("schema") {
+            Some(schema) if schema.is_object() => ResponseFormat::JsonSchema(schema.clone()),
+            _ => ResponseFormat::JsonObject,
+        }),
         Some("json_schema") => {
             let spec = format.get("json_schema");
             if spec
