@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use serde::de::DeserializeOwned;
@@ -20,6 +20,7 @@ use crate::{
     config::{ChainConfig, LlmOverrides, ResolvedConfig},
     llm::{LlmClient, LlmSettings, OpenAiClient},
     prompt::{PromptSet, PromptTemplate},
+    secret::StreamMask,
 };
 
 /// Makes an LLM client from resolved settings. The default makes an [`OpenAiClient`]; tests
@@ -197,7 +198,43 @@ pub fn openai_factory() -> ClientFactory {
 pub struct RunContext {
     span: tracing::Span,
     cancel: CancellationToken,
-    text_sink: Option<mpsc::UnboundedSender<String>>,
+    text_sink: Option<Arc<TextSink>>,
+}
+
+/// The caller's stream, with the secrets this process holds masked across pieces (a key a
+/// provider echoes back, split over two chunks, never reaches it). What is held back is sent
+/// when the last clone of the run's context goes.
+#[derive(Debug)]
+struct TextSink {
+    sender: mpsc::UnboundedSender<String>,
+    mask: Mutex<StreamMask>,
+}
+
+impl TextSink {
+    fn send(&self, text: &str) {
+        let ready = self
+            .mask
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(text);
+        if !ready.is_empty() {
+            // A closed receiver means the caller stopped listening; the run goes on.
+            let _ = self.sender.send(ready);
+        }
+    }
+}
+
+impl Drop for TextSink {
+    fn drop(&mut self) {
+        let rest = self
+            .mask
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finish();
+        if !rest.is_empty() {
+            let _ = self.sender.send(rest);
+        }
+    }
 }
 
 impl Default for RunContext {
@@ -218,7 +255,10 @@ impl RunContext {
 
     /// Streams text the chain emits to `sink` as it comes.
     pub fn with_text_sink(mut self, sink: mpsc::UnboundedSender<String>) -> Self {
-        self.text_sink = Some(sink);
+        self.text_sink = Some(Arc::new(TextSink {
+            sender: sink,
+            mask: Mutex::new(StreamMask::default()),
+        }));
         self
     }
 
@@ -241,8 +281,7 @@ impl RunContext {
     /// Sends text to the caller's stream, if any.
     pub fn emit_text(&self, text: &str) {
         if let Some(sink) = &self.text_sink {
-            // A closed receiver means the caller stopped listening; the run goes on.
-            let _ = sink.send(text.to_owned());
+            sink.send(text);
         }
     }
 
@@ -262,5 +301,31 @@ impl RunContext {
     /// The run's cancellation token.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registered secret a provider streams back split over chunks never reaches the
+    /// caller's stream whole: it is masked across the pieces, the tail flushed at the end.
+    #[tokio::test]
+    async fn streamed_text_masks_a_secret_split_across_pieces() {
+        let key = "sk-canary-STREAM-0123456789abcdef";
+        crate::secret::register(key);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ctx = RunContext::new(tracing::Span::none()).with_text_sink(tx);
+        let clone = ctx.clone();
+        for piece in ["your key is ", &key[..10], &key[10..20], &key[20..], " ok"] {
+            clone.emit_text(piece);
+        }
+        drop(clone);
+        drop(ctx);
+        let mut seen = String::new();
+        while let Some(text) = rx.recv().await {
+            seen.push_str(&text);
+        }
+        assert_eq!(seen, "your key is *** ok");
     }
 }

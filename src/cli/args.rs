@@ -95,7 +95,7 @@ pub struct ModelArgs {
     pub tracking_uri: Option<String>,
     /// Refuse the model unless its artifact digest (the SHA-256 of its MLmodel, printed by
     /// `log` and when a local directory loads) is this one (`sha256:` prefix optional).
-    #[arg(long, value_name = "SHA256")]
+    #[arg(long, value_name = "SHA256", value_parser = parse_digest)]
     pub expect_digest: Option<String>,
     /// Refuse the model unless its `model.sig` (OpenSSF Model Signing) verifies with this EC
     /// P-256 public key (PEM) and every file is as signed.
@@ -276,5 +276,19 @@ impl InputArgs {
             (None, None) => anyhow::bail!("give the input with --input JSON or --input-file FILE"),
         };
         serde_json::from_str(&text).context("the input is not valid JSON")
+    }
+}
+
+/// A SHA-256 digest as `--expect-digest` takes it: 64 hex digits, `sha256:` prefix optional;
+/// returned lower-case without the prefix.
+fn parse_digest(value: &str) -> Result<String, String> {
+    let digest = value.trim();
+    let digest = digest.strip_prefix("sha256:").unwrap_or(digest);
+    if digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(digest.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "`{value}` is not a SHA-256 digest: expected 64 hex digits (`sha256:` prefix optional)"
+        ))
     }
 }

@@ -390,8 +390,8 @@ fn visit(
     }
 }
 
-/// The load-time check of one value: reference syntax, then both secret rules unless the
-/// `not_secret` list (`exempt`) covers the key path.
+/// The load-time check of one value: reference syntax, then both secret rules (the name rule
+/// not at a path the `not_secret` list (`exempt`) names).
 fn check(
     value: &Value,
     key_path: &str,
@@ -401,10 +401,9 @@ fn check(
     if let Value::String(text) = value {
         env::check_syntax(text, key_path)?;
     }
-    if secret::is_exempt(key_path, exempt) {
-        return Ok(());
-    }
-    secret::check_value(value, key_path, secret_named)
+    // `not_secret` lifts the name rule at exact paths; a key-shaped value is refused anyway.
+    let named = secret_named && !secret::is_exempt(key_path, exempt);
+    secret::check_value(value, key_path, named)
 }
 
 /// YAML text of a document; keys come out sorted because `serde_json::Map` is a `BTreeMap`.

@@ -79,6 +79,13 @@ impl ResolvedConfig {
     ) -> Result<Self, ConfigError> {
         let mut sensitive = BTreeSet::new();
         let root = resolve_node(document, "", false, env, &mut sensitive)?;
+        // A path the config's `not_secret` list names holds no secret by its name.
+        let exempt = secret::not_secret_paths(document)?;
+        sensitive.retain(|path| {
+            !secret::is_exempt(path, &exempt)
+                || matches!(document::lookup(&root, path),
+                    Some(Value::String(text)) if secret::credential_shape(text).is_some())
+        });
         // The process now holds these values: the scrubber masks them in any text from
         // outside (a provider may echo a key back).
         for path in &sensitive {

@@ -21,8 +21,9 @@
 //!
 //! A refusal names the key path and the rule, never the value.
 //!
-//! **False positives.** A top-level `not_secret` list of key paths exempts those values (and
-//! everything under them) from both rules:
+//! **False positives.** A top-level `not_secret` list of key paths exempts the values at those
+//! paths (and the elements of a list there) from rule 1 — never a whole subtree, and never
+//! rule 2: a value shaped like a credential is refused even at a listed path.
 //!
 //! ```yaml
 //! chain:
@@ -51,6 +52,10 @@ const PAIR_LABELS: &[&str] = &["name", "key", "header"];
 /// `value` of a name/value pair whose name is secret-named. In such a pair the label field
 /// (`name`, `key`, `header`) holds a name, not a secret.
 pub(crate) fn is_secret_child(map: &Map<String, Value>, key: &str) -> bool {
+    // `not_secret` ends in `_secret` but lists key paths, never secrets.
+    if key == NOT_SECRET_KEY {
+        return false;
+    }
     if key == "value" {
         return PAIR_LABELS.iter().any(|label| {
             map.get(*label)
@@ -102,16 +107,21 @@ pub(crate) fn not_secret_paths(root: &Value) -> Result<Vec<String>, ConfigError>
     Ok(paths)
 }
 
-/// Whether `key_path` is exempt from the secret rules: the `not_secret` list itself, or a
-/// path it lists, or anything under one.
+/// Whether `key_path` is exempt from the *name* rule: the `not_secret` list itself, a path it
+/// lists, or an element of a list at such a path (`path.0`). Never a whole subtree, and never
+/// the shape rule: a value shaped like a key is refused even at a listed path.
 pub(crate) fn is_exempt(key_path: &str, exempt: &[String]) -> bool {
-    let under = |prefix: &str| {
-        key_path == prefix
+    let at = |path: &str| {
+        key_path == path
             || key_path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('.'))
+                .strip_prefix(path)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|index| !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()))
     };
-    under(NOT_SECRET_KEY) || exempt.iter().any(|path| under(path))
+    let in_list = key_path
+        .strip_prefix(NOT_SECRET_KEY)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+    in_list || exempt.iter().any(|path| at(path))
 }
 
 /// Checks one value (not its children) against both rules.
@@ -443,7 +453,7 @@ mod tests {
 
     #[test]
     fn not_secret_exempts_listed_paths_and_round_trips() {
-        let yaml = "chain:\n  label_key: region\n  lookup:\n    pass: first\nnot_secret: [chain.label_key, chain.lookup]\n";
+        let yaml = "chain:\n  label_key: region\n  lookup:\n    pass: first\nnot_secret: [chain.label_key, chain.lookup.pass]\n";
         let config = ChainConfig::from_yaml(yaml, Path::new("c.yaml")).unwrap();
         let logged = config.to_yaml();
         assert!(logged.contains("not_secret"), "{logged}");
@@ -457,6 +467,40 @@ mod tests {
         assert!(
             matches!(&err, ConfigError::LiteralSecret { key_path, .. } if key_path == "chain.label_key"),
             "{err:?}"
+        );
+    }
+
+    /// `not_secret` exempts exact paths from the name rule only: not a subtree, not a value
+    /// shaped like a key; and its own entries are never treated as secrets.
+    #[test]
+    fn not_secret_is_exact_and_never_covers_a_key_shaped_value() {
+        let canary = format!("sk-{}", "CANARY0123456789abcdefghij");
+        for (yaml, path) in [
+            (
+                "chain:\n  lookup:\n    api_key: literal-value\nnot_secret: [chain]\n".to_owned(),
+                "chain.lookup.api_key",
+            ),
+            (
+                format!("chain:\n  helper: {canary}\nnot_secret: [chain.helper]\n"),
+                "chain.helper",
+            ),
+        ] {
+            let err = ChainConfig::from_yaml(&yaml, Path::new("c.yaml")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::LiteralSecret { key_path, .. } if key_path == path),
+                "{yaml}: {err:?}"
+            );
+            assert_hidden(&err, &canary);
+        }
+        let config = ChainConfig::from_yaml(
+            "chain:\n  label_key: region\nnot_secret: [chain.label_key]\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let resolved = config.resolve(&|_: &str| None).unwrap();
+        assert!(
+            !format!("{resolved:?}").contains("***"),
+            "a not_secret entry was hidden as a secret: {resolved:?}"
         );
     }
 

@@ -163,9 +163,28 @@ async fn fetch_verified(
             fetch_model_with_tags(store.as_ref(), &model_uri, &default_cache_dir()?).await?
         }
     };
-    let refused = |source: ArtifactError| LoadError::Rebuild {
-        uri: uri.to_owned(),
-        source: RebuildError::Artifact(source),
+    let from_store = !matches!(model_uri, ModelUri::LocalDir { .. });
+    let refused = |source: ArtifactError| {
+        // A cached copy that fails its checks is discarded, so a store put right is fetched
+        // again instead of the bad copy being refused forever.
+        if from_store && !matches!(source, ArtifactError::Signature(_)) {
+            match std::fs::remove_dir_all(&fetched.dir) {
+                Ok(()) => eprintln!(
+                    "note: the cached copy `{}` failed its checks and was discarded; the next \
+                     load fetches the model again",
+                    fetched.dir.display()
+                ),
+                Err(err) => eprintln!(
+                    "warning: the cached copy `{}` failed its checks and could not be removed \
+                     ({err}); delete it by hand",
+                    fetched.dir.display()
+                ),
+            }
+        }
+        LoadError::Rebuild {
+            uri: uri.to_owned(),
+            source: RebuildError::Artifact(source),
+        }
     };
     let dir = &fetched.dir;
     let pinned = integrity.expect_digest.as_deref().map(|expected| {

@@ -41,5 +41,7 @@ mod registry;
 mod shape;
 
 pub use name::is_secret_name;
-pub use registry::{MIN_SCRUB_LEN, Scrubbed, mask_registered, register, register_env, scrub};
+pub use registry::{
+    MIN_SCRUB_LEN, Scrubbed, StreamMask, mask_registered, register, register_env, scrub,
+};
 pub use shape::{credential_shape, mask_credentials};

@@ -109,6 +109,66 @@ pub fn mask_registered(text: &str) -> String {
     shape::mask_ranges(text, registered_ranges(text))
 }
 
+/// [`mask_registered`] for text that arrives in pieces (a streamed reply): a secret split
+/// across two pieces is masked too. [`push`](Self::push) returns what is safe to pass on now
+/// and holds back a tail that could be the start of a secret; [`finish`](Self::finish)
+/// returns the rest, masked.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::secret::{StreamMask, register};
+/// register("canary-77aa11bb22");
+/// let mut mask = StreamMask::default();
+/// let mut out = mask.push("your key is canary-77");
+/// out += &mask.push("aa11bb22 ok");
+/// out += &mask.finish();
+/// assert_eq!(out, "your key is *** ok");
+/// ```
+#[derive(Debug, Default)]
+pub struct StreamMask {
+    pending: String,
+}
+
+impl StreamMask {
+    /// Adds `piece`; returns the masked text that can no longer be part of a secret.
+    pub fn push(&mut self, piece: &str) -> String {
+        self.pending.push_str(piece);
+        let mut cut = self.pending.len() - held_tail(&self.pending);
+        // A whole secret that the cut would split is held back whole.
+        while let Some(range) = registered_ranges(&self.pending)
+            .into_iter()
+            .find(|range| range.start < cut && cut < range.end)
+        {
+            cut = range.start;
+        }
+        let ready = mask_registered(&self.pending[..cut]);
+        self.pending.drain(..cut);
+        ready
+    }
+
+    /// The text still held back, masked.
+    pub fn finish(&mut self) -> String {
+        mask_registered(&std::mem::take(&mut self.pending))
+    }
+}
+
+/// The length of the longest tail of `text` that is the start of a registered secret.
+fn held_tail(text: &str) -> usize {
+    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
+    let mut longest = 0;
+    for secret in registry.iter() {
+        let secret = secret.expose_secret();
+        for len in (longest + 1..=secret.len().min(text.len())).rev() {
+            if secret.is_char_boundary(len) && text.ends_with(&secret[..len]) {
+                longest = len;
+                break;
+            }
+        }
+    }
+    longest
+}
+
 /// The byte ranges of `text` that hold a registered secret.
 fn registered_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
     let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);

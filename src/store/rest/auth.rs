@@ -50,10 +50,16 @@ impl Auth {
 
     /// HTTP Basic credentials.
     pub fn basic(username: impl Into<String>, password: impl Into<String>) -> Self {
-        let password = password.into();
+        let (username, password) = (username.into(), password.into());
         crate::secret::register(&password);
+        // What goes on the wire, `base64(user:password)`, is a secret too: a server that
+        // echoes the header back must not put the password in a message in another spelling.
+        crate::secret::register(&base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{username}:{password}"),
+        ));
         Self::Basic {
-            username: username.into(),
+            username,
             password: SecretString::from(password),
         }
     }
