@@ -14,9 +14,11 @@
 //!   package), and the default paths in it.
 //! - [`scaffold`]: `chainlog new` — a crate for a team's own chains.
 //! - [`runner`]: where chain, artifact and store meet — the one place a chain is built (for
-//!   `run`, `log`, `predict`, `serve`), logging, rebuilding from an artifact, batches, and
-//!   which endpoint chains talk to.
-//! - [`store`]: MLflow tracking stores — MLflow's own SQLite schema and a server's REST API.
+//!   `run`, `log`, `predict`, `serve`), logging, rebuilding from an artifact, batches (rows in
+//!   flight against LLM calls in flight, one batch per output file), `gc` of what crashed logs
+//!   left, and which endpoint chains talk to.
+//! - [`store`]: MLflow tracking stores — MLflow's own SQLite schema and a server's REST API,
+//!   with MLflow's own rules for names and values checked before anything is written.
 //! - [`mock`]: the mock OpenAI server — OpenAI's wire format (chat completions plain and
 //!   streamed, tool calls, JSON-schema output, models, embeddings, responses), replies from
 //!   rules, cassettes or a deterministic default, faults and latency on demand, and a journal
@@ -76,9 +78,12 @@ pub mod store;
 /// subdirectory (see [`project`]); that folder is only used for finding files and never goes
 /// into an artifact, a param or a tag.
 ///
-/// ```ignore
+/// ```text
 /// chainlog::main!();
 /// ```
+///
+/// (Not a doctest: it needs the build script's `OUT_DIR`; this repository's own
+/// `src/main.rs` and the scaffolded crate in `tests/it/user_crate.rs` compile it.)
 #[macro_export]
 macro_rules! main {
     () => {
