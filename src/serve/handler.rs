@@ -139,7 +139,7 @@ async fn invocations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ServeError> {
-    check_content_type(&headers)?;
+    let format = content_type(&headers)?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ServeError::PayloadTooLarge {
@@ -149,7 +149,10 @@ async fn invocations(
             ServeError::BadRequest(format!("could not read the request body: {rejection}"))
         }
     })?;
-    let request = input::parse(&body, &state.inner.check)?;
+    let request = match format {
+        BodyFormat::Json => input::parse(&body, &state.inner.check)?,
+        BodyFormat::Csv => input::parse_csv(&body, &state.inner.check)?,
+    };
     for (index, row) in request.rows.iter().enumerate() {
         (state.inner.check)(row).map_err(|err| ServeError::from_chain(err, Some(index)))?;
     }
@@ -171,19 +174,32 @@ async fn invocations(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// `application/json`, with at most a `charset` parameter, as MLflow accepts.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ServeError> {
+/// The body formats MLflow's scoring server reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFormat {
+    /// `application/json`: one of the four input fields.
+    Json,
+    /// `text/csv`: a header row of input fields, then one row per input.
+    Csv,
+}
+
+/// `application/json` or `text/csv`, with at most a `charset` parameter, as MLflow accepts.
+fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ServeError> {
     let value = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mut parts = value.split(';').map(str::trim);
     let mime = parts.next().unwrap_or("");
-    if !mime.eq_ignore_ascii_case("application/json") {
+    let format = if mime.eq_ignore_ascii_case("application/json") {
+        BodyFormat::Json
+    } else if mime.eq_ignore_ascii_case("text/csv") {
+        BodyFormat::Csv
+    } else {
         return Err(ServeError::UnsupportedMediaType(format!(
-            "Content type must be application/json, got `{mime}`"
+            "Content type must be one of application/json or text/csv, got `{mime}`"
         )));
-    }
+    };
     let unknown: Vec<&str> = parts
         .filter(|p| !p.is_empty())
         .filter_map(|p| p.split('=').next())
@@ -191,7 +207,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ServeError> {
         .filter(|name| !name.eq_ignore_ascii_case("charset"))
         .collect();
     if unknown.is_empty() {
-        Ok(())
+        Ok(format)
     } else {
         Err(ServeError::UnsupportedMediaType(format!(
             "Unrecognized content type parameters: {}",

@@ -1,4 +1,6 @@
-//! MLflow's request formats → rows of chain input (one JSON object per row).
+//! MLflow's request formats → rows of chain input (one JSON object per row): the four JSON
+//! input fields, and `text/csv` as MLflow's scoring server reads it (`pandas.read_csv`: a
+//! header row of column names, one row per input).
 
 use serde_json::{Map, Value};
 
@@ -68,6 +70,73 @@ pub(super) fn parse(body: &[u8], check: &InputCheck) -> Result<Request, ServeErr
         return Err(ServeError::BadRequest(format!("`{format}` holds no rows")));
     }
     Ok(Request { rows, params })
+}
+
+/// A `text/csv` body: a header row of input fields, then one row per input. Cells are typed as
+/// `pandas.read_csv` types them (an empty cell is null; `True`/`False`, whole numbers and
+/// decimals become booleans and numbers); a row that the chain's input check refuses with
+/// those types but accepts with every cell as text is taken as text (a `"123"` that is a
+/// string field).
+pub(super) fn parse_csv(body: &[u8], check: &InputCheck) -> Result<Request, ServeError> {
+    let bad = |what: String| ServeError::BadRequest(format!("Invalid CSV input: {what}"));
+    let mut reader = csv::ReaderBuilder::new().from_reader(body);
+    let columns: Vec<String> = reader
+        .headers()
+        .map_err(|err| bad(err.to_string()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    if columns.iter().all(String::is_empty) {
+        return Err(bad("the first line must name the columns".to_owned()));
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|err| bad(err.to_string()))?;
+        let typed: Map<String, Value> = columns
+            .iter()
+            .cloned()
+            .zip(record.iter().map(csv_cell))
+            .collect();
+        let typed = Value::Object(typed);
+        if check(&typed).is_ok() {
+            rows.push(typed);
+            continue;
+        }
+        let text = Value::Object(
+            columns
+                .iter()
+                .cloned()
+                .zip(record.iter().map(|cell| Value::String(cell.to_owned())))
+                .collect(),
+        );
+        rows.push(if check(&text).is_ok() { text } else { typed });
+    }
+    if rows.is_empty() {
+        return Err(bad("no rows after the header".to_owned()));
+    }
+    Ok(Request {
+        rows,
+        params: Map::new(),
+    })
+}
+
+/// One CSV cell typed as `pandas.read_csv` would type it.
+fn csv_cell(cell: &str) -> Value {
+    if cell.is_empty() {
+        return Value::Null;
+    }
+    match cell {
+        "True" | "TRUE" | "true" => return Value::Bool(true),
+        "False" | "FALSE" | "false" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(int) = cell.parse::<i64>() {
+        return Value::from(int);
+    }
+    match cell.parse::<f64>() {
+        Ok(float) if float.is_finite() => Value::from(float),
+        _ => Value::String(cell.to_owned()),
+    }
 }
 
 fn not_one_format(present: &[&str]) -> ServeError {

@@ -160,7 +160,11 @@ async fn health_and_version() {
 async fn wrong_content_type_is_415() {
     let app = router(greet());
     let body = r#"{"inputs":{"name":"Ada"}}"#;
-    for content_type in ["text/plain", "application/json; format=pandas-split"] {
+    for content_type in [
+        "text/plain",
+        "application/json; format=pandas-split",
+        "text/csv; format=x",
+    ] {
         let request = Request::post("/invocations")
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::from(body))
@@ -174,6 +178,32 @@ async fn wrong_content_type_is_415() {
         .body(Body::from(body))
         .unwrap();
     assert_eq!(send(&app, request).await.0, StatusCode::OK);
+}
+
+/// `text/csv` as MLflow's scoring server reads it: a header row, one input per row, cells typed
+/// as pandas types them unless the chain wants text; a CSV without rows is a 400.
+#[tokio::test]
+async fn csv_bodies_are_rows_like_mlflows_scoring_server_reads_them() {
+    let app = router(greet());
+    let request = Request::post("/invocations")
+        .header(header::CONTENT_TYPE, "text/csv; charset=utf-8")
+        .body(Body::from("name\nAda\n\"Bob, Jr.\"\n123\n"))
+        .unwrap();
+    let (status, json) = send_json(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(
+        json["predictions"],
+        serde_json::json!(["Hello, Ada", "Hello, Bob, Jr.", "Hello, 123"])
+    );
+    for body in ["name\n", ""] {
+        let request = Request::post("/invocations")
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(body))
+            .unwrap();
+        let (status, json) = send_json(&app, request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {json}");
+        assert!(json["message"].as_str().unwrap().contains("CSV"), "{json}");
+    }
 }
 
 /// No format, two formats, or JSON that does not parse: 400 with MLflow's body.
