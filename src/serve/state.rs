@@ -32,6 +32,9 @@ pub struct ServeLimits {
     pub body_timeout: Duration,
     /// Refused requests (503) are logged as one WARN line per interval, with their count.
     pub overload_log_interval: Duration,
+    /// Longest wait for a request's headers (from its first byte); a client that sends them
+    /// slower is disconnected, so idle half-open connections cannot pile up.
+    pub header_timeout: Duration,
 }
 
 impl Default for ServeLimits {
@@ -42,6 +45,7 @@ impl Default for ServeLimits {
             row_concurrency: 8,
             body_timeout: Duration::from_secs(30),
             overload_log_interval: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
         }
     }
 }

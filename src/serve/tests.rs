@@ -476,6 +476,56 @@ async fn slow_bodies_hold_no_slot_and_get_408() {
     server.await.unwrap().unwrap();
 }
 
+/// 20 connections that send half a request line and its headers and then stall are
+/// disconnected once the header timeout passes, while normal clients keep getting 200s.
+/// Bounded: 20 connections, about a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_disconnected_after_the_header_timeout() {
+    let limits = ServeLimits {
+        header_timeout: Duration::from_millis(500),
+        ..ServeLimits::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, greet().with_limits(limits), async {
+        let _ = stopped.await;
+    }));
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            .await
+            .unwrap();
+        slow.push(socket);
+    }
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let response = client
+            .post(format!("http://{addr}/invocations"))
+            .json(&json!({"inputs": {"name": "Ada"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for mut socket in slow {
+        let mut answer = Vec::new();
+        // Closed (possibly after a 408) rather than held open.
+        let read = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer))
+            .await
+            .expect("a stalled header is cut off within its timeout");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            read.is_err() || answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
 /// A flood of 503s writes one overload line per interval with the count, not one per
 /// request: 300 refused requests within the interval give exactly one line.
 #[tokio::test]
