@@ -40,6 +40,10 @@ pub(crate) const LLM_KEYS: &[&str] = &[
     "model",
     "temperature",
     "max_tokens",
+    "max_tokens_field",
+    "tool_choice",
+    "structured_output",
+    "accept_truncated",
     "base_url",
     "api_key",
     "max_retries",
@@ -208,6 +212,44 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    /// `LLM_KEYS` (what `--set` may add to a section) is exactly the section's keys: a key
+    /// added to [`LlmSection`] and forgotten there could not be set from the command line.
+    #[test]
+    fn settable_keys_are_exactly_the_sections_keys() {
+        let err = serde_json::from_value::<LlmSection>(serde_json::json!({"zzz": 1}))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let listed: Vec<&str> = err
+            .split_once("expected one of ")
+            .map(|(_, list)| list)
+            .unwrap_or_default()
+            .split(", ")
+            .map(|key| key.trim_matches('`'))
+            .collect();
+        let mut listed = listed;
+        let mut keys = LLM_KEYS.to_vec();
+        listed.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(listed, keys, "{err}");
+    }
+
+    /// Every key can be given with `--set` when the file leaves it out.
+    #[test]
+    fn every_llm_key_can_be_set_when_the_file_leaves_it_out() {
+        for set in [
+            "llm.structured_output=json_object",
+            "llm.tool_choice=required",
+            "llm.accept_truncated=true",
+            "llm.max_tokens_field=both",
+        ] {
+            let mut config =
+                ChainConfig::from_yaml("llm:\n  model: m\n", std::path::Path::new("c.yaml"))
+                    .unwrap();
+            config.set(set).unwrap_or_else(|err| panic!("{set}: {err}"));
+        }
+    }
     use crate::config::ChainConfig;
 
     type Env = Vec<(&'static str, &'static str)>;
