@@ -76,16 +76,7 @@ pub fn register_env() {
 /// assert_eq!(scrub("nothing to hide"), "nothing to hide");
 /// ```
 pub fn scrub(text: &str) -> String {
-    let registry = REGISTRY.read().unwrap_or_else(PoisonError::into_inner);
-    let mut ranges = Vec::new();
-    for secret in registry.iter() {
-        let secret = secret.expose_secret();
-        ranges.extend(
-            text.match_indices(secret)
-                .map(|(at, _)| at..at + secret.len()),
-        );
-    }
-    drop(registry);
+    let mut ranges = registered_ranges(text);
     ranges.extend(shape::secret_ranges(text));
     shape::mask_ranges(text, ranges)
 }
