@@ -68,6 +68,7 @@ pub mod scaffold;
 pub mod secret;
 pub mod serve;
 pub mod store;
+pub mod trace;
 
 /// The whole `src/main.rs` of a crate that holds chains: includes the registry its build script
 /// (`chainlog_build::generate()`) wrote from `chains/*.rs` and runs chainlog's command line
