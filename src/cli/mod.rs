@@ -177,5 +177,8 @@ fn set_up_logging(verbose: u8, traces: Option<crate::trace::TraceLayer>) {
         .with_filter(filter);
     let traces =
         traces.map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
-    tracing_subscriber::registry().with(lines).with(traces).init();
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(traces)
+        .init();
 }

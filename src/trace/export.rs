@@ -209,7 +209,10 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: 
             if let Err(failure) = destination.export(std::mem::take(&mut batch)).await {
                 if failure.permanent {
                     dead = true;
-                    tracing::warn!("{}; traces are not exported, predictions go on", failure.message);
+                    tracing::warn!(
+                        "{}; traces are not exported, predictions go on",
+                        failure.message
+                    );
                 } else if !failed_once {
                     failed_once = true;
                     tracing::warn!(

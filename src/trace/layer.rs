@@ -80,7 +80,8 @@ impl Visit for EventFields {
         if field.name() == "message" {
             self.message = Some(value.to_owned());
         } else {
-            self.fields.push((field.name().to_owned(), value.to_owned()));
+            self.fields
+                .push((field.name().to_owned(), value.to_owned()));
         }
     }
 

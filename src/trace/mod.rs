@@ -224,9 +224,12 @@ impl Tracer {
         if !self.enabled {
             return Ok(());
         }
-        let collector = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-            .iter()
-            .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+        let collector = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
         let tags = self.tags.clone();
         let destination = match uri {
             _ if collector => Destination::Otlp(Box::new(

@@ -218,12 +218,16 @@ impl TraceRecord {
 
     /// The root's inputs as MLflow previews them (at most 1000 characters, `...` after a cut).
     pub fn request_preview(&self) -> Option<String> {
-        self.root()?.attribute_text("mlflow.spanInputs").map(preview)
+        self.root()?
+            .attribute_text("mlflow.spanInputs")
+            .map(preview)
     }
 
     /// The root's outputs as MLflow previews them.
     pub fn response_preview(&self) -> Option<String> {
-        self.root()?.attribute_text("mlflow.spanOutputs").map(preview)
+        self.root()?
+            .attribute_text("mlflow.spanOutputs")
+            .map(preview)
     }
 
     /// The token usage summed over the trace's spans; `None` when no span reports any.

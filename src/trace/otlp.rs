@@ -161,7 +161,11 @@ impl OtlpSink {
         let mut exporter = builder
             .build()
             .map_err(|err| format!("cannot build the OTLP trace exporter: {err}"))?;
-        exporter.set_resource(&Resource::builder_empty().with_service_name("chainlog").build());
+        exporter.set_resource(
+            &Resource::builder_empty()
+                .with_service_name("chainlog")
+                .build(),
+        );
         Ok(Self {
             exporter,
             endpoint: crate::secret::mask_credentials(&endpoint),

@@ -78,8 +78,8 @@ pub fn tool_span(name: &str, arguments: &str) -> Span {
     let span = tracing::info_span!("tool", mlflow.spanType = "TOOL", tool = %name);
     with_traced(&span, |traced| {
         traced.name = name.to_owned();
-        let inputs = serde_json::from_str(arguments)
-            .unwrap_or_else(|_| Value::String(arguments.to_owned()));
+        let inputs =
+            serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()));
         traced.set("mlflow.spanInputs", AttrValue::Json(inputs));
     });
     span

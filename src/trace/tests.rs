@@ -27,10 +27,14 @@ fn chain_with_llm_call() {
     inputs(&chain, || json!({"text": "hi"}));
     chain.in_scope(|| {
         let llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
-        json_text(&llm, "mlflow.spanInputs", || r#"{"model":"m","messages":[]}"#.to_owned());
-        attribute(&llm, "mlflow.chat.tokenUsage", || {
-            json!({"input_tokens": 3, "output_tokens": 2, "total_tokens": 5})
+        json_text(&llm, "mlflow.spanInputs", || {
+            r#"{"model":"m","messages":[]}"#.to_owned()
         });
+        attribute(
+            &llm,
+            "mlflow.chat.tokenUsage",
+            || json!({"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}),
+        );
         llm.in_scope(|| tracing::warn!(retry = 1, "llm request failed; retrying"));
         drop(llm);
         let tool = tool_span("calculator", r#"{"expression":"2*3"}"#);
@@ -134,7 +138,11 @@ fn settings_read_the_controls_and_name_bad_values() {
     };
     let off = TraceSettings::from_lookup(false, &[], env(&[("CHAINLOG_TRACING", "false")]));
     assert!(!off.unwrap().enabled);
-    assert!(!TraceSettings::from_lookup(true, &[], env(&[])).unwrap().enabled);
+    assert!(
+        !TraceSettings::from_lookup(true, &[], env(&[]))
+            .unwrap()
+            .enabled
+    );
     let half = TraceSettings::from_lookup(false, &[], env(&[(SAMPLING_VAR, "0.5")])).unwrap();
     assert!((half.sampling_ratio - 0.5).abs() < f64::EPSILON);
     let bad = TraceSettings::from_lookup(false, &[], env(&[(SAMPLING_VAR, "2")])).unwrap_err();
