@@ -460,3 +460,62 @@ fn a_dead_or_otlp_less_destination_leaves_predictions_succeeding_with_one_warnin
         );
     }
 }
+
+/// `serve`: every request is a trace of the served model, and what is queued when it stops
+/// (SIGTERM, graceful shutdown) is exported before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
+    use std::io::{BufRead, BufReader};
+    let env = mlflow_env();
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(["serve", "-m", &format!("models:/{model_id}"), "--port", "0"])
+        .current_dir(dir.path())
+        .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("CHAINLOG_TRACING")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let response = client
+            .post(format!("{url}/invocations"))
+            .json(&serde_json::json!({"inputs": {"text": format!("served {i}")}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        &model_id,
+        logged["run_id"].as_str().unwrap(),
+    );
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 3, "{found:#}");
+    assert!(
+        traces
+            .iter()
+            .all(|t| t["request_preview"].as_str().unwrap().contains("served"))
+    );
+}
