@@ -39,10 +39,10 @@ pub async fn connect(
         }
     };
     let mut experiment_id = None;
-    if let Some(model_id) = &model_id {
-        if let Ok(model) = store.get_logged_model(model_id).await {
-            experiment_id = Some(model.experiment_id);
-        }
+    if let Some(model_id) = &model_id
+        && let Ok(model) = store.get_logged_model(model_id).await
+    {
+        experiment_id = Some(model.experiment_id);
     }
     let experiment_id = match experiment_id.or_else(|| env("MLFLOW_EXPERIMENT_ID")) {
         Some(id) => id,

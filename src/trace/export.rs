@@ -205,21 +205,22 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: 
                 next = rx.try_recv().ok();
             }
         }
-        if !batch.is_empty() && !dead {
-            if let Err(failure) = destination.export(std::mem::take(&mut batch)).await {
-                if failure.permanent {
-                    dead = true;
-                    tracing::warn!(
-                        "{}; traces are not exported, predictions go on",
-                        failure.message
-                    );
-                } else if !failed_once {
-                    failed_once = true;
-                    tracing::warn!(
-                        "{}; those traces are dropped (said once), predictions go on",
-                        failure.message
-                    );
-                }
+        if !batch.is_empty()
+            && !dead
+            && let Err(failure) = destination.export(std::mem::take(&mut batch)).await
+        {
+            if failure.permanent {
+                dead = true;
+                tracing::warn!(
+                    "{}; traces are not exported, predictions go on",
+                    failure.message
+                );
+            } else if !failed_once {
+                failed_once = true;
+                tracing::warn!(
+                    "{}; those traces are dropped (said once), predictions go on",
+                    failure.message
+                );
             }
         }
         batch.clear();
