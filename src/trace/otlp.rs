@@ -38,6 +38,9 @@ use super::{
 };
 use crate::store::Auth;
 
+/// `StartTraceV3` calls in flight at once.
+const FINISH_CONCURRENCY: usize = 8;
+
 /// How long one OTLP request may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -204,8 +207,19 @@ impl OtlpSink {
             });
         }
         if let Some(mlflow) = &self.mlflow {
-            for trace in &traces {
-                if let Err(message) = mlflow.finish_trace(trace, &self.link, &self.tags).await {
+            // One `StartTraceV3` per trace, a few at a time.
+            for chunk in traces.chunks(FINISH_CONCURRENCY) {
+                let results = futures::future::join_all(
+                    chunk
+                        .iter()
+                        .map(|trace| mlflow.finish_trace(trace, &self.link, &self.tags)),
+                )
+                .await;
+                if let Some((trace, Err(message))) = chunk
+                    .iter()
+                    .zip(results)
+                    .find(|(_, result)| result.is_err())
+                {
                     return Err(ExportFailure {
                         message: format!(
                             "cannot set the metadata of trace {} at {}: {message}",
