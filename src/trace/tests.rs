@@ -165,3 +165,20 @@ fn a_secret_never_reaches_an_encoded_attribute() {
     let encoded = format!("{:?}", traces[0].spans[0].encoded_attributes());
     assert!(!encoded.contains(canary), "{encoded}");
 }
+
+#[test]
+fn a_full_queue_drops_traces_without_waiting_and_counts_their_spans() {
+    let (layer, tracer) = on().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..QUEUE_CAPACITY + 3 {
+            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+            chain.in_scope(|| {
+                let _llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
+            });
+        }
+    });
+    assert_eq!(tracer.dropped_spans(), 6, "3 traces of 2 spans dropped");
+    assert_eq!(tracer.take_queued().len(), QUEUE_CAPACITY);
+}
