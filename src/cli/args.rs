@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::{
-    artifact::VerifyingKey,
+    artifact::{LoadedArtifact, VerifyingKey},
     chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
@@ -79,7 +79,7 @@ impl ChainFilesArgs {
     }
 }
 
-/// A logged model and how to load it. Used by `predict` and `serve`.
+/// A logged model and how to load it. Used by `predict`, `serve` and `replay`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The model: runs:/<run_id>/<name>, models:/<model_id>, models:/<name>/<version>,
@@ -120,6 +120,26 @@ impl ModelArgs {
         compiled: &CompiledCrate,
         hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
+        let artifact = self.locate(registry, compiled, hand_over_args).await?;
+        let endpoint = super::endpoint().await?;
+        let model = rebuild_model(registry, &self.model_uri, artifact, &self.set, &endpoint)?;
+        Ok((model, endpoint))
+    }
+
+    /// Fetches and verifies the model (every hash, the store's digest record, `--expect-digest`,
+    /// `--verify-key`) and returns it when this binary runs its code; when the artifact's own
+    /// code must be compiled, hands the command over to the compiled binary (never returns on
+    /// Unix). Used by `replay`, which answers the chain's LLM calls itself.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`locate_model_code`]; a binary that cannot be started.
+    pub async fn locate(
+        &self,
+        registry: &ChainRegistry,
+        compiled: &CompiledCrate,
+        hand_over_args: Vec<OsString>,
+    ) -> anyhow::Result<LoadedArtifact> {
         let integrity = Integrity {
             expect_digest: self.expect_digest.clone(),
             verify_key: self
@@ -139,12 +159,7 @@ impl ModelArgs {
         )
         .await?;
         match code {
-            ModelCode::ThisBinary(artifact) => {
-                let endpoint = super::endpoint().await?;
-                let model =
-                    rebuild_model(registry, &self.model_uri, *artifact, &self.set, &endpoint)?;
-                Ok((model, endpoint))
-            }
+            ModelCode::ThisBinary(artifact) => Ok(*artifact),
             ModelCode::Compiled(model) => {
                 let code = hand_over(&model.binary, &model.artifact, hand_over_args)?;
                 std::process::exit(code)

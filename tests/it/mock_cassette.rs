@@ -361,15 +361,19 @@ async fn identical_requests_replay_in_recorded_order_and_models_are_recorded() {
                 )
                     .into_response();
             }
-            axum::Json(serde_json::json!({"id": format!("c{n}"), "object": "chat.completion",
+            axum::Json(
+                serde_json::json!({"id": format!("c{n}"), "object": "chat.completion",
                 "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
-                "message": {"role": "assistant", "content": format!("answer {n}")}}]}))
+                "message": {"role": "assistant", "content": format!("answer {n}")}}]}),
+            )
             .into_response()
         }
     };
     let models = || async {
-        axum::Json(serde_json::json!({"object": "list", "data": [{"id": "upstream-only",
-            "object": "model", "created": 1, "owned_by": "x"}]}))
+        axum::Json(
+            serde_json::json!({"object": "list", "data": [{"id": "upstream-only",
+            "object": "model", "created": 1, "owned_by": "x"}]}),
+        )
     };
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(chat))
@@ -422,7 +426,10 @@ async fn identical_requests_replay_in_recorded_order_and_models_are_recorded() {
         (200, "answer 1".to_owned()),
         (200, "answer 2".to_owned()),
     ];
-    assert_eq!(recorded, (expected.clone(), serde_json::json!("upstream-only")));
+    assert_eq!(
+        recorded,
+        (expected.clone(), serde_json::json!("upstream-only"))
+    );
     drop(recorder);
 
     let replayer = MockServer::start(
@@ -434,7 +441,11 @@ async fn identical_requests_replay_in_recorded_order_and_models_are_recorded() {
     .unwrap();
     let replayed = ask(replayer.base_url()).await;
     assert_eq!(replayed, (expected, serde_json::json!("upstream-only")));
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "replay reached the upstream");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "replay reached the upstream"
+    );
     let answered: Vec<_> = replayer
         .requests()
         .into_iter()

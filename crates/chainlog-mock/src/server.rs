@@ -693,8 +693,7 @@ async fn from_cassette(
         } => {
             let client_key = client_key(headers).map(|k| SecretString::from(k.to_owned()));
             let key = api_key.as_ref().or(client_key.as_ref());
-            let sent = match cassette::send(http, upstream, method, path, body.clone(), key).await
-            {
+            let sent = match cassette::send(http, upstream, method, path, body.clone(), key).await {
                 Ok(sent) => sent,
                 Err(err) => {
                     tracing::error!(error = %err, "upstream request failed while recording");
@@ -713,8 +712,7 @@ async fn from_cassette(
                 .collect();
             if sent.is_event_stream() {
                 let guard = Arc::clone(recording).read_owned().await;
-                return record_stream(cassette, guard, method, path, &request, sent, secrets)
-                    .await;
+                return record_stream(cassette, guard, method, path, &request, sent, secrets).await;
             }
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let recorded = match sent.buffer().await {

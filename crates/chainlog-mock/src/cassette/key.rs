@@ -236,7 +236,12 @@ fn canonical(value: &Value) -> Value {
 
 /// Appends to `out` the paths (`messages[1].content`) where `recorded` and `asked` differ,
 /// with both values.
-fn diff_values(at: &str, recorded: Option<&Value>, asked: Option<&Value>, out: &mut Vec<Difference>) {
+fn diff_values(
+    at: &str,
+    recorded: Option<&Value>,
+    asked: Option<&Value>,
+    out: &mut Vec<Difference>,
+) {
     let here = || {
         if at.is_empty() {
             "body".to_owned()
@@ -321,7 +326,9 @@ mod tests {
             .unwrap();
         assert_eq!((index, cassette.interactions.len()), (3, 4));
         assert_eq!(
-            cassette.matching("POST", CHAT, &chat("hello", 0.0)).unwrap(),
+            cassette
+                .matching("POST", CHAT, &chat("hello", 0.0))
+                .unwrap(),
             [0, 3]
         );
         // Recording again after a reload replaces the same keys in place, in order.

@@ -48,8 +48,8 @@ mod upstream;
 use std::path::Path;
 
 pub use format::CassetteError;
-pub use key::{CassetteMiss, Closest, Difference};
 pub(crate) use format::{Cassette, RecordedBody, RecordedResponse};
+pub use key::{CassetteMiss, Closest, Difference};
 pub(crate) use record::kept_headers;
 pub(crate) use upstream::{Upstream, events_of, send};
 
