@@ -125,10 +125,10 @@ fn render_miss(out: &mut String, miss: &FirstMiss) {
         miss.cassette
     );
     for change in &miss.differences {
-        let _ = writeln!(out, "    {}", change.at);
+        let _ = writeln!(out, "      {}", change.at);
         let (recorded, asked) = excerpts(change.recorded.as_ref(), change.asked.as_ref());
-        let _ = writeln!(out, "      recorded: {recorded}");
-        let _ = writeln!(out, "      asked:    {asked}");
+        let _ = writeln!(out, "        recorded: {recorded}");
+        let _ = writeln!(out, "        asked:    {asked}");
     }
 }
 

@@ -8,6 +8,10 @@
 //! exists marks the model UPLOAD_FAILED and the run FAILED before the error is returned, so
 //! nothing half-written ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
 //! input example that does not fit or does not run) is refused before the store is touched.
+//!
+//! The input example and the `--examples` inputs run once each with their LLM exchanges
+//! recorded ([`record_cases`]); the cassettes and the cases file go under the artifact's
+//! `cassettes/` for `replay`, the input example's output is the output example.
 
 use std::{
     path::Path,

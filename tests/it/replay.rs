@@ -201,11 +201,7 @@ async fn every_example_chain_replays_identical_offline() {
         .count();
     assert_eq!(cassettes, 6, "one cassette per case");
     for (path, content) in &files {
-        assert!(
-            !content.contains(&key),
-            "{} holds the key",
-            path.display()
-        );
+        assert!(!content.contains(&key), "{} holds the key", path.display());
         if path.ends_with("MLmodel") {
             assert!(content.contains("cassettes/case-0.yaml"), "{content}");
             assert!(content.contains("cassettes/cases.jsonl"), "{content}");
@@ -239,7 +235,7 @@ fn a_changed_request_is_named_as_the_first_not_in_the_cassette() {
         stdout.contains("closest recorded: interaction #0 (cassettes/case-0.yaml"),
         "{stdout}"
     );
-    assert!(stdout.contains("    messages[0].content\n"), "{stdout}");
+    assert!(stdout.contains("      messages[0].content\n"), "{stdout}");
     let recorded = stdout
         .lines()
         .find(|l| l.trim_start().starts_with("recorded:"))
@@ -380,12 +376,13 @@ rules:
         &config,
         &prompts,
         &mock_env(&upstream),
-        &[input.clone()],
+        std::slice::from_ref(&input),
     )
     .await
     .unwrap();
     let expected = json!({"first": "first answer", "second": "second answer"});
-    assert_eq!(recorded.outputs, [expected.clone()]);
+    assert_eq!(recorded.outputs.len(), 1);
+    assert_eq!(recorded.outputs[0], expected);
     assert_eq!(upstream.requests().len(), 3);
 
     let dir = tempfile::tempdir().unwrap();
