@@ -2,6 +2,9 @@
 //! default), latency, the journal, and the two ways to run it — [`serve`] on a bound listener
 //! with a shutdown future, and [`MockServer`] for tests.
 //!
+//! In record mode every endpoint goes to the upstream (the model endpoints too), and an event
+//! stream is passed to the client piece by piece as it arrives, then recorded once it ends.
+//!
 //! Owns the order in which reply sources are asked. What each source answers and how bodies
 //! are written live in their own modules.
 

@@ -31,6 +31,10 @@
 //! Matching ignores headers, key order, null values and every body key that does not decide
 //! the answer (`user`, `metadata`, `store`, ...). Request headers are never recorded; response
 //! headers are kept only from an allow-list. Interactions are numbered from 0, in file order.
+//! Several interactions may share a key: identical requests recorded in turn (a 429 and its
+//! retried 200, a repeated call) are answered in that order on replay, the last one again once
+//! they run out; recording over a cassette replaces its interactions of a key in the same
+//! order.
 //!
 //! Parts: `format` (the file's types, loading and saving, [`CassetteError`]), `key` (the match
 //! key and [`Cassette::lookup`]), `record` ([`Cassette::record`]: secrets scrubbed, headers
