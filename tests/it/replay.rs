@@ -428,4 +428,50 @@ rules:
         ]
     );
     assert_eq!(upstream.requests().len(), 3, "replay reached the upstream");
+
+    // Code that asks the same but outputs otherwise (same source hash, other behaviour): every
+    // call is in the cassette, so no request is named; the outputs' diff is.
+    let swapped = ChainEntry::new::<Swapped>(
+        "twice",
+        "Asks the same question twice.",
+        "chains/twice.rs",
+        "// the same question, twice",
+        |ctx: &BuildContext| Ok(Swapped(Twice { llm: ctx.llm()? })),
+    );
+    let registry = ChainRegistry::new(vec![swapped]);
+    let report = replay_cases(&registry, &artifact, "twice", &[])
+        .await
+        .unwrap();
+    assert!(!report.identical);
+    let case = &report.cases[0];
+    assert!(
+        case.first_miss.is_none() && case.error.is_none(),
+        "{case:?}"
+    );
+    let diff = case.diff.as_deref().unwrap();
+    assert!(diff.starts_with("--- logged\n+++ replayed\n"), "{diff}");
+    assert!(
+        diff.contains("\n-  \"first\": \"first answer\",\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("\n+  \"first\": \"second answer\",\n"),
+        "{diff}"
+    );
+}
+
+/// [`Twice`] with its answers the other way round.
+struct Swapped(Twice);
+
+impl Chain for Swapped {
+    type Input = TwiceIn;
+    type Output = TwiceOut;
+
+    async fn invoke(&self, input: TwiceIn, ctx: &RunContext) -> Result<TwiceOut, ChainError> {
+        let out = self.0.invoke(input, ctx).await?;
+        Ok(TwiceOut {
+            first: out.second,
+            second: out.first,
+        })
+    }
 }
