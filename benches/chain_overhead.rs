@@ -5,6 +5,11 @@
 //! Both run in the same process, interleaved round by round so drift on a shared machine hits
 //! both alike; the figure is the median over rounds of (chain time / bare time). Target ≤ 1.05.
 //!
+//! Then the cost of tracing: the same chain with a subscriber holding chainlog's trace layer
+//! (every call a CHAIN + CHAT_MODEL trace, exported by the background task into a SQLite
+//! store) against the same subscriber without it (what `--no-trace` runs), interleaved round
+//! by round. Target ≤ 1.03.
+//!
 //! Run: `cargo bench --bench chain_overhead` (`BENCH_ROUNDS`, `BENCH_CALLS` to change the size).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -168,6 +173,83 @@ fn main() {
         println!(
             "VERDICT: {} — target ≤ 1.05",
             if ratio <= 1.05 { "PASS" } else { "FAIL" }
+        );
+
+        // Tracing on against off: the CLI's log subscriber (WARN, to a sink) with and without
+        // the trace layer; traces go to a SQLite store through the background task.
+        use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+        let store_dir = tempfile::tempdir().unwrap();
+        let db_path = store_dir.path().join("mlflow.db");
+        let store = chainlog::store::SqliteStore::open(&db_path, &store_dir.path().join("mlruns")).unwrap();
+        let experiment = chainlog::store::TrackingStore::get_or_create_experiment(&store, "Default")
+            .await
+            .unwrap();
+        let (layer, tracer) = chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
+            .unwrap()
+            .build();
+        tracer
+            .connect(
+                &chainlog::store::TrackingUri::Sqlite { db_path: db_path.clone() },
+                chainlog::trace::TraceLink {
+                    experiment_id: experiment.id.clone(),
+                    run_id: None,
+                    model_id: None,
+                },
+            )
+            .unwrap();
+        let lines = || {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::sink)
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
+        };
+        let traced = tracing::Dispatch::new(
+            tracing_subscriber::registry().with(lines()).with(
+                layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
+            ),
+        );
+        let untraced = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()));
+        // Warm-up of both.
+        for dispatch in [&traced, &untraced] {
+            let _guard = tracing::dispatcher::set_default(dispatch);
+            chain_round().await;
+        }
+        let mut trace_ratios = Vec::with_capacity(rounds);
+        let mut on_us = Vec::with_capacity(rounds);
+        let mut off_us = Vec::with_capacity(rounds);
+        for round in 0..rounds {
+            let (on, off) = if round % 2 == 0 {
+                let on = {
+                    let _guard = tracing::dispatcher::set_default(&traced);
+                    chain_round().await
+                };
+                let _guard = tracing::dispatcher::set_default(&untraced);
+                (on, chain_round().await)
+            } else {
+                let off = {
+                    let _guard = tracing::dispatcher::set_default(&untraced);
+                    chain_round().await
+                };
+                let _guard = tracing::dispatcher::set_default(&traced);
+                (chain_round().await, off)
+            };
+            let per_call = |d: Duration| d.as_secs_f64() * 1e6 / calls as f64;
+            on_us.push(per_call(on));
+            off_us.push(per_call(off));
+            trace_ratios.push(on.as_secs_f64() / off.as_secs_f64());
+        }
+        tracer.flush(Duration::from_secs(30)).await;
+        let stored: i64 = rusqlite::Connection::open(&db_path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+            .unwrap();
+        let trace_ratio = median(&mut trace_ratios);
+        println!("tracing: {rounds} rounds × {calls} calls, traced vs the same subscriber without the trace layer");
+        println!("  traced     median {:8.1} µs/call", median(&mut on_us));
+        println!("  untraced   median {:8.1} µs/call", median(&mut off_us));
+        println!("  ratio traced/untraced median {trace_ratio:.3}; {stored} traces stored, {} spans dropped", tracer.dropped_spans());
+        println!(
+            "VERDICT tracing: {} — target ≤ 1.03",
+            if trace_ratio <= 1.03 { "PASS" } else { "FAIL" }
         );
     });
 }

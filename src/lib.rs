@@ -46,6 +46,11 @@
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
 //!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
+//! - [`trace`]: every prediction as an MLflow trace — a `tracing` layer turns the chain, LLM
+//!   call and tool spans into a `CHAIN` root with `CHAT_MODEL` and `TOOL` children (the exact
+//!   chat-completion request and response on each call, for replay), a bounded queue and a
+//!   background task export them to an MLflow server over OTLP/HTTP (OpenTelemetry crates) or
+//!   as MLflow's rows into a SQLite store, linked to the LoggedModel and its run.
 //! - [`secret`]: secret names and credential shapes (shared by config detection), and the one
 //!   scrubber: a process-wide registry of every secret the process holds (keys, resolved
 //!   `${ENV}` secrets, store tokens, the mock's and serve's keys) and [`secret::scrub`], which
@@ -72,6 +77,7 @@ pub mod scaffold;
 pub mod secret;
 pub mod serve;
 pub mod store;
+pub mod trace;
 
 /// The whole `src/main.rs` of a crate that holds chains: includes the registry its build script
 /// (`chainlog_build::generate()`) wrote from `chains/*.rs` and runs chainlog's command line

@@ -266,9 +266,24 @@ impl BuiltChain {
     ///
     /// Whatever the chain fails with.
     pub async fn invoke(&self, input: Value, ctx: &RunContext) -> Result<Value, ChainError> {
-        let span = tracing::info_span!(parent: ctx.span(), "chain", chain = %self.name);
+        let span = tracing::info_span!(
+            parent: ctx.span(),
+            "chain",
+            chain = %self.name,
+            mlflow.spanType = "CHAIN",
+        );
+        crate::trace::inputs(&span, || input.clone());
         let ctx = RunContext::clone(ctx);
-        self.chain.invoke_json(input, &ctx).instrument(span).await
+        let result = self
+            .chain
+            .invoke_json(input, &ctx)
+            .instrument(span.clone())
+            .await;
+        match &result {
+            Ok(output) => crate::trace::outputs(&span, || output.clone()),
+            Err(error) => crate::trace::fail(&span, crate::trace::error_chain(error)),
+        }
+        result
     }
 }
 

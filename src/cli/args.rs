@@ -114,6 +114,15 @@ impl ModelArgs {
     /// # Errors
     ///
     /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
+    /// The tracking store the model is read from (and its traces go to).
+    ///
+    /// # Errors
+    ///
+    /// A URI chainlog does not know.
+    pub fn tracking(&self, compiled: &CompiledCrate) -> anyhow::Result<TrackingUri> {
+        tracking_uri(self.tracking_uri.as_deref(), compiled)
+    }
+
     pub async fn load<'r>(
         &self,
         registry: &'r ChainRegistry,

@@ -123,6 +123,14 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     let logged =
         logged.with_context(|| format!("failed to log chain `{}` to {uri}", entry.name()))?;
+    // The input example's trace waited for the run and model it belongs to.
+    super::traces::connect(
+        &app.tracer,
+        &uri,
+        Some(logged.model_id.clone()),
+        Some(logged.run_id.clone()),
+    )
+    .await;
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut value = serde_json::to_value(&logged).context("failed to print the result")?;

@@ -15,6 +15,7 @@ mod prompts;
 mod replay;
 mod run;
 mod serve;
+mod traces;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,12 @@ struct Cli {
     /// Log more (repeat for more detail); `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Do not make MLflow traces of predictions (also CHAINLOG_TRACING=false).
+    #[arg(long, global = true)]
+    no_trace: bool,
+    /// A tag on every trace this command makes (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", global = true)]
+    trace_tag: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +74,8 @@ enum Command {
 struct App {
     registry: ChainRegistry,
     compiled: CompiledCrate,
+    /// Exports the traces the commands make; flushed at exit.
+    tracer: crate::trace::Tracer,
 }
 
 /// Parses the command line, runs it with the chains of `registry` (compiled from the crate
@@ -75,11 +84,28 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
     let cli = Cli::parse();
     // Before anything can log or fail: every secret-named variable's value is masked.
     crate::secret::register_env();
-    set_up_logging(cli.verbose);
-    let app = App { registry, compiled };
+    let settings = match crate::trace::TraceSettings::from_env(cli.no_trace, &cli.trace_tag) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (layer, tracer) = settings.build();
+    set_up_logging(cli.verbose, layer);
+    let app = App {
+        registry,
+        compiled,
+        tracer,
+    };
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(dispatch(&app, cli.command)));
+        .and_then(|runtime| {
+            let result = runtime.block_on(dispatch(&app, cli.command));
+            // Traces made so far leave before the process does.
+            runtime.block_on(app.tracer.flush(std::time::Duration::from_secs(10)));
+            result
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -137,7 +163,10 @@ where
 
 /// Logs go to stderr, so stdout stays for what scripts read; every line goes through the
 /// scrubber ([`crate::secret::Scrubbed`]). Colours only on a terminal and without `NO_COLOR`.
-fn set_up_logging(verbose: u8) {
+/// `traces`, when tracing is on, is installed beside the log lines with its own filter
+/// (INFO spans), so `RUST_LOG` never turns traces off.
+fn set_up_logging(verbose: u8, traces: Option<crate::trace::TraceLayer>) {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let default = match verbose {
         0 => "warn",
         1 => "info,chainlog=info",
@@ -148,9 +177,14 @@ fn set_up_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_ansi(colour)
         .with_writer(|| crate::secret::Scrubbed::new(std::io::stderr()))
+        .with_filter(filter);
+    let traces =
+        traces.map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(traces)
         .init();
 }

@@ -74,6 +74,8 @@ pub async fn run(app: &App, args: PredictArgs) -> anyhow::Result<()> {
             args.input.hand_over_args(single.as_ref()),
         )
         .await?;
+    let tracking = args.model.tracking(&app.compiled)?;
+    super::traces::connect_for_model(&app.tracer, &tracking, &model.artifact).await;
     match (single, &args.input.input_file, &args.output) {
         (Some(input), _, _) => predict_one(&model, input).await,
         (None, Some(input), Some(output)) => {

@@ -54,11 +54,14 @@ pub async fn run(app: &App, args: RunArgs) -> anyhow::Result<()> {
         api_key: None,
         model: args.model.clone(),
     };
+    let tracking = args.tracking.resolve(&app.compiled)?;
+    // Traces go to the store when there is one (a run never creates it).
+    super::traces::connect(&app.tracer, &tracking, None, None).await;
     let chain = build_from_files(
         entry,
         &files.config,
         &files.prompts_dir,
-        Some(&args.tracking.resolve(&app.compiled)?),
+        Some(&tracking),
         endpoint.env.clone(),
         overrides,
     )

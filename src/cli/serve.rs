@@ -42,6 +42,8 @@ pub async fn run(app: &App, args: ServeArgs) -> anyhow::Result<()> {
             std::env::args_os().skip(1).collect(),
         )
         .await?;
+    let tracking = args.model.tracking(&app.compiled)?;
+    super::traces::connect_for_model(&app.tracer, &tracking, &model.artifact).await;
     let mut state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?;
     let limits = state.limits();

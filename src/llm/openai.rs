@@ -283,6 +283,7 @@ impl OpenAiClient {
     fn span(&self, stream: bool) -> Span {
         tracing::info_span!(
             "llm.chat",
+            mlflow.spanType = "CHAT_MODEL",
             gen_ai.operation.name = "chat",
             gen_ai.system = "openai",
             gen_ai.request.model = %self.inner.model,
@@ -327,9 +328,15 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
+            crate::trace::json_text(&span, "mlflow.spanInputs", || {
+                String::from_utf8_lossy(&body).into_owned()
+            });
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
-            let reply = wire::read_reply(response).await?;
+            let (reply, raw) = wire::read_reply(response).await?;
+            crate::trace::json_text(&span, "mlflow.spanOutputs", || {
+                String::from_utf8_lossy(&raw).into_owned()
+            });
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
                 wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
@@ -338,7 +345,7 @@ impl LlmClient for OpenAiClient {
         };
         let result = self.cancellable(call).instrument(span.clone()).await;
         let attempts = attempts.load(Ordering::Relaxed);
-        record(&span, result.as_ref(), started.elapsed(), attempts);
+        record(&span, result.as_ref(), started.elapsed(), attempts, false);
         result
     }
 
@@ -348,6 +355,9 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let open = async {
             let body = wire::to_body(&self.inner, request, true)?;
+            crate::trace::json_text(&span, "mlflow.spanInputs", || {
+                String::from_utf8_lossy(&body).into_owned()
+            });
             let permit = self.permit().await?;
             let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
             Ok((permit, response, body))
@@ -371,7 +381,7 @@ impl LlmClient for OpenAiClient {
             )),
             Err(error) => {
                 let attempts = attempts.load(Ordering::Relaxed);
-                record(&span, Err(&error), started.elapsed(), attempts);
+                record(&span, Err(&error), started.elapsed(), attempts, true);
                 Err(error)
             }
         }
@@ -395,11 +405,19 @@ impl LlmClient for OpenAiClient {
 }
 
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
-/// logs it.
-fn record(span: &Span, result: Result<&ChatResponse, &LlmError>, latency: Duration, attempts: u32) {
+/// logs it; a traced span gets them as MLflow attributes, and a `stream`'s span the
+/// assembled completion as its outputs.
+fn record(
+    span: &Span,
+    result: Result<&ChatResponse, &LlmError>,
+    latency: Duration,
+    attempts: u32,
+    stream: bool,
+) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
     span.record("attempts", attempts);
+    trace_call(span, result, latency_ms, attempts, stream);
     match result {
         Ok(response) => {
             span.record("gen_ai.response.model", response.model.as_str());
@@ -417,5 +435,47 @@ fn record(span: &Span, result: Result<&ChatResponse, &LlmError>, latency: Durati
             span.record("error", tracing::field::display(error));
             tracing::warn!(parent: span, "llm call failed");
         }
+    }
+}
+
+/// The MLflow attributes of a finished call (only when its span is traced).
+fn trace_call(
+    span: &Span,
+    result: Result<&ChatResponse, &LlmError>,
+    latency_ms: u64,
+    attempts: u32,
+    stream: bool,
+) {
+    use serde_json::json;
+    if !crate::trace::is_active() {
+        return;
+    }
+    crate::trace::attribute(span, "mlflow.llm.provider", || json!("openai"));
+    crate::trace::attribute(span, "mlflow.message.format", || json!("openai"));
+    crate::trace::attribute(span, "latency_ms", || json!(latency_ms));
+    crate::trace::attribute(span, "attempts", || json!(attempts));
+    crate::trace::attribute(span, "stream", || json!(stream));
+    match result {
+        Ok(response) => {
+            crate::trace::attribute(span, "mlflow.llm.model", || json!(response.model));
+            if let Some(reason) = &response.finish_reason {
+                crate::trace::attribute(span, "gen_ai.response.finish_reason", || json!(reason));
+            }
+            if let Some(usage) = response.usage {
+                crate::trace::attribute(span, "mlflow.chat.tokenUsage", || {
+                    json!({
+                        "input_tokens": usage.prompt_tokens,
+                        "output_tokens": usage.completion_tokens,
+                        "total_tokens": usage.total_tokens,
+                    })
+                });
+            }
+            if stream {
+                crate::trace::attribute(span, "mlflow.spanOutputs", || {
+                    wire::completion_json(response)
+                });
+            }
+        }
+        Err(error) => crate::trace::fail(span, error),
     }
 }

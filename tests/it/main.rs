@@ -28,4 +28,5 @@ mod store_read;
 mod store_rest;
 mod store_sqlite;
 mod support;
+mod traces;
 mod user_crate;

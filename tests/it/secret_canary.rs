@@ -245,6 +245,23 @@ async fn echoed_key_never_shows_in_run_or_predict() {
     assert_eq!(errors.len(), 2, "{out}");
     assert!(errors.iter().all(|e| e.contains("***")), "{out}");
 
+    // The predictions were traced into the folder's store (rows MLflow reads), and the echo
+    // reached the trace rows masked: the file scan below covers them.
+    let db = rusqlite::Connection::open(cwd.join("mlflow.db")).unwrap();
+    let spans: i64 = db
+        .query_row("SELECT count(*) FROM spans", [], |row| row.get(0))
+        .unwrap();
+    assert!(spans > 0, "no trace rows were written");
+    let masked: i64 = db
+        .query_row(
+            "SELECT count(*) FROM spans WHERE content LIKE '%Your key *** works.%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(masked > 0, "the echo never reached a trace row");
+    drop(db);
+
     // Nothing any command wrote, anywhere in the folder, holds the key.
     for file in files(&cwd) {
         let bytes = std::fs::read(&file).unwrap();
@@ -536,4 +553,141 @@ async fn debug_of_every_type_holding_a_key_hides_it() {
             >= 8,
         "the keys are shown as ***: {shown:#?}"
     );
+}
+
+/// A loopback HTTP/1.1 proxy to `upstream` that records every request (head and body).
+/// Each connection carries one request (`Connection: close` both ways).
+fn recording_proxy(upstream: &str) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = upstream.trim_start_matches("http://").to_owned();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&recorded);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let upstream = upstream.clone();
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut head = Vec::new();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(value) = lower.strip_prefix("content-length:") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        head.extend_from_slice(b"Connection: close\r\n\r\n");
+                        break;
+                    }
+                    if !lower.starts_with("connection:") {
+                        head.extend_from_slice(line.as_bytes());
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let mut request = head;
+                request.extend_from_slice(&body);
+                seen.lock().unwrap().push(request.clone());
+                let mut server = std::net::TcpStream::connect(&upstream).unwrap();
+                server.write_all(&request).unwrap();
+                let mut response = Vec::new();
+                let _ = server.read_to_end(&mut response);
+                let _ = client.write_all(&response);
+            });
+        }
+    });
+    (url, recorded)
+}
+
+/// Traces sent to an MLflow server: no OTLP body and no REST body on the wire holds the key
+/// the upstream echoed (through a recording proxy), and the echo did reach the trace, masked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_key_never_shows_in_otlp_or_trace_bodies() {
+    use crate::support::mlflow_server::MlflowServer;
+    let (key, tail) = canary();
+    let mock = echoing_mock(&key).await;
+    let server = MlflowServer::shared();
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["chains", "prompts"] {
+        std::os::unix::fs::symlink(
+            crate::chain_support::root().join(folder),
+            dir.path().join(folder),
+        )
+        .unwrap();
+    }
+    let cwd = dir.path().to_owned();
+    let logged = {
+        let output = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+            .args([
+                "log",
+                "summarize",
+                "--input-example",
+                r#"{"text": "x"}"#,
+                "--no-validate",
+                "--json",
+            ])
+            .current_dir(&cwd)
+            .env("CHAINLOG_CACHE_DIR", cwd.join("cache"))
+            .env("MLFLOW_TRACKING_URI", server.uri())
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let model = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    let (proxy, recorded) = recording_proxy(server.uri());
+    for what in ["echo-200", "echo-401"] {
+        let args = [
+            "predict",
+            "-m",
+            &model,
+            "--input",
+            &json!({ "text": what }).to_string(),
+            "--set",
+            "llm.max_retries=0",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let env = vec![("MLFLOW_TRACKING_URI".to_owned(), proxy.clone())];
+        let (cwd, base_url, key) = (cwd.clone(), mock.base_url(), key.clone());
+        let output = tokio::task::spawn_blocking(move || {
+            run_against(&cwd, &cwd.join("cache"), &base_url, &key, &args, &env)
+        })
+        .await
+        .unwrap();
+        assert_clean(what, &text(&output.stderr), &tail);
+        assert_clean(what, &text(&output.stdout), &tail);
+    }
+    let recorded = recorded.lock().unwrap().clone();
+    let otlp: Vec<&Vec<u8>> = recorded
+        .iter()
+        .filter(|r| r.starts_with(b"POST /v1/traces"))
+        .collect();
+    assert!(otlp.len() >= 2, "no OTLP export went through the proxy");
+    assert!(
+        recorded
+            .iter()
+            .any(|r| r.starts_with(b"POST /api/3.0/mlflow/traces")),
+        "no trace metadata went through the proxy"
+    );
+    assert!(
+        otlp.iter().any(|r| r.windows(3).any(|w| w == b"***")),
+        "the echo never reached an OTLP body"
+    );
+    for request in &recorded {
+        assert!(
+            !request.windows(tail.len()).any(|w| w == tail.as_bytes()),
+            "the key is in a request to the tracking server: {}",
+            String::from_utf8_lossy(&request[..request.len().min(200)])
+        );
+    }
 }

@@ -130,7 +130,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             }
         };
         let attempts = attempts.load(Ordering::Relaxed);
-        record(&span, outcome.as_ref(), started.elapsed(), attempts);
+        record(&span, outcome.as_ref(), started.elapsed(), attempts, true);
         yield outcome.map(StreamEvent::Done);
     })
 }

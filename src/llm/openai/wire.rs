@@ -370,17 +370,53 @@ pub(super) struct FunctionDelta {
 }
 
 /// The reply in a successful response's body.
-pub(super) async fn read_reply(response: reqwest::Response) -> Result<Reply, LlmError> {
+pub(super) async fn read_reply(
+    response: reqwest::Response,
+) -> Result<(Reply, bytes::Bytes), LlmError> {
     let body = response.bytes().await.map_err(|err| LlmError::Transient {
         status: None,
         message: error_chain(&err),
     })?;
-    serde_json::from_slice(&body).map_err(|err| LlmError::InvalidResponse {
+    let reply = serde_json::from_slice(&body).map_err(|err| LlmError::InvalidResponse {
         message: format!(
             "the body is not a chat completion ({err}): {}",
             excerpt(&String::from_utf8_lossy(&body))
         ),
-    })
+    })?;
+    Ok((reply, body))
+}
+
+/// `response` as the `chat.completion` body OpenAI would have sent: what a streamed reply's
+/// trace keeps as its output (the chunks assembled).
+pub(super) fn completion_json(response: &ChatResponse) -> serde_json::Value {
+    let tool_calls: Vec<serde_json::Value> = response
+        .tool_calls
+        .iter()
+        .map(|call| {
+            serde_json::json!({
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            })
+        })
+        .collect();
+    let mut message = serde_json::json!({"role": "assistant", "content": response.content});
+    if !tool_calls.is_empty() {
+        message["tool_calls"] = serde_json::Value::Array(tool_calls);
+    }
+    let mut body = serde_json::json!({
+        "object": "chat.completion",
+        "model": response.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": response.finish_reason}],
+    });
+    if let Some(usage) = response.usage {
+        body["usage"] = serde_json::json!({
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        });
+    }
+    body
 }
 
 /// The error a non-success response stands for. 429 (unless the quota is spent) and 5xx are

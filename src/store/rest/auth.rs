@@ -93,8 +93,24 @@ impl Auth {
         var(TOKEN_VAR).map(Self::bearer)
     }
 
+    /// The `Authorization` header's value, for clients that take headers as text (the OTLP
+    /// trace exporter).
+    pub(crate) fn header_value(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            Self::Bearer(token) => format!("Bearer {}", token.expose_secret()),
+            Self::Basic { username, password } => {
+                let pair = format!("{username}:{}", password.expose_secret());
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+        }
+    }
+
     /// Adds the `Authorization` header (reqwest marks it sensitive).
-    pub(super) fn apply(&self, request: RequestBuilder) -> RequestBuilder {
+    pub(crate) fn apply(&self, request: RequestBuilder) -> RequestBuilder {
         match self {
             Self::Bearer(token) => request.bearer_auth(token.expose_secret()),
             Self::Basic { username, password } => {

@@ -1,0 +1,253 @@
+//! Traces: every prediction becomes an MLflow trace — sent to an MLflow server over
+//! OTLP/HTTP, or written as MLflow's own rows into a SQLite tracking store.
+//!
+//! Owns the trace model ([`TraceRecord`], [`SpanRecord`]), the `tracing` layer that builds it
+//! ([`TraceLayer`]), the bounded export queue and its background worker ([`Tracer`]), and the
+//! two destinations (`otlp`: OTLP through `opentelemetry-otlp` plus MLflow's `StartTraceV3`
+//! for the metadata; `sqlite`: MLflow 3.17.2's `trace_info`, `trace_tags`,
+//! `trace_request_metadata` and `spans` rows). It does not own the spans' content: the chain
+//! registry, the LLM client and chains put it there through the leaf API of `record`
+//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]).
+//!
+//! # What a trace holds
+//!
+//! - The root span, type `CHAIN`, named after the chain: `mlflow.spanInputs` (the chain's
+//!   input JSON) and `mlflow.spanOutputs` (its output JSON); a failed chain sets status
+//!   ERROR with the error message, and the trace's state is then `ERROR`.
+//! - One `CHAT_MODEL` span (`llm.chat`) per LLM call: `mlflow.llm.model`,
+//!   `mlflow.llm.provider` (`openai`), `mlflow.message.format` (`openai`),
+//!   `mlflow.chat.tokenUsage` (`{"input_tokens", "output_tokens", "total_tokens"}`, absent when
+//!   the server reported no usage), `gen_ai.response.finish_reason`, `latency_ms`,
+//!   `attempts`, `stream`. Retries are span events (`llm request failed; retrying`, with the
+//!   reason and delay).
+//! - **For replay** (a cassette rebuilt from a trace): the `CHAT_MODEL` span's
+//!   `mlflow.spanInputs` is the exact OpenAI chat-completion request body chainlog sent (JSON
+//!   text, byte for byte), and `mlflow.spanOutputs` the full chat-completion response body as
+//!   received; for a stream, the completion assembled from its chunks (`object:
+//!   chat.completion`, one choice with the message, its tool calls, finish reason, usage).
+//!   Both are scrubbed of secrets and cut like any attribute (below), so a body over 1 MiB
+//!   cannot be replayed from its trace.
+//! - A `TOOL` span per tool call in chains that run tools ([`tool_span`]): the arguments as
+//!   inputs, the result as outputs.
+//! - Trace metadata `mlflow.modelId` (the LoggedModel predicted with) and `mlflow.sourceRun`
+//!   (its run), `mlflow.trace_schema.version = 3`; the request and response previews (the
+//!   root's inputs and outputs, at most 1000 characters); tags from `--trace-tag key=value`
+//!   and `mlflow.traceName` (the chain's name).
+//!
+//! # Limits
+//!
+//! Every attribute is scrubbed of secrets ([`crate::secret::scrub`]: registered values and
+//! key shapes) in the background, then cut at [`MAX_ATTRIBUTE_BYTES`] (1 MiB of JSON text):
+//! a longer value becomes a JSON string of its first 1 MiB followed by
+//! `…[truncated by chainlog: N bytes]` ([`TRUNCATION_MARKER`]). A span keeps at most 128
+//! events.
+//!
+//! # Export
+//!
+//! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; one background task sends
+//! them in batches. A full queue drops the trace and counts its spans (one warning); a dead,
+//! slow or refusing destination never fails or delays a prediction (one warning naming it
+//! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
+//! 501 from a file store — stops the export for the process). The CLI flushes the queue at
+//! exit, after `serve`'s graceful shutdown too.
+//!
+//! # Controls
+//!
+//! `--no-trace` or `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`
+//! (0.0–1.0, default 1.0) keeps that share of traces; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_EXPORTER_OTLP_*` variables) send the
+//! spans to that OpenTelemetry collector instead of the tracking store.
+
+mod export;
+mod layer;
+mod model;
+mod otlp;
+mod record;
+mod sqlite;
+
+pub use export::{Destination, QUEUE_CAPACITY, Tracer};
+pub use layer::TraceLayer;
+pub use model::{
+    MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage, TraceRecord,
+};
+pub use otlp::OtlpSink;
+pub use record::{
+    SPAN_TYPE_FIELD, attribute, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
+};
+pub use sqlite::SqliteSink;
+
+use crate::store::TrackingUri;
+
+/// The variable that turns tracing off (`false`, `0`, `no`, `off`).
+pub const TRACING_VAR: &str = "CHAINLOG_TRACING";
+
+/// MLflow's variable for the share of traces kept.
+pub const SAMPLING_VAR: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
+
+/// What goes wrong setting tracing up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TraceError {
+    /// `MLFLOW_TRACE_SAMPLING_RATIO` is not a number from 0.0 to 1.0.
+    #[error("{SAMPLING_VAR} must be a number from 0.0 to 1.0, got `{value}`")]
+    SamplingRatio {
+        /// The value given.
+        value: String,
+    },
+    /// A `--trace-tag` is not `key=value`.
+    #[error("--trace-tag must be key=value with a non-empty key, got `{tag}`")]
+    Tag {
+        /// The tag given.
+        tag: String,
+    },
+    /// The destination cannot be set up.
+    #[error("cannot set up trace export: {message}")]
+    Destination {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// How this process traces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// Whether predictions are traced at all.
+    pub enabled: bool,
+    /// The share of traces kept, 0.0 to 1.0.
+    pub sampling_ratio: f64,
+    /// Tags on every trace.
+    pub tags: Vec<(String, String)>,
+}
+
+impl TraceSettings {
+    /// Settings from the flags and the environment: `no_trace` (`--no-trace`) or
+    /// `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`; `tags` as
+    /// `key=value`.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::SamplingRatio`] or [`TraceError::Tag`], naming the bad value.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use chainlog::trace::TraceSettings;
+    /// let settings = TraceSettings::from_lookup(false, &["team=search".into()], |_| None)?;
+    /// assert!(settings.enabled);
+    /// assert_eq!(settings.tags, [("team".to_owned(), "search".to_owned())]);
+    /// # Ok::<(), chainlog::trace::TraceError>(())
+    /// ```
+    pub fn from_lookup(
+        no_trace: bool,
+        tags: &[String],
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, TraceError> {
+        let off = lookup(TRACING_VAR).is_some_and(|value| {
+            matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | "off"
+            )
+        });
+        let sampling_ratio = match lookup(SAMPLING_VAR).filter(|v| !v.trim().is_empty()) {
+            None => 1.0,
+            Some(value) => match value.trim().parse::<f64>() {
+                Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+                _ => return Err(TraceError::SamplingRatio { value }),
+            },
+        };
+        let tags = tags
+            .iter()
+            .map(|tag| match tag.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    Ok((key.trim().to_owned(), value.to_owned()))
+                }
+                _ => Err(TraceError::Tag { tag: tag.clone() }),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            enabled: !no_trace && !off,
+            sampling_ratio,
+            tags,
+        })
+    }
+
+    /// [`from_lookup`](Self::from_lookup) on this process's environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_lookup`](Self::from_lookup).
+    pub fn from_env(no_trace: bool, tags: &[String]) -> Result<Self, TraceError> {
+        Self::from_lookup(no_trace, tags, |name| std::env::var(name).ok())
+    }
+
+    /// The layer to install (`None` when tracing is off) and the tracer that exports what it
+    /// builds.
+    pub fn build(self) -> (Option<TraceLayer>, Tracer) {
+        let tracer = Tracer::new(self.enabled, self.tags);
+        if !self.enabled {
+            return (None, tracer);
+        }
+        record::set_active(true);
+        (
+            Some(TraceLayer::new(tracer.queue(), self.sampling_ratio)),
+            tracer,
+        )
+    }
+}
+
+/// What a trace is linked to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLink {
+    /// The experiment the trace belongs to.
+    pub experiment_id: String,
+    /// The run (trace metadata `mlflow.sourceRun`; over OTLP also `x-mlflow-run-id`).
+    pub run_id: Option<String>,
+    /// The LoggedModel (trace metadata `mlflow.modelId`).
+    pub model_id: Option<String>,
+}
+
+impl Tracer {
+    /// Whether tracing is on.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Starts exporting to the tracking store `uri` names (or the collector the
+    /// `OTEL_EXPORTER_OTLP_*` variables name), linking traces to `link`. Does nothing when
+    /// tracing is off. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`TraceError::Destination`] when the exporter cannot be built (a bad
+    /// `OTEL_EXPORTER_OTLP_*` value).
+    pub fn connect(&self, uri: &TrackingUri, link: TraceLink) -> Result<(), TraceError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let collector = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+        let tags = self.tags.clone();
+        let destination = match uri {
+            _ if collector => Destination::Otlp(Box::new(
+                OtlpSink::new(None, link, tags)
+                    .map_err(|message| TraceError::Destination { message })?,
+            )),
+            TrackingUri::Server { url } => Destination::Otlp(Box::new(
+                OtlpSink::new(Some(url), link, tags)
+                    .map_err(|message| TraceError::Destination { message })?,
+            )),
+            TrackingUri::Sqlite { db_path } => {
+                Destination::Sqlite(SqliteSink::new(db_path.clone(), link, tags))
+            }
+        };
+        self.start(destination);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! The layer on real `tracing` spans: what a trace holds, sampling, events, errors.
+
+use serde_json::json;
+use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+
+use super::*;
+
+/// Runs `f` under a subscriber with a trace layer of `settings`; returns the traces queued.
+fn traced(settings: TraceSettings, f: impl FnOnce()) -> Vec<TraceRecord> {
+    let (layer, tracer) = settings.build();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+    tracing::subscriber::with_default(subscriber, f);
+    tracer.take_queued()
+}
+
+fn on() -> TraceSettings {
+    TraceSettings {
+        enabled: true,
+        sampling_ratio: 1.0,
+        tags: Vec::new(),
+    }
+}
+
+fn chain_with_llm_call() {
+    let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "summarize");
+    inputs(&chain, || json!({"text": "hi"}));
+    chain.in_scope(|| {
+        let llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
+        json_text(&llm, "mlflow.spanInputs", || {
+            r#"{"model":"m","messages":[]}"#.to_owned()
+        });
+        attribute(
+            &llm,
+            "mlflow.chat.tokenUsage",
+            || json!({"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}),
+        );
+        llm.in_scope(|| tracing::warn!(retry = 1, "llm request failed; retrying"));
+        drop(llm);
+        let tool = tool_span("calculator", r#"{"expression":"2*3"}"#);
+        outputs(&tool, || json!("6"));
+    });
+    outputs(&chain, || json!({"summary": "ok"}));
+}
+
+#[test]
+fn root_chain_span_holds_its_children_inputs_outputs_and_usage() {
+    let traces = traced(on(), chain_with_llm_call);
+    assert_eq!(traces.len(), 1);
+    let trace = &traces[0];
+    let root = trace.root().unwrap();
+    assert_eq!(root.name, "summarize");
+    assert_eq!(root.span_type, "CHAIN");
+    let types: Vec<_> = trace.spans.iter().map(|s| s.span_type.as_str()).collect();
+    assert_eq!(types, ["CHAT_MODEL", "TOOL", "CHAIN"]);
+    for child in &trace.spans[..2] {
+        assert_eq!(child.parent_id, Some(root.span_id));
+        assert_eq!(child.trace_id, trace.trace_id);
+    }
+    assert_eq!(trace.request_preview().unwrap(), r#"{"text":"hi"}"#);
+    assert_eq!(trace.response_preview().unwrap(), r#"{"summary":"ok"}"#);
+    assert_eq!(
+        trace.token_usage(),
+        Some(TokenUsage {
+            input_tokens: 3,
+            output_tokens: 2,
+            total_tokens: 5
+        })
+    );
+    let llm = &trace.spans[0];
+    assert_eq!(llm.events.len(), 1, "the retry is an event");
+    assert_eq!(llm.events[0].name, "llm request failed; retrying");
+    assert_eq!(
+        llm.attribute_text("mlflow.spanInputs").unwrap(),
+        r#"{"model":"m","messages":[]}"#
+    );
+    assert_eq!(trace.spans[1].name, "calculator");
+    assert_eq!(trace.state(), "OK");
+    assert!(trace.mlflow_id().starts_with("tr-") && trace.mlflow_id().len() == 35);
+}
+
+#[test]
+fn failed_root_makes_an_error_trace_with_its_message() {
+    let traces = traced(on(), || {
+        let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "extract");
+        fail(&chain, "the LLM call failed: 500 boom");
+    });
+    assert_eq!(traces[0].state(), "ERROR");
+    assert_eq!(
+        traces[0].root().unwrap().error.as_deref(),
+        Some("the LLM call failed: 500 boom")
+    );
+}
+
+#[test]
+fn every_root_is_its_own_trace_and_untyped_spans_are_skipped() {
+    let traces = traced(on(), || {
+        let batch = tracing::info_span!("predict");
+        let _in = batch.enter();
+        for _ in 0..3 {
+            let _chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+        }
+    });
+    assert_eq!(traces.len(), 3);
+    assert!(traces.iter().all(|t| t.spans.len() == 1));
+    let mut ids: Vec<_> = traces.iter().map(|t| t.trace_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+}
+
+#[test]
+fn sampling_ratio_zero_keeps_no_trace_and_off_builds_no_layer() {
+    let none = traced(
+        TraceSettings {
+            sampling_ratio: 0.0,
+            ..on()
+        },
+        chain_with_llm_call,
+    );
+    assert!(none.is_empty());
+    let (layer, tracer) = TraceSettings {
+        enabled: false,
+        ..on()
+    }
+    .build();
+    assert!(layer.is_none() && !tracer.is_enabled());
+}
+
+#[test]
+fn settings_read_the_controls_and_name_bad_values() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let off = TraceSettings::from_lookup(false, &[], env(&[("CHAINLOG_TRACING", "false")]));
+    assert!(!off.unwrap().enabled);
+    assert!(
+        !TraceSettings::from_lookup(true, &[], env(&[]))
+            .unwrap()
+            .enabled
+    );
+    let half = TraceSettings::from_lookup(false, &[], env(&[(SAMPLING_VAR, "0.5")])).unwrap();
+    assert!((half.sampling_ratio - 0.5).abs() < f64::EPSILON);
+    let bad = TraceSettings::from_lookup(false, &[], env(&[(SAMPLING_VAR, "2")])).unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "MLFLOW_TRACE_SAMPLING_RATIO must be a number from 0.0 to 1.0, got `2`"
+    );
+    let tag = TraceSettings::from_lookup(false, &["novalue".into()], env(&[])).unwrap_err();
+    assert!(tag.to_string().contains("`novalue`"));
+}
+
+#[test]
+fn a_secret_never_reaches_an_encoded_attribute() {
+    let canary = "sk-canary0123456789abcdefghijklmnop";
+    crate::secret::register(canary);
+    let traces = traced(on(), || {
+        let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+        inputs(&chain, || json!({"echo": canary}));
+    });
+    let encoded = format!("{:?}", traces[0].spans[0].encoded_attributes());
+    assert!(!encoded.contains(canary), "{encoded}");
+}

@@ -1,0 +1,521 @@
+//! Traces, read back with MLflow 3.17.2's own Python client: `predict` on a logged model makes
+//! one trace linked to the model and its run (SQLite store and MLflow server), a batch of N
+//! rows makes N traces, `tool_agent` traces hold TOOL spans, a failed call gives an ERROR
+//! trace with its message, and a dead or OTLP-less trace destination leaves predictions
+//! succeeding with one warning.
+
+use std::{
+    io::{Read, Write},
+    net::TcpListener,
+    path::Path,
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+use crate::{
+    chain_support::root,
+    support::{mlflow_server::MlflowServer, python_env},
+};
+
+/// `chainlog ARGS` in `cwd` with the built-in mock and `vars` set.
+fn chainlog(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("CHAINLOG_CACHE_DIR", cwd.join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("CHAINLOG_TRACING")
+        .env_remove("MLFLOW_TRACE_SAMPLING_RATIO")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    for (key, value) in vars {
+        cmd.env(key, value);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(output: Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A folder with the example chains and prompts.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["chains", "prompts"] {
+        std::os::unix::fs::symlink(root().join(folder), dir.path().join(folder)).unwrap();
+    }
+    dir
+}
+
+/// Logs `chain` (its input example not run, so it makes no trace); returns `log --json`.
+fn log(dir: &Path, chain: &str, example: &str, vars: &[(&str, &str)]) -> Value {
+    let out = chainlog(
+        dir,
+        &[
+            "log",
+            chain,
+            "--input-example",
+            example,
+            "--no-validate",
+            "--json",
+        ],
+        vars,
+    );
+    serde_json::from_str(&ok(out, "log")).unwrap()
+}
+
+/// The traces of `model_id` as MLflow's client sees them, as JSON: per trace its state,
+/// previews, token usage, metadata, tags and spans (name, type, status, inputs, outputs).
+fn search_traces(python: Command, model_id: &str, run_id: &str) -> Value {
+    let script = format!(
+        r#"
+import json, mlflow
+traces = mlflow.search_traces(model_id="{model_id}", return_type="list")
+by_run = mlflow.search_traces(locations=[traces[0].info.experiment_id] if traces else ["0"],
+                              run_id="{run_id}", return_type="list")
+out = {{"by_run": len(by_run), "traces": []}}
+for t in traces:
+    out["traces"].append({{
+        "state": str(t.info.state).split(".")[-1],
+        "request_preview": t.info.request_preview,
+        "response_preview": t.info.response_preview,
+        "token_usage": t.info.token_usage,
+        "metadata": t.info.trace_metadata,
+        "tags": t.info.tags,
+        "spans": [{{"name": s.name, "type": s.span_type,
+                    "status": str(s.status.status_code).split(".")[-1],
+                    "message": s.status.description,
+                    "inputs": s.inputs, "outputs": s.outputs,
+                    "usage": s.attributes.get("mlflow.chat.tokenUsage"),
+                    "model": s.attributes.get("mlflow.llm.model"),
+                    "events": [e.name for e in s.events]}} for s in t.data.spans],
+    }})
+print(json.dumps(out, default=str))
+"#
+    );
+    let mut python = python;
+    python.arg("-c").arg(script);
+    let out = python.output().unwrap();
+    assert!(
+        out.status.success(),
+        "search_traces failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn mlflow_env() -> python_env::PythonEnv {
+    python_env::provision("mlflow", Path::new("tests/python/requirements-mlflow.txt"))
+}
+
+/// MLflow's Python against `<dir>/mlflow.db`.
+fn sqlite_python(env: &python_env::PythonEnv, dir: &Path) -> Command {
+    let mut cmd = env.command();
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MLFLOW_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(dir).env(
+        "MLFLOW_TRACKING_URI",
+        format!("sqlite:///{}", dir.join("mlflow.db").display()),
+    );
+    cmd
+}
+
+/// One trace of `summarize`: CHAIN root with the input and output, one CHAT_MODEL child
+/// holding the exact request body and the response, token usage, previews, model and run.
+fn assert_one_linked_trace(found: &Value, logged: &Value) {
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "{found:#}");
+    let trace = &traces[0];
+    assert_eq!(trace["state"], "OK");
+    assert_eq!(trace["metadata"]["mlflow.modelId"], logged["model_id"]);
+    assert_eq!(trace["metadata"]["mlflow.sourceRun"], logged["run_id"]);
+    assert_eq!(found["by_run"], 1, "the run finds its trace");
+    assert_eq!(trace["tags"]["team"], "search", "--trace-tag");
+    assert!(
+        trace["request_preview"]
+            .as_str()
+            .unwrap()
+            .contains("traced text"),
+        "{trace:#}"
+    );
+    assert!(
+        trace["response_preview"]
+            .as_str()
+            .unwrap()
+            .contains("Mock reply")
+    );
+    assert!(trace["token_usage"]["total_tokens"].as_i64().unwrap() > 0);
+    let spans = trace["spans"].as_array().unwrap();
+    let types: Vec<&str> = spans.iter().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types.iter().filter(|t| **t == "CHAIN").count(),
+        1,
+        "{types:?}"
+    );
+    assert_eq!(
+        types.iter().filter(|t| **t == "CHAT_MODEL").count(),
+        1,
+        "{types:?}"
+    );
+    let chain = spans.iter().find(|s| s["type"] == "CHAIN").unwrap();
+    assert_eq!(chain["name"], "summarize");
+    assert_eq!(chain["inputs"]["text"], "traced text");
+    assert!(chain["outputs"]["summary"].is_string());
+    let llm = spans.iter().find(|s| s["type"] == "CHAT_MODEL").unwrap();
+    // What replay needs: the chat-completion request as sent and the response as received.
+    assert!(llm["inputs"]["messages"].is_array(), "{llm:#}");
+    assert!(llm["inputs"]["model"].is_string(), "{llm:#}");
+    assert_eq!(llm["outputs"]["object"], "chat.completion", "{llm:#}");
+    assert!(llm["outputs"]["choices"][0]["message"]["content"].is_string());
+    assert!(
+        llm["usage"]["input_tokens"].as_i64().unwrap() > 0,
+        "{llm:#}"
+    );
+    assert!(llm["model"].is_string());
+}
+
+#[test]
+fn predict_makes_one_trace_linked_to_model_and_run_in_sqlite() {
+    let env = mlflow_env();
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let uri = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    ok(
+        chainlog(
+            dir.path(),
+            &[
+                "predict",
+                "-m",
+                &uri,
+                "--input",
+                r#"{"text": "traced text"}"#,
+                "--trace-tag",
+                "team=search",
+            ],
+            &[],
+        ),
+        "predict",
+    );
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        logged["model_id"].as_str().unwrap(),
+        logged["run_id"].as_str().unwrap(),
+    );
+    assert_one_linked_trace(&found, &logged);
+}
+
+#[test]
+fn predict_makes_one_trace_linked_to_model_and_run_on_a_server() {
+    let server = MlflowServer::shared();
+    let dir = project();
+    let vars = [("MLFLOW_TRACKING_URI", server.uri())];
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &vars);
+    let uri = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    ok(
+        chainlog(
+            dir.path(),
+            &[
+                "predict",
+                "-m",
+                &uri,
+                "--input",
+                r#"{"text": "traced text"}"#,
+                "--trace-tag",
+                "team=search",
+            ],
+            &vars,
+        ),
+        "predict",
+    );
+    let found = search_traces(
+        server.python(),
+        logged["model_id"].as_str().unwrap(),
+        logged["run_id"].as_str().unwrap(),
+    );
+    assert_one_linked_trace(&found, &logged);
+}
+
+#[test]
+fn a_batch_of_n_rows_makes_n_traces_and_no_trace_makes_none() {
+    let env = mlflow_env();
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap();
+    let uri = format!("models:/{model_id}");
+    let rows: String = (0..5)
+        .map(|i| format!("{{\"text\": \"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let batch = |out: &str, extra: &[&str], vars: &[(&str, &str)]| {
+        let mut args = vec![
+            "predict",
+            "-m",
+            &uri,
+            "--input-file",
+            "rows.jsonl",
+            "--output",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        ok(chainlog(dir.path(), &args, vars), "batch");
+    };
+    batch("out.jsonl", &[], &[]);
+    batch("off1.jsonl", &["--no-trace"], &[]);
+    batch("off2.jsonl", &[], &[("CHAINLOG_TRACING", "false")]);
+    batch("off3.jsonl", &[], &[("MLFLOW_TRACE_SAMPLING_RATIO", "0")]);
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        model_id,
+        logged["run_id"].as_str().unwrap(),
+    );
+    assert_eq!(found["traces"].as_array().unwrap().len(), 5, "{found:#}");
+}
+
+#[test]
+fn tool_agent_trace_holds_tool_spans_and_input_example_is_traced_at_log() {
+    let env = mlflow_env();
+    let dir = project();
+    // With its input example run: that run is a trace of the model too.
+    let out = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "tool_agent",
+            "--input-example",
+            r#"{"question": "What is 2*3?"}"#,
+            "--json",
+        ],
+        &[],
+    );
+    let logged: Value = serde_json::from_str(&ok(out, "log")).unwrap();
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        logged["model_id"].as_str().unwrap(),
+        logged["run_id"].as_str().unwrap(),
+    );
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "the input example's trace: {found:#}");
+    let spans = traces[0]["spans"].as_array().unwrap();
+    let tools: Vec<&Value> = spans.iter().filter(|s| s["type"] == "TOOL").collect();
+    assert!(!tools.is_empty(), "{spans:#?}");
+    assert!(tools[0]["outputs"].is_string(), "{:#}", tools[0]);
+    assert!(tools[0]["inputs"].is_object(), "{:#}", tools[0]);
+}
+
+#[test]
+fn a_failed_call_makes_an_error_trace_with_its_message() {
+    let env = mlflow_env();
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap();
+    // A port nothing listens on: the call fails at once.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let out = chainlog(
+        dir.path(),
+        &[
+            "predict",
+            "-m",
+            &format!("models:/{model_id}"),
+            "--input",
+            r#"{"text": "t"}"#,
+            "--set",
+            "llm.max_retries=0",
+        ],
+        &[
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", "not-a-real-key"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("error"), "{stderr}");
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        model_id,
+        logged["run_id"].as_str().unwrap(),
+    );
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 1, "{found:#}");
+    assert_eq!(traces[0]["state"], "ERROR");
+    let chain = traces[0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "CHAIN")
+        .unwrap();
+    assert_eq!(chain["status"], "ERROR");
+    assert!(!chain["message"].as_str().unwrap().is_empty(), "{chain:#}");
+    let llm = traces[0]["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "CHAT_MODEL")
+        .unwrap();
+    assert_eq!(llm["status"], "ERROR", "{llm:#}");
+}
+
+/// A loopback HTTP server answering every request with `status` and `body`; counts requests.
+fn answering(
+    status: &'static str,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn a_dead_or_otlp_less_destination_leaves_predictions_succeeding_with_one_warning() {
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let uri = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"text\": \"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let dead_port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{dead_port}/v1/traces");
+    let (old, _) = answering("404 Not Found", r#"{"detail":"Not Found"}"#);
+    let (file_store, _) = answering(
+        "501 Not Implemented",
+        r#"{"detail":"REST OTLP span logging is not supported by FileStore"}"#,
+    );
+    for (round, (endpoint, answer)) in [
+        (dead.clone(), "onnect"),
+        (format!("{old}/v1/traces"), "404"),
+        (
+            format!("{file_store}/v1/traces"),
+            "not supported by FileStore",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = chainlog(
+            dir.path(),
+            &[
+                "predict",
+                "-m",
+                &uri,
+                "--input-file",
+                "rows.jsonl",
+                "--output",
+                &format!("out-{round}.jsonl"),
+                "--concurrency",
+                "2",
+            ],
+            &[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &endpoint)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("4 succeeded"), "{stderr}");
+        let warnings: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("cannot export traces"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "one warning: {stderr}");
+        assert!(
+            warnings[0].contains(&endpoint),
+            "names the endpoint: {stderr}"
+        );
+        assert!(
+            warnings[0].contains(answer),
+            "says what it answered: {stderr}"
+        );
+    }
+}
+
+/// `serve`: every request is a trace of the served model, and what is queued when it stops
+/// (SIGTERM, graceful shutdown) is exported before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
+    use std::io::{BufRead, BufReader};
+    let env = mlflow_env();
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(["serve", "-m", &format!("models:/{model_id}"), "--port", "0"])
+        .current_dir(dir.path())
+        .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("CHAINLOG_TRACING")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    let client = reqwest::Client::new();
+    for i in 0..3 {
+        let response = client
+            .post(format!("{url}/invocations"))
+            .json(&serde_json::json!({"inputs": {"text": format!("served {i}")}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let found = search_traces(
+        sqlite_python(&env, dir.path()),
+        &model_id,
+        logged["run_id"].as_str().unwrap(),
+    );
+    let traces = found["traces"].as_array().unwrap();
+    assert_eq!(traces.len(), 3, "{found:#}");
+    assert!(
+        traces
+            .iter()
+            .all(|t| t["request_preview"].as_str().unwrap().contains("served"))
+    );
+}
