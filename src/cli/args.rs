@@ -106,15 +106,8 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
-    /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
-    /// hands the command (`hand_over_args`, this process's arguments as the command needs them
-    /// passed on) over to the compiled binary, which never returns on Unix.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
-    /// The tracking store the model is read from (and its traces go to).
+    /// The tracking store the model is read from (and its traces go to, and `replay --trace`
+    /// reads a trace from).
     ///
     /// # Errors
     ///
@@ -123,6 +116,14 @@ impl ModelArgs {
         tracking_uri(self.tracking_uri.as_deref(), compiled)
     }
 
+    /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
+    /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
+    /// hands the command (`hand_over_args`, this process's arguments as the command needs them
+    /// passed on) over to the compiled binary, which never returns on Unix.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
     pub async fn load<'r>(
         &self,
         registry: &'r ChainRegistry,

@@ -1,7 +1,8 @@
 //! `chainlog replay -m URI`: rebuild a logged chain, answer its LLM calls from the model's
 //! cassettes through the in-process mock (no network, no key), compare every output with the
 //! logged one; prints `identical` (exit 0) or each differing case with a diff and the first
-//! LLM request not in the cassette (exit 1). `--json` prints the [`ReplayReport`].
+//! LLM request not in the cassette (exit 1). `--trace <id>` replays one production prediction
+//! from its trace instead. `--json` prints the [`ReplayReport`].
 
 use std::{fmt::Write as _, io::Write as _};
 
@@ -9,13 +10,18 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{App, args::ModelArgs};
-use crate::replay::{CaseOutcome, FirstMiss, ReplayReport, replay_cases};
+use crate::replay::{CaseOutcome, FirstMiss, ReplayReport, replay_cases, replay_trace};
 
 /// Options of `chainlog replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// Replay one production prediction instead of the logged cases: the trace's root span
+    /// gives the input and output, its CHAT_MODEL spans (request sent, response received) the
+    /// cassette; the trace is read from the tracking store.
+    #[arg(long, value_name = "TRACE_ID")]
+    trace: Option<String>,
     /// Print the report as JSON (`identical`, and per case: output logged and replayed, diff,
     /// the LLM calls and what answered them, the first request not in the cassette).
     #[arg(long)]
@@ -33,13 +39,28 @@ pub async fn run(app: &App, args: ReplayArgs) -> anyhow::Result<()> {
         .model
         .locate(&app.registry, &app.compiled, hand_over)
         .await?;
-    let report = replay_cases(
-        &app.registry,
-        &artifact,
-        &args.model.model_uri,
-        &args.model.set,
-    )
-    .await
+    let report = match &args.trace {
+        Some(trace_id) => {
+            let tracking = args.model.tracking(&app.compiled)?;
+            replay_trace(
+                &app.registry,
+                &artifact,
+                &tracking,
+                trace_id,
+                &args.model.set,
+            )
+            .await
+        }
+        None => {
+            replay_cases(
+                &app.registry,
+                &artifact,
+                &args.model.model_uri,
+                &args.model.set,
+            )
+            .await
+        }
+    }
     .with_context(|| format!("failed to replay model `{}`", args.model.model_uri))?;
     let text = if args.json {
         serde_json::to_string_pretty(&report).context("failed to print the report")? + "\n"

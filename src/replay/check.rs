@@ -5,7 +5,11 @@ use std::{path::Path, sync::Arc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ReplayError, cases::read_cases};
+use super::{
+    ReplayError,
+    cases::{ReplayCase, read_cases},
+    trace::case_from_trace,
+};
 use crate::{
     artifact::LoadedArtifact,
     chain::{ChainRegistry, EnvReader, RunContext},
@@ -13,6 +17,8 @@ use crate::{
     mock::{Difference, JournalEntry, MockConfig, MockServer, explain_miss},
     runner::rebuild_verified,
     secret::is_secret_name,
+    store::TrackingUri,
+    trace::read_trace,
 };
 
 /// What a secret-named variable reads as during a replay: no key is needed, none is read.
@@ -134,56 +140,112 @@ pub async fn replay_cases(
     for case in cases {
         let relative = format!("cassettes/{}", case.cassette);
         let cassette = dir.join(&relative);
-        let mock =
-            MockServer::start(MockConfig::default().with_cassette_replay(&cassette)?).await?;
-        let rebuilt = rebuild_verified(
-            registry,
-            artifact.clone(),
-            overrides,
-            replay_env(mock.base_url()),
-        )?;
-        let span = tracing::info_span!("replay", chain = rebuilt.entry.name(), case = case.case);
-        let result = rebuilt
-            .chain
-            .invoke(case.input.clone(), &RunContext::new(span))
-            .await;
-        let journal = mock.requests();
-        drop(mock);
-        let (replayed, error) = match result {
-            Ok(output) => (Some(output), None),
-            Err(err) => (None, Some(crate::secret::scrub(&err.to_string()))),
-        };
-        let identical = replayed
-            .as_ref()
-            .is_some_and(|out| canonical(out) == canonical(&case.output));
-        let diff = match (&replayed, identical) {
-            (Some(out), false) => Some(unified_diff(&case.output, out)),
-            _ => None,
-        };
-        let first_miss = first_miss(&journal, &cassette, &relative);
-        outcomes.push(CaseOutcome {
-            case: case.case,
-            identical,
-            input: case.input,
-            logged: case.output,
-            replayed,
-            error,
-            diff,
-            calls: journal
-                .into_iter()
-                .map(|entry| CallRecord {
-                    method: entry.method,
-                    path: entry.path,
-                    answered_by: entry.answered_by,
-                    status: entry.status,
-                })
-                .collect(),
-            first_miss,
-        });
+        outcomes.push(replay_one(registry, artifact, overrides, case, &cassette, &relative).await?);
     }
     Ok(ReplayReport {
         identical: outcomes.iter().all(|c| c.identical),
         cases: outcomes,
+    })
+}
+
+/// Replays one production prediction from its trace: the trace `trace_id` in the store
+/// `tracking` names gives the input, the output and (from its `CHAT_MODEL` spans) the
+/// cassette; the chain of `artifact` is rebuilt and run on it offline, as [`replay_cases`]
+/// runs a case. The report holds one case, numbered 0.
+///
+/// # Errors
+///
+/// A trace that does not exist or holds no LLM call ([`ReplayError::Trace`],
+/// [`ReplayError::TraceWithoutLlm`], each naming it), and those of [`replay_cases`].
+pub async fn replay_trace(
+    registry: &ChainRegistry,
+    artifact: &LoadedArtifact,
+    tracking: &TrackingUri,
+    trace_id: &str,
+    overrides: &[String],
+) -> Result<ReplayReport, ReplayError> {
+    let spans = read_trace(tracking, trace_id).await?;
+    let (input, output, yaml) = case_from_trace(trace_id, &spans)?;
+    let staging = tempfile::tempdir().map_err(|source| ReplayError::Io {
+        action: "create a folder for the cassette of",
+        path: trace_id.into(),
+        source,
+    })?;
+    let name = format!("{trace_id}.yaml");
+    let cassette = staging.path().join(&name);
+    std::fs::write(&cassette, yaml).map_err(|source| ReplayError::Io {
+        action: "write",
+        path: cassette.clone(),
+        source,
+    })?;
+    let case = ReplayCase {
+        case: 0,
+        input,
+        output,
+        cassette: name.clone(),
+    };
+    let shown = format!("trace {trace_id}");
+    let outcome = replay_one(registry, artifact, overrides, case, &cassette, &shown).await?;
+    Ok(ReplayReport {
+        identical: outcome.identical,
+        cases: vec![outcome],
+    })
+}
+
+/// One case: a mock replaying `cassette` (named `shown` in the report), the chain rebuilt
+/// against it and run, the output compared, the first miss explained.
+async fn replay_one(
+    registry: &ChainRegistry,
+    artifact: &LoadedArtifact,
+    overrides: &[String],
+    case: ReplayCase,
+    cassette: &Path,
+    shown: &str,
+) -> Result<CaseOutcome, ReplayError> {
+    let mock = MockServer::start(MockConfig::default().with_cassette_replay(cassette)?).await?;
+    let rebuilt = rebuild_verified(
+        registry,
+        artifact.clone(),
+        overrides,
+        replay_env(mock.base_url()),
+    )?;
+    let span = tracing::info_span!("replay", chain = rebuilt.entry.name(), case = case.case);
+    let result = rebuilt
+        .chain
+        .invoke(case.input.clone(), &RunContext::new(span))
+        .await;
+    let journal = mock.requests();
+    drop(mock);
+    let (replayed, error) = match result {
+        Ok(output) => (Some(output), None),
+        Err(err) => (None, Some(crate::secret::scrub(&err.to_string()))),
+    };
+    let identical = replayed
+        .as_ref()
+        .is_some_and(|out| canonical(out) == canonical(&case.output));
+    let diff = match (&replayed, identical) {
+        (Some(out), false) => Some(unified_diff(&case.output, out)),
+        _ => None,
+    };
+    let first_miss = first_miss(&journal, cassette, shown);
+    Ok(CaseOutcome {
+        case: case.case,
+        identical,
+        input: case.input,
+        logged: case.output,
+        replayed,
+        error,
+        diff,
+        calls: journal
+            .into_iter()
+            .map(|entry| CallRecord {
+                method: entry.method,
+                path: entry.path,
+                answered_by: entry.answered_by,
+                status: entry.status,
+            })
+            .collect(),
+        first_miss,
     })
 }
 

@@ -38,6 +38,23 @@ pub enum ReplayError {
         /// The base URLs.
         urls: String,
     },
+    /// A trace whose spans hold no LLM exchange to replay.
+    #[error(
+        "trace `{trace_id}` holds no LLM call (no CHAT_MODEL span with a request and a response) to replay"
+    )]
+    TraceWithoutLlm {
+        /// The trace.
+        trace_id: String,
+    },
+    /// A trace without a root span holding the chain's input.
+    #[error("trace `{trace_id}` has no root span holding the chain's input")]
+    TraceWithoutRoot {
+        /// The trace.
+        trace_id: String,
+    },
+    /// The trace could not be read.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceReadError),
     /// The config could not be resolved.
     #[error(transparent)]
     Config(#[from] ConfigError),

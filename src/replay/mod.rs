@@ -18,15 +18,23 @@
 //! cassette does not hold, the first such request is named with how it differs from the
 //! closest recorded one ([`FirstMiss`]).
 //!
+//! [`replay_trace`] replays one production prediction instead: the trace's root span gives
+//! the input and output, its `CHAT_MODEL` spans (the exact request body sent, the response
+//! received) become the cassette ([`case_from_trace`]).
+//!
 //! Parts: `cases` (the `cases.jsonl` format), `record` (at log time), `check` (the replay and
-//! its [`ReplayReport`]), `error`.
+//! its [`ReplayReport`]), `trace` (a trace as a case), `error`.
 
 mod cases;
 mod check;
 mod error;
 mod record;
+mod trace;
 
 pub use cases::{CASE_FILE_PREFIX, CASES_FILE, ReplayCase, read_cases, read_examples};
-pub use check::{CallRecord, CaseOutcome, ChangedAt, FirstMiss, ReplayReport, replay_cases};
+pub use check::{
+    CallRecord, CaseOutcome, ChangedAt, FirstMiss, ReplayReport, replay_cases, replay_trace,
+};
 pub use error::ReplayError;
 pub use record::{RecordedCases, record_cases};
+pub use trace::case_from_trace;

@@ -62,6 +62,7 @@ mod export;
 mod layer;
 mod model;
 mod otlp;
+mod read;
 mod record;
 mod sqlite;
 
@@ -71,6 +72,7 @@ pub use model::{
     MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage, TraceRecord,
 };
 pub use otlp::OtlpSink;
+pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
     SPAN_TYPE_FIELD, attribute, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
 };

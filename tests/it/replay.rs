@@ -475,3 +475,82 @@ impl Chain for Swapped {
         })
     }
 }
+
+/// The id of the trace whose request preview holds `needle`, in `dir`'s `mlflow.db`.
+fn trace_id(dir: &Path, needle: &str) -> String {
+    let db = rusqlite::Connection::open(dir.join("mlflow.db")).unwrap();
+    db.query_row(
+        "SELECT request_id FROM trace_info WHERE request_preview LIKE ?1",
+        [format!("%{needle}%")],
+        |row| row.get(0),
+    )
+    .unwrap()
+}
+
+/// A prediction traced into the SQLite store replays from its trace id, offline: the input
+/// and output from its root span, every LLM call answered from its CHAT_MODEL spans. An
+/// unknown id, and a trace whose LLM spans are gone, each fail on one line naming the id.
+#[test]
+fn a_traced_prediction_replays_from_its_trace_id() {
+    let (dir, uri) = logged_summarize();
+    let output = chainlog(
+        dir.path(),
+        &[
+            "predict",
+            "-m",
+            &uri,
+            "--input",
+            r#"{"text": "a traced prediction"}"#,
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let predicted: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let id = trace_id(dir.path(), "a traced prediction");
+
+    let output = replay(dir.path(), &uri, &["--trace", &id, "--json"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["identical"], true, "{report}");
+    let case = &report["cases"][0];
+    assert_eq!(case["input"], json!({"text": "a traced prediction"}));
+    assert_eq!(case["logged"], predicted);
+    assert_eq!(case["replayed"], predicted);
+    assert_eq!(case["calls"][0]["answered_by"], "cassette:#0", "{case}");
+    let output = replay(dir.path(), &uri, &["--trace", &id]);
+    assert!(
+        text(&output.stdout).ends_with("identical\n"),
+        "{}",
+        text(&output.stdout)
+    );
+
+    for (trace, expected) in [
+        (
+            "tr-00000000000000000000000000000000",
+            "does not exist in sqlite:///",
+        ),
+        (id.as_str(), "holds no LLM call"),
+    ] {
+        if trace == id {
+            let db = rusqlite::Connection::open(dir.path().join("mlflow.db")).unwrap();
+            db.execute(
+                "DELETE FROM spans WHERE trace_id = ?1 AND content LIKE '%CHAT_MODEL%'",
+                [&id],
+            )
+            .unwrap();
+        }
+        let output = replay(dir.path(), &uri, &["--trace", trace]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert!(errors[0].contains(&format!("trace `{trace}`")), "{stderr}");
+        assert!(errors[0].contains(expected), "{stderr}");
+        assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    }
+}
