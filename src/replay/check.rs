@@ -140,7 +140,11 @@ pub async fn replay_cases(
     for case in cases {
         let relative = format!("cassettes/{}", case.cassette);
         let cassette = dir.join(&relative);
-        outcomes.push(replay_one(registry, artifact, overrides, case, &cassette, &relative).await?);
+        let outcome = replay_one(
+            registry, artifact, overrides, case, &cassette, &relative, false,
+        )
+        .await?;
+        outcomes.push(outcome);
     }
     Ok(ReplayReport {
         identical: outcomes.iter().all(|c| c.identical),
@@ -165,7 +169,7 @@ pub async fn replay_trace(
     overrides: &[String],
 ) -> Result<ReplayReport, ReplayError> {
     let spans = read_trace(tracking, trace_id).await?;
-    let (input, output, yaml) = case_from_trace(trace_id, &spans)?;
+    let traced = case_from_trace(trace_id, &spans)?;
     let staging = tempfile::tempdir().map_err(|source| ReplayError::Io {
         action: "create a folder for the cassette of",
         path: trace_id.into(),
@@ -173,19 +177,28 @@ pub async fn replay_trace(
     })?;
     let name = format!("{trace_id}.yaml");
     let cassette = staging.path().join(&name);
-    std::fs::write(&cassette, yaml).map_err(|source| ReplayError::Io {
+    std::fs::write(&cassette, &traced.cassette).map_err(|source| ReplayError::Io {
         action: "write",
         path: cassette.clone(),
         source,
     })?;
     let case = ReplayCase {
         case: 0,
-        input,
-        output,
+        input: traced.input,
+        output: traced.output,
         cassette: name.clone(),
     };
     let shown = format!("trace {trace_id}");
-    let outcome = replay_one(registry, artifact, overrides, case, &cassette, &shown).await?;
+    let outcome = replay_one(
+        registry,
+        artifact,
+        overrides,
+        case,
+        &cassette,
+        &shown,
+        traced.streamed,
+    )
+    .await?;
     Ok(ReplayReport {
         identical: outcome.identical,
         cases: vec![outcome],
@@ -193,7 +206,8 @@ pub async fn replay_trace(
 }
 
 /// One case: a mock replaying `cassette` (named `shown` in the report), the chain rebuilt
-/// against it and run, the output compared, the first miss explained.
+/// against it and run (streaming, its text dropped, when `streamed`), the output compared,
+/// the first miss explained.
 async fn replay_one(
     registry: &ChainRegistry,
     artifact: &LoadedArtifact,
@@ -201,6 +215,7 @@ async fn replay_one(
     case: ReplayCase,
     cassette: &Path,
     shown: &str,
+    streamed: bool,
 ) -> Result<CaseOutcome, ReplayError> {
     let mock = MockServer::start(MockConfig::default().with_cassette_replay(cassette)?).await?;
     let rebuilt = rebuild_verified(
@@ -210,10 +225,12 @@ async fn replay_one(
         replay_env(mock.base_url()),
     )?;
     let span = tracing::info_span!("replay", chain = rebuilt.entry.name(), case = case.case);
-    let result = rebuilt
-        .chain
-        .invoke(case.input.clone(), &RunContext::new(span))
-        .await;
+    let mut context = RunContext::new(span);
+    let (sink, _text) = tokio::sync::mpsc::unbounded_channel();
+    if streamed {
+        context = context.with_text_sink(sink);
+    }
+    let result = rebuilt.chain.invoke(case.input.clone(), &context).await;
     let journal = mock.requests();
     drop(mock);
     let (replayed, error) = match result {

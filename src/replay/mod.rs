@@ -37,4 +37,4 @@ pub use check::{
 };
 pub use error::ReplayError;
 pub use record::{RecordedCases, record_cases};
-pub use trace::case_from_trace;
+pub use trace::{TraceCase, case_from_trace};

@@ -7,19 +7,29 @@ use serde_json::{Value, json};
 use super::ReplayError;
 use crate::trace::StoredSpan;
 
-/// The replay case of trace `trace_id`: its input, its output (null when the prediction
-/// failed) and the YAML of a cassette holding every LLM exchange of its `CHAT_MODEL` spans,
-/// in start order. A request that asked for a stream is answered with the recorded completion
-/// as a stream (one content chunk, one finish chunk, the usage chunk, `[DONE]`).
+/// A production prediction as a replay case.
+#[derive(Debug, Clone)]
+pub struct TraceCase {
+    /// The chain's input (the root span's inputs).
+    pub input: Value,
+    /// Its output (the root span's outputs); null when the prediction failed.
+    pub output: Value,
+    /// A cassette (YAML) holding every LLM exchange of its `CHAT_MODEL` spans, in start order.
+    pub cassette: String,
+    /// Whether the prediction streamed (its LLM requests asked for a stream), so the replay
+    /// runs the chain streaming too.
+    pub streamed: bool,
+}
+
+/// The replay case of trace `trace_id`. A request that asked for a stream is answered with
+/// the recorded completion as a stream (one content chunk, one finish chunk, the usage chunk,
+/// `[DONE]`).
 ///
 /// # Errors
 ///
 /// [`ReplayError::TraceWithoutLlm`] when no `CHAT_MODEL` span holds a request and a response;
 /// [`ReplayError::TraceWithoutRoot`] when no span holds the chain's input.
-pub fn case_from_trace(
-    trace_id: &str,
-    spans: &[StoredSpan],
-) -> Result<(Value, Value, String), ReplayError> {
+pub fn case_from_trace(trace_id: &str, spans: &[StoredSpan]) -> Result<TraceCase, ReplayError> {
     let input = spans
         .iter()
         .find(|s| !s.has_parent)
@@ -32,12 +42,14 @@ pub fn case_from_trace(
         .find(|s| !s.has_parent)
         .and_then(|root| root.attribute("mlflow.spanOutputs"))
         .unwrap_or(Value::Null);
+    let mut streamed = false;
     let interactions: Vec<Value> = spans
         .iter()
         .filter(|s| s.span_type().as_deref() == Some("CHAT_MODEL"))
         .filter_map(|span| {
             let request = span.attribute("mlflow.spanInputs")?;
             let response = span.attribute("mlflow.spanOutputs")?;
+            streamed |= request["stream"] == json!(true);
             (request.is_object() && response.is_object()).then(|| interaction(request, &response))
         })
         .collect();
@@ -52,7 +64,12 @@ pub fn case_from_trace(
         path: trace_id.into(),
         source: std::io::Error::other(e.to_string()),
     })?;
-    Ok((input, output, yaml))
+    Ok(TraceCase {
+        input,
+        output,
+        cassette: yaml,
+        streamed,
+    })
 }
 
 /// One cassette interaction: the request as sent, the completion as JSON or as a stream.

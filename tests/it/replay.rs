@@ -554,3 +554,64 @@ fn a_traced_prediction_replays_from_its_trace_id() {
         assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
     }
 }
+
+/// A streamed prediction (`serve`, SSE) replays from its trace: its CHAT_MODEL span holds the
+/// streamed request and the assembled completion, which the replay answers as a stream to the
+/// chain run streaming, giving the same output.
+#[test]
+fn a_streamed_prediction_replays_from_its_trace() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let (dir, uri) = logged_summarize();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(["serve", "-m", &uri, "--port", "0"])
+        .current_dir(dir.path())
+        .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let address = url.trim().trim_start_matches("http://").to_owned();
+    let body = r#"{"inputs": {"text": "a streamed prediction"}}"#;
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /invocations HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("text/event-stream"), "{response}");
+    // SIGTERM: a graceful shutdown flushes the trace queue.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success());
+
+    let id = trace_id(dir.path(), "a streamed prediction");
+    let output = replay(dir.path(), &uri, &["--trace", &id, "--json"]);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["identical"], true, "{report}");
+    let summary = report["cases"][0]["replayed"]["summary"].as_str().unwrap();
+    assert!(summary.contains("a streamed prediction"), "{report}");
+    assert_eq!(report["cases"][0]["calls"][0]["answered_by"], "cassette:#0");
+}
