@@ -42,7 +42,8 @@
 //!   config, examples — written, read back and verified against its hashes.
 //! - [`replay`]: recording a logged chain's LLM exchanges into its artifact (`cassettes/`) at
 //!   `log`, and `replay`: the chain rebuilt, its calls answered offline from them, each output
-//!   compared byte for byte with the logged one, the first changed request named.
+//!   compared byte for byte with the logged one, the first changed request named; or one
+//!   production prediction replayed from its trace's spans (`replay --trace`).
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
 //!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.

@@ -7,7 +7,8 @@
 //! for the metadata; `sqlite`: MLflow 3.17.2's `trace_info`, `trace_tags`,
 //! `trace_request_metadata` and `spans` rows). It does not own the spans' content: the chain
 //! registry, the LLM client and chains put it there through the leaf API of `record`
-//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]).
+//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]). [`read_trace`] reads a trace's
+//! spans back from a store, for `replay --trace`.
 //!
 //! # What a trace holds
 //!
