@@ -159,7 +159,8 @@ async fn read_server(url: &str, trace_id: &str) -> Result<Option<Vec<StoredSpan>
 }
 
 /// A span from MLflow's span dict (attributes an object of JSON texts) or OTLP JSON
-/// (attributes a list of `{key, value: {string_value | stringValue}}`).
+/// (attributes a list of `{key, value: AnyValue}`, as a server's `traces/get` answers: the
+/// JSON of each attribute unfolded into `kvlist_value`, `array_value`, `string_value`…).
 fn parse_span(span: &Value) -> StoredSpan {
     let mut attributes = BTreeMap::new();
     match &span["attributes"] {
@@ -176,11 +177,7 @@ fn parse_span(span: &Value) -> StoredSpan {
                 let (Some(key), value) = (item["key"].as_str(), &item["value"]) else {
                     continue;
                 };
-                let text = ["string_value", "stringValue"]
-                    .iter()
-                    .find_map(|k| value[*k].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| value.to_string());
-                attributes.insert(key.to_owned(), text);
+                attributes.insert(key.to_owned(), any_value(value).to_string());
             }
         }
         _ => {}
@@ -203,5 +200,80 @@ fn parse_span(span: &Value) -> StoredSpan {
         has_parent,
         start_ns,
         attributes,
+    }
+}
+
+/// An OTLP `AnyValue` (proto JSON, snake or camel case) as the JSON value it encodes.
+fn any_value(value: &Value) -> Value {
+    let field = |snake: &str, camel: &str| value.get(snake).or_else(|| value.get(camel));
+    if let Some(text) = field("string_value", "stringValue") {
+        return text.clone();
+    }
+    if let Some(flag) = field("bool_value", "boolValue") {
+        return flag.clone();
+    }
+    if let Some(int) = field("int_value", "intValue") {
+        return match int {
+            Value::String(text) => text
+                .parse::<i64>()
+                .map_or_else(|_| int.clone(), Value::from),
+            other => other.clone(),
+        };
+    }
+    if let Some(double) = field("double_value", "doubleValue") {
+        return double.clone();
+    }
+    if let Some(list) = field("array_value", "arrayValue") {
+        let items = list["values"].as_array().cloned().unwrap_or_default();
+        return Value::Array(items.iter().map(any_value).collect());
+    }
+    if let Some(map) = field("kvlist_value", "kvlistValue") {
+        let entries = map["values"].as_array().cloned().unwrap_or_default();
+        return Value::Object(
+            entries
+                .iter()
+                .filter_map(|entry| {
+                    Some((
+                        entry["key"].as_str()?.to_owned(),
+                        any_value(&entry["value"]),
+                    ))
+                })
+                .collect(),
+        );
+    }
+    Value::Null
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::parse_span;
+
+    /// A server's OTLP span: nested attribute values come back as the JSON they encode.
+    #[test]
+    fn otlp_attribute_values_unfold_to_json() {
+        let span = json!({"name": "llm.chat", "parent_span_id": "AAAAAAAAAAE=",
+        "start_time_unix_nano": "17", "attributes": [
+        {"key": "mlflow.spanType", "value": {"string_value": "CHAT_MODEL"}},
+        {"key": "mlflow.spanInputs", "value": {"kvlist_value": {"values": [
+            {"key": "model", "value": {"string_value": "m"}},
+            {"key": "max_tokens", "value": {"int_value": "300"}},
+            {"key": "temperature", "value": {"double_value": 0.2}},
+            {"key": "stream", "value": {"bool_value": false}},
+            {"key": "messages", "value": {"array_value": {"values": [
+                {"kvlist_value": {"values": [{"key": "role", "value": {"string_value": "user"}}]}}
+            ]}}}]}}}]});
+        let parsed = parse_span(&span);
+        assert!(parsed.has_parent);
+        assert_eq!(parsed.start_ns, 17);
+        assert_eq!(parsed.span_type().as_deref(), Some("CHAT_MODEL"));
+        assert_eq!(
+            parsed.attribute("mlflow.spanInputs"),
+            Some(
+                json!({"model": "m", "max_tokens": 300, "temperature": 0.2, "stream": false,
+                "messages": [{"role": "user"}]})
+            )
+        );
     }
 }

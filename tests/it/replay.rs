@@ -615,3 +615,65 @@ fn a_streamed_prediction_replays_from_its_trace() {
     assert!(summary.contains("a streamed prediction"), "{report}");
     assert_eq!(report["cases"][0]["calls"][0]["answered_by"], "cassette:#0");
 }
+
+/// On an MLflow server, a prediction's trace (sent over OTLP) is read back through
+/// `traces/get` and replays `identical`; an unknown id is named on one line.
+#[test]
+fn a_prediction_traced_to_a_server_replays_from_its_trace_id() {
+    use crate::support::mlflow_server::MlflowServer;
+    let server = MlflowServer::shared();
+    let vars = [("MLFLOW_TRACKING_URI", server.uri())];
+    let dir = project();
+    let logged = log(
+        dir.path(),
+        "summarize",
+        &json!({ "text": TEXT }),
+        &[],
+        &vars,
+    );
+    let model_id = logged["model_id"].as_str().unwrap();
+    let uri = format!("models:/{model_id}");
+    let input = r#"{"text": "a prediction traced to a server"}"#;
+    let output = chainlog(
+        dir.path(),
+        &["predict", "-m", &uri, "--input", input],
+        &vars,
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let script = format!(
+        "import mlflow\nfor t in mlflow.search_traces(model_id=\"{model_id}\", return_type=\"list\"):\n    if 'traced to a server' in (t.info.request_preview or ''):\n        print(t.info.trace_id)\n"
+    );
+    let mut python = server.python();
+    let found = python.arg("-c").arg(script).output().unwrap();
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    let id = text(&found.stdout).trim().to_owned();
+    assert!(id.starts_with("tr-"), "{id}");
+
+    let mut args = vec![
+        "replay",
+        "-m",
+        uri.as_str(),
+        "--trace",
+        id.as_str(),
+        "--json",
+    ];
+    let output = chainlog(dir.path(), &args, &vars);
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["identical"], true, "{report}");
+    assert_eq!(report["cases"][0]["calls"][0]["answered_by"], "cassette:#0");
+
+    args[4] = "tr-00000000000000000000000000000000";
+    let output = chainlog(dir.path(), &args, &vars);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("trace `tr-00000000000000000000000000000000` does not exist"),
+        "{stderr}"
+    );
+}
