@@ -109,6 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         registered_model: Some("tagline"),
         alias: Some("champion"),
         input_example: Some(&example),
+        examples: &[],
         validate: true,
         env: endpoint.env.clone(),
         sign_key: None,

@@ -40,6 +40,10 @@
 //! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
 //!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
 //!   config, examples — written, read back and verified against its hashes.
+//! - [`replay`]: recording a logged chain's LLM exchanges into its artifact (`cassettes/`) at
+//!   `log`, and `replay`: the chain rebuilt, its calls answered offline from them, each output
+//!   compared byte for byte with the logged one, the first changed request named; or one
+//!   production prediction replayed from its trace's spans (`replay --trace`).
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
 //!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
@@ -68,6 +72,7 @@ pub use chainlog_mock as mock;
 pub mod project;
 pub mod prompt;
 mod pyjson;
+pub mod replay;
 pub mod runner;
 pub mod scaffold;
 pub mod secret;

@@ -53,6 +53,8 @@ pub const ENV_VARS_FILE: &str = "environment_variables.txt";
 pub const CODE_DIR: &str = "code";
 /// The prompt templates.
 pub const PROMPTS_DIR: &str = "prompts";
+/// The folder of the LLM exchanges recorded while running the examples, for `replay`.
+pub const CASSETTES_DIR: &str = "cassettes";
 /// The detached OpenSSF Model Signing signature (`log --sign-key`). The one file no record
 /// of the MLmodel lists: it signs the MLmodel among the other files, so it cannot be inside
 /// what it signs.

@@ -21,10 +21,12 @@
 //! input_example.json         the input example, and serving_input_example.json ({"inputs": …})
 //! output_example.json        the output example, when given
 //! environment_variables.txt  names of the variables the config references (MLflow's header)
+//! cassettes/cases.jsonl      the cases run at log (input, output, cassette), for `replay`
+//! cassettes/case-<n>.yaml    their LLM exchanges in the mock's cassette format, scrubbed
 //! model.sig                  with `log --sign-key`: an OpenSSF Model Signing signature
 //! ```
 //!
-//! Integrity: the MLmodel lists every other file with its SHA-256 (format 2; the crate
+//! Integrity: the MLmodel lists every other file (cassettes included) with its SHA-256 (format 2; the crate
 //! snapshot as one hash over its files), and [`LoadedArtifact::verify`] refuses a file it
 //! does not list as well as a listed one that is missing or changed. The artifact digest —
 //! the SHA-256 of the MLmodel's bytes, [`LoadedArtifact::digest`] — thus binds every file;
@@ -59,9 +61,9 @@ mod write;
 
 pub use error::ArtifactError;
 pub use mlmodel::{
-    ARTIFACT_DIGEST_TAG, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE, FORMAT_VERSION,
-    FileRecord, Flavors, INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION, MLMODEL_FILE,
-    MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
+    ARTIFACT_DIGEST_TAG, CASSETTES_DIR, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE,
+    FORMAT_VERSION, FileRecord, Flavors, INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION,
+    MLMODEL_FILE, MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
     SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE, Signature, SnapshotRecord,
 };
 pub use oms::{SignatureError, SigningKey, VerifyingKey, sign_model, verify_model};

@@ -19,6 +19,7 @@ pub struct ArtifactSpec<'a> {
     pub(super) prompt_uris: BTreeMap<&'a str, &'a str>,
     pub(super) input_example: Option<&'a Value>,
     pub(super) output_example: Option<&'a Value>,
+    pub(super) cassettes: Option<&'a BTreeMap<String, Vec<u8>>>,
     pub(super) model_id: &'a str,
     pub(super) run_id: Option<&'a str>,
     pub(super) artifact_uri: Option<&'a str>,
@@ -44,6 +45,7 @@ impl<'a> ArtifactSpec<'a> {
             prompt_uris: BTreeMap::new(),
             input_example: None,
             output_example: None,
+            cassettes: None,
             model_id,
             run_id: None,
             artifact_uri: None,
@@ -87,6 +89,15 @@ impl<'a> ArtifactSpec<'a> {
     #[must_use]
     pub fn with_output_example(mut self, example: &'a Value) -> Self {
         self.output_example = Some(example);
+        self
+    }
+
+    /// The files of `cassettes/` (name → bytes, names plain: no folders): the recorded LLM
+    /// exchanges of the examples and their cases file, for `replay`
+    /// ([`record_cases`](crate::replay::record_cases)).
+    #[must_use]
+    pub fn with_cassettes(mut self, files: &'a BTreeMap<String, Vec<u8>>) -> Self {
+        self.cassettes = Some(files);
         self
     }
 

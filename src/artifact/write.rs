@@ -19,8 +19,9 @@ use super::{
     ArtifactError, ArtifactSpec, ChainlogFlavor, FileRecord, Flavors, InputExampleInfo, MlModel,
     PromptRecord, Signature, SnapshotRecord, WrittenArtifact,
     mlmodel::{
-        CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, FORMAT_VERSION, INPUT_EXAMPLE_FILE, MLFLOW_VERSION,
-        MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, utc_time,
+        CASSETTES_DIR, CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, FORMAT_VERSION, INPUT_EXAMPLE_FILE,
+        MLFLOW_VERSION, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE,
+        utc_time,
     },
     signature::mlflow_schema_json,
 };
@@ -64,6 +65,16 @@ pub fn write_artifact(
     let prompts = add_prompts(&mut files, spec)?;
     files.put(CONFIG_FILE.to_owned(), spec.config.to_yaml().into_bytes());
     let saved_input_example_info = add_examples(&mut files, spec)?;
+    for (name, bytes) in spec.cassettes.into_iter().flatten() {
+        let plain = plain_relative(Path::new(name))
+            .filter(|p| !p.contains('/'))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "cassette file name `{name}` is not a plain file name"
+                ))
+            })?;
+        files.put(format!("{CASSETTES_DIR}/{plain}"), bytes.clone());
+    }
     let env_vars: Vec<String> = spec.config.references().into_iter().collect();
     if !env_vars.is_empty() {
         let text = format!("{ENV_VARS_HEADER}{}\n", env_vars.join("\n"));

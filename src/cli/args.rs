@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::{
-    artifact::VerifyingKey,
+    artifact::{LoadedArtifact, VerifyingKey},
     chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
@@ -79,7 +79,7 @@ impl ChainFilesArgs {
     }
 }
 
-/// A logged model and how to load it. Used by `predict` and `serve`.
+/// A logged model and how to load it. Used by `predict`, `serve` and `replay`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The model: runs:/<run_id>/<name>, models:/<model_id>, models:/<name>/<version>,
@@ -106,15 +106,8 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
-    /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
-    /// hands the command (`hand_over_args`, this process's arguments as the command needs them
-    /// passed on) over to the compiled binary, which never returns on Unix.
-    ///
-    /// # Errors
-    ///
-    /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
-    /// The tracking store the model is read from (and its traces go to).
+    /// The tracking store the model is read from (and its traces go to, and `replay --trace`
+    /// reads a trace from).
     ///
     /// # Errors
     ///
@@ -123,12 +116,40 @@ impl ModelArgs {
         tracking_uri(self.tracking_uri.as_deref(), compiled)
     }
 
+    /// Fetches and verifies the model, then either rebuilds its chain in this binary (returned
+    /// with the endpoint it talks to) or — when the artifact's own code must be compiled —
+    /// hands the command (`hand_over_args`, this process's arguments as the command needs them
+    /// passed on) over to the compiled binary, which never returns on Unix.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`locate_model_code`] and [`rebuild_model`]; a binary that cannot be started.
     pub async fn load<'r>(
         &self,
         registry: &'r ChainRegistry,
         compiled: &CompiledCrate,
         hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
+        let artifact = self.locate(registry, compiled, hand_over_args).await?;
+        let endpoint = super::endpoint().await?;
+        let model = rebuild_model(registry, &self.model_uri, artifact, &self.set, &endpoint)?;
+        Ok((model, endpoint))
+    }
+
+    /// Fetches and verifies the model (every hash, the store's digest record, `--expect-digest`,
+    /// `--verify-key`) and returns it when this binary runs its code; when the artifact's own
+    /// code must be compiled, hands the command over to the compiled binary (never returns on
+    /// Unix). Used by `replay`, which answers the chain's LLM calls itself.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`locate_model_code`]; a binary that cannot be started.
+    pub async fn locate(
+        &self,
+        registry: &ChainRegistry,
+        compiled: &CompiledCrate,
+        hand_over_args: Vec<OsString>,
+    ) -> anyhow::Result<LoadedArtifact> {
         let integrity = Integrity {
             expect_digest: self.expect_digest.clone(),
             verify_key: self
@@ -148,12 +169,7 @@ impl ModelArgs {
         )
         .await?;
         match code {
-            ModelCode::ThisBinary(artifact) => {
-                let endpoint = super::endpoint().await?;
-                let model =
-                    rebuild_model(registry, &self.model_uri, *artifact, &self.set, &endpoint)?;
-                Ok((model, endpoint))
-            }
+            ModelCode::ThisBinary(artifact) => Ok(*artifact),
             ModelCode::Compiled(model) => {
                 let code = hand_over(&model.binary, &model.artifact, hand_over_args)?;
                 std::process::exit(code)

@@ -28,7 +28,11 @@ pub struct LogArgs {
     /// An input example (JSON): checked, run once against the endpoint, logged with its output.
     #[arg(long, value_name = "JSON")]
     input_example: Option<String>,
-    /// Log without running the input example.
+    /// More inputs, one JSON per line: each is run once like the input example, and its
+    /// output and LLM exchanges are recorded (`cassettes/`), a regression set for `replay`.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_validate")]
+    examples: Option<std::path::PathBuf>,
+    /// Log without running the input example (nothing is recorded for `replay`).
     #[arg(long)]
     no_validate: bool,
     /// Also put the sources of every registry and git dependency in the model
@@ -72,6 +76,12 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         .map(serde_json::from_str)
         .transpose()
         .context("the input example is not valid JSON")?;
+    let examples = args
+        .examples
+        .as_deref()
+        .map(crate::replay::read_examples)
+        .transpose()?
+        .unwrap_or_default();
     let sign_key = args
         .sign_key
         .as_deref()
@@ -104,6 +114,7 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         registered_model: args.registered_model.as_deref(),
         alias: args.alias.as_deref(),
         input_example: input_example.as_ref(),
+        examples: &examples,
         validate: !args.no_validate,
         env: endpoint.env.clone(),
         sign_key: sign_key.as_ref(),
@@ -134,6 +145,14 @@ pub async fn run(app: &App, args: LogArgs) -> anyhow::Result<()> {
         writeln!(out, "model_uri: {}", logged.model_uri).context("failed to print the result")?;
         writeln!(out, "digest:    sha256:{}", logged.artifact_digest)
             .context("failed to print the result")?;
+        if logged.replay_cases > 0 {
+            writeln!(
+                out,
+                "replay:    {} case(s) recorded (cassettes/); check with: chainlog replay -m {}",
+                logged.replay_cases, logged.model_uri
+            )
+            .context("failed to print the result")?;
+        }
         if logged.signed {
             writeln!(out, "signed:    model.sig (OpenSSF Model Signing)")
                 .context("failed to print the result")?;

@@ -1,7 +1,8 @@
 //! The command line: clap definitions, dispatch to library calls, the tracing subscriber and
 //! exit codes. The only place that uses `anyhow`.
 //!
-//! Exit codes: 0 success, 1 a failure the message explains, 2 a usage error (clap's).
+//! Exit codes: 0 success, 1 a failure the message explains (for `replay`: an output that
+//! differs), 2 a usage error (clap's).
 
 mod args;
 mod chains;
@@ -11,6 +12,7 @@ mod mock;
 mod new;
 mod predict;
 mod prompts;
+mod replay;
 mod run;
 mod serve;
 mod traces;
@@ -49,6 +51,9 @@ enum Command {
     Log(log::LogArgs),
     /// Rebuild a logged chain from its artifact and run it on one input.
     Predict(predict::PredictArgs),
+    /// Prove offline that a logged chain still gives its logged outputs: rebuild it, answer
+    /// its LLM calls from the model's recorded cassettes (no network, no key), compare.
+    Replay(replay::ReplayArgs),
     /// Rebuild a logged chain and serve it with MLflow's scoring protocol.
     Serve(serve::ServeArgs),
     /// Work with MLflow's Prompt Registry.
@@ -117,6 +122,7 @@ async fn dispatch(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Run(args) => run::run(app, args).await,
         Command::Log(args) => log::run(app, args).await,
         Command::Predict(args) => predict::run(app, args).await,
+        Command::Replay(args) => replay::run(app, args).await,
         Command::Serve(args) => serve::run(app, args).await,
         Command::Prompts(args) => prompts::run(&app.compiled, args).await,
         Command::Gc(args) => gc::run(app, args).await,

@@ -8,6 +8,10 @@
 //! exists marks the model UPLOAD_FAILED and the run FAILED before the error is returned, so
 //! nothing half-written ever looks finished. Everything that can be refused (an unknown chain, a literal secret, an
 //! input example that does not fit or does not run) is refused before the store is touched.
+//!
+//! The input example and the `--examples` inputs run once each with their LLM exchanges
+//! recorded ([`record_cases`]); the cassettes and the cases file go under the artifact's
+//! `cassettes/` for `replay`, the input example's output is the output example.
 
 use std::{
     path::Path,
@@ -18,15 +22,16 @@ use std::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::build::{build_chain, uses_prompt_registry};
+use super::build::uses_prompt_registry;
 use crate::{
     artifact::{
         ARTIFACT_DIGEST_TAG, ArtifactError, ArtifactSpec, Provenance, SigningKey, SnapshotPlan,
         sign_model, write_artifact,
     },
-    chain::{ChainEntry, ChainError, EnvReader, RunContext, prompt_entries},
-    config::{ChainConfig, ConfigError, LlmOverrides},
+    chain::{ChainEntry, ChainError, EnvReader, prompt_entries},
+    config::{ChainConfig, ConfigError},
     prompt::{PromptError, PromptSet, PromptTemplate, Role},
+    replay::{RecordedCases, ReplayError, record_cases},
     store::{
         LoggedModel, ModelStatus, PromptVersion, RunInfo, RunStatus, StoreError, TrackingStore,
         validate::{self, KeyKind},
@@ -54,8 +59,12 @@ pub struct LogRequest<'a> {
     pub registered_model: Option<&'a str>,
     /// ...and point this alias at the new version.
     pub alias: Option<&'a str>,
-    /// An input example: checked against the schema and (unless `validate` is off) run once.
+    /// An input example: checked against the schema and (unless `validate` is off) run once,
+    /// its LLM exchanges recorded for `replay` (case 0).
     pub input_example: Option<&'a Value>,
+    /// More inputs (`log --examples`): each checked, run once and recorded with its output
+    /// (cases 1.., or 0.. without an input example), a small regression set for `replay`.
+    pub examples: &'a [Value],
     /// Run the input example against the configured endpoint before logging.
     pub validate: bool,
     /// The environment the chain reads (the endpoint's, possibly the built-in mock's).
@@ -98,6 +107,8 @@ pub struct Logged {
     pub signed: bool,
     /// The output of the input example's run, when it ran.
     pub output_example: Option<Value>,
+    /// How many cases were recorded under `cassettes/` for `replay`.
+    pub replay_cases: usize,
 }
 
 /// Why logging failed.
@@ -119,6 +130,18 @@ pub enum LogError {
     /// The artifact could not be written.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    /// The examples' LLM exchanges could not be recorded.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// An example of `--examples` does not fit the chain's input.
+    #[error("example {number} of --examples does not fit the chain's input")]
+    Example {
+        /// Its number, from 1 (its line among the non-empty lines).
+        number: usize,
+        /// Why.
+        #[source]
+        source: ChainError,
+    },
     /// `--vendor` without a crate snapshot to put the sources in.
     #[error(
         "cannot vendor the dependencies of chain `{chain}`: no crate holding its source was found, so the model carries no crate snapshot (run `log` from the crate's folder or pass --project)"
@@ -267,16 +290,32 @@ pub async fn log_chain(
     let (prompts, prompt_uris) =
         load_prompts(request.config, request.prompts_dir, early_store.as_deref()).await?;
     // Refuse everything refusable before the store is touched.
-    let output_example = match request.input_example {
-        Some(example) => {
-            entry.check_input(example)?;
-            if request.validate {
-                Some(run_example(request, &prompts, example).await?)
-            } else {
-                None
-            }
-        }
-        None => None,
+    if let Some(example) = request.input_example {
+        entry.check_input(example)?;
+    }
+    for (number, example) in request.examples.iter().enumerate() {
+        entry
+            .check_input(example)
+            .map_err(|source| LogError::Example {
+                number: number + 1,
+                source,
+            })?;
+    }
+    // Every case runs once, its LLM exchanges recorded for `replay`.
+    let inputs: Vec<Value> = request
+        .input_example
+        .into_iter()
+        .chain(request.examples)
+        .cloned()
+        .collect();
+    let recorded = if request.validate && !inputs.is_empty() {
+        Some(record_cases(entry, request.config, &prompts, &request.env, &inputs).await?)
+    } else {
+        None
+    };
+    let output_example = match (&recorded, request.input_example) {
+        (Some(recorded), Some(_)) => recorded.outputs.first().cloned(),
+        _ => None,
     };
     // The crate snapshot is planned (and refused: a missing or symlinked path dependency,
     // two vendored packages of one name) before the store is touched.
@@ -330,6 +369,7 @@ pub async fn log_chain(
         &tags,
         &mut left,
         output_example.as_ref(),
+        recorded.as_ref(),
         progress,
     )
     .await;
@@ -351,6 +391,7 @@ pub async fn log_chain(
                 artifact_digest: left.digest,
                 signed: request.sign_key.is_some(),
                 output_example,
+                replay_cases: recorded.as_ref().map_or(0, |r| r.outputs.len()),
             })
         }
         Err(error) => {
@@ -446,6 +487,7 @@ async fn log_into_run(
     tags: &[(String, String)],
     left: &mut LeftBehind,
     output_example: Option<&Value>,
+    recorded: Option<&RecordedCases>,
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> Result<Option<String>, LogError> {
     let entry = request.chain;
@@ -473,6 +515,9 @@ async fn log_into_run(
     }
     if let Some(output) = output_example {
         spec = spec.with_output_example(output);
+    }
+    if let Some(recorded) = recorded {
+        spec = spec.with_cassettes(&recorded.files);
     }
     for prompt in prompt_uris {
         spec = spec.with_prompt_uri(&prompt.name, &prompt.uri);
@@ -542,25 +587,6 @@ fn portable_artifact_uri(model: &LoggedModel) -> String {
         .unwrap_or_else(|| format!("models:/{}", model.model_id))
 }
 
-/// Runs the input example once against the configured endpoint; its output is logged.
-async fn run_example(
-    request: &LogRequest<'_>,
-    prompts: &PromptSet,
-    example: &Value,
-) -> Result<Value, LogError> {
-    let chain = build_chain(
-        request.chain,
-        request.config,
-        prompts.clone(),
-        Arc::clone(&request.env),
-        LlmOverrides::default(),
-    )?;
-    let span = tracing::info_span!("log.validate", chain = request.chain.name());
-    Ok(chain
-        .invoke(example.clone(), &RunContext::new(span))
-        .await?)
-}
-
 fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -585,7 +611,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
-    use crate::chain::{BuildContext, Chain};
+    use crate::chain::{BuildContext, Chain, RunContext};
 
     #[derive(Debug, Deserialize, schemars::JsonSchema)]
     struct In {}
@@ -631,6 +657,7 @@ mod tests {
             registered_model: None,
             alias: None,
             input_example: None,
+            examples: &[],
             validate: false,
             env: Arc::new(|_: &str| None),
             sign_key: None,

@@ -7,7 +7,8 @@
 //! for the metadata; `sqlite`: MLflow 3.17.2's `trace_info`, `trace_tags`,
 //! `trace_request_metadata` and `spans` rows). It does not own the spans' content: the chain
 //! registry, the LLM client and chains put it there through the leaf API of `record`
-//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]).
+//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]). [`read_trace`] reads a trace's
+//! spans back from a store, for `replay --trace`.
 //!
 //! # What a trace holds
 //!
@@ -62,6 +63,7 @@ mod export;
 mod layer;
 mod model;
 mod otlp;
+mod read;
 mod record;
 mod sqlite;
 
@@ -71,6 +73,7 @@ pub use model::{
     MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage, TraceRecord,
 };
 pub use otlp::OtlpSink;
+pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
     SPAN_TYPE_FIELD, attribute, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
 };

@@ -22,6 +22,7 @@ mod mock_rules;
 mod predict_batch;
 mod predict_serve;
 mod readme;
+mod replay;
 mod secret_canary;
 mod store_read;
 mod store_rest;

@@ -237,3 +237,222 @@ fn cassette_without_mode_is_refused_by_the_cli() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--replay"), "{stderr}");
 }
+
+/// Recording passes an event stream through as it arrives: from an upstream that sends one
+/// event every 400 ms, each event reaches the client before the upstream sends the next, the
+/// first within 100 ms of the upstream's; the cassette then holds every event.
+#[tokio::test]
+async fn recording_passes_a_stream_through_event_by_event() {
+    use std::{
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+    const EVENTS: usize = 3;
+    let sent_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let times = Arc::clone(&sent_at);
+    let handler = move || {
+        let times = Arc::clone(&times);
+        async move {
+            let stream = async_stream::stream! {
+                for n in 0..EVENTS {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    times.lock().unwrap().push(Instant::now());
+                    let chunk = serde_json::json!({"id": "c", "object": "chat.completion.chunk",
+                        "created": 1, "model": "m", "choices": [{"index": 0,
+                        "delta": {"content": format!("part{n} ")}, "finish_reason": null}]});
+                    yield Ok::<_, std::io::Error>(format!("data: {chunk}\n\n"));
+                }
+                yield Ok("data: [DONE]\n\n".to_owned());
+            };
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(stream),
+            )
+        }
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let cassette = dir.path().join("stream.yaml");
+    let recorder = MockServer::start(
+        MockConfig::default()
+            .with_cassette_record(&cassette, upstream, None)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut response = reqwest::Client::new()
+        .post(format!("{}/chat/completions", recorder.base_url()))
+        .json(&serde_json::json!({"model": "m", "stream": true,
+            "messages": [{"role": "user", "content": "slow"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut buffered, mut received_at) = (String::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), response.chunk())
+        .await
+        .expect("the stream did not end within 10 s")
+        .unwrap()
+    {
+        buffered.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffered.find("\n\n") {
+            let event: String = buffered.drain(..end + 2).collect();
+            if event.contains("part") {
+                received_at.push(Instant::now());
+            }
+        }
+    }
+    let sent_at = sent_at.lock().unwrap().clone();
+    assert_eq!((sent_at.len(), received_at.len()), (EVENTS, EVENTS));
+    let first_lag = received_at[0] - sent_at[0];
+    assert!(
+        first_lag < Duration::from_millis(100),
+        "the first event came {first_lag:?} after the upstream sent it"
+    );
+    for n in 1..EVENTS {
+        assert!(
+            received_at[n - 1] < sent_at[n],
+            "event {} arrived only after the upstream sent event {n}",
+            n - 1
+        );
+    }
+    // The exchange is recorded once the stream has ended.
+    let recorded = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let text = std::fs::read_to_string(&cassette).unwrap_or_default();
+            if text.contains("[DONE]") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stream was not recorded");
+    assert_eq!(recorded.matches("part").count(), EVENTS, "{recorded}");
+}
+
+/// Identical requests recorded in turn — a 429 and the retried 200, then the same call
+/// twice with different answers — are replayed in the same order; `/v1/models` is recorded
+/// from the upstream and replayed from the cassette.
+#[tokio::test]
+async fn identical_requests_replay_in_recorded_order_and_models_are_recorded() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let chat = move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            use axum::response::IntoResponse;
+            if n == 0 {
+                let body = serde_json::json!({"error": {"message": "slow down",
+                    "type": "requests", "code": "rate_limit_exceeded"}});
+                return (
+                    axum::http::StatusCode::TOO_MANY_REQUESTS,
+                    [("retry-after-ms", "10")],
+                    axum::Json(body),
+                )
+                    .into_response();
+            }
+            axum::Json(
+                serde_json::json!({"id": format!("c{n}"), "object": "chat.completion",
+                "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": format!("answer {n}")}}]}),
+            )
+            .into_response()
+        }
+    };
+    let models = || async {
+        axum::Json(
+            serde_json::json!({"object": "list", "data": [{"id": "upstream-only",
+            "object": "model", "created": 1, "owned_by": "x"}]}),
+        )
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(chat))
+        .route("/v1/models", axum::routing::get(models));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let ask = |base: String| async move {
+        let http = reqwest::Client::new();
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let response = http
+                .post(format!("{base}/chat/completions"))
+                .json(&serde_json::json!({"model": "m",
+                    "messages": [{"role": "user", "content": "same"}]}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            let text = body["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            seen.push((status, text));
+        }
+        let models: serde_json::Value = http
+            .get(format!("{base}/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (seen, models["data"][0]["id"].clone())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cassette = dir.path().join("order.yaml");
+    let recorder = MockServer::start(
+        MockConfig::default()
+            .with_cassette_record(&cassette, upstream, None)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let recorded = ask(recorder.base_url()).await;
+    let expected = vec![
+        (429, String::new()),
+        (200, "answer 1".to_owned()),
+        (200, "answer 2".to_owned()),
+    ];
+    assert_eq!(
+        recorded,
+        (expected.clone(), serde_json::json!("upstream-only"))
+    );
+    drop(recorder);
+
+    let replayer = MockServer::start(
+        MockConfig::default()
+            .with_cassette_replay(&cassette)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let replayed = ask(replayer.base_url()).await;
+    assert_eq!(replayed, (expected, serde_json::json!("upstream-only")));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "replay reached the upstream"
+    );
+    let answered: Vec<_> = replayer
+        .requests()
+        .into_iter()
+        .map(|r| r.answered_by)
+        .collect();
+    assert_eq!(
+        answered,
+        ["cassette:#0", "cassette:#1", "cassette:#2", "cassette:#3"]
+    );
+}

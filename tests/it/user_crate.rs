@@ -390,6 +390,35 @@ fn rebuilds_from_the_artifacts_own_code(work: &Path, project: &Path, expected: &
         expected
     );
 
+    // `replay` hands over the same way: the artifact's own code (from the cache) answers its
+    // recorded LLM calls offline and reproduces the logged output; this binary's edited chain
+    // is refused by `--build local`.
+    let replay = ["replay", "-m", "models:/haiku@champion"];
+    let replayed = team(
+        work,
+        project,
+        &[&replay[..], &["--build", "cargo"]].concat(),
+        &no_cargo,
+    )
+    .output()
+    .unwrap();
+    assert_ok("replay --build cargo from the cache", &replayed);
+    assert!(
+        text(&replayed.stdout).ends_with("identical\n"),
+        "{}",
+        text(&replayed.stdout)
+    );
+    let local = team(
+        work,
+        project,
+        &[&replay[..], &["--build", "local"]].concat(),
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(local.status.code(), Some(1));
+    assert!(text(&local.stderr).contains("not the code that was logged"));
+
     // An input read from a pipe is passed on to the compiled binary, not read twice.
     let mut piped = team(
         work,

@@ -32,7 +32,7 @@ mod server;
 mod synth;
 mod wire;
 
-pub use cassette::CassetteError;
+pub use cassette::{CassetteError, CassetteMiss, Closest, Difference, explain_miss};
 pub use config::{CassetteMode, MockConfig, MockError};
 pub use fault::{FAULT_HEADER, Fault, LATENCY_HEADER, Latency};
 pub use journal::{DEFAULT_JOURNAL_BODY_BYTES, JournalEntry};

@@ -2,6 +2,9 @@
 //! default), latency, the journal, and the two ways to run it — [`serve`] on a bound listener
 //! with a shutdown future, and [`MockServer`] for tests.
 //!
+//! In record mode every endpoint goes to the upstream (the model endpoints too), and an event
+//! stream is passed to the client piece by piece as it arrives, then recorded once it ends.
+//!
 //! Owns the order in which reply sources are asked. What each source answers and how bodies
 //! are written live in their own modules.
 
@@ -48,10 +51,20 @@ struct MockState {
 
 /// A cassette and what to do with it.
 enum CassetteSource {
-    Replay(Cassette),
+    Replay {
+        cassette: Cassette,
+        /// How many times each request (by the index of its first interaction) was answered:
+        /// the n-th identical request gets the n-th recorded answer (the last one again when
+        /// they run out).
+        served: std::sync::Mutex<std::collections::HashMap<usize, usize>>,
+    },
     Record {
-        /// Behind an async lock: recording appends and saves the file.
-        cassette: Mutex<Cassette>,
+        /// Behind an async lock: recording appends and saves the file; shared with the task
+        /// that passes a stream through and records it when it ends.
+        cassette: Arc<Mutex<Cassette>>,
+        /// Held for reading by every stream being recorded; taking it for writing waits
+        /// until all are written ([`MockServer::finish_recordings`]).
+        recording: Arc<tokio::sync::RwLock<()>>,
         upstream: String,
         api_key: Option<SecretString>,
         http: reqwest::Client,
@@ -61,9 +74,13 @@ enum CassetteSource {
 impl MockState {
     fn new(config: MockConfig) -> Self {
         let cassette = config.cassette.map(|(cassette, mode)| match mode {
-            CassetteMode::Replay => CassetteSource::Replay(cassette),
+            CassetteMode::Replay => CassetteSource::Replay {
+                cassette,
+                served: std::sync::Mutex::default(),
+            },
             CassetteMode::Record { upstream, api_key } => CassetteSource::Record {
-                cassette: Mutex::new(cassette),
+                cassette: Arc::new(Mutex::new(cassette)),
+                recording: Arc::default(),
                 upstream,
                 api_key,
                 http: reqwest::Client::new(),
@@ -216,6 +233,15 @@ impl MockServer {
         self.state.journal.peak_in_flight()
     }
 
+    /// Waits until every exchange answered so far is written to the cassette (in record mode
+    /// a stream is written once it has ended, which may be after its client stopped reading);
+    /// returns at once in other modes.
+    pub async fn finish_recordings(&self) {
+        if let Some(CassetteSource::Record { recording, .. }) = &self.state.cassette {
+            let _written = recording.write().await;
+        }
+    }
+
     /// Forgets the requests received so far.
     pub fn clear_requests(&self) {
         self.state.journal.clear();
@@ -257,7 +283,10 @@ async fn models(
     headers: HeaderMap,
 ) -> Response {
     let created = s.profile.lists_created();
-    let answer = catalog_answer(&s, &headers, || catalog::list_models(&s.models, created));
+    let answer = match catalog_from_cassette(&s, &uri, &headers).await {
+        Some(answer) => answer,
+        None => catalog_answer(&s, &headers, || catalog::list_models(&s.models, created)),
+    };
     deliver(&s, "GET", &uri, Bytes::new(), answer).await
 }
 
@@ -267,8 +296,28 @@ async fn model(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let answer = catalog_answer(&s, &headers, || catalog::get_model(&s.models, &id));
+    let answer = match catalog_from_cassette(&s, &uri, &headers).await {
+        Some(answer) => answer,
+        None => catalog_answer(&s, &headers, || catalog::get_model(&s.models, &id)),
+    };
     deliver(&s, "GET", &uri, Bytes::new(), answer).await
+}
+
+/// The model endpoints with a cassette: recorded like every endpoint in record mode, answered
+/// from the cassette in replay mode when it holds them. `None` (the catalog answers) without
+/// a cassette, with a fault or latency header, a refused key, or a replay miss.
+async fn catalog_from_cassette(
+    state: &MockState,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<Answer> {
+    let source = state.cassette.as_ref()?;
+    let (fault, latency) = fault::from_headers(headers).ok()?;
+    if fault.is_some() || latency.is_some() || authorize(state, headers).is_err() {
+        return None;
+    }
+    let answer = from_cassette(state, source, "GET", uri, headers, &Bytes::new()).await;
+    (answer.answered_by != "cassette:miss").then_some(answer)
 }
 
 /// The model endpoints take auth, status faults, hangs and latency like the others.
@@ -517,7 +566,7 @@ async fn answer(
     let decision = match (decision, &state.cassette) {
         (Some(decision), _) => decision,
         (None, Some(cassette)) => {
-            let mut answer = from_cassette(state, cassette, uri, headers, body).await;
+            let mut answer = from_cassette(state, cassette, "POST", uri, headers, body).await;
             if let Some(latency) = header_latency {
                 answer.delay = latency.initial_delay();
             }
@@ -595,6 +644,7 @@ fn client_key(headers: &HeaderMap) -> Option<&str> {
 async fn from_cassette(
     state: &MockState,
     source: &CassetteSource,
+    method: &'static str,
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
@@ -602,33 +652,52 @@ async fn from_cassette(
     let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let path = uri.path();
     match source {
-        CassetteSource::Replay(cassette) => match cassette.lookup("POST", path, &request) {
-            Ok((index, recorded)) => Answer::now(
-                replay(recorded, state.latency),
-                format!("cassette:#{index}"),
-            ),
-            Err(miss) => {
-                let error = ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    miss.to_string(),
-                )
-                .with_code("cassette_miss");
-                Answer::now(error.into_response(), "cassette:miss".to_owned())
+        CassetteSource::Replay { cassette, served } => {
+            let found = cassette.matching(method, path, &request).map(|indices| {
+                let mut served = served.lock().unwrap_or_else(|e| e.into_inner());
+                let count = served.entry(indices[0]).or_default();
+                let index = indices[(*count).min(indices.len() - 1)];
+                *count += 1;
+                index
+            });
+            match found {
+                Ok(index) => match cassette.response(index) {
+                    Some(recorded) => Answer::now(
+                        replay(recorded, state.latency),
+                        format!("cassette:#{index}"),
+                    ),
+                    None => Answer::now(
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "server_error",
+                            "cassette index out of range",
+                        )
+                        .into_response(),
+                        String::new(),
+                    ),
+                },
+                Err(miss) => {
+                    let error = ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        miss.to_string(),
+                    )
+                    .with_code("cassette_miss");
+                    Answer::now(error.into_response(), "cassette:miss".to_owned())
+                }
             }
-        },
+        }
         CassetteSource::Record {
             cassette,
+            recording,
             upstream,
             api_key,
             http,
         } => {
             let client_key = client_key(headers).map(|k| SecretString::from(k.to_owned()));
             let key = api_key.as_ref().or(client_key.as_ref());
-            let recorded = match cassette::forward(http, upstream, "POST", path, body.clone(), key)
-                .await
-            {
-                Ok(recorded) => recorded,
+            let sent = match cassette::send(http, upstream, method, path, body.clone(), key).await {
+                Ok(sent) => sent,
                 Err(err) => {
                     tracing::error!(error = %err, "upstream request failed while recording");
                     let error =
@@ -639,14 +708,31 @@ async fn from_cassette(
                     );
                 }
             };
-            let secrets: Vec<&str> = [api_key.as_ref(), client_key.as_ref()]
+            let secrets: Vec<String> = [api_key.as_ref(), client_key.as_ref()]
                 .into_iter()
                 .flatten()
-                .map(|key| key.expose_secret())
+                .map(|key| key.expose_secret().to_owned())
                 .collect();
+            if sent.is_event_stream() {
+                let guard = Arc::clone(recording).read_owned().await;
+                return record_stream(cassette, guard, method, path, &request, sent, secrets).await;
+            }
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let recorded = match sent.buffer().await {
+                Ok(recorded) => recorded,
+                Err(err) => {
+                    tracing::error!(error = %err, "upstream answer broke off while recording");
+                    let error =
+                        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", err.to_string());
+                    return Answer::now(
+                        error.into_response(),
+                        "cassette:upstream-error".to_owned(),
+                    );
+                }
+            };
             let response = replay(&recorded, Latency::default());
             let mut cassette = cassette.lock().await;
-            match cassette.record("POST", path, &request, recorded, &secrets) {
+            match cassette.record(method, path, &request, recorded, &refs) {
                 Ok(index) => Answer::now(response, format!("cassette:recorded#{index}")),
                 Err(err) => {
                     tracing::error!(error = %err, "failed to write the cassette");
@@ -660,6 +746,70 @@ async fn from_cassette(
             }
         }
     }
+}
+
+/// Record mode, an event stream: its slot is taken now, every piece is passed to the client
+/// the moment it arrives, and a task reads the upstream to its end (even when the client has
+/// gone) and then records the whole stream.
+async fn record_stream(
+    cassette: &Arc<Mutex<Cassette>>,
+    recording: tokio::sync::OwnedRwLockReadGuard<()>,
+    method: &str,
+    path: &str,
+    request: &serde_json::Value,
+    mut sent: cassette::Upstream,
+    secrets: Vec<String>,
+) -> Answer {
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let index = cassette.lock().await.reserve(method, path, request, &refs);
+    let headers = cassette::kept_headers(sent.headers.clone(), &refs);
+    let (status, upstream_headers) = (sent.status, sent.headers.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let cassette = Arc::clone(cassette);
+    tokio::spawn(async move {
+        let mut all = Vec::new();
+        loop {
+            match sent.chunk().await {
+                Ok(Some(chunk)) => {
+                    all.extend_from_slice(&chunk);
+                    // A client that went away still gets its exchange recorded.
+                    let _ = tx.send(chunk).await;
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "upstream stream broke off while recording");
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let recorded = RecordedResponse {
+            status,
+            headers: upstream_headers,
+            body: RecordedBody::Sse(cassette::events_of(&all)),
+        };
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        if let Err(err) = cassette.lock().await.fill(index, recorded, &refs) {
+            tracing::error!(error = %err, "failed to write the cassette");
+        }
+        drop(recording);
+    });
+    let body = axum::body::Body::from_stream(async_stream::stream! {
+        while let Some(chunk) = rx.recv().await {
+            yield Ok::<Bytes, std::io::Error>(chunk);
+        }
+    });
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    for (name, value) in &headers {
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Answer::now(response, format!("cassette:recorded#{index}"))
 }
 
 /// A recorded response, sent again: same status, headers and body or events.

@@ -223,6 +223,10 @@ pub(crate) struct Cassette {
     pub(super) interactions: Vec<Interaction>,
     /// 1-based start line of each interaction in the file; empty when unknown.
     pub(super) lines: Vec<usize>,
+    /// How many times each match key (its JSON text) was recorded since this cassette was
+    /// loaded: the n-th recording of a key replaces the n-th interaction with that key, or is
+    /// appended, so identical requests keep their order.
+    pub(super) recorded: BTreeMap<String, usize>,
 }
 
 impl Cassette {
@@ -232,6 +236,7 @@ impl Cassette {
             path: path.to_owned(),
             interactions: Vec::new(),
             lines: Vec::new(),
+            recorded: BTreeMap::new(),
         }
     }
 
@@ -288,6 +293,7 @@ impl Cassette {
             path: path.to_owned(),
             interactions,
             lines,
+            recorded: BTreeMap::new(),
         })
     }
 

@@ -1,5 +1,5 @@
-//! The match key of a request ([`normalize_request`]) and finding the recorded answer to a
-//! request ([`Cassette::lookup`]); a miss ([`CassetteMiss`]) names the closest interaction and
+//! The match key of a request ([`normalize_request`]) and finding the recorded answers to a
+//! request ([`Cassette::matching`], in recorded order); a miss ([`CassetteMiss`]) names the closest interaction and
 //! what differs.
 
 use std::{collections::BTreeSet, fmt, path::PathBuf};
@@ -47,6 +47,20 @@ pub struct Closest {
     pub line: Option<usize>,
     /// What differs: `method`, `path` or body key paths such as `messages[1].content`.
     pub differs: Vec<String>,
+    /// The same, each with the recorded and the asked value (`None` where one side has no
+    /// value at that path); bodies in their normalised form (the match key).
+    pub differences: Vec<Difference>,
+}
+
+/// One place where a missed request differs from the closest recorded one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// `method`, `path`, or a body key path such as `messages[1].content`.
+    pub at: String,
+    /// The recorded value there.
+    pub recorded: Option<Value>,
+    /// The asked value there.
+    pub asked: Option<Value>,
 }
 
 impl fmt::Display for CassetteMiss {
@@ -83,8 +97,8 @@ impl fmt::Display for CassetteMiss {
 
 impl std::error::Error for CassetteMiss {}
 impl Cassette {
-    /// The recorded answer to a request, matched on method, path and normalised body, with its
-    /// index.
+    /// The first recorded answer to a request, matched on method, path and normalised body,
+    /// with its index.
     ///
     /// # Errors
     ///
@@ -95,16 +109,40 @@ impl Cassette {
         path: &str,
         body: &Value,
     ) -> Result<(usize, &RecordedResponse), CassetteMiss> {
+        let index = self.matching(method, path, body)?[0];
+        Ok((index, &self.interactions[index].response))
+    }
+
+    /// The recorded answer at `index` (from [`matching`](Self::matching)).
+    pub(crate) fn response(&self, index: usize) -> Option<&RecordedResponse> {
+        self.interactions.get(index).map(|i| &i.response)
+    }
+
+    /// The indices of every interaction recorded for a request, in file order (never empty):
+    /// identical requests recorded in turn (a retried 429 and its 200, a repeated call) are
+    /// answered in that order by whoever counts the calls.
+    ///
+    /// # Errors
+    ///
+    /// [`CassetteMiss`] naming the request, the closest interaction and what differs.
+    pub(crate) fn matching(
+        &self,
+        method: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Vec<usize>, CassetteMiss> {
         let method = method.to_ascii_uppercase();
         let key = normalize_request(path, body);
         let same = |r: &RecordedRequest| r.method == method && r.path == path && r.body == key;
-        if let Some((index, hit)) = self
+        let found: Vec<usize> = self
             .interactions
             .iter()
             .enumerate()
-            .find(|(_, i)| same(&i.request))
-        {
-            return Ok((index, &hit.response));
+            .filter(|(_, i)| same(&i.request))
+            .map(|(index, _)| index)
+            .collect();
+        if !found.is_empty() {
+            return Ok(found);
         }
         let closest = self
             .interactions
@@ -112,23 +150,30 @@ impl Cassette {
             .enumerate()
             .map(|(index, interaction)| {
                 let recorded = &interaction.request;
-                let mut differs = Vec::new();
-                if recorded.method != method {
-                    differs.push("method".to_owned());
-                }
-                if recorded.path != path {
-                    differs.push("path".to_owned());
-                }
-                let other_endpoint = !differs.is_empty();
-                diff_values("", &recorded.body, &key, &mut differs);
+                let mut differences = Vec::new();
+                let mut differ = |at: &str, a: &str, b: &str| {
+                    if a != b {
+                        differences.push(Difference {
+                            at: at.to_owned(),
+                            recorded: Some(Value::from(a)),
+                            asked: Some(Value::from(b)),
+                        });
+                    }
+                };
+                differ("method", &recorded.method, &method);
+                differ("path", &recorded.path, path);
+                let other_endpoint = !differences.is_empty();
+                diff_values("", Some(&recorded.body), Some(&key), &mut differences);
                 let line = self.lines.get(index).copied();
+                let differs = differences.iter().map(|d| d.at.clone()).collect();
                 (
                     other_endpoint,
-                    differs.len(),
+                    differences.len(),
                     Box::new(Closest {
                         index,
                         line,
                         differs,
+                        differences,
                     }),
                 )
             })
@@ -189,10 +234,23 @@ fn canonical(value: &Value) -> Value {
     }
 }
 
-/// Appends to `out` the paths (`messages[1].content`) where `recorded` and `asked` differ.
-fn diff_values(at: &str, recorded: &Value, asked: &Value, out: &mut Vec<String>) {
+/// Appends to `out` the paths (`messages[1].content`) where `recorded` and `asked` differ,
+/// with both values.
+fn diff_values(
+    at: &str,
+    recorded: Option<&Value>,
+    asked: Option<&Value>,
+    out: &mut Vec<Difference>,
+) {
+    let here = || {
+        if at.is_empty() {
+            "body".to_owned()
+        } else {
+            at.to_owned()
+        }
+    };
     match (recorded, asked) {
-        (Value::Object(a), Value::Object(b)) => {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
             for key in a.keys().chain(b.keys()).collect::<BTreeSet<_>>() {
                 let inner = if at.is_empty() {
                     key.clone()
@@ -200,24 +258,33 @@ fn diff_values(at: &str, recorded: &Value, asked: &Value, out: &mut Vec<String>)
                     format!("{at}.{key}")
                 };
                 match (a.get(key), b.get(key)) {
-                    (Some(x), Some(y)) => diff_values(&inner, x, y, out),
-                    _ => out.push(inner),
+                    (Some(x), Some(y)) => diff_values(&inner, Some(x), Some(y), out),
+                    (x, y) => out.push(Difference {
+                        at: inner,
+                        recorded: x.cloned(),
+                        asked: y.cloned(),
+                    }),
                 }
             }
         }
-        (Value::Array(a), Value::Array(b)) => {
+        (Some(Value::Array(a)), Some(Value::Array(b))) => {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                diff_values(&format!("{at}[{i}]"), x, y, out);
+                diff_values(&format!("{at}[{i}]"), Some(x), Some(y), out);
             }
             if a.len() != b.len() {
-                out.push(format!("{at}[{}]", a.len().min(b.len())));
+                let i = a.len().min(b.len());
+                out.push(Difference {
+                    at: format!("{at}[{i}]"),
+                    recorded: a.get(i).cloned(),
+                    asked: b.get(i).cloned(),
+                });
             }
         }
         _ if recorded == asked => {}
-        _ => out.push(if at.is_empty() {
-            "body".to_owned()
-        } else {
-            at.to_owned()
+        _ => out.push(Difference {
+            at: here(),
+            recorded: recorded.cloned(),
+            asked: asked.cloned(),
         }),
     }
 }
@@ -247,16 +314,32 @@ mod tests {
             response.body,
             RecordedBody::Json(json!({"echo": "weather?"}))
         );
-        // 1.0 was saved as 1 and still matches; re-recording a key replaces it in place.
+        // 1.0 was saved as 1 and still matches.
         assert_eq!(
             cassette.lookup("POST", CHAT, &chat("bye", 1.0)).unwrap().0,
             2
         );
+        // A key recorded again in one session is appended: identical requests keep their order.
         let again = reply(200, RecordedBody::Json(json!(1)));
         let index = cassette
-            .record("POST", CHAT, &chat("hello", 0.0), again, &[])
+            .record("POST", CHAT, &chat("hello", 0.0), again.clone(), &[])
             .unwrap();
-        assert_eq!((index, cassette.interactions.len()), (0, 3));
+        assert_eq!((index, cassette.interactions.len()), (3, 4));
+        assert_eq!(
+            cassette
+                .matching("POST", CHAT, &chat("hello", 0.0))
+                .unwrap(),
+            [0, 3]
+        );
+        // Recording again after a reload replaces the same keys in place, in order.
+        let mut reloaded = Cassette::load(cassette.path()).unwrap();
+        for expected in [0, 3, 4] {
+            let index = reloaded
+                .record("POST", CHAT, &chat("hello", 0.0), again.clone(), &[])
+                .unwrap();
+            assert_eq!(index, expected);
+        }
+        assert_eq!(reloaded.interactions.len(), 5);
     }
 
     #[test]

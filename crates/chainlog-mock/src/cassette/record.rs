@@ -1,6 +1,8 @@
-//! Recording an exchange ([`Cassette::record`]): secrets scrubbed from every string, response
-//! headers kept only from an allow-list, the interaction with the same key replaced or the new
-//! one appended, then the file saved.
+//! Recording an exchange ([`Cassette::record`], or [`Cassette::reserve`] then
+//! [`Cassette::fill`] for a stream passed through as it arrives): secrets scrubbed from every
+//! string, response headers kept only from an allow-list, the n-th interaction with the same
+//! key (counted since the cassette was loaded) replaced or the new one appended, so identical
+//! requests keep their order; then the file saved.
 
 use serde_json::Value;
 
@@ -25,9 +27,12 @@ const KEPT_HEADERS: &str =
 
 impl Cassette {
     /// Records an exchange: scrubs `secrets` (values of at least 8 characters) and unsafe
-    /// headers, replaces the interaction with the same key or appends, then saves atomically.
-    /// Returns the interaction's index. A secret inside the request body is scrubbed from the
-    /// key too, so that request will not match on replay. Blocking file I/O.
+    /// headers, then saves atomically. The n-th recording of a key since the cassette was
+    /// loaded replaces the n-th interaction with that key, or is appended: identical requests
+    /// (a retried 429 and its 200, a repeated call) keep their order, and recording a session
+    /// again over its cassette replaces it in place. Returns the interaction's index. A secret
+    /// inside the request body is scrubbed from the key too, so that request will not match
+    /// on replay. Blocking file I/O.
     ///
     /// # Errors
     ///
@@ -40,24 +45,63 @@ impl Cassette {
         response: RecordedResponse,
         secrets: &[&str],
     ) -> Result<usize, CassetteError> {
-        let mut secrets: Vec<&str> = secrets
-            .iter()
-            .copied()
-            .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
-            .collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let index = self.reserve(method, path, body, secrets);
+        self.fill(index, response, secrets)?;
+        Ok(index)
+    }
+
+    /// Takes the slot of an exchange whose answer is still arriving (a stream passed through
+    /// as it comes), by the same rule as [`record`](Self::record); an appended slot holds a
+    /// 502 until [`fill`](Self::fill)ed. Nothing is saved.
+    pub(crate) fn reserve(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &Value,
+        secrets: &[&str],
+    ) -> usize {
+        let secrets = usable(secrets);
         let request = RecordedRequest {
             method: scrub_str(&method.to_ascii_uppercase(), &secrets),
             path: scrub_str(path, &secrets),
             body: scrub_value(normalize_request(path, body), &secrets),
         };
-        let headers = response
-            .headers
-            .into_iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value))
-            .filter(|(name, _)| header_kept(name))
-            .map(|(name, value)| (name, scrub_str(&value, &secrets)))
-            .collect();
+        let key = serde_json::to_string(&request).unwrap_or_default();
+        let seen = self.recorded.entry(key).or_default();
+        let nth = *seen;
+        *seen += 1;
+        let existing = self
+            .interactions
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.request == request)
+            .nth(nth)
+            .map(|(index, _)| index);
+        existing.unwrap_or_else(|| {
+            self.interactions.push(Interaction {
+                request,
+                response: RecordedResponse {
+                    status: 502,
+                    headers: std::collections::BTreeMap::new(),
+                    body: RecordedBody::Text("recording did not complete".to_owned()),
+                },
+            });
+            self.interactions.len() - 1
+        })
+    }
+
+    /// Puts `response` (secrets and unsafe headers scrubbed) in the slot `index` and saves.
+    ///
+    /// # Errors
+    ///
+    /// [`CassetteError::Write`] when the file cannot be written.
+    pub(crate) fn fill(
+        &mut self,
+        index: usize,
+        response: RecordedResponse,
+        secrets: &[&str],
+    ) -> Result<(), CassetteError> {
+        let secrets = usable(secrets);
         let body = match response.body {
             RecordedBody::Json(json) => RecordedBody::Json(scrub_value(json, &secrets)),
             RecordedBody::Text(text) => RecordedBody::Text(scrub_str(&text, &secrets)),
@@ -71,31 +115,42 @@ impl Cassette {
                     .collect(),
             ),
         };
-        let interaction = Interaction {
-            request,
-            response: RecordedResponse {
+        if let Some(slot) = self.interactions.get_mut(index) {
+            slot.response = RecordedResponse {
                 status: response.status,
-                headers,
+                headers: kept_headers(response.headers, &secrets),
                 body,
-            },
-        };
-        let index = match self
-            .interactions
-            .iter()
-            .position(|i| i.request == interaction.request)
-        {
-            Some(index) => {
-                self.interactions[index] = interaction;
-                index
-            }
-            None => {
-                self.interactions.push(interaction);
-                self.interactions.len() - 1
-            }
-        };
-        self.save()?;
-        Ok(index)
+            };
+        }
+        self.save()
     }
+}
+
+/// The secrets worth scrubbing, longest first (so one that holds another goes whole).
+fn usable<'s>(secrets: &[&'s str]) -> Vec<&'s str> {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .copied()
+        .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+}
+
+/// The response headers a cassette keeps (names lower-cased, allow-listed, secrets scrubbed);
+/// also what a stream passed through while recording carries, so the client sees what a
+/// replay will send.
+pub(crate) fn kept_headers(
+    headers: std::collections::BTreeMap<String, String>,
+    secrets: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    let secrets = usable(secrets);
+    headers
+        .into_iter()
+        .map(|(name, value)| (name.to_ascii_lowercase(), value))
+        .filter(|(name, _)| header_kept(name))
+        .map(|(name, value)| (name, scrub_str(&value, &secrets)))
+        .collect()
 }
 
 /// Whether a response header may be recorded.

@@ -1,5 +1,6 @@
-//! [`forward`]: the call to the real upstream in record mode, buffering its answer (JSON, an
-//! event stream split into events, or text) for the cassette.
+//! [`send`]: the call to the real upstream in record mode. Its answer ([`Upstream`]) is read
+//! piece by piece as it arrives (a stream is passed on to the client event by event) or whole
+//! (JSON, an event stream split into events, or text) for the cassette.
 
 use std::collections::BTreeMap;
 
@@ -16,17 +17,13 @@ use super::{
 /// Response headers that no longer describe a buffered, re-encoded body.
 const HOP_HEADERS: &str = "content-length transfer-encoding connection keep-alive content-encoding";
 
-/// Sends a request to the real upstream and buffers its answer. `upstream_base` is an
-/// OpenAI-style base URL (`https://api.openai.com/v1`); a leading `/v1` of `path` is dropped
-/// when the base already ends in `/v1`. Sends `Authorization: Bearer <api_key>` when a key is
-/// given. A `text/event-stream` answer becomes [`RecordedBody::Sse`], else JSON, else text.
-/// An error status is an answer, not an error. Headers are returned unscrubbed (but without
-/// hop-by-hop ones): [`Cassette::record`](super::Cassette::record) scrubs.
+/// Sends a request to the real upstream and buffers its answer ([`send`], then
+/// [`Upstream::buffer`]).
 ///
 /// # Errors
 ///
-/// [`CassetteError::Upstream`] naming the URL (never the key) when the upstream cannot be
-/// reached or its answer cannot be read.
+/// As [`send`] and [`Upstream::buffer`].
+#[cfg(test)]
 pub(crate) async fn forward(
     http: &reqwest::Client,
     upstream_base: &str,
@@ -35,17 +32,115 @@ pub(crate) async fn forward(
     body: Bytes,
     api_key: Option<&SecretString>,
 ) -> Result<RecordedResponse, CassetteError> {
-    let url = upstream_url(upstream_base, path);
-    let fail = |message: String| {
-        let message = match api_key.map(|k| k.expose_secret()).filter(|k| !k.is_empty()) {
-            Some(key) => message.replace(key, REDACTED),
-            None => message,
-        };
-        CassetteError::Upstream {
-            url: url.clone(),
-            message,
+    send(http, upstream_base, method, path, body, api_key)
+        .await?
+        .buffer()
+        .await
+}
+
+/// An upstream's answer whose head has arrived; its body is read with [`Upstream::chunk`]
+/// as it comes, or whole with [`Upstream::buffer`].
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// Headers, unscrubbed, without hop-by-hop ones (repeated ones joined with `, `).
+    pub(crate) headers: BTreeMap<String, String>,
+    response: reqwest::Response,
+    /// For errors: the URL and the key to scrub from their text.
+    url: String,
+    key: Option<String>,
+}
+
+impl Upstream {
+    /// Whether the answer is a server-sent event stream.
+    pub(crate) fn is_event_stream(&self) -> bool {
+        self.headers
+            .get("content-type")
+            .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"))
+    }
+
+    /// The next piece of the body as it arrives; `None` at its end.
+    ///
+    /// # Errors
+    ///
+    /// [`CassetteError::Upstream`] naming the URL (never the key) when the body breaks off.
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, CassetteError> {
+        match self.response.chunk().await {
+            Ok(chunk) => Ok(chunk),
+            Err(e) => Err(self.fail(error_chain(&e.without_url()))),
         }
+    }
+
+    /// Reads the whole body: a `text/event-stream` answer becomes [`RecordedBody::Sse`],
+    /// else JSON, else text.
+    ///
+    /// # Errors
+    ///
+    /// [`CassetteError::Upstream`] when the body cannot be read.
+    pub(crate) async fn buffer(mut self) -> Result<RecordedResponse, CassetteError> {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        let body = if self.is_event_stream() {
+            RecordedBody::Sse(events_of(&bytes))
+        } else if let Ok(json) = serde_json::from_slice(&bytes) {
+            RecordedBody::Json(json)
+        } else {
+            RecordedBody::Text(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        Ok(RecordedResponse {
+            status: self.status,
+            headers: self.headers,
+            body,
+        })
+    }
+
+    fn fail(&self, message: String) -> CassetteError {
+        fail(&self.url, self.key.as_deref(), message)
+    }
+}
+
+/// An upstream error naming `url`, `key` scrubbed from its text.
+fn fail(url: &str, key: Option<&str>, message: String) -> CassetteError {
+    let message = match key.filter(|k| !k.is_empty()) {
+        Some(key) => message.replace(key, REDACTED),
+        None => message,
     };
+    CassetteError::Upstream {
+        url: url.to_owned(),
+        message,
+    }
+}
+
+/// The events of a whole event-stream body.
+pub(crate) fn events_of(bytes: &[u8]) -> Vec<SseEvent> {
+    parse_sse(&String::from_utf8_lossy(bytes))
+}
+
+/// Sends a request to the real upstream and returns once its head has arrived.
+/// `upstream_base` is an OpenAI-style base URL (`https://api.openai.com/v1`); a leading `/v1`
+/// of `path` is dropped when the base already ends in `/v1`. Sends `Authorization: Bearer
+/// <api_key>` when a key is given. An error status is an answer, not an error. Headers are
+/// returned unscrubbed (but without hop-by-hop ones):
+/// [`Cassette::record`](super::Cassette::record) scrubs.
+///
+/// # Errors
+///
+/// [`CassetteError::Upstream`] naming the URL (never the key) when the upstream cannot be
+/// reached.
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    upstream_base: &str,
+    method: &str,
+    path: &str,
+    body: Bytes,
+    api_key: Option<&SecretString>,
+) -> Result<Upstream, CassetteError> {
+    let url = upstream_url(upstream_base, path);
+    let key = api_key.map(|k| k.expose_secret().to_owned());
+    let fail = |message: String| fail(&url, key.as_deref(), message);
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| fail(format!("invalid method `{method}`")))?;
     let mut request = http.request(method, &url);
@@ -77,24 +172,12 @@ pub(crate) async fn forward(
                 .or_insert(value);
             headers
         });
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| fail(error_chain(&e.without_url())))?;
-    let is_sse = headers
-        .get("content-type")
-        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/event-stream"));
-    let body = if is_sse {
-        RecordedBody::Sse(parse_sse(&String::from_utf8_lossy(&bytes)))
-    } else if let Ok(json) = serde_json::from_slice(&bytes) {
-        RecordedBody::Json(json)
-    } else {
-        RecordedBody::Text(String::from_utf8_lossy(&bytes).into_owned())
-    };
-    Ok(RecordedResponse {
+    Ok(Upstream {
         status,
         headers,
-        body,
+        response,
+        url,
+        key,
     })
 }
 
