@@ -23,7 +23,7 @@ use super::{
     ArtifactError, ChainlogFlavor, MlModel,
     mlmodel::{
         CONFIG_FILE, ENV_VARS_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE,
-        PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
+        PROMPTS_DIR, REGISTERED_MODEL_META_FILE, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
     },
     write::plain_relative,
 };
@@ -265,22 +265,24 @@ impl LoadedArtifact {
     }
 
     /// Refuses a file that no record lists. MLmodel is the manifest and `model.sig` signs it,
-    /// so neither is listed; format 1 did not list its examples and
+    /// so neither is listed; MLflow's Python client adds [`REGISTERED_MODEL_META_FILE`] to a
+    /// registered model it downloads (inert: nothing reads it); format 1 did not list its examples and
     /// `environment_variables.txt`, so an artifact of that format may hold them unlisted.
     fn check_complete(&self) -> Result<(), ArtifactError> {
         let flavor = self.flavor();
-        let mut listed: std::collections::BTreeSet<&str> = [MLMODEL_FILE, SIGNATURE_FILE]
-            .into_iter()
-            .chain(std::iter::once(CONFIG_FILE))
-            .chain(std::iter::once(flavor.code.path.as_str()))
-            .chain(
-                flavor
-                    .prompts
-                    .iter()
-                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
-            )
-            .chain(flavor.files.iter().map(|f| f.path.as_str()))
-            .collect();
+        let mut listed: std::collections::BTreeSet<&str> =
+            [MLMODEL_FILE, SIGNATURE_FILE, REGISTERED_MODEL_META_FILE]
+                .into_iter()
+                .chain(std::iter::once(CONFIG_FILE))
+                .chain(std::iter::once(flavor.code.path.as_str()))
+                .chain(
+                    flavor
+                        .prompts
+                        .iter()
+                        .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+                )
+                .chain(flavor.files.iter().map(|f| f.path.as_str()))
+                .collect();
         if flavor.format_version == 1 {
             listed.extend([
                 INPUT_EXAMPLE_FILE,

@@ -17,10 +17,11 @@ use crate::digest::{sha256_hex, tree_sha256};
 
 use super::{
     ArtifactError, ArtifactSpec, ChainlogFlavor, FileRecord, Flavors, InputExampleInfo, MlModel,
-    PromptRecord, Signature, SnapshotRecord, WrittenArtifact,
+    PromptRecord, PyfuncFlavor, Signature, SnapshotRecord, WrittenArtifact,
     mlmodel::{
         CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, FORMAT_VERSION, INPUT_EXAMPLE_FILE, MLFLOW_VERSION,
-        MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, utc_time,
+        MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PYFUNC_LOADER_FILE, PYFUNC_LOADER_MODULE,
+        PYFUNC_LOADER_SOURCE, SERVING_INPUT_EXAMPLE_FILE, utc_time,
     },
     signature::mlflow_schema_json,
 };
@@ -80,6 +81,12 @@ pub fn write_artifact(
         env_vars: (!env_vars.is_empty()).then_some(env_vars),
         flavors: Flavors {
             chainlog: flavor(spec, code, crate_snapshot, prompts, others),
+            python_function: Some(PyfuncFlavor {
+                code: CODE_DIR.to_owned(),
+                config: spec.config.as_value().clone(),
+                loader_module: PYFUNC_LOADER_MODULE.to_owned(),
+                streamable: false,
+            }),
         },
         is_signature_from_type_hint: false,
         mlflow_version: MLFLOW_VERSION.to_owned(),
@@ -136,8 +143,9 @@ fn flavor(
     }
 }
 
-/// Adds the crate snapshot (when the spec has one) and the chain source as compiled under
-/// `code/`; returns their records.
+/// Adds the crate snapshot (when the spec has one), the chain source as compiled and the
+/// `python_function` loader under `code/`; returns their records. With a snapshot the loader
+/// is part of its hash; without one it is listed with the other files.
 fn add_code(
     files: &mut Files,
     spec: &ArtifactSpec<'_>,
@@ -150,6 +158,11 @@ fn add_code(
     // The source as compiled wins over the snapshot's copy, which may have been edited since.
     let path = format!("{CODE_DIR}/chains/{}.rs", spec.chain.name());
     files.put(path.clone(), spec.chain.source().as_bytes().to_vec());
+    // The loader of this build, whatever a crate file of the same path holds.
+    files.put(
+        PYFUNC_LOADER_FILE.to_owned(),
+        PYFUNC_LOADER_SOURCE.as_bytes().to_vec(),
+    );
     let code = FileRecord {
         path,
         sha256: spec.chain.sha256().to_owned(),

@@ -13,6 +13,7 @@ mod predict;
 mod prompts;
 mod run;
 mod serve;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -54,6 +55,10 @@ enum Command {
     /// Create a crate for your own chains: build.rs, main.rs, an example chain with its
     /// prompt and config, a test against the mock, a README.
     New(new::NewArgs),
+    /// Plumbing: answer JSON lines for MLflow's `python_function` loader (one child per
+    /// loaded model).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
 }
 
 /// What every command may need: the chains compiled into this binary and the crate they were
@@ -96,6 +101,7 @@ async fn dispatch(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Gc(args) => gc::run(app, args).await,
         Command::Mock(args) => mock::run(args).await,
         Command::New(args) => new::run(&args),
+        Command::Worker(args) => worker::run(app, args).await,
     }
 }
 
