@@ -397,7 +397,7 @@ fn hash_tree(
 mod tests {
     use super::*;
     use crate::artifact::{
-        ENV_VARS_FILE, FORMAT_VERSION,
+        ENV_VARS_FILE, FORMAT_VERSION, PYFUNC_LOADER_FILE,
         test_helpers::{MODEL_ID, RUN_ID, SOURCE, write_fixture},
     };
 
@@ -628,12 +628,21 @@ mod tests {
         assert_eq!(
             listed,
             [
+                PYFUNC_LOADER_FILE,
                 ENV_VARS_FILE,
                 INPUT_EXAMPLE_FILE,
                 OUTPUT_EXAMPLE_FILE,
                 SERVING_INPUT_EXAMPLE_FILE
             ]
         );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(PYFUNC_LOADER_FILE));
+
+        let fixture = write_fixture(false);
         tamper(&fixture.artifact.join(ENV_VARS_FILE));
         let err = LoadedArtifact::read(&fixture.artifact)
             .unwrap()
@@ -651,6 +660,26 @@ mod tests {
             matches!(&err, ArtifactError::MissingFile { path } if path.ends_with(OUTPUT_EXAMPLE_FILE)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn mlflow_registered_model_meta_is_tolerated_and_nothing_else_beside_it() {
+        let fixture = write_fixture(true);
+        fs::write(
+            fixture.artifact.join(REGISTERED_MODEL_META_FILE),
+            "model_name: sum\nmodel_version: 1\n",
+        )
+        .unwrap();
+        let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();
+        loaded.verify().unwrap();
+        // Only at the root, and only that name.
+        fs::write(
+            fixture.artifact.join("prompts").join(REGISTERED_MODEL_META_FILE),
+            "x",
+        )
+        .unwrap();
+        let err = loaded.verify().unwrap_err();
+        assert!(matches!(err, ArtifactError::UnlistedFile { .. }), "{err:?}");
     }
 
     #[test]
@@ -681,6 +710,9 @@ mod tests {
         let mut mlmodel = fixture.written.mlmodel.clone();
         mlmodel.flavors.chainlog.format_version = 1;
         mlmodel.flavors.chainlog.files.clear();
+        // Format 1 predates the pyfunc loader.
+        mlmodel.flavors.python_function = None;
+        fs::remove_file(fixture.artifact.join(PYFUNC_LOADER_FILE)).unwrap();
         let text = mlmodel
             .to_yaml()
             .unwrap()

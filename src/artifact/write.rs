@@ -373,7 +373,7 @@ fn invalid(message: String) -> ArtifactError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::Provenance;
+    use crate::artifact::{LoadedArtifact, Provenance};
     use crate::artifact::test_helpers::{
         CANARY, MODEL_ID, SOURCE, config, entry, files_under, prompts, write_fixture,
     };
@@ -389,6 +389,7 @@ mod tests {
                 "code/Cargo.lock",
                 "code/Cargo.toml",
                 "code/build.rs",
+                "code/chainlog_pyfunc.py",
                 "code/chains/t.rs",
                 "code/chains/t.yaml",
                 "code/data/words.txt",
@@ -473,6 +474,27 @@ mod tests {
     }
 
     #[test]
+    fn pyfunc_flavor_names_the_loader_shipped_under_code() {
+        for with_crate in [true, false] {
+            let fixture = write_fixture(with_crate);
+            let pyfunc = fixture.written.mlmodel.flavors.python_function.unwrap();
+            assert_eq!(pyfunc.loader_module, PYFUNC_LOADER_MODULE);
+            assert_eq!(pyfunc.code, CODE_DIR);
+            assert!(!pyfunc.streamable);
+            assert_eq!(pyfunc.config, fixture.written.mlmodel.flavors.chainlog.config);
+            let module = format!("{}/{}.py", pyfunc.code, pyfunc.loader_module);
+            assert_eq!(module, PYFUNC_LOADER_FILE);
+            let shipped = fs::read_to_string(fixture.artifact.join(&module)).unwrap();
+            assert_eq!(shipped, PYFUNC_LOADER_SOURCE);
+            assert!(shipped.contains("def _load_pyfunc(path, model_config=None)"));
+            LoadedArtifact::read(&fixture.artifact)
+                .unwrap()
+                .verify()
+                .unwrap();
+        }
+    }
+
+    #[test]
     fn code_snapshot_has_no_dotfile_or_target() {
         let fixture = write_fixture(true);
         let code = files_under(&fixture.artifact.join(CODE_DIR));
@@ -530,7 +552,7 @@ mod tests {
         let fixture = write_fixture(false);
         assert_eq!(
             files_under(&fixture.artifact.join(CODE_DIR)),
-            ["chains/t.rs"]
+            ["chainlog_pyfunc.py", "chains/t.rs"]
         );
         assert_eq!(
             fixture.written.mlmodel.flavors.chainlog.crate_snapshot,
