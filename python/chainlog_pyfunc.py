@@ -32,6 +32,7 @@ import weakref
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import ErrorCode
 
 _logger = logging.getLogger(__name__)
 
@@ -116,6 +117,14 @@ class ChainlogModel:
                 f"its columns are {self._required + self._optional} "
                 f"(required: {self._required})"
             )
+
+
+def _error_code(name):
+    """MLflow's error code of that name (the scoring protocol's), else INTERNAL_ERROR."""
+    try:
+        return ErrorCode.Value(name)
+    except (ValueError, TypeError):
+        return ErrorCode.Value("INTERNAL_ERROR")
 
 
 def _json_default(value):
@@ -302,7 +311,7 @@ class _Child:
             )
         if "error" in slot.answer:
             error = slot.answer["error"]
-            raise MlflowException(error.get("message", "the chain failed"), error_code=error.get("error_code", "INTERNAL_ERROR"))
+            raise MlflowException(error.get("message", "the chain failed"), error_code=_error_code(error.get("error_code")))
         return slot.answer["predictions"]
 
     def pid(self):

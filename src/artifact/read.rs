@@ -674,7 +674,10 @@ mod tests {
         loaded.verify().unwrap();
         // Only at the root, and only that name.
         fs::write(
-            fixture.artifact.join("prompts").join(REGISTERED_MODEL_META_FILE),
+            fixture
+                .artifact
+                .join("prompts")
+                .join(REGISTERED_MODEL_META_FILE),
             "x",
         )
         .unwrap();

@@ -373,10 +373,10 @@ fn invalid(message: String) -> ArtifactError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::{LoadedArtifact, Provenance};
     use crate::artifact::test_helpers::{
         CANARY, MODEL_ID, SOURCE, config, entry, files_under, prompts, write_fixture,
     };
+    use crate::artifact::{LoadedArtifact, Provenance};
 
     #[test]
     fn artifact_holds_every_file_of_the_layout() {
@@ -481,7 +481,10 @@ mod tests {
             assert_eq!(pyfunc.loader_module, PYFUNC_LOADER_MODULE);
             assert_eq!(pyfunc.code, CODE_DIR);
             assert!(!pyfunc.streamable);
-            assert_eq!(pyfunc.config, fixture.written.mlmodel.flavors.chainlog.config);
+            assert_eq!(
+                pyfunc.config,
+                fixture.written.mlmodel.flavors.chainlog.config
+            );
             let module = format!("{}/{}.py", pyfunc.code, pyfunc.loader_module);
             assert_eq!(module, PYFUNC_LOADER_FILE);
             let shipped = fs::read_to_string(fixture.artifact.join(&module)).unwrap();
