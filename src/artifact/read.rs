@@ -663,6 +663,22 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_pyfunc_loader_is_refused_by_name_inside_a_snapshot_too() {
+        let fixture = write_fixture(true);
+        let listed = &fixture.written.mlmodel.flavors.chainlog.files;
+        assert!(
+            listed.iter().any(|f| f.path == PYFUNC_LOADER_FILE),
+            "{listed:?}"
+        );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(PYFUNC_LOADER_FILE));
+    }
+
+    #[test]
     fn mlflow_registered_model_meta_is_tolerated_and_nothing_else_beside_it() {
         let fixture = write_fixture(true);
         fs::write(
