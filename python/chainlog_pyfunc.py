@@ -7,7 +7,7 @@ which verifies every hash of the artifact, rebuilds the Rust chain and then answ
 on stdin/stdout, running the rows of each request with bounded concurrency:
 
     request   {"id": 1, "dataframe_records": [{"text": "..."}], "params": {...}}
-    answer    {"id": 1, "predictions": [{"summary": "..."}]}
+    answer    {"id": 1, "predictions": [{"summary": "..."}], "seconds": 0.41}
            or {"id": 1, "error": {"error_code": "BAD_REQUEST", "message": "..."}}
 
 The binary is ``$CHAINLOG_BIN``, else ``chainlog`` on ``PATH``, else the model's own crate
@@ -259,6 +259,7 @@ class _Child:
         self._closed = False
         self._next_id = 0
         self._proc = None
+        self.last_run_seconds = None
         self._start()
 
     def _start(self):
@@ -312,6 +313,8 @@ class _Child:
         if "error" in slot.answer:
             error = slot.answer["error"]
             raise MlflowException(error.get("message", "the chain failed"), error_code=_error_code(error.get("error_code")))
+        # The rows' run time in the child: what is left of a predict is the bridge's.
+        self.last_run_seconds = slot.answer.get("seconds")
         return slot.answer["predictions"]
 
     def pid(self):

@@ -19,9 +19,12 @@
 //! is answered by one line with its `id`, in completion order:
 //!
 //! ```text
-//! {"id": 1, "predictions": [<output>, …]}                        one per row, in row order
+//! {"id": 1, "predictions": [<output>, …], "seconds": 0.412}      one per row, in row order
 //! {"id": 1, "error": {"error_code": "BAD_REQUEST", "message": "row 3: invalid input …"}}
 //! ```
+//!
+//! `seconds` is the time the rows took to run (from the first row's start to the last
+//! row's end), so a caller can tell the chain's time from its own and the channel's.
 //!
 //! Requests run concurrently. Unlike the HTTP server, an error carries the chain's own message
 //! (scrubbed of every secret; a provider's words are its error message, never its body): the
@@ -102,7 +105,9 @@ async fn answer(state: &ServeState, line: &[u8]) -> Value {
         .and_then(|v| v.get("id").cloned())
         .unwrap_or(Value::Null);
     match predict(state, line).await {
-        Ok(predictions) => json!({ "id": id, "predictions": predictions }),
+        Ok((predictions, seconds)) => {
+            json!({ "id": id, "predictions": predictions, "seconds": seconds })
+        }
         Err(err) => {
             let body = err.body();
             json!({ "id": id, "error": {
@@ -113,12 +118,15 @@ async fn answer(state: &ServeState, line: &[u8]) -> Value {
     }
 }
 
-async fn predict(state: &ServeState, line: &[u8]) -> Result<Vec<Value>, ServeError> {
+/// The request's predictions and the seconds its rows took to run.
+async fn predict(state: &ServeState, line: &[u8]) -> Result<(Vec<Value>, f64), ServeError> {
     let request = input::parse(line, &state.inner.check)?;
     for (index, row) in request.rows.iter().enumerate() {
         (state.inner.check)(row).map_err(|err| ServeError::from_chain(err, Some(index)))?;
     }
-    run_rows(state, request.rows).await
+    let started = std::time::Instant::now();
+    let predictions = run_rows(state, request.rows).await?;
+    Ok((predictions, started.elapsed().as_secs_f64()))
 }
 
 /// The error's message with the chain's own words where the HTTP server gives a generic one,
