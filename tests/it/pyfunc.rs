@@ -446,3 +446,45 @@ async fn mlflow_models_predict_runs_the_chain() {
         "{seen}"
     );
 }
+
+/// `load_model(uri, model_config={"chain": {"sentences": 7}})` overrides the logged config key
+/// as MLflow does for Python models: the rendered prompt the mock receives says 7.
+#[tokio::test(flavor = "multi_thread")]
+async fn load_model_config_overrides_the_logged_config() {
+    let mock = mock().await;
+    let dir = project_dir();
+    let sqlite = sqlite_uri(dir.path());
+    log(dir.path(), "summarize", &sqlite, "pf_config");
+    let env = mlflow_env();
+    let args = json!({"tracking_uri": sqlite, "model_uri": "models:/pf_config@champion",
+        "text": "configured text", "model_config": {"chain": {"sentences": 7}}});
+    let seen = run_json(python(
+        &env,
+        dir.path(),
+        &mock.base_url(),
+        "config",
+        &args,
+        &[],
+    ))
+    .await;
+    assert!(
+        seen["predictions"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("configured text"),
+        "{seen}"
+    );
+    let systems: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter(|r| r.body.to_string().contains("configured text"))
+        .map(|r| {
+            r.body["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(systems.len(), 1, "{systems:?}");
+    assert!(systems[0].contains("at most 7 sentences"), "{}", systems[0]);
+}

@@ -10,6 +10,8 @@ Modes:
             dict and list-of-dicts input, column errors, a bad row, a killed child, close.
   error     {"tracking_uri", "model_uri", "text"}: predict on a row the mock refuses.
   no_binary {"tracking_uri", "model_uri"}: load_model without any chainlog binary.
+  config    {"tracking_uri", "model_uri", "text", "model_config"}: load_model with a config
+            override, one predict.
   serve     {"tracking_uri", "model_uri", "port", "text"}: `mlflow models serve`, four formats.
   models_predict {"tracking_uri", "model_uri", "text", "output"}: mlflow.models.predict.
 """
@@ -107,6 +109,12 @@ def behaviour(args):
 def error(args):
     model = load(args)
     return {"error": failure(lambda: model.predict(pd.DataFrame({"text": [args["text"]]})))}
+
+
+def config(args):
+    mlflow.set_tracking_uri(args["tracking_uri"])
+    model = mlflow.pyfunc.load_model(args["model_uri"], model_config=args["model_config"])
+    return {"predictions": model.predict(pd.DataFrame({"text": [args["text"]]}))}
 
 
 def no_binary(args):
