@@ -38,11 +38,15 @@
 //!   ([`llm::chat_json`]), [`llm::ScriptedClient`] for unit tests of chains, and
 //!   [`llm::LlmSettings`], the one settings type a client is made from.
 //! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
-//!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
+//!   plus the `chainlog` flavor and MLflow's `python_function` flavor), the chain source as
+//!   compiled, a crate snapshot, the pyfunc loader (`python/chainlog_pyfunc.py`), prompts,
 //!   config, examples — written, read back and verified against its hashes.
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
-//!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
+//!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown;
+//!   the same protocol over JSON lines ([`serve::serve_lines`]) for the child process the
+//!   pyfunc loader starts per loaded model (`chainlog worker`), so `mlflow.pyfunc.load_model`,
+//!   `mlflow models serve` and `spark_udf` run the Rust chain.
 //! - [`secret`]: secret names and credential shapes (shared by config detection), and the one
 //!   scrubber: a process-wide registry of every secret the process holds (keys, resolved
 //!   `${ENV}` secrets, store tokens, the mock's and serve's keys) and [`secret::scrub`], which

@@ -2,6 +2,9 @@
 //! exit codes. The only place that uses `anyhow`.
 //!
 //! Exit codes: 0 success, 1 a failure the message explains, 2 a usage error (clap's).
+//!
+//! `worker` is hidden plumbing: the child MLflow's `python_function` loader starts (JSON lines
+//! on stdin/stdout), not a command for people.
 
 mod args;
 mod chains;
