@@ -29,6 +29,7 @@ import sys
 import threading
 import weakref
 
+import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
@@ -59,7 +60,7 @@ class ChainlogModel:
         flavor = mlmodel.flavors["chainlog"]
         self.chain = flavor["chain"]
         self._required, self._optional = _input_columns(mlmodel.get_input_schema())
-        argv = _child_command(self._path, flavor)
+        argv = _child_command(self._path, flavor) + _digest_args(mlmodel.model_id)
         env = dict(os.environ)
         overrides = _changed_keys(flavor.get("config") or {}, model_config or {})
         if overrides:
@@ -71,6 +72,8 @@ class ChainlogModel:
     def predict(self, model_input, params=None):
         """One output per input row, in order. ``model_input``: a pandas DataFrame (one row per
         input, one column per input field), a dict (one input) or a list of dicts."""
+        if isinstance(model_input, (pd.DataFrame, list)) and len(model_input) == 0:
+            return []
         rows = self._rows_json(model_input)
         return self._child.request(rows, params or {})
 
@@ -170,6 +173,24 @@ def _child_command(path, flavor):
         "the model's own crate can be built"
         + ("" if snapshot else " (this model was logged without its crate, so only the first two work)")
     )
+
+
+def _digest_args(model_id):
+    """``--expect-digest`` with the artifact digest the tracking store recorded for this model
+    (the LoggedModel's ``chainlog.artifact_digest`` tag), so the child refuses an MLmodel that
+    differs from what was logged — as chainlog does when it downloads a model itself. Nothing
+    when the current tracking store does not know the model (a folder loaded by path)."""
+    if not model_id:
+        return []
+    try:
+        logged = mlflow.MlflowClient().get_logged_model(model_id)
+    except Exception:  # noqa: BLE001 - not in this store: the folder vouches for itself
+        return []
+    digest = (logged.tags or {}).get("chainlog.artifact_digest")
+    if not digest:
+        _logger.warning("model %s has no chainlog.artifact_digest tag: only its own MLmodel vouches for its files", model_id)
+        return []
+    return ["--expect-digest", digest]
 
 
 def _tree_sha256(root):

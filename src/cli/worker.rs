@@ -9,17 +9,16 @@ use clap::Args;
 use serde_json::json;
 
 use super::{App, args::ModelArgs};
-use crate::{
-    runner::ConcurrencyPlan,
-    serve::{ServeState, line_limits, serve_lines},
-};
+use crate::serve::{ServeState, line_limits, serve_lines};
 
 /// Options of `chainlog worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Rows of one request in flight at once (LLM calls stay capped by `llm.concurrency`).
+    /// Rows of one request in flight at once. LLM calls stay capped by the chain's
+    /// `llm.concurrency` (no notice here: from Python it is raised with
+    /// `load_model(uri, model_config={"llm": {"concurrency": N}})`).
     #[arg(long, value_name = "N", default_value_t = 64)]
     concurrency: usize,
 }
@@ -39,18 +38,6 @@ pub async fn run(app: &App, args: WorkerArgs) -> anyhow::Result<()> {
             std::env::args_os().skip(1).collect(),
         )
         .await?;
-    let plan = ConcurrencyPlan::new(
-        &model.config,
-        args.concurrency,
-        &format!(
-            "--concurrency {} (CHAINLOG_PYFUNC_CONCURRENCY)",
-            args.concurrency
-        ),
-        &args.model.set,
-    );
-    if let Some(notice) = plan.notice() {
-        eprintln!("{notice}");
-    }
     let state = ServeState::for_entry(model.chain, model.entry)
         .context("failed to prepare the input check")?
         .with_limits(line_limits(args.concurrency));

@@ -488,3 +488,52 @@ async fn load_model_config_overrides_the_logged_config() {
     assert_eq!(systems.len(), 1, "{systems:?}");
     assert!(systems[0].contains("at most 7 sentences"), "{}", systems[0]);
 }
+
+/// The loader binds the model to the tracking store as chainlog's own loading does: an MLmodel
+/// changed in the artifact store after logging (here a comment appended, every hash still
+/// consistent) no longer matches the LoggedModel's `chainlog.artifact_digest` tag, and
+/// `load_model` fails saying so.
+#[tokio::test(flavor = "multi_thread")]
+async fn load_model_refuses_an_mlmodel_changed_after_logging() {
+    let dir = project_dir();
+    let sqlite = sqlite_uri(dir.path());
+    log(dir.path(), "summarize", &sqlite, "pf_digest");
+    let mlmodels: Vec<PathBuf> = glob_mlmodels(&dir.path().join("mlruns"));
+    assert_eq!(mlmodels.len(), 1, "{mlmodels:?}");
+    let mut text = std::fs::read_to_string(&mlmodels[0]).unwrap();
+    text.push_str("# changed in the artifact store\n");
+    std::fs::write(&mlmodels[0], text).unwrap();
+    let env = mlflow_env();
+    let args = json!({"tracking_uri": sqlite, "model_uri": "models:/pf_digest@champion"});
+    let seen = run_json(python(
+        &env,
+        dir.path(),
+        "http://127.0.0.1:9/v1",
+        "load_only",
+        &args,
+        &[],
+    ))
+    .await;
+    let error = &seen["error"];
+    assert_eq!(error["type"], "MlflowException", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("could not load the model"), "{message}");
+    assert!(message.contains("digest"), "{message}");
+}
+
+/// Every `MLmodel` under `dir`.
+fn glob_mlmodels(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "MLmodel") {
+                found.push(path);
+            }
+        }
+    }
+    found
+}

@@ -10,6 +10,7 @@ Modes:
             dict and list-of-dicts input, column errors, a bad row, a killed child, close.
   error     {"tracking_uri", "model_uri", "text"}: predict on a row the mock refuses.
   no_binary {"tracking_uri", "model_uri"}: load_model without any chainlog binary.
+  load      {"tracking_uri", "model_uri"}: load_model only (its failure, if any).
   config    {"tracking_uri", "model_uri", "text", "model_config"}: load_model with a config
             override, one predict.
   serve     {"tracking_uri", "model_uri", "port", "text"}: `mlflow models serve`, four formats.
@@ -67,6 +68,7 @@ def behaviour(args):
     text = args["text"]
     out = {}
     out["dict"] = model.predict({"text": text + " as a dict"})
+    out["empty"] = impl.predict(pd.DataFrame({"text": []}))
     out["records"] = model.predict([{"text": text + " one"}, {"text": text + " two"}])
     out["missing_column"] = failure(lambda: model.predict(pd.DataFrame({"txt": ["x"]})))
     out["extra_column"] = failure(
@@ -118,6 +120,10 @@ def config(args):
 
 
 def no_binary(args):
+    return {"error": failure(lambda: load(args))}
+
+
+def load_only(args):
     return {"error": failure(lambda: load(args))}
 
 
