@@ -17,6 +17,7 @@ Each Spark Python worker loads the model once (one chainlog child per worker) an
 its Arrow batches as DataFrames; every row's summary is checked against its own text.
 """
 
+import os
 import sys
 import time
 
@@ -29,6 +30,8 @@ def main():
     tracking_uri, model_uri = sys.argv[1], sys.argv[2]
     rows = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
     mlflow.set_tracking_uri(tracking_uri)
+    # Spark's Python workers run this venv's interpreter (which has MLflow and pandas).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master("local[2]")
         .appName("chainlog-spark-udf")
