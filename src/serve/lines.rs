@@ -155,3 +155,98 @@ pub fn line_limits(rows: usize) -> ServeLimits {
         ..ServeLimits::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::{line_limits, serve_lines};
+
+    /// Runs `serve_lines` over in-memory pipes with `input` written and closed; every line out.
+    async fn exchange(input: &str) -> Vec<Value> {
+        let (mut to_server, from_client) = tokio::io::duplex(1 << 16);
+        let (to_client, from_server) = tokio::io::duplex(1 << 16);
+        let state = super::super::tests::greet().with_limits(line_limits(4));
+        let server = tokio::spawn(serve_lines(
+            BufReader::new(from_client),
+            to_client,
+            state,
+            json!({"chain": "greet"}),
+        ));
+        to_server.write_all(input.as_bytes()).await.unwrap();
+        drop(to_server);
+        let mut lines = BufReader::new(from_server).lines();
+        let mut out = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            out.push(serde_json::from_str(&line).unwrap());
+        }
+        server.await.unwrap().unwrap();
+        out
+    }
+
+    /// The ready line first; then one answer per request, by id, with the predictions in row
+    /// order; the end of input ends the loop after every answer.
+    #[tokio::test]
+    async fn every_request_is_answered_by_id_and_input_end_ends_the_loop() {
+        let out = exchange(concat!(
+            "{\"id\": 1, \"dataframe_records\": [{\"name\": \"Ada\"}, {\"name\": \"Bob\"}]}\n",
+            "\n",
+            "{\"id\": 2, \"inputs\": {\"name\": [\"Cy\", \"Di\"]}, \"params\": {}}\n",
+            "{\"id\": 3, \"dataframe_split\": {\"columns\": [\"name\"], \"data\": [[\"Ed\"]]}}\n",
+        ))
+        .await;
+        assert_eq!(out[0], json!({"ready": {"chain": "greet"}}));
+        assert_eq!(out.len(), 4, "{out:?}");
+        let mut answers: Vec<&Value> = out[1..].iter().collect();
+        answers.sort_by_key(|a| a["id"].as_u64());
+        assert_eq!(
+            answers[0]["predictions"],
+            json!(["Hello, Ada", "Hello, Bob"])
+        );
+        assert_eq!(answers[1]["predictions"], json!(["Hello, Cy", "Hello, Di"]));
+        assert_eq!(answers[2]["predictions"], json!(["Hello, Ed"]));
+        assert!(answers.iter().all(|a| a["seconds"].as_f64().is_some()));
+    }
+
+    /// Errors carry the scoring protocol's code and — unlike the HTTP server's generic 500/502
+    /// bodies — the chain's own message; a line that is not a request is a BAD_REQUEST.
+    #[tokio::test]
+    async fn errors_carry_the_code_and_the_chains_own_message() {
+        let out = exchange(concat!(
+            "{\"id\": 1, \"dataframe_records\": [{\"name\": \"Ada\"}, {\"name\": 5}]}\n",
+            "{\"id\": 2, \"dataframe_records\": [{\"name\": \"boom\"}]}\n",
+            "{\"id\": 3, \"dataframe_records\": [{\"name\": \"llm\"}]}\n",
+            "not json\n",
+        ))
+        .await;
+        let error = |id: Value| {
+            out.iter()
+                .find(|a| a["id"] == id && a.get("error").is_some())
+                .unwrap_or_else(|| panic!("no error for {id}: {out:?}"))["error"]
+                .clone()
+        };
+        let bad_row = error(json!(1));
+        assert_eq!(bad_row["error_code"], "BAD_REQUEST");
+        assert!(
+            bad_row["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("row 1: invalid input for chain `greet`"),
+            "{bad_row}"
+        );
+        let failed = error(json!(2));
+        assert_eq!(failed["error_code"], "INTERNAL_ERROR");
+        assert_eq!(failed["message"], "chain `greet` failed: secret-ish detail");
+        let provider = error(json!(3));
+        assert_eq!(provider["error_code"], "TEMPORARILY_UNAVAILABLE");
+        assert!(
+            provider["message"]
+                .as_str()
+                .unwrap()
+                .contains("Incorrect API key provided"),
+            "{provider}"
+        );
+        assert_eq!(error(Value::Null)["error_code"], "BAD_REQUEST");
+    }
+}
