@@ -219,8 +219,11 @@ def _build_dir():
 
 
 def _build_from_artifact(path, snapshot, cargo):
-    """The model's own crate (``code/``) built with cargo after its hash is checked, cached
-    in chainlog's build cache under that hash (``<builds>/<sha256>/bin/<binary>``)."""
+    """The model's own crate (``code/``) built with cargo after its hash is checked, cached in
+    chainlog's build cache as ``--build cargo`` caches it (``<builds>/<sha256>-<profile>/bin/
+    <binary>``, the ``BUILT`` marker naming the binary, written last), so either finds the
+    other's build. A snapshot logged with ``--vendor`` is built from the registry here (its
+    offline build needs a chainlog binary)."""
     code = os.path.join(path, snapshot["path"])
     actual, count = _tree_sha256(code)
     if actual != snapshot["sha256"] or count != snapshot["files"]:
@@ -228,15 +231,16 @@ def _build_from_artifact(path, snapshot, cargo):
             f"the crate snapshot `{code}` does not match its hash in the MLmodel "
             f"(expected {snapshot['sha256']}, found {actual}); refusing to build it"
         )
-    entry = os.path.join(_build_dir(), snapshot["sha256"])
+    profile = os.environ.get("CHAINLOG_BUILD_PROFILE") or "release"
+    builds = _build_dir()
+    entry = os.path.join(builds, f"{snapshot['sha256']}-{profile}")
     marker = os.path.join(entry, "BUILT")
     if os.path.isfile(marker):
         with open(marker, encoding="utf-8") as f:
             binary = os.path.join(entry, "bin", f.read().strip())
         if os.path.isfile(binary):
             return binary
-    profile = os.environ.get("CHAINLOG_BUILD_PROFILE") or "release"
-    target = os.environ.get("CHAINLOG_BUILD_TARGET_DIR") or os.path.join(_build_dir(), "target")
+    target = os.environ.get("CHAINLOG_BUILD_TARGET_DIR") or os.path.join(builds, "target")
     command = [
         cargo, "build", "--locked", "--bins", "--profile", profile,
         "--message-format", "json-render-diagnostics",
@@ -259,10 +263,16 @@ def _build_from_artifact(path, snapshot, cargo):
             f"{len(executables)} binaries); see cargo's output above"
         )
     name = os.path.basename(executables[0])
-    os.makedirs(os.path.join(entry, "bin"), exist_ok=True)
-    shutil.copy2(executables[0], os.path.join(entry, "bin", name))
-    with open(marker, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
+    staging = f"{entry}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(os.path.join(staging, "bin"))
+    shutil.copy2(executables[0], os.path.join(staging, "bin", name))
+    with open(os.path.join(staging, "BUILT"), "w", encoding="utf-8") as f:
+        f.write(name)
+    try:
+        os.rename(staging, entry)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # Another process stored it first.
     return os.path.join(entry, "bin", name)
 
 
