@@ -649,7 +649,7 @@ fn pyfunc_runs_the_team_chain(work: &Path, project: &Path, expected: &Value) {
     );
     let fresh_builds = work.join("pyfunc-builds");
     let path = format!("{venv_bin}:{}:/usr/bin:/bin", cargo_bin.display());
-    let runs: [(&str, Vec<(&str, Option<String>)>); 2] = [
+    let runs: [(&str, Vec<EnvVar>); 2] = [
         (
             "CHAINLOG_BIN=chainlog, handed over to the compiled crate",
             vec![(
@@ -705,6 +705,9 @@ fn pyfunc_runs_the_team_chain(work: &Path, project: &Path, expected: &Value) {
         .any(|entry| entry.path().join("BUILT").is_file());
     assert!(built, "the loader stored its build in the build cache");
 }
+
+/// A variable to set (`Some`) or remove (`None`) for one run.
+type EnvVar = (&'static str, Option<String>);
 
 /// The folder holding `program` on `PATH`.
 fn which(program: &str) -> PathBuf {
