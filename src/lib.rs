@@ -38,7 +38,8 @@
 //!   ([`llm::chat_json`]), [`llm::ScriptedClient`] for unit tests of chains, and
 //!   [`llm::LlmSettings`], the one settings type a client is made from.
 //! - [`artifact`]: the model artifact directory logged to MLflow — MLmodel (MLflow's keys
-//!   plus the `chainlog` flavor), the chain source as compiled, a crate snapshot, prompts,
+//!   plus the `chainlog` flavor and MLflow's `python_function` flavor), the chain source as
+//!   compiled, a crate snapshot, the pyfunc loader (`python/chainlog_pyfunc.py`), prompts,
 //!   config, examples — written, read back and verified against its hashes.
 //! - [`replay`]: recording a logged chain's LLM exchanges into its artifact (`cassettes/`) at
 //!   `log`, and `replay`: the chain rebuilt, its calls answered offline from them, each output
@@ -46,7 +47,10 @@
 //!   production prediction replayed from its trace's spans (`replay --trace`).
 //! - [`serve`]: MLflow's scoring protocol over axum for one built chain (`/ping`,
 //!   `/health`, `/version`, `/invocations` with MLflow's four input formats, SSE streaming,
-//!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown.
+//!   body and in-flight limits, an optional bearer token) and `serve` with graceful shutdown;
+//!   the same protocol over JSON lines ([`serve::serve_lines`]) for the child process the
+//!   pyfunc loader starts per loaded model (`chainlog worker`), so `mlflow.pyfunc.load_model`,
+//!   `mlflow models serve` and `spark_udf` run the Rust chain.
 //! - [`trace`]: every prediction as an MLflow trace — a `tracing` layer turns the chain, LLM
 //!   call and tool spans into a `CHAIN` root with `CHAT_MODEL` and `TOOL` children (the exact
 //!   chat-completion request and response on each call, for replay), a bounded queue and a

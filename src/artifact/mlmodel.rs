@@ -4,7 +4,9 @@
 //! the check that refuses a version this build does not know.
 //!
 //! The top level is MLflow's format, so unknown keys there are ignored (MLflow keeps them
-//! too); the flavor is ours, so unknown keys there are refused.
+//! too); the flavor is ours, so unknown keys there are refused. `flavors.python_function`
+//! ([`PyfuncFlavor`]) is MLflow's, written so that MLflow's Python world loads the model
+//! through the loader every artifact carries ([`PYFUNC_LOADER_FILE`]).
 
 use std::{
     path::Path,
@@ -55,6 +57,18 @@ pub const CODE_DIR: &str = "code";
 pub const PROMPTS_DIR: &str = "prompts";
 /// The folder of the LLM exchanges recorded while running the examples, for `replay`.
 pub const CASSETTES_DIR: &str = "cassettes";
+/// The `python_function` loader in the artifact (MLflow puts `code/` on `sys.path` and
+/// imports [`PYFUNC_LOADER_MODULE`] from it).
+pub const PYFUNC_LOADER_FILE: &str = "code/chainlog_pyfunc.py";
+/// The flavor's `loader_module`.
+pub const PYFUNC_LOADER_MODULE: &str = "chainlog_pyfunc";
+/// The loader's source (`python/chainlog_pyfunc.py` of this crate), as every artifact carries
+/// it: Python's MLflow and pandas and the standard library only.
+pub const PYFUNC_LOADER_SOURCE: &str = include_str!("../../python/chainlog_pyfunc.py");
+/// The file MLflow writes into a registered model version's folder when it downloads one
+/// (`models:/<name>/<version>`, `models:/<name>@<alias>`): its name and version. Not part of
+/// the artifact, never read; a verified folder may hold it unlisted.
+pub const REGISTERED_MODEL_META_FILE: &str = "registered_model_meta";
 /// The detached OpenSSF Model Signing signature (`log --sign-key`). The one file no record
 /// of the MLmodel lists: it signs the MLmodel among the other files, so it cannot be inside
 /// what it signs.
@@ -108,6 +122,27 @@ pub struct MlModel {
 pub struct Flavors {
     /// chainlog's flavor.
     pub chainlog: ChainlogFlavor,
+    /// MLflow's `python_function` flavor: how `mlflow.pyfunc.load_model` loads the model
+    /// (absent in artifacts of chainlog before 0.1's pyfunc support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_function: Option<PyfuncFlavor>,
+}
+
+/// `flavors.python_function`, with the keys MLflow's `pyfunc.add_to_model` writes that apply:
+/// MLflow puts `<model>/<code>` on `sys.path`, imports `loader_module` and calls its
+/// `_load_pyfunc(<model>, config)`. MLflow's format, so unknown keys are kept out of the way,
+/// not refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PyfuncFlavor {
+    /// The folder MLflow adds to `sys.path`: [`CODE_DIR`].
+    pub code: String,
+    /// The config inline, as MLflow writes `model_config`; `load_model(uri, model_config=…)`
+    /// and `mlflow models serve`'s `SERVING_MODEL_CONFIG` override its keys.
+    pub config: Value,
+    /// [`PYFUNC_LOADER_MODULE`].
+    pub loader_module: String,
+    /// Always false: a chainlog model answers whole predictions.
+    pub streamable: bool,
 }
 
 /// `flavors.chainlog`: what the chain is, where its files are with their hashes, and what

@@ -8,6 +8,8 @@
 //!                            chain, code/prompt/config paths and SHA-256s, inline config,
 //!                            provenance: chainlog/rustc/target, git commit, Cargo.lock hash)
 //! code/chains/<name>.rs      the chain source as compiled into the binary
+//! code/chainlog_pyfunc.py    the loader of MLflow's `python_function` flavor
+//!                            (`python/chainlog_pyfunc.py` of this crate)
 //! code/…                     a snapshot of the crate for `--build cargo` that builds on its
 //!                            own: files git tracks or would track (not ignored), no target/, no dotfiles, Cargo.lock
 //!                            (the workspace's when the crate has none), members inside it
@@ -27,8 +29,10 @@
 //! ```
 //!
 //! Integrity: the MLmodel lists every other file (cassettes included) with its SHA-256 (format 2; the crate
-//! snapshot as one hash over its files), and [`LoadedArtifact::verify`] refuses a file it
-//! does not list as well as a listed one that is missing or changed. The artifact digest —
+//! snapshot as one hash over its files, the pyfunc loader included), and
+//! [`LoadedArtifact::verify`] refuses a file it does not list as well as a listed one that is
+//! missing or changed — but for [`REGISTERED_MODEL_META_FILE`], which MLflow's Python client
+//! writes into a registered model it downloads and nothing reads. The artifact digest —
 //! the SHA-256 of the MLmodel's bytes, [`LoadedArtifact::digest`] — thus binds every file;
 //! the tracking store records it at log time (`chainlog.artifact_digest`) and loading checks
 //! it first ([`LoadedArtifact::read_pinned`]). `model.sig` is the one file the MLmodel cannot
@@ -38,7 +42,8 @@
 //! the artifact (unlike MLflow's own `model_code_path`).
 //!
 //! Main types: [`ArtifactSpec`] and [`write_artifact`] (write), [`LoadedArtifact`] (read,
-//! [`verify`](LoadedArtifact::verify)), [`MlModel`] with [`ChainlogFlavor`] (the format),
+//! [`verify`](LoadedArtifact::verify)), [`MlModel`] with [`ChainlogFlavor`] (the format) and
+//! [`PyfuncFlavor`] (MLflow's `python_function`, so `mlflow.pyfunc.load_model` runs the chain),
 //! [`Provenance`] (what built the chain, and its run tags), [`SnapshotPlan`] (the crate
 //! snapshot, planned before anything is written), [`ArtifactError`].
 //!
@@ -63,8 +68,10 @@ pub use error::ArtifactError;
 pub use mlmodel::{
     ARTIFACT_DIGEST_TAG, CASSETTES_DIR, CODE_DIR, CONFIG_FILE, ChainlogFlavor, ENV_VARS_FILE,
     FORMAT_VERSION, FileRecord, Flavors, INPUT_EXAMPLE_FILE, InputExampleInfo, MLFLOW_VERSION,
-    MLMODEL_FILE, MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PromptRecord,
-    SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE, Signature, SnapshotRecord,
+    MLMODEL_FILE, MlModel, OLDEST_FORMAT_VERSION, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR,
+    PYFUNC_LOADER_FILE, PYFUNC_LOADER_MODULE, PYFUNC_LOADER_SOURCE, PromptRecord, PyfuncFlavor,
+    REGISTERED_MODEL_META_FILE, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE, Signature,
+    SnapshotRecord,
 };
 pub use oms::{SignatureError, SigningKey, VerifyingKey, sign_model, verify_model};
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};

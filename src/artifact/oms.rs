@@ -28,6 +28,8 @@
 //! `.github`, `.gitignore` — which a chainlog artifact never holds (its manifest check refuses
 //! them, since no record lists them).
 //!
+//! Verifying leaves out MLflow's `registered_model_meta` when the signature does not list it
+//! (MLflow's Python client writes it into a registered model it downloads; nothing reads it).
 //! Verifying also requires the signature to cover `MLmodel` (model-signing lets a signer
 //! ignore any path): MLmodel lists every other file's hash, so a signature over it vouches for
 //! the whole artifact, together with the manifest check that runs before it.
@@ -60,7 +62,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::{
     ArtifactError,
-    mlmodel::{MLMODEL_FILE, SIGNATURE_FILE},
+    mlmodel::{MLMODEL_FILE, REGISTERED_MODEL_META_FILE, SIGNATURE_FILE},
     read::list_files,
 };
 use crate::digest::hex;
@@ -373,7 +375,17 @@ pub fn verify_model(dir: &Path, key: &VerifyingKey) -> Result<(), ArtifactError>
         ))
         .into());
     }
-    let actual = hash_files(dir, &signed.ignored, &path)?;
+    let mut actual = hash_files(dir, &signed.ignored, &path)?;
+    // MLflow's Python client writes `registered_model_meta` into a registered model it
+    // downloads (into the store's own folder for a local store); inert, as in the manifest
+    // check, unless it was signed.
+    if !signed
+        .resources
+        .iter()
+        .any(|(name, _)| name == REGISTERED_MODEL_META_FILE)
+    {
+        actual.retain(|(name, _)| name != REGISTERED_MODEL_META_FILE);
+    }
     compare(dir, &path, &signed.resources, &actual)
 }
 
@@ -694,6 +706,9 @@ mod tests {
         let err = message(verify_model(&model, &public).unwrap_err());
         assert!(err.contains("extra") && err.contains("not signed"), "{err}");
         fs::remove_file(model.join("extra")).unwrap();
+        // What MLflow's Python client writes into a registered model it downloads is inert.
+        fs::write(model.join(REGISTERED_MODEL_META_FILE), "model_name: m\n").unwrap();
+        verify_model(&model, &public).unwrap();
         fs::remove_file(model.join("a.b")).unwrap();
         let err = message(verify_model(&model, &public).unwrap_err());
         assert!(err.contains("a.b") && err.contains("missing"), "{err}");

@@ -23,7 +23,7 @@ use super::{
     ArtifactError, ChainlogFlavor, MlModel,
     mlmodel::{
         CONFIG_FILE, ENV_VARS_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE,
-        PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
+        PROMPTS_DIR, REGISTERED_MODEL_META_FILE, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
     },
     write::plain_relative,
 };
@@ -265,22 +265,24 @@ impl LoadedArtifact {
     }
 
     /// Refuses a file that no record lists. MLmodel is the manifest and `model.sig` signs it,
-    /// so neither is listed; format 1 did not list its examples and
+    /// so neither is listed; MLflow's Python client adds [`REGISTERED_MODEL_META_FILE`] to a
+    /// registered model it downloads (inert: nothing reads it); format 1 did not list its examples and
     /// `environment_variables.txt`, so an artifact of that format may hold them unlisted.
     fn check_complete(&self) -> Result<(), ArtifactError> {
         let flavor = self.flavor();
-        let mut listed: std::collections::BTreeSet<&str> = [MLMODEL_FILE, SIGNATURE_FILE]
-            .into_iter()
-            .chain(std::iter::once(CONFIG_FILE))
-            .chain(std::iter::once(flavor.code.path.as_str()))
-            .chain(
-                flavor
-                    .prompts
-                    .iter()
-                    .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
-            )
-            .chain(flavor.files.iter().map(|f| f.path.as_str()))
-            .collect();
+        let mut listed: std::collections::BTreeSet<&str> =
+            [MLMODEL_FILE, SIGNATURE_FILE, REGISTERED_MODEL_META_FILE]
+                .into_iter()
+                .chain(std::iter::once(CONFIG_FILE))
+                .chain(std::iter::once(flavor.code.path.as_str()))
+                .chain(
+                    flavor
+                        .prompts
+                        .iter()
+                        .flat_map(|p| p.files.iter().map(|f| f.path.as_str())),
+                )
+                .chain(flavor.files.iter().map(|f| f.path.as_str()))
+                .collect();
         if flavor.format_version == 1 {
             listed.extend([
                 INPUT_EXAMPLE_FILE,
@@ -395,7 +397,7 @@ fn hash_tree(
 mod tests {
     use super::*;
     use crate::artifact::{
-        ENV_VARS_FILE, FORMAT_VERSION,
+        ENV_VARS_FILE, FORMAT_VERSION, PYFUNC_LOADER_FILE,
         test_helpers::{MODEL_ID, RUN_ID, SOURCE, write_fixture},
     };
 
@@ -626,12 +628,21 @@ mod tests {
         assert_eq!(
             listed,
             [
+                PYFUNC_LOADER_FILE,
                 ENV_VARS_FILE,
                 INPUT_EXAMPLE_FILE,
                 OUTPUT_EXAMPLE_FILE,
                 SERVING_INPUT_EXAMPLE_FILE
             ]
         );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(PYFUNC_LOADER_FILE));
+
+        let fixture = write_fixture(false);
         tamper(&fixture.artifact.join(ENV_VARS_FILE));
         let err = LoadedArtifact::read(&fixture.artifact)
             .unwrap()
@@ -649,6 +660,45 @@ mod tests {
             matches!(&err, ArtifactError::MissingFile { path } if path.ends_with(OUTPUT_EXAMPLE_FILE)),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_changed_pyfunc_loader_is_refused_by_name_inside_a_snapshot_too() {
+        let fixture = write_fixture(true);
+        let listed = &fixture.written.mlmodel.flavors.chainlog.files;
+        assert!(
+            listed.iter().any(|f| f.path == PYFUNC_LOADER_FILE),
+            "{listed:?}"
+        );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        let err = LoadedArtifact::read(&fixture.artifact)
+            .unwrap()
+            .verify()
+            .unwrap_err();
+        assert!(mismatch_path(err).ends_with(PYFUNC_LOADER_FILE));
+    }
+
+    #[test]
+    fn mlflow_registered_model_meta_is_tolerated_and_nothing_else_beside_it() {
+        let fixture = write_fixture(true);
+        fs::write(
+            fixture.artifact.join(REGISTERED_MODEL_META_FILE),
+            "model_name: sum\nmodel_version: 1\n",
+        )
+        .unwrap();
+        let loaded = LoadedArtifact::read(&fixture.artifact).unwrap();
+        loaded.verify().unwrap();
+        // Only at the root, and only that name.
+        fs::write(
+            fixture
+                .artifact
+                .join("prompts")
+                .join(REGISTERED_MODEL_META_FILE),
+            "x",
+        )
+        .unwrap();
+        let err = loaded.verify().unwrap_err();
+        assert!(matches!(err, ArtifactError::UnlistedFile { .. }), "{err:?}");
     }
 
     #[test]
@@ -679,6 +729,9 @@ mod tests {
         let mut mlmodel = fixture.written.mlmodel.clone();
         mlmodel.flavors.chainlog.format_version = 1;
         mlmodel.flavors.chainlog.files.clear();
+        // Format 1 predates the pyfunc loader.
+        mlmodel.flavors.python_function = None;
+        fs::remove_file(fixture.artifact.join(PYFUNC_LOADER_FILE)).unwrap();
         let text = mlmodel
             .to_yaml()
             .unwrap()

@@ -17,11 +17,11 @@ use crate::digest::{sha256_hex, tree_sha256};
 
 use super::{
     ArtifactError, ArtifactSpec, ChainlogFlavor, FileRecord, Flavors, InputExampleInfo, MlModel,
-    PromptRecord, Signature, SnapshotRecord, WrittenArtifact,
+    PromptRecord, PyfuncFlavor, Signature, SnapshotRecord, WrittenArtifact,
     mlmodel::{
         CASSETTES_DIR, CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, FORMAT_VERSION, INPUT_EXAMPLE_FILE,
-        MLFLOW_VERSION, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, SERVING_INPUT_EXAMPLE_FILE,
-        utc_time,
+        MLFLOW_VERSION, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, PYFUNC_LOADER_FILE,
+        PYFUNC_LOADER_MODULE, PYFUNC_LOADER_SOURCE, SERVING_INPUT_EXAMPLE_FILE, utc_time,
     },
     signature::mlflow_schema_json,
 };
@@ -91,6 +91,12 @@ pub fn write_artifact(
         env_vars: (!env_vars.is_empty()).then_some(env_vars),
         flavors: Flavors {
             chainlog: flavor(spec, code, crate_snapshot, prompts, others),
+            python_function: Some(PyfuncFlavor {
+                code: CODE_DIR.to_owned(),
+                config: spec.config.as_value().clone(),
+                loader_module: PYFUNC_LOADER_MODULE.to_owned(),
+                streamable: false,
+            }),
         },
         is_signature_from_type_hint: false,
         mlflow_version: MLFLOW_VERSION.to_owned(),
@@ -147,8 +153,9 @@ fn flavor(
     }
 }
 
-/// Adds the crate snapshot (when the spec has one) and the chain source as compiled under
-/// `code/`; returns their records.
+/// Adds the crate snapshot (when the spec has one), the chain source as compiled and the
+/// `python_function` loader under `code/`; returns their records. The loader is listed with
+/// the other files (and with a snapshot, part of its hash too).
 fn add_code(
     files: &mut Files,
     spec: &ArtifactSpec<'_>,
@@ -161,6 +168,11 @@ fn add_code(
     // The source as compiled wins over the snapshot's copy, which may have been edited since.
     let path = format!("{CODE_DIR}/chains/{}.rs", spec.chain.name());
     files.put(path.clone(), spec.chain.source().as_bytes().to_vec());
+    // The loader of this build, whatever a crate file of the same path holds.
+    files.put(
+        PYFUNC_LOADER_FILE.to_owned(),
+        PYFUNC_LOADER_SOURCE.as_bytes().to_vec(),
+    );
     let code = FileRecord {
         path,
         sha256: spec.chain.sha256().to_owned(),
@@ -261,7 +273,8 @@ impl Files {
     }
 
     /// The records of the files no other record covers (examples,
-    /// `environment_variables.txt`), sorted by path: with them the MLmodel lists every file.
+    /// `environment_variables.txt`, the pyfunc loader), sorted by path: with them the MLmodel
+    /// lists every file.
     fn other_records(
         &self,
         code: &FileRecord,
@@ -279,8 +292,11 @@ impl Files {
         self.0
             .iter()
             .filter(|(path, _)| {
+                // The loader is listed on its own even inside the snapshot, so a changed
+                // loader is refused by its name.
                 !listed.contains(path.as_str())
-                    && !snapshot.is_some_and(|s| path.starts_with(&s.path))
+                    && (path.as_str() == PYFUNC_LOADER_FILE
+                        || !snapshot.is_some_and(|s| path.starts_with(&s.path)))
             })
             .map(|(path, bytes)| FileRecord {
                 path: path.clone(),
@@ -371,10 +387,10 @@ fn invalid(message: String) -> ArtifactError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::Provenance;
     use crate::artifact::test_helpers::{
         CANARY, MODEL_ID, SOURCE, config, entry, files_under, prompts, write_fixture,
     };
+    use crate::artifact::{LoadedArtifact, Provenance};
 
     #[test]
     fn artifact_holds_every_file_of_the_layout() {
@@ -387,6 +403,7 @@ mod tests {
                 "code/Cargo.lock",
                 "code/Cargo.toml",
                 "code/build.rs",
+                "code/chainlog_pyfunc.py",
                 "code/chains/t.rs",
                 "code/chains/t.yaml",
                 "code/data/words.txt",
@@ -433,6 +450,9 @@ mod tests {
             (r"rustc_version: .*", "rustc_version: [rustc]"),
             (r"target: .*", "target: [target]"),
             (r"chainlog_version: .*", "chainlog_version: [version]"),
+            // The pyfunc loader's size counts in it; `artifact_holds_every_file_of_the_layout`
+            // checks the number.
+            (r"model_size_bytes: \d+", "model_size_bytes: [size]"),
         ]}, {
             insta::assert_snapshot!("mlmodel", text);
         });
@@ -467,6 +487,30 @@ mod tests {
                 let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
                 assert!(!found, "`{file}` contains `{needle}`");
             }
+        }
+    }
+
+    #[test]
+    fn pyfunc_flavor_names_the_loader_shipped_under_code() {
+        for with_crate in [true, false] {
+            let fixture = write_fixture(with_crate);
+            let pyfunc = fixture.written.mlmodel.flavors.python_function.unwrap();
+            assert_eq!(pyfunc.loader_module, PYFUNC_LOADER_MODULE);
+            assert_eq!(pyfunc.code, CODE_DIR);
+            assert!(!pyfunc.streamable);
+            assert_eq!(
+                pyfunc.config,
+                fixture.written.mlmodel.flavors.chainlog.config
+            );
+            let module = format!("{}/{}.py", pyfunc.code, pyfunc.loader_module);
+            assert_eq!(module, PYFUNC_LOADER_FILE);
+            let shipped = fs::read_to_string(fixture.artifact.join(&module)).unwrap();
+            assert_eq!(shipped, PYFUNC_LOADER_SOURCE);
+            assert!(shipped.contains("def _load_pyfunc(path, model_config=None)"));
+            LoadedArtifact::read(&fixture.artifact)
+                .unwrap()
+                .verify()
+                .unwrap();
         }
     }
 
@@ -528,7 +572,7 @@ mod tests {
         let fixture = write_fixture(false);
         assert_eq!(
             files_under(&fixture.artifact.join(CODE_DIR)),
-            ["chains/t.rs"]
+            ["chainlog_pyfunc.py", "chains/t.rs"]
         );
         assert_eq!(
             fixture.written.mlmodel.flavors.chainlog.crate_snapshot,

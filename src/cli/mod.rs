@@ -3,6 +3,9 @@
 //!
 //! Exit codes: 0 success, 1 a failure the message explains (for `replay`: an output that
 //! differs), 2 a usage error (clap's).
+//!
+//! `worker` is hidden plumbing: the child MLflow's `python_function` loader starts (JSON lines
+//! on stdin/stdout), not a command for people.
 
 mod args;
 mod chains;
@@ -16,6 +19,7 @@ mod replay;
 mod run;
 mod serve;
 mod traces;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -66,6 +70,10 @@ enum Command {
     /// Create a crate for your own chains: build.rs, main.rs, an example chain with its
     /// prompt and config, a test against the mock, a README.
     New(new::NewArgs),
+    /// Plumbing: answer JSON lines for MLflow's `python_function` loader (one child per
+    /// loaded model).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
 }
 
 /// What every command may need: the chains compiled into this binary and the crate they were
@@ -128,6 +136,7 @@ async fn dispatch(app: &App, command: Command) -> anyhow::Result<()> {
         Command::Gc(args) => gc::run(app, args).await,
         Command::Mock(args) => mock::run(args).await,
         Command::New(args) => new::run(&args),
+        Command::Worker(args) => worker::run(app, args).await,
     }
 }
 

@@ -248,8 +248,12 @@ fn content_type(headers: &HeaderMap) -> Result<BodyFormat, ServeError> {
 }
 
 /// Runs every row, at most `row_concurrency` at once, keeping request order; the first
-/// failure fails the request.
-async fn run_rows(state: &ServeState, rows: Vec<Value>) -> Result<Vec<Value>, ServeError> {
+/// failure fails the request. The one runner of the scoring protocol, over HTTP and over JSON
+/// lines (`lines`).
+pub(super) async fn run_rows(
+    state: &ServeState,
+    rows: Vec<Value>,
+) -> Result<Vec<Value>, ServeError> {
     let ctx = RunContext::new(tracing::info_span!("invocation", rows = rows.len()));
     let chain = &state.inner.chain;
     stream::iter(rows.into_iter().enumerate())

@@ -8,16 +8,22 @@
 //! error body ([`ServeError`]). It does not load models (the runner does) and never
 //! sends a secret or an upstream body to the client.
 //!
+//! The same protocol runs over JSON lines on stdin/stdout ([`serve_lines`]) in the child
+//! process that MLflow's `python_function` flavor starts for a loaded model (`chainlog
+//! worker`): the same parsing, input check and row runner, one answer line per request line.
+//!
 //! Main types: [`ServeState`] (the chain, its input check, [`ServeLimits`], an optional
-//! bearer token), [`router`] and [`serve`].
+//! bearer token), [`router`] and [`serve`], [`serve_lines`].
 
 mod error;
 mod handler;
 mod input;
+mod lines;
 mod state;
 #[cfg(test)]
 mod tests;
 
 pub use error::ServeError;
 pub use handler::{router, serve};
+pub use lines::{line_limits, serve_lines};
 pub use state::{InputCheck, ServeLimits, ServeState, schema_check};

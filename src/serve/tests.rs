@@ -93,7 +93,7 @@ fn state_of<C: Chain>(build: fn(&BuildContext) -> Result<C, ChainError>) -> Serv
     ServeState::for_entry(chain, &entry).unwrap()
 }
 
-fn greet() -> ServeState {
+pub(super) fn greet() -> ServeState {
     state_of(|_| Ok(Greet))
 }
 

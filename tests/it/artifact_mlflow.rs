@@ -133,7 +133,11 @@ fn mlflow_loads_the_mlmodel_signature_and_examples() {
             got["utc_time_created"], "2026-11-25 11:56:12.776368",
             "{name}"
         );
-        assert_eq!(got["flavors"], json!(["chainlog"]), "{name}");
+        assert_eq!(
+            got["flavors"],
+            json!(["chainlog", "python_function"]),
+            "{name}"
+        );
         assert_eq!(got["chainlog_format_version"], 2, "{name}");
         assert_eq!(got["inputs"], signature.inputs.as_str(), "{name}: inputs");
         assert_eq!(

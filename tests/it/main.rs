@@ -21,6 +21,7 @@ mod mock_python;
 mod mock_rules;
 mod predict_batch;
 mod predict_serve;
+mod pyfunc;
 mod readme;
 mod replay;
 mod secret_canary;

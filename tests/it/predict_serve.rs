@@ -126,8 +126,8 @@ fn predict_through_every_model_uri_form() {
     );
 }
 
-/// One byte changed in the code, a prompt or the config of a downloaded artifact is refused,
-/// naming the file.
+/// One byte changed in the code, the pyfunc loader, a prompt or the config of a downloaded
+/// artifact is refused, naming the file.
 #[test]
 fn tampered_artifacts_are_refused_naming_the_file() {
     let (dir, logged) = logged_summarize();
@@ -139,6 +139,7 @@ fn tampered_artifacts_are_refused_naming_the_file() {
     );
     for file in [
         "code/chains/summarize.rs",
+        "code/chainlog_pyfunc.py",
         "prompts/summarize/01-system.hbs",
         "model_config.yaml",
     ] {

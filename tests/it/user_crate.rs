@@ -2,7 +2,9 @@
 //! `chainlog new` scaffolds it (chainlog as a path dependency on this checkout), the team adds a
 //! chain of its own, `cargo run -- log` runs from a subdirectory, `predict` rebuilds the chain
 //! through `models:/<name>@<alias>` and gives the logged output, the artifact's `code/`
-//! builds alone with `cargo build --locked --offline`, the scaffolded test passes, and a
+//! builds alone with `cargo build --locked --offline`, the scaffolded test passes, MLflow's
+//! `mlflow.pyfunc.load_model` runs the team's chain (through chainlog's binary handing over to
+//! the model's compiled crate, and with no chainlog binary at all by building the crate), and a
 //! chain with the wrong build signature fails the build naming its file.
 //!
 //! Every cargo build here shares this test suite's target directory and dev profile, so the
@@ -269,6 +271,7 @@ fn a_scaffolded_crate_logs_predicts_and_its_snapshot_builds_alone() {
     assert_ok("cargo test in the scaffolded crate", &tested);
 
     rebuilds_from_the_artifacts_own_code(work.path(), &project, &expected);
+    pyfunc_runs_the_team_chain(work.path(), &project, &expected);
 
     // A build function with the wrong signature: the build error names the chain file.
     let wrong = HAIKU_RS.replace(
@@ -651,4 +654,95 @@ fn quickstart_example_logs_reloads_and_runs() {
     let json_part = last.split_once(" → ").unwrap().1;
     let value: Value = serde_json::from_str(json_part).unwrap();
     assert!(!value["tagline"].as_str().unwrap().is_empty(), "{value}");
+}
+
+/// `mlflow.pyfunc.load_model("models:/haiku@champion").predict(df)` of the team's model gives
+/// the logged output, after the chain was edited in the crate: with `CHAINLOG_BIN` naming
+/// chainlog's own binary (which does not hold the team's chain: its worker hands over to the
+/// model's compiled crate, from the build cache), and with no chainlog binary anywhere but
+/// cargo on `PATH` (the loader checks the snapshot's hash and builds it with cargo into a fresh
+/// build cache, where chainlog's `--build cargo` finds it).
+fn pyfunc_runs_the_team_chain(work: &Path, project: &Path, expected: &Value) {
+    let env = crate::support::python_env::provision(
+        "mlflow",
+        &root().join("tests/python/requirements-mlflow.txt"),
+    );
+    let tracking = format!("sqlite:///{}", project.join("mlflow.db").display());
+    let args = serde_json::json!({"cases": [{"tracking_uri": tracking,
+        "model_uri": "models:/haiku@champion", "rows": [{"topic": "rust"}]}]});
+    let venv_bin = env.python().parent().unwrap().display().to_string();
+    let cargo_bin = which("cargo");
+    assert!(
+        !cargo_bin.join("chainlog").exists(),
+        "this test needs a cargo folder without chainlog"
+    );
+    let fresh_builds = work.join("pyfunc-builds");
+    let path = format!("{venv_bin}:{}:/usr/bin:/bin", cargo_bin.display());
+    let runs: [(&str, Vec<EnvVar>); 2] = [
+        (
+            "CHAINLOG_BIN=chainlog, handed over to the compiled crate",
+            vec![(
+                "CHAINLOG_BIN",
+                Some(env!("CARGO_BIN_EXE_chainlog").to_owned()),
+            )],
+        ),
+        (
+            "no chainlog binary, built by the loader with cargo",
+            vec![
+                ("CHAINLOG_BIN", None),
+                ("PATH", Some(path.clone())),
+                (
+                    "CHAINLOG_BUILD_DIR",
+                    Some(fresh_builds.display().to_string()),
+                ),
+            ],
+        ),
+    ];
+    for (what, vars) in runs {
+        let mut command = env.command();
+        command
+            .arg(root().join("tests/python/pyfunc_check.py"))
+            .arg("predict")
+            .arg(args.to_string())
+            .current_dir(project)
+            .env("CHAINLOG_CACHE_DIR", work.join("cache"))
+            .env("CHAINLOG_BUILD_PROFILE", "dev")
+            .env("CHAINLOG_BUILD_TARGET_DIR", target_dir())
+            .env("CARGO_NET_OFFLINE", "true")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("MLFLOW_TRACKING_URI");
+        for (name, value) in vars {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        let output = command.output().unwrap();
+        assert_ok(&format!("pyfunc predict ({what})"), &output);
+        let stdout = text(&output.stdout);
+        let seen: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(
+            seen["results"][0]["predictions"],
+            serde_json::json!([expected]),
+            "{what}"
+        );
+    }
+    let built = std::fs::read_dir(&fresh_builds)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|entry| entry.path().join("BUILT").is_file());
+    assert!(built, "the loader stored its build in the build cache");
+}
+
+/// A variable to set (`Some`) or remove (`None`) for one run.
+type EnvVar = (&'static str, Option<String>);
+
+/// The folder holding `program` on `PATH`.
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .find(|dir| dir.join(program).is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
 }
