@@ -160,6 +160,24 @@ pub enum StoreError {
         /// MLflow's message.
         message: String,
     },
+    /// A direct artifact store (the server does not proxy artifacts) has no credentials in the
+    /// environment.
+    #[error("no credentials for the artifact store `{location}`: set {set}")]
+    MissingCredentials {
+        /// The artifact location.
+        location: String,
+        /// The variables to set.
+        set: String,
+    },
+    /// A direct artifact store (`s3://`, `gs://`, `wasbs://`, `abfss://`, `file://`) could not
+    /// be used or failed a transfer.
+    #[error("artifact store `{location}`: {message}")]
+    ArtifactStore {
+        /// The artifact location.
+        location: String,
+        /// What failed (one line, secrets scrubbed).
+        message: String,
+    },
     /// The experiment exists but was deleted.
     #[error("experiment `{name}` was deleted; restore it in MLflow or log to another experiment")]
     DeletedExperiment {
@@ -260,6 +278,19 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         model_id: &str,
         step: i64,
     ) -> Result<(), StoreError>;
+
+    /// Checks that this process can write artifacts under `experiment`'s artifact location
+    /// (a direct store needs credentials in the environment), before any run exists. Sends
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::MissingCredentials`] naming the variables to set;
+    /// [`StoreError::ArtifactStore`] for a location chainlog cannot write.
+    fn check_artifact_location(&self, experiment: &Experiment) -> Result<(), StoreError> {
+        let _ = experiment;
+        Ok(())
+    }
 
     /// Uploads every file under `local_dir` as the model's artifacts (relative paths kept).
     /// `progress(done_bytes, total_bytes)` is called as files complete.
