@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The example input of each chain.
-fn examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn examples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "extract",
@@ -47,7 +47,7 @@ fn examples() -> Vec<(&'static str, Value)> {
 }
 
 /// Runs `chainlog` in `cwd` with the repository's chains and prompts and the given env.
-fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
     command
         .args(args)
@@ -64,7 +64,13 @@ fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// `chainlog log <chain> … --json`, asserting success; returns the printed JSON.
-fn log(cwd: &Path, chain: &str, example: &Value, extra: &[&str], env: &[(&str, &str)]) -> Value {
+pub(crate) fn log(
+    cwd: &Path,
+    chain: &str,
+    example: &Value,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Value {
     let config = root().join(format!("chains/{chain}.yaml"));
     let prompts = root().join("prompts");
     let example = example.to_string();
@@ -97,7 +103,7 @@ fn mlflow_env() -> python_env::PythonEnv {
 }
 
 /// What MLflow's Python client reads back (tests/python/logged_chain_check.py).
-fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
+pub(crate) fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
     let output = python
         .arg(root().join("tests/python/logged_chain_check.py"))
         .arg(spec.to_string())
@@ -114,7 +120,7 @@ fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
 }
 
 /// Checks what MLflow sees of one logged chain.
-fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
+pub(crate) fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
     let run = &seen["run"];
     assert_eq!(run["status"], "FINISHED", "{seen}");
     assert_eq!(run["found_by_search"], 1);

@@ -3,4 +3,5 @@
 
 pub mod mlflow_server;
 pub mod mock_process;
+pub mod moto_server;
 pub mod python_env;
