@@ -342,6 +342,70 @@ fn unreachable_llm_endpoint_fails_the_log_unless_no_validate() {
     );
 }
 
+/// A tracking URI with a wrong path (the server answers its HTML 404 page) and a real MLflow 2
+/// server (no LoggedModel API) each fail `log` and `predict` with one line: the first says no
+/// MLflow API is there, the second names the server's version and the minimum; neither quotes
+/// HTML, and the old server gets no experiment or run.
+#[test]
+fn a_wrong_server_path_and_an_mlflow_2_server_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("chains/summarize.yaml");
+    let prompts = root().join("prompts");
+    let log_args = [
+        "log",
+        "summarize",
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
+        "--experiment",
+        "old-server",
+    ];
+    let predict_args = [
+        "predict",
+        "-m",
+        "models:/m-0123456789abcdef0123456789abcdef",
+        "--input",
+        r#"{"text": "x"}"#,
+    ];
+    let one_error = |output: &Output, expected: &[&str]| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        for part in expected {
+            assert!(errors[0].contains(part), "{part}: {stderr}");
+        }
+        assert!(!stderr.contains('<'), "HTML in the message: {stderr}");
+    };
+    let wrong = format!("{}/not-mlflow", MlflowServer::shared().uri());
+    for args in [&log_args[..], &predict_args[..]] {
+        let output = chainlog(dir.path(), args, &[("MLFLOW_TRACKING_URI", &wrong)]);
+        one_error(&output, &["no MLflow API at", &wrong, "HTTP 404"]);
+    }
+
+    let old = MlflowServer::start_with(
+        python_env::provision(
+            "mlflow2",
+            &root().join("tests/python/requirements-mlflow2.txt"),
+        ),
+        crate::support::mlflow_server::Artifacts::Proxied,
+    );
+    for args in [&log_args[..], &predict_args[..]] {
+        let output = chainlog(dir.path(), args, &[("MLFLOW_TRACKING_URI", old.uri())]);
+        one_error(&output, &["version 2.22.5", "MLflow 3.0 or newer"]);
+    }
+    let seen = old
+        .python()
+        .args([
+            "-c",
+            "import mlflow; print(mlflow.get_experiment_by_name('old-server'))",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "None");
+}
+
 /// An unknown tracking URI scheme and an unreachable server each fail with one line naming
 /// the URI, and write nothing.
 #[test]
@@ -752,6 +816,11 @@ fn names_the_store_would_refuse_are_refused_before_anything_is_written() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{store} {extra:?}: {stderr}");
             assert!(stderr.contains(named), "{store} {extra:?}: {stderr}");
+            // Checked here, not by a server: the message must not say a server refused it.
+            assert!(
+                !stderr.contains("MLflow refused"),
+                "{store} {extra:?}: {stderr}"
+            );
         }
         if store == "sqlite" {
             assert!(

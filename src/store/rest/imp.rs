@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{
     auth::Auth,
     batch,
-    http::{RetryPolicy, Transport},
+    http::{MINIMUM_SERVER, RetryPolicy, Transport},
     prompt::{self, has_code},
     read, transfer, unfinished,
     wire::{
@@ -128,6 +128,22 @@ impl TrackingStore for RestStore {
     }
 
     async fn get_or_create_experiment(&self, name: &str) -> Result<Experiment, StoreError> {
+        // An MLflow 2 server answers the experiment calls but not the LoggedModel API that
+        // follows: refused here, before a run exists.
+        if let Some(version) = self.http.server_version().await
+            && version
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u32>().ok())
+                .is_some_and(|major| major < 3)
+        {
+            return Err(StoreError::ServerTooOld {
+                uri: self.http.display_uri(),
+                version,
+                operation: "logged-models".to_owned(),
+                minimum: MINIMUM_SERVER.to_owned(),
+            });
+        }
         let reply = match self.experiment_by_name(name).await? {
             Some(reply) => reply,
             None => {
