@@ -2,7 +2,8 @@
 //! S3 (moto's server on loopback) or a shared directory (`file://`). chainlog writes and reads
 //! the artifacts itself; MLflow's own Python client (with boto3) reads everything back, and
 //! `predict` rebuilds the chain by `models:/name@alias`. Missing credentials are refused
-//! before any run exists, naming the variables to set.
+//! before any run exists, naming the variables to set; an S3 endpoint that is down once the
+//! run exists leaves the run FAILED and the model UPLOAD_FAILED, both named.
 
 use std::{
     path::Path,
@@ -199,6 +200,65 @@ fn s3_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
     );
     assert!(!stderr.contains("MLflow refused"), "{stderr}");
     assert_eq!(runs_in(&server, "direct-s3-no-credentials"), 0);
+
+    // S3 unreachable once the run exists: the run ends FAILED and the model UPLOAD_FAILED, and
+    // the error names both (with MLflow's retry setting, one attempt).
+    let mut down = moto.env();
+    down.retain(|(k, _)| k != "MLFLOW_S3_ENDPOINT_URL");
+    down.extend(
+        [
+            ("MLFLOW_TRACKING_URI", server.uri()),
+            ("MLFLOW_S3_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1"),
+            ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let output = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "summarize",
+            "--config",
+            crate::chain_support::root()
+                .join("chains/summarize.yaml")
+                .to_str()
+                .unwrap(),
+            "--prompts-dir",
+            crate::chain_support::root()
+                .join("prompts")
+                .to_str()
+                .unwrap(),
+            "--no-validate",
+            "--experiment",
+            "direct-s3-down",
+        ],
+        &down,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for part in [
+        "marked FAILED",
+        "marked UPLOAD_FAILED",
+        "artifact store `s3://chainlog-direct/",
+    ] {
+        assert!(stderr.contains(part), "{part}: {stderr}");
+    }
+    let seen = server
+        .python()
+        .args([
+            "-c",
+            "import mlflow\n\
+             e = mlflow.get_experiment_by_name('direct-s3-down')\n\
+             runs = mlflow.search_runs([e.experiment_id], output_format='list')\n\
+             models = mlflow.search_logged_models([e.experiment_id], output_format='list')\n\
+             print([r.info.status for r in runs], [str(m.status) for m in models])",
+        ])
+        .output()
+        .unwrap();
+    let seen = text(&seen.stdout);
+    // MLflow's Python client shows LOGGED_MODEL_UPLOAD_FAILED as FAILED.
+    assert_eq!(seen.trim(), "['FAILED'] ['FAILED']");
 
     let cold = tempfile::tempdir().unwrap();
     let output = predict(cold.path(), "models:/direct-sum@champion", &bare);

@@ -18,22 +18,27 @@
 //! Instance credentials (EC2/GCE metadata, Azure managed identity) are not probed: without
 //! one of the settings above the transfer is refused up front, naming the variables to set,
 //! rather than hanging on a metadata endpoint that is not there. Secret values read here are
-//! registered with the scrubber ([`crate::secret::register`]). Retries are `object_store`'s
-//! (exponential backoff, up to 10 retries within 3 minutes).
+//! registered with the scrubber ([`crate::secret::register`]). Transient failures are retried
+//! by `object_store` with the REST store's policy (MLflow's `MLFLOW_HTTP_REQUEST_MAX_RETRIES`
+//! and `_BACKOFF_FACTOR`: the same attempts and doubling waits, at most 120 s a wait and
+//! 5 minutes in all).
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, aws::AmazonS3Builder,
-    azure::MicrosoftAzureBuilder, gcp::GoogleCloudStorageBuilder, local::LocalFileSystem,
-    path::Path as ObjectPath,
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    aws::AmazonS3Builder, azure::MicrosoftAzureBuilder, gcp::GoogleCloudStorageBuilder,
+    local::LocalFileSystem, path::Path as ObjectPath,
 };
 use reqwest::Url;
 
-use super::transfer::{ArtifactRepo, is_safe_relative};
+use super::{
+    http::RetryPolicy,
+    transfer::{ArtifactRepo, is_safe_relative},
+};
 use crate::store::StoreError;
 
 /// The schemes a direct artifact store can have.
@@ -61,11 +66,12 @@ impl DirectRepo {
     /// [`StoreError::MissingCredentials`] naming the variables to set;
     /// [`StoreError::ArtifactStore`] for a scheme that is not one of [`SUPPORTED`], a
     /// malformed URI, or a setting `object_store` refuses.
-    pub(super) fn open(artifact_uri: &str) -> Result<Self, StoreError> {
-        Self::open_with(artifact_uri, &|name| std::env::var(name).ok())
+    pub(super) fn open(artifact_uri: &str, retry: RetryPolicy) -> Result<Self, StoreError> {
+        Self::open_with(artifact_uri, &|name| std::env::var(name).ok(), retry)
     }
 
-    fn open_with(artifact_uri: &str, env: Env<'_>) -> Result<Self, StoreError> {
+    fn open_with(artifact_uri: &str, env: Env<'_>, retry: RetryPolicy) -> Result<Self, StoreError> {
+        let retry = retry_config(retry);
         let location = artifact_uri.to_owned();
         let fail = |message: String| StoreError::ArtifactStore {
             location: location.clone(),
@@ -89,6 +95,7 @@ impl DirectRepo {
                 }
                 GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(bucket)
+                    .with_retry(retry)
                     .build()
                     .map(|s| Arc::new(s) as _)
             }
@@ -185,6 +192,19 @@ impl ArtifactRepo for DirectRepo {
             .await
             .map(|_| ())
             .map_err(|err| self.error("upload", relative, err))
+    }
+}
+
+/// The REST store's retry policy as `object_store` spells it.
+fn retry_config(policy: RetryPolicy) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: policy.base_delay,
+            max_backoff: Duration::from_secs(120),
+            base: 2.0,
+        },
+        max_retries: policy.attempts.saturating_sub(1) as usize,
+        retry_timeout: Duration::from_secs(300),
     }
 }
 
@@ -422,7 +442,7 @@ mod tests {
     }
 
     fn error_of(uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
-        DirectRepo::open_with(uri, &env_of(pairs))
+        DirectRepo::open_with(uri, &env_of(pairs), RetryPolicy::default())
             .err()
             .map(|e| e.to_string())
     }
@@ -528,7 +548,7 @@ mod tests {
     async fn a_file_location_round_trips_files() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let uri = format!("file://{}/1/models/m-1/artifacts", dir.path().display());
-        let repo = DirectRepo::open_with(&uri, &env_of(&[]))?;
+        let repo = DirectRepo::open_with(&uri, &env_of(&[]), RetryPolicy::default())?;
         repo.put("MLmodel", Bytes::from_static(b"flavors: {}\n"))
             .await?;
         repo.put("code/src/lib.rs", Bytes::from_static(b"//\n"))

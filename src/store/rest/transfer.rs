@@ -6,9 +6,8 @@
 //! `mlflow-artifacts` proxy (`proxy.rs`) or the object store itself when the server does not
 //! proxy artifacts (`direct.rs`: `s3://`, `gs://`, `wasbs://`, `abfss://`, `file://`) — and
 //! the concurrent upload and download over any of them, [`TRANSFER_CONCURRENCY`] files at a
-//! time with progress. Does not own retries: each repository retries as its transport does
-//! (MLflow's `MLFLOW_HTTP_REQUEST_*` for the proxy, `object_store`'s backoff for a direct
-//! store); a file that fails after them fails the whole transfer and the transfers still in
+//! time with progress. Does not own retries: each repository retries as its transport does,
+//! both with MLflow's `MLFLOW_HTTP_REQUEST_*` policy; a file that fails after them fails the whole transfer and the transfers still in
 //! flight are dropped.
 
 use std::{
@@ -56,7 +55,7 @@ pub(super) fn open(
     if artifact_uri.starts_with(super::proxy::SCHEME) {
         Ok(Arc::new(ProxyRepo::new(http.clone(), artifact_uri)?))
     } else {
-        Ok(Arc::new(DirectRepo::open(artifact_uri)?))
+        Ok(Arc::new(DirectRepo::open(artifact_uri, http.retry())?))
     }
 }
 
