@@ -68,6 +68,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -106,11 +107,13 @@ for _ in $(seq 300); do "$PY" -c "import socket; socket.create_connection(('127.
 MLFLOW_PORT=$(free_port)
 export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT
 MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$PY" -m mlflow server --host 127.0.0.1 --port "$MLFLOW_PORT" \
-  --workers "$WORKERS" --backend-store-uri "postgresql://mlflow@127.0.0.1:$PG_PORT/mlflow" \
+  --workers "$WORKERS" --backend-store-uri "postgresql+psycopg2://mlflow@127.0.0.1:$PG_PORT/mlflow" \
   --no-serve-artifacts --default-artifact-root s3://scale/mlflow >"$WORK/mlflow.log" 2>&1 &
 PIDS+=($!)
+MLFLOW_PID=$!
 for i in $(seq 600); do
   curl -sf "$MLFLOW_TRACKING_URI/health" >/dev/null 2>&1 && break
+  kill -0 "$MLFLOW_PID" 2>/dev/null || { tail -30 "$WORK/mlflow.log"; die "mlflow server exited"; }
   [[ $i == 600 ]] && { tail -30 "$WORK/mlflow.log"; die "mlflow server did not answer /health"; }
   sleep 0.2
 done
@@ -191,25 +194,28 @@ numbers = sorted(int(v.version) for v in versions)
 problems = []
 if numbers != list(range(1, writers_ok + 1)):
     problems.append(f"version numbers {numbers} are not 1..{writers_ok}")
-if len({v.model_id for v in versions}) != len(versions):
+# A version's source is models:/<model_id> (search results leave model_id empty).
+def model_of(version):
+    return version.model_id or version.source.removeprefix("models:/")
+if len({model_of(v) for v in versions}) != len(versions):
     problems.append("two versions point at one model")
 s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
 objects = 0
 for v in versions:
-    if v.model_id not in logged:
-        problems.append(f"version {v.version} points at {v.model_id}, which no writer reported")
+    if model_of(v) not in logged:
+        problems.append(f"version {v.version} points at {model_of(v)}, which no writer reported")
         continue
-    model = client.get_logged_model(v.model_id)
+    model = client.get_logged_model(model_of(v))
     run = client.get_run(model.source_run_id)
     if "READY" not in str(model.status):
-        problems.append(f"model {v.model_id} is {model.status}")
+        problems.append(f"model {model.model_id} is {model.status}")
     if run.info.status != "FINISHED":
         problems.append(f"run {run.info.run_id} is {run.info.status}")
     bucket, _, prefix = model.artifact_location.removeprefix("s3://").partition("/")
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
     count = sum(len(page.get("Contents", [])) for page in pages)
     if count == 0:
-        problems.append(f"model {v.model_id} has no files in S3")
+        problems.append(f"model {model.model_id} has no files in S3")
     objects += count
 print(f"registry: {len(versions)} versions of scale-model, numbers 1..{max(numbers, default=0)}; "
       f"{objects} S3 objects under their models ({objects // max(len(versions), 1)} each)")

@@ -1,5 +1,7 @@
 //! Direct artifact stores: a real `mlflow server --no-serve-artifacts` whose artifact root is
-//! S3 (moto's server on loopback) or a shared directory (`file://`). chainlog writes and reads
+//! S3 (moto's server on loopback), Azure Blob (`wasbs://`, Azurite from npm) or a shared
+//! directory (`file://`). GCS has no emulator here: `gs://` is covered by unit tests of its
+//! settings only. chainlog writes and reads
 //! the artifacts itself; MLflow's own Python client (with boto3) reads everything back, and
 //! `predict` rebuilds the chain by `models:/name@alias`. Missing credentials are refused
 //! before any run exists, naming the variables to set; an S3 endpoint that is down once the
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 use crate::{
     log_chain::{assert_logged, log, read_back},
     support::{
+        azurite::{self, Azurite},
         mlflow_server::{Artifacts, MlflowServer},
         moto_server::MotoServer,
         python_env,
@@ -32,6 +35,13 @@ const CLOUD_VARS: &[&str] = &[
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "MLFLOW_S3_ENDPOINT_URL",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
 /// `chainlog` in `cwd` with only `env`'s cloud settings (HOME is `cwd`, so no
@@ -294,4 +304,53 @@ fn file_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() 
         "{logged}"
     );
     assert!(Path::new(local).join("MLmodel").is_file(), "{logged}");
+}
+
+/// Azure Blob through Azurite (`wasbs://container@account.blob.core.windows.net/…` with
+/// `AZURE_STORAGE_CONNECTION_STRING`, as MLflow's client reads it): log, read back with MLflow's
+/// client (azure-storage-blob), predict by alias; without the connection string, `log` fails
+/// naming the variables.
+#[test]
+fn azure_blob_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
+    let env = python_env::provision(
+        "mlflow-azure",
+        &crate::chain_support::root().join("tests/python/requirements-azure.txt"),
+    );
+    let azurite = Azurite::start("models", &env);
+    let root = format!(
+        "wasbs://models@{}.blob.core.windows.net/mlflow",
+        azurite::ACCOUNT
+    );
+    let server = MlflowServer::start_with(
+        env,
+        Artifacts::Direct {
+            root: root.clone(),
+            env: azurite.env(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let logged = log_read_back_and_predict(
+        &server,
+        dir.path(),
+        &azurite.env(),
+        "direct-azure",
+        "azure-sum",
+    );
+    assert!(
+        logged["artifact_uri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{root}/")),
+        "{logged}"
+    );
+
+    let cold = tempfile::tempdir().unwrap();
+    let bare = vec![("MLFLOW_TRACKING_URI".to_owned(), server.uri().to_owned())];
+    let output = predict(cold.path(), "models:/azure-sum@champion", &bare);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("AZURE_STORAGE_CONNECTION_STRING") && stderr.contains(&root),
+        "{stderr}"
+    );
 }
