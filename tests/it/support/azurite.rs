@@ -3,9 +3,9 @@
 //!
 //! [`Azurite::start`] installs the package once (`npm install --prefix
 //! <test cache>/azurite-<version>`, under a file lock, with a marker written after npm
-//! succeeds — the cache is [`python_env::cache_root`]), runs `azurite-blob` in memory on a free
-//! port in its own process group with a watchdog (as [`super::mlflow_server`] does), waits
-//! until it listens, and creates a container with azure-storage-blob. [`Azurite::env`] gives
+//! succeeds — the cache is [`python_env::cache_root`]), runs `azurite-blob` (its data in a
+//! temporary directory) on a free port in its own process group with a watchdog (as
+//! [`super::mlflow_server`] does), waits until it listens, and creates a container with azure-storage-blob. [`Azurite::env`] gives
 //! `AZURE_STORAGE_CONNECTION_STRING` with Azurite's documented development account, which
 //! MLflow's client and chainlog both read.
 
@@ -62,7 +62,6 @@ impl Azurite {
         cmd.args(["--blobHost", "127.0.0.1", "--blobPort"])
             .arg(port.to_string())
             .args([
-                "--inMemoryPersistence",
                 "--disableTelemetry",
                 "--skipApiVersionCheck",
                 "--loose",
