@@ -17,7 +17,8 @@
 //!   `run`, `log`, `predict`, `serve`), logging, rebuilding from an artifact, batches (rows in
 //!   flight against LLM calls in flight, one batch per output file), `gc` of what crashed logs
 //!   left, and which endpoint chains talk to.
-//! - [`store`]: MLflow tracking stores — MLflow's own SQLite schema and a server's REST API,
+//! - [`store`]: MLflow tracking stores — MLflow's own SQLite schema and a server's REST API
+//!   (artifacts through its proxy or straight to S3, GCS, Azure Blob or a shared directory),
 //!   with MLflow's own rules for names and values checked before anything is written.
 //! - [`mock`]: the mock OpenAI server — OpenAI's wire format (chat completions plain and
 //!   streamed, tool calls, JSON-schema output, models, embeddings, responses), replies from

@@ -338,6 +338,8 @@ pub async fn log_chain(
     };
     let store = store.as_ref();
     let experiment = store.get_or_create_experiment(request.experiment).await?;
+    // A direct artifact store without credentials is refused before the run exists.
+    store.check_artifact_location(&experiment)?;
     let now = unix_ms();
     let run_name = request
         .run_name

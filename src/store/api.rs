@@ -160,6 +160,67 @@ pub enum StoreError {
         /// MLflow's message.
         message: String,
     },
+    /// A direct artifact store (the server does not proxy artifacts) has no credentials in the
+    /// environment.
+    #[error("no credentials for the artifact store `{location}`: set {set}")]
+    MissingCredentials {
+        /// The artifact location.
+        location: String,
+        /// The variables to set.
+        set: String,
+    },
+    /// A direct artifact store (`s3://`, `gs://`, `wasbs://`, `abfss://`, `file://`) could not
+    /// be used or failed a transfer.
+    #[error("artifact store `{location}`: {message}")]
+    ArtifactStore {
+        /// The artifact location.
+        location: String,
+        /// What failed (one line, secrets scrubbed).
+        message: String,
+    },
+    /// A value MLflow's rules refuse, found before anything was sent (names, aliases, value
+    /// lengths), or a step the SQLite store refuses as MLflow's server would.
+    #[error("{operation}: {message} ({code})")]
+    Invalid {
+        /// What was asked (`registered-models/alias`).
+        operation: String,
+        /// MLflow's error code for it (`INVALID_PARAMETER_VALUE`, `INVALID_STATE`).
+        code: String,
+        /// What is wrong, naming the value.
+        message: String,
+    },
+    /// The tracking server is an MLflow without an API chainlog uses (MLflow 2 has no
+    /// LoggedModel API).
+    #[error(
+        "the MLflow server at {uri} is version {version}, which has no `{operation}` API; \
+         chainlog needs MLflow {minimum} or newer (tested with 3.17.2)"
+    )]
+    ServerTooOld {
+        /// The server, credentials removed.
+        uri: String,
+        /// What its `/version` says.
+        version: String,
+        /// The call it does not know.
+        operation: String,
+        /// The oldest MLflow chainlog works with.
+        minimum: String,
+    },
+    /// Something answers at the tracking URI, but not MLflow's REST API (a wrong path prefix,
+    /// another service on the port).
+    #[error(
+        "no MLflow API at {uri}: `{operation}` answered HTTP {status} ({excerpt}); check the \
+         tracking URI's host, port and path"
+    )]
+    NotMlflow {
+        /// The server, credentials removed.
+        uri: String,
+        /// The call.
+        operation: String,
+        /// The HTTP status.
+        status: u16,
+        /// The page's title or first words.
+        excerpt: String,
+    },
     /// The experiment exists but was deleted.
     #[error("experiment `{name}` was deleted; restore it in MLflow or log to another experiment")]
     DeletedExperiment {
@@ -213,6 +274,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// MLflow's error code, for an error MLflow gave ([`StoreError::Mlflow`]) or its rules
+    /// gave locally ([`StoreError::Invalid`]).
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Mlflow { code, .. } | Self::Invalid { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
 /// A tracking store. Object-safe: stores are chosen at run time (`Arc<dyn TrackingStore>`).
 #[async_trait]
 pub trait TrackingStore: Send + Sync + std::fmt::Debug {
@@ -260,6 +333,19 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         model_id: &str,
         step: i64,
     ) -> Result<(), StoreError>;
+
+    /// Checks that this process can write artifacts under `experiment`'s artifact location
+    /// (a direct store needs credentials in the environment), before any run exists. Sends
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::MissingCredentials`] naming the variables to set;
+    /// [`StoreError::ArtifactStore`] for a location chainlog cannot write.
+    fn check_artifact_location(&self, experiment: &Experiment) -> Result<(), StoreError> {
+        let _ = experiment;
+        Ok(())
+    }
 
     /// Uploads every file under `local_dir` as the model's artifacts (relative paths kept).
     /// `progress(done_bytes, total_bytes)` is called as files complete.

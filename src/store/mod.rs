@@ -4,8 +4,10 @@
 //! - `sqlite:///PATH` ([`SqliteStore`]): MLflow's own SQLite schema and default layout
 //!   (`./mlflow.db`, artifacts under `./mlruns/<experiment>/models/<model_id>/artifacts`), so
 //!   `mlflow ui` in the same folder shows everything with no migration.
-//! - `http://…` / `https://…` ([`RestStore`]): a real MLflow tracking server over its REST API
-//!   and the `mlflow-artifacts` proxy.
+//! - `http://…` / `https://…` ([`RestStore`]): a real MLflow tracking server (3.0 or newer) over
+//!   its REST API; artifacts through its `mlflow-artifacts` proxy, or — when the server does not
+//!   proxy them — straight to its artifact location (`s3://`, `gs://`, `wasbs://`/`abfss://`,
+//!   `file://`) with the cloud settings MLflow's own client reads.
 //!
 //! The store moves runs and bytes, not chains: it never reads a chain, a prompt template's
 //! meaning or a config. Parts: `api` (the trait, its types and [`StoreError`]), `uri`

@@ -1,6 +1,6 @@
 //! MLflow's own limits on names and values (`mlflow/utils/validation.py` in 3.17.2), shared by
 //! both stores and by `log`, which checks every name and alias before the run exists so a
-//! refused value never leaves a partial run. Every refusal is a [`StoreError::Mlflow`] with code
+//! refused value never leaves a partial run. Every refusal is a [`StoreError::Invalid`] with code
 //! `INVALID_PARAMETER_VALUE` naming the key or name.
 //!
 //! Over-long param and tag values are handled as MLflow handles them (`_validate_length_limit`
@@ -17,7 +17,7 @@ pub const TRUNCATE_LONG_VALUES_VAR: &str = "MLFLOW_TRUNCATE_LONG_VALUES";
 
 /// MLflow refuses a value in `operation` (`INVALID_PARAMETER_VALUE`).
 pub(crate) fn invalid(operation: &str, message: impl Into<String>) -> StoreError {
-    StoreError::Mlflow {
+    StoreError::Invalid {
         operation: operation.to_owned(),
         code: INVALID_PARAMETER_VALUE.to_owned(),
         message: message.into(),

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The example input of each chain.
-fn examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn examples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "extract",
@@ -47,7 +47,7 @@ fn examples() -> Vec<(&'static str, Value)> {
 }
 
 /// Runs `chainlog` in `cwd` with the repository's chains and prompts and the given env.
-fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
     command
         .args(args)
@@ -64,7 +64,13 @@ fn chainlog(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// `chainlog log <chain> … --json`, asserting success; returns the printed JSON.
-fn log(cwd: &Path, chain: &str, example: &Value, extra: &[&str], env: &[(&str, &str)]) -> Value {
+pub(crate) fn log(
+    cwd: &Path,
+    chain: &str,
+    example: &Value,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Value {
     let config = root().join(format!("chains/{chain}.yaml"));
     let prompts = root().join("prompts");
     let example = example.to_string();
@@ -97,7 +103,7 @@ fn mlflow_env() -> python_env::PythonEnv {
 }
 
 /// What MLflow's Python client reads back (tests/python/logged_chain_check.py).
-fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
+pub(crate) fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
     let output = python
         .arg(root().join("tests/python/logged_chain_check.py"))
         .arg(spec.to_string())
@@ -114,7 +120,7 @@ fn read_back(mut python: Command, cwd: &Path, spec: &Value) -> Value {
 }
 
 /// Checks what MLflow sees of one logged chain.
-fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
+pub(crate) fn assert_logged(seen: &Value, chain: &str, logged: &Value, registered: &str) {
     let run = &seen["run"];
     assert_eq!(run["status"], "FINISHED", "{seen}");
     assert_eq!(run["found_by_search"], 1);
@@ -334,6 +340,70 @@ fn unreachable_llm_endpoint_fails_the_log_unless_no_validate() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// A tracking URI with a wrong path (the server answers its HTML 404 page) and a real MLflow 2
+/// server (no LoggedModel API) each fail `log` and `predict` with one line: the first says no
+/// MLflow API is there, the second names the server's version and the minimum; neither quotes
+/// HTML, and the old server gets no experiment or run.
+#[test]
+fn a_wrong_server_path_and_an_mlflow_2_server_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = root().join("chains/summarize.yaml");
+    let prompts = root().join("prompts");
+    let log_args = [
+        "log",
+        "summarize",
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
+        "--experiment",
+        "old-server",
+    ];
+    let predict_args = [
+        "predict",
+        "-m",
+        "models:/m-0123456789abcdef0123456789abcdef",
+        "--input",
+        r#"{"text": "x"}"#,
+    ];
+    let one_error = |output: &Output, expected: &[&str]| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        let errors: Vec<_> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        for part in expected {
+            assert!(errors[0].contains(part), "{part}: {stderr}");
+        }
+        assert!(!stderr.contains('<'), "HTML in the message: {stderr}");
+    };
+    let wrong = format!("{}/not-mlflow", MlflowServer::shared().uri());
+    for args in [&log_args[..], &predict_args[..]] {
+        let output = chainlog(dir.path(), args, &[("MLFLOW_TRACKING_URI", &wrong)]);
+        one_error(&output, &["no MLflow API at", &wrong, "HTTP 404"]);
+    }
+
+    let old = MlflowServer::start_with(
+        python_env::provision(
+            "mlflow2",
+            &root().join("tests/python/requirements-mlflow2.txt"),
+        ),
+        crate::support::mlflow_server::Artifacts::Proxied,
+    );
+    for args in [&log_args[..], &predict_args[..]] {
+        let output = chainlog(dir.path(), args, &[("MLFLOW_TRACKING_URI", old.uri())]);
+        one_error(&output, &["version 2.22.5", "MLflow 3.0 or newer"]);
+    }
+    let seen = old
+        .python()
+        .args([
+            "-c",
+            "import mlflow; print(mlflow.get_experiment_by_name('old-server'))",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&seen.stdout).trim(), "None");
 }
 
 /// An unknown tracking URI scheme and an unreachable server each fail with one line naming
@@ -746,6 +816,11 @@ fn names_the_store_would_refuse_are_refused_before_anything_is_written() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             assert_eq!(output.status.code(), Some(1), "{store} {extra:?}: {stderr}");
             assert!(stderr.contains(named), "{store} {extra:?}: {stderr}");
+            // Checked here, not by a server: the message must not say a server refused it.
+            assert!(
+                !stderr.contains("MLflow refused"),
+                "{store} {extra:?}: {stderr}"
+            );
         }
         if store == "sqlite" {
             assert!(

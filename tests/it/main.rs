@@ -8,6 +8,7 @@ mod artifact_mlflow;
 mod chain_cli;
 mod chain_examples;
 mod chain_support;
+mod direct_store;
 mod integrity;
 mod llm_client;
 mod llm_retry;

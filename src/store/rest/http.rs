@@ -29,6 +29,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How much of a non-JSON error body a message quotes.
 const BODY_EXCERPT_CHARS: usize = 200;
+/// Where MLflow's REST API lives under the base URL (the artifact proxy is
+/// `api/2.0/mlflow-artifacts/…`, not under it).
+const API_PREFIX: &str = "api/2.0/mlflow/";
+/// The oldest MLflow server chainlog works with: 3.0 brought the LoggedModel API.
+pub(super) const MINIMUM_SERVER: &str = "3.0";
 
 /// MLflow's variable for retries after the first attempt (default 7).
 pub const MAX_RETRIES_VAR: &str = "MLFLOW_HTTP_REQUEST_MAX_RETRIES";
@@ -289,6 +294,13 @@ impl Transport {
                 Ok((status, _)) if retry_left && is_transient(status) => {
                     tracing::debug!(operation, %status, attempt, "MLflow answered a transient error; retrying");
                 }
+                Ok((status, body))
+                    if status == StatusCode::NOT_FOUND
+                        && path.starts_with(API_PREFIX)
+                        && !is_mlflow_error(&body) =>
+                {
+                    return Err(self.missing_api(operation, status, &body).await);
+                }
                 Ok((status, body)) => return Err(mlflow_error(operation, status, &body)),
                 Err(err) if retry_left => {
                     tracing::debug!(operation, error = %error_chain(&err), attempt, "request failed; retrying");
@@ -305,6 +317,42 @@ impl Transport {
             }
             tokio::time::sleep(policy.delay(attempt)).await;
             attempt += 1;
+        }
+    }
+
+    /// The server's MLflow version (`GET /version`), when it says one.
+    pub(super) async fn server_version(&self) -> Option<String> {
+        let (status, text) = self
+            .attempt(Method::GET, self.url("version", &[]), &Payload::Empty)
+            .await
+            .ok()?;
+        let text = String::from_utf8_lossy(&text).trim().to_owned();
+        let looks_like_version = status.is_success()
+            && !text.is_empty()
+            && text.len() <= 40
+            && text.starts_with(|c: char| c.is_ascii_digit())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".+-".contains(c));
+        looks_like_version.then_some(text)
+    }
+
+    /// Why an API path answered a 404 that is not MLflow's: an MLflow too old to have the
+    /// call (its `GET /version` answers), or no MLflow API at this URI at all.
+    async fn missing_api(&self, operation: &str, status: StatusCode, body: &[u8]) -> StoreError {
+        match self.server_version().await {
+            Some(version) => StoreError::ServerTooOld {
+                uri: self.display_uri(),
+                version,
+                operation: operation.to_owned(),
+                minimum: MINIMUM_SERVER.to_owned(),
+            },
+            None => StoreError::NotMlflow {
+                uri: self.display_uri(),
+                operation: operation.to_owned(),
+                status: status.as_u16(),
+                excerpt: crate::secret::scrub(&excerpt(body, status)),
+            },
         }
     }
 
@@ -381,6 +429,59 @@ fn decode<T: DeserializeOwned>(operation: &str, body: &[u8]) -> Result<T, StoreE
     })
 }
 
+/// Whether `body` is MLflow's error JSON (`{"error_code": …}`).
+fn is_mlflow_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|value| {
+        value
+            .get("error_code")
+            .is_some_and(serde_json::Value::is_string)
+    })
+}
+
+/// A body's gist for a message: an HTML page's `<title>` (or its text without tags), else
+/// the text, on one line and at most [`BODY_EXCERPT_CHARS`] characters; the status's reason
+/// when empty.
+fn excerpt(body: &[u8], status: StatusCode) -> String {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim();
+    let gist = if trimmed.starts_with('<') {
+        let lower = trimmed.to_ascii_lowercase();
+        let title = lower.find("<title>").and_then(|start| {
+            let from = start + "<title>".len();
+            lower[from..]
+                .find("</title>")
+                .map(|len| trimmed[from..from + len].to_owned())
+        });
+        title.unwrap_or_else(|| strip_tags(trimmed))
+    } else {
+        trimmed.to_owned()
+    };
+    let gist: String = one_line(&gist).chars().take(BODY_EXCERPT_CHARS).collect();
+    if gist.is_empty() {
+        status.canonical_reason().unwrap_or("no message").to_owned()
+    } else {
+        gist
+    }
+}
+
+/// `html` without its tags.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// MLflow's `{"error_code", "message"}`, or the HTTP status and an excerpt of the body.
 pub(super) fn mlflow_error(operation: &str, status: StatusCode, body: &[u8]) -> StoreError {
     #[derive(serde::Deserialize)]
@@ -394,19 +495,7 @@ pub(super) fn mlflow_error(operation: &str, status: StatusCode, body: &[u8]) -> 
             error_code: Some(code),
             message,
         }) => (code, message.unwrap_or_default()),
-        _ => {
-            let text = String::from_utf8_lossy(body);
-            let excerpt: String = one_line(text.trim())
-                .chars()
-                .take(BODY_EXCERPT_CHARS)
-                .collect();
-            let message = if excerpt.is_empty() {
-                status.canonical_reason().unwrap_or("no message").to_owned()
-            } else {
-                excerpt
-            };
-            (format!("HTTP {}", status.as_u16()), message)
-        }
+        _ => (format!("HTTP {}", status.as_u16()), excerpt(body, status)),
     };
     // The server's words come from outside: scrubbed of every secret (the tracking token
     // included) before they become part of an error.
@@ -459,8 +548,23 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "MLflow refused runs/create: <html> bad gateway </html> (HTTP 502)"
+            "MLflow refused runs/create: bad gateway (HTTP 502)"
         );
+        // Flask's 404 page: its title, not the page.
+        let page = b"<!doctype html>\n<html lang=en>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n<p>The requested URL was not found on the server.</p>\n";
+        assert_eq!(excerpt(page, StatusCode::NOT_FOUND), "404 Not Found");
+        assert_eq!(
+            excerpt(
+                b"<html><body><h1>Oops</h1></body></html>",
+                StatusCode::NOT_FOUND
+            ),
+            "Oops"
+        );
+        assert!(is_mlflow_error(
+            br#"{"error_code": "RESOURCE_DOES_NOT_EXIST"}"#
+        ));
+        assert!(!is_mlflow_error(br#"{"detail": "Not Found"}"#));
+        assert!(!is_mlflow_error(page));
         let err = mlflow_error("runs/create", StatusCode::FORBIDDEN, b"");
         assert_eq!(
             err.to_string(),

@@ -2,7 +2,8 @@
 //!
 //! Each trait method is the REST call (or calls) MLflow's Python client makes for the same
 //! step (MLFLOW.md §3): `experiments/get-by-name` → `experiments/create`, `runs/create`,
-//! `runs/log-batch`, `POST logged-models`, `runs/outputs`, `PUT mlflow-artifacts/…`,
+//! `runs/log-batch`, `POST logged-models`, `runs/outputs`, the artifact upload (`transfer`:
+//! `PUT mlflow-artifacts/…`, or the object store itself when the server does not proxy),
 //! `PATCH logged-models/<id>`, `runs/update`, `registered-models/create` +
 //! `model-versions/create`, `registered-models/alias`, and the Prompt Registry (`prompt.rs`).
 //! Owns the store type and its constructors; the transport, batching, uploads and prompts live
@@ -17,9 +18,9 @@ use serde_json::json;
 use super::{
     auth::Auth,
     batch,
-    http::{RetryPolicy, Transport},
+    http::{MINIMUM_SERVER, RetryPolicy, Transport},
     prompt::{self, has_code},
-    read, unfinished, upload,
+    read, transfer, unfinished,
     wire::{
         CreateExperimentReply, ExperimentReply, LoggedModelReply, ModelVersionReply, RunReply,
         key_values,
@@ -127,6 +128,22 @@ impl TrackingStore for RestStore {
     }
 
     async fn get_or_create_experiment(&self, name: &str) -> Result<Experiment, StoreError> {
+        // An MLflow 2 server answers the experiment calls but not the LoggedModel API that
+        // follows: refused here, before a run exists.
+        if let Some(version) = self.http.server_version().await
+            && version
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u32>().ok())
+                .is_some_and(|major| major < 3)
+        {
+            return Err(StoreError::ServerTooOld {
+                uri: self.http.display_uri(),
+                version,
+                operation: "logged-models".to_owned(),
+                minimum: MINIMUM_SERVER.to_owned(),
+            });
+        }
         let reply = match self.experiment_by_name(name).await? {
             Some(reply) => reply,
             None => {
@@ -280,16 +297,20 @@ impl TrackingStore for RestStore {
         local_dir: &Path,
         progress: &(dyn Fn(u64, u64) + Send + Sync),
     ) -> Result<(), StoreError> {
-        let root = upload::proxy_path(&model.artifact_uri)?;
+        let repo = transfer::open(&self.http, &model.artifact_uri)?;
         let dir = local_dir.to_path_buf();
-        let files = tokio::task::spawn_blocking(move || upload::walk(&dir))
+        let files = tokio::task::spawn_blocking(move || transfer::walk(&dir))
             .await
             .map_err(|err| StoreError::Io {
                 action: "read",
                 path: local_dir.display().to_string(),
                 source: std::io::Error::other(err.to_string()),
             })??;
-        upload::upload_all(&self.http, &root, files, progress).await
+        transfer::upload_all(repo.as_ref(), files, progress).await
+    }
+
+    fn check_artifact_location(&self, experiment: &Experiment) -> Result<(), StoreError> {
+        transfer::open(&self.http, &experiment.artifact_location).map(|_| ())
     }
 
     async fn finalize_logged_model(

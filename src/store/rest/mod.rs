@@ -3,18 +3,23 @@
 //!
 //! Parts: `imp` ([`RestStore`] and the trait's calls), `http` (transport, retries, error
 //! mapping), `auth` ([`Auth`] from `MLFLOW_TRACKING_*`), `batch` (MLflow's batch and value
-//! limits), `upload` (artifact directory → proxy, bounded concurrency, progress), `prompt` (the
+//! limits), `transfer` (one concurrent upload/download of a model's files over an artifact
+//! repository), `proxy` (the server's `mlflow-artifacts` proxy as one), `direct` (the object
+//! store itself — S3, GCS, Azure Blob, a shared file system — when the server does not
+//! proxy), `prompt` (the
 //! Prompt Registry), `read` (models, versions and artifacts read back), `unfinished` (what
 //! `gc` looks for), `wire` (answer bodies).
 
 mod auth;
 mod batch;
+mod direct;
 mod http;
 mod imp;
 mod prompt;
+mod proxy;
 mod read;
+mod transfer;
 mod unfinished;
-mod upload;
 mod wire;
 
 pub use auth::Auth;

@@ -227,7 +227,7 @@ fn not_found(err: StoreError, what: impl FnOnce() -> String) -> StoreError {
 
 /// Whether `err` is MLflow's error `code`.
 pub(super) fn has_code(err: &StoreError, code: &str) -> bool {
-    matches!(err, StoreError::Mlflow { code: c, .. } if c == code)
+    err.code() == Some(code)
 }
 
 fn invalid(operation: &str, message: String) -> StoreError {

@@ -1,20 +1,17 @@
 //! The read side of the REST store, for loading a model back, as MLflow's Python client does
 //! it (MLFLOW.md §3): `GET logged-models/<id>`, `runs/get` (the run's `outputs`),
 //! `registered-models/alias` or `model-versions/get` (the version's `source`,
-//! `models:/<model_id>`), and the model's files listed one level at a time through
-//! `GET mlflow-artifacts/artifacts?path=…` and fetched with `GET mlflow-artifacts/artifacts/…`.
+//! `models:/<model_id>`), and the model's files (through `transfer`: the server's proxy or
+//! the object store itself).
 //! MLflow's `RESOURCE_DOES_NOT_EXIST` becomes [`StoreError::NotFound`].
 
 use std::path::Path;
 
-use futures::{StreamExt, TryStreamExt, stream};
-use reqwest::Method;
-
 use super::{
-    http::{Payload, Transport},
+    http::Transport,
     prompt::has_code,
-    upload::{ARTIFACTS_ROUTE, TRANSFER_CONCURRENCY, proxy_path},
-    wire::{ArtifactList, LatestVersionsReply, LoggedModelReply, ModelVersionReply, RunReply},
+    transfer,
+    wire::{LatestVersionsReply, LoggedModelReply, ModelVersionReply, RunReply},
 };
 use crate::store::{LoggedModel, StoreError};
 
@@ -154,126 +151,18 @@ pub(super) async fn model_version(
     }
 }
 
-/// Every file of `model` into `dest` (created).
+/// Every file of `model` into `dest` (created), from the proxy or the object store.
 pub(super) async fn download(
     http: &Transport,
     model: &LoggedModel,
     dest: &Path,
 ) -> Result<(), StoreError> {
-    let root = proxy_path(&model.artifact_uri)?;
-    let files = list_files(http, &root).await?;
-    if files.is_empty() {
-        return Err(StoreError::NotFound {
-            what: format!(
-                "the artifacts of logged model `{}` at `{}`",
-                model.model_id, model.artifact_uri
-            ),
-        });
-    }
-    tokio::fs::create_dir_all(dest)
-        .await
-        .map_err(|source| io("create directory", dest, source))?;
-    stream::iter(files)
-        .map(|relative| download_one(http, &root, relative, dest))
-        .buffer_unordered(TRANSFER_CONCURRENCY)
-        .try_collect::<()>()
-        .await
-}
-
-/// The relative (`/`-separated) paths of every file under the proxy path `root`, listing the
-/// directories of each level at once.
-async fn list_files(http: &Transport, root: &str) -> Result<Vec<String>, StoreError> {
-    let mut files = Vec::new();
-    let mut level = vec![String::new()];
-    while !level.is_empty() {
-        let listed: Vec<(String, Vec<(String, bool)>)> = stream::iter(level)
-            .map(|dir| list_dir(http, root, dir))
-            .buffer_unordered(TRANSFER_CONCURRENCY)
-            .try_collect()
-            .await?;
-        level = Vec::new();
-        for (dir, entries) in listed {
-            for (name, is_dir) in entries {
-                let relative = if dir.is_empty() {
-                    name
-                } else {
-                    format!("{dir}/{name}")
-                };
-                if is_dir {
-                    level.push(relative);
-                } else {
-                    files.push(relative);
-                }
-            }
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// One directory's entries: `(dir, [(name, is_dir)])`; a name that could leave the directory
-/// is refused.
-async fn list_dir(
-    http: &Transport,
-    root: &str,
-    dir: String,
-) -> Result<(String, Vec<(String, bool)>), StoreError> {
-    let path = if dir.is_empty() {
-        root.to_owned()
-    } else {
-        format!("{root}/{dir}")
-    };
-    let listed: ArtifactList = http
-        .get("artifact listing", ARTIFACTS_ROUTE, &[("path", &path)])
-        .await?;
-    let mut entries = Vec::with_capacity(listed.files.len());
-    for entry in listed.files {
-        let name = entry.path.rsplit('/').next().unwrap_or_default();
-        if name.is_empty() || name == "." || name == ".." || name.contains('\\') {
-            return Err(StoreError::Mlflow {
-                operation: "artifact listing".to_owned(),
-                code: "INVALID_RESPONSE".to_owned(),
-                message: format!("unsafe artifact path `{}` under `{path}`", entry.path),
-            });
-        }
-        entries.push((name.to_owned(), entry.is_dir));
-    }
-    Ok((dir, entries))
-}
-
-async fn download_one(
-    http: &Transport,
-    root: &str,
-    relative: String,
-    dest: &Path,
-) -> Result<(), StoreError> {
-    let operation = format!("artifact download of `{relative}`");
-    let bytes = http
-        .send(
-            &operation,
-            Method::GET,
-            &format!("{ARTIFACTS_ROUTE}/{root}/{relative}"),
-            &[],
-            Payload::Empty,
+    let repo = transfer::open(http, &model.artifact_uri)?;
+    transfer::download_all(repo.as_ref(), dest, || {
+        format!(
+            "the artifacts of logged model `{}` at `{}`",
+            model.model_id, model.artifact_uri
         )
-        .await?;
-    let target = relative
-        .split('/')
-        .fold(dest.to_path_buf(), |path, part| path.join(part));
-    if let Some(dir) = target.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|source| io("create directory", dir, source))?;
-    }
-    tokio::fs::write(&target, &bytes)
-        .await
-        .map_err(|source| io("write", &target, source))
-}
-
-fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io {
-        action,
-        path: path.display().to_string(),
-        source,
-    }
+    })
+    .await
 }

@@ -59,7 +59,7 @@ pub(super) fn not_found(what: impl Into<String>) -> StoreError {
 }
 
 fn refused(operation: &str, code: &str, message: impl Into<String>) -> StoreError {
-    StoreError::Mlflow {
+    StoreError::Invalid {
         operation: operation.to_owned(),
         code: code.to_owned(),
         message: message.into(),
@@ -83,7 +83,7 @@ mod tests {
         let err = invalid("runs/log-batch", "param `k` is too long");
         assert_eq!(
             err.to_string(),
-            "MLflow refused runs/log-batch: param `k` is too long (INVALID_PARAMETER_VALUE)"
+            "runs/log-batch: param `k` is too long (INVALID_PARAMETER_VALUE)"
         );
     }
 }

@@ -95,7 +95,7 @@ async fn run_name_tag_renames_the_run_and_conflicting_names_are_refused() {
         .create_run(&exp.id, "a", 1, &pairs(&[("mlflow.runName", "b")]))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Mlflow { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     let run = store.create_run(&exp.id, "a", 1, &[]).await.unwrap();
     store
         .log_batch(&run.run_id, &[], &pairs(&[("mlflow.runName", "renamed")]))

@@ -29,8 +29,9 @@ use std::os::unix::process::CommandExt;
 
 use super::python_env::{self, PythonEnv};
 
-/// How long the server may take to answer `/health` (a cold start is ~15 s).
-const STARTUP_BUDGET: Duration = Duration::from_secs(60);
+/// How long the server may take to answer `/health` (a cold start is ~15 s; on 2 cores shared
+/// by several test runs, over a minute has been seen).
+const STARTUP_BUDGET: Duration = Duration::from_secs(150);
 /// How long the server may take to exit after `SIGTERM` before it gets `SIGKILL`.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How many trailing lines of the server's log a panic quotes.
@@ -48,7 +49,24 @@ pub struct MlflowServer {
     /// Holds the database, the artifacts and the server's log; removed on drop.
     dir: tempfile::TempDir,
     env: PythonEnv,
+    /// Variables client scripts need too (a direct artifact store's credentials).
+    client_env: Vec<(String, String)>,
     stopped: bool,
+}
+
+/// Where a server keeps artifacts.
+#[derive(Debug, Clone)]
+pub enum Artifacts {
+    /// `--artifacts-destination <tmp>/artifacts`: served through the server (the default).
+    Proxied,
+    /// `--no-serve-artifacts --default-artifact-root ROOT`: clients write ROOT themselves,
+    /// with `env` (credentials, endpoint) set for the server and for client scripts.
+    Direct {
+        /// `s3://bucket/prefix`, `file:///path`, …
+        root: String,
+        /// Variables the clients need.
+        env: Vec<(String, String)>,
+    },
 }
 
 impl MlflowServer {
@@ -57,10 +75,19 @@ impl MlflowServer {
     /// # Panics
     ///
     /// If the venv cannot be provisioned, the server cannot be spawned, exits, or does not
-    /// answer `/health` within 60 s; the message quotes the tail of its log.
+    /// answer `/health` within 150 s; the message quotes the tail of its log.
     pub fn start() -> MlflowServer {
         let env =
             python_env::provision("mlflow", Path::new("tests/python/requirements-mlflow.txt"));
+        MlflowServer::start_with(env, Artifacts::Proxied)
+    }
+
+    /// Starts a server from `env` (a venv with mlflow) keeping artifacts as `artifacts` says.
+    ///
+    /// # Panics
+    ///
+    /// As [`MlflowServer::start`].
+    pub fn start_with(env: PythonEnv, artifacts: Artifacts) -> MlflowServer {
         let dir = tempfile::Builder::new()
             .prefix("chainlog-mlflow-")
             .tempdir()
@@ -78,8 +105,6 @@ impl MlflowServer {
                 "sqlite:///{}",
                 dir.path().join("mlflow.db").display()
             ))
-            .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
             .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
             .env_remove("MLFLOW_TRACKING_URI")
             .env_remove("MLFLOW_TRACKING_TOKEN")
@@ -90,6 +115,18 @@ impl MlflowServer {
             .stdout(log.try_clone().expect("clone the log handle"))
             .stderr(log)
             .process_group(0);
+        let client_env = match artifacts {
+            Artifacts::Proxied => {
+                cmd.arg("--artifacts-destination")
+                    .arg(dir.path().join("artifacts"));
+                Vec::new()
+            }
+            Artifacts::Direct { root, env } => {
+                cmd.args(["--no-serve-artifacts", "--default-artifact-root", &root]);
+                cmd.envs(env.iter().map(|(k, v)| (k, v)));
+                env
+            }
+        };
         let server = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn `mlflow server` ({cmd:?}): {err}"));
@@ -101,6 +138,7 @@ impl MlflowServer {
             uri: format!("http://127.0.0.1:{port}"),
             dir,
             env,
+            client_env,
             stopped: false,
         };
         this.wait_healthy(port, started);
@@ -143,6 +181,7 @@ impl MlflowServer {
     pub fn python(&self) -> Command {
         let mut cmd = self.env.command();
         cmd.env("MLFLOW_TRACKING_URI", &self.uri)
+            .envs(self.client_env.iter().map(|(k, v)| (k, v)))
             .env_remove("MLFLOW_TRACKING_TOKEN")
             .env_remove("MLFLOW_TRACKING_USERNAME")
             .env_remove("MLFLOW_TRACKING_PASSWORD");
@@ -214,7 +253,7 @@ impl Drop for MlflowServer {
 }
 
 /// A port nothing listens on right now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
@@ -223,7 +262,7 @@ fn free_port() -> u16 {
 
 /// `sh` that blocks reading its stdin (a pipe from this process) and, on EOF, stops process
 /// group `pgid`: TERM, then KILL if anything is left after the grace period.
-fn spawn_watchdog(pgid: u32) -> Child {
+pub(crate) fn spawn_watchdog(pgid: u32) -> Child {
     let grace = STOP_GRACE.as_secs();
     let script = format!(
         "read _; kill -TERM -{pgid} 2>/dev/null; \
@@ -240,7 +279,7 @@ fn spawn_watchdog(pgid: u32) -> Child {
 }
 
 /// `kill -<signal> -<pgid>`.
-fn signal_group(signal: &str, pgid: u32) {
+pub(crate) fn signal_group(signal: &str, pgid: u32) {
     let _ = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg("--")
@@ -251,7 +290,7 @@ fn signal_group(signal: &str, pgid: u32) {
 }
 
 /// Whether any process of group `pgid` is still alive (`kill -0 -<pgid>`).
-fn group_alive(pgid: u32) -> bool {
+pub(crate) fn group_alive(pgid: u32) -> bool {
     Command::new("kill")
         .args(["-0", "--"])
         .arg(format!("-{pgid}"))

@@ -244,7 +244,7 @@ fn python_version(python: &OsString) -> String {
 
 /// The cache directory: `$CHAINLOG_TEST_CACHE`, else
 /// `$XDG_CACHE_HOME/chainlog-tests`, else `$HOME/.cache/chainlog-tests`.
-fn cache_root() -> PathBuf {
+pub fn cache_root() -> PathBuf {
     if let Some(dir) = non_empty_var("CHAINLOG_TEST_CACHE") {
         return PathBuf::from(dir);
     }
