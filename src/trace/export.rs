@@ -21,6 +21,9 @@ use super::{model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
 /// How many finished traces may wait for export.
 pub const QUEUE_CAPACITY: usize = 4096;
 
+/// How long the worker gathers traces before it sends them.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The most traces one export request carries.
 const MAX_BATCH: usize = 256;
 
@@ -193,6 +196,9 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: 
     while let Some(item) = rx.recv().await {
         let mut flush = None;
         let mut next = Some(item);
+        // Gather for up to LINGER (or MAX_BATCH traces, or a flush): one request or one
+        // SQLite transaction carries many traces even when they come one at a time.
+        let deadline = tokio::time::Instant::now() + LINGER;
         while let Some(item) = next.take() {
             match item {
                 Item::Trace(trace) => batch.push(trace),
@@ -202,7 +208,10 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: 
                 }
             }
             if batch.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+                next = tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .ok()
+                    .flatten();
             }
         }
         if !batch.is_empty()
