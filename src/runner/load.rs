@@ -224,7 +224,7 @@ async fn fetch_verified(
         }));
     }
     artifact.verify().map_err(refused)?;
-    if fetched.tags.is_none() {
+    if fetched.tags.is_none() && pinned.is_none() {
         eprintln!(
             "model `{uri}`: artifact digest sha256:{} (a local directory has no store record; \
              pin it with --expect-digest)",

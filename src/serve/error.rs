@@ -77,10 +77,15 @@ impl ServeError {
             }
             Self::PayloadTooLarge { .. } => "RESOURCE_LIMIT_EXCEEDED",
             Self::Unauthorized => "UNAUTHENTICATED",
-            Self::Overloaded | Self::Provider(_) | Self::IncompleteReply(_) => {
-                "TEMPORARILY_UNAVAILABLE"
-            }
-            Self::Internal(_) | Self::Schema(_) => "INTERNAL_ERROR",
+            Self::Overloaded => "TEMPORARILY_UNAVAILABLE",
+            // Only a failure that may pass invites a retry: a provider's refusal (a bad key, a
+            // content policy, a malformed request) or a reply that is not a whole answer comes
+            // back the same on every retry.
+            Self::Provider(ChainError::Llm(llm)) if llm.is_retryable() => "TEMPORARILY_UNAVAILABLE",
+            Self::Provider(_)
+            | Self::IncompleteReply(_)
+            | Self::Internal(_)
+            | Self::Schema(_) => "INTERNAL_ERROR",
         }
     }
 

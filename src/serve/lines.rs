@@ -239,7 +239,7 @@ mod tests {
         assert_eq!(failed["error_code"], "INTERNAL_ERROR");
         assert_eq!(failed["message"], "chain `greet` failed: secret-ish detail");
         let provider = error(json!(3));
-        assert_eq!(provider["error_code"], "TEMPORARILY_UNAVAILABLE");
+        assert_eq!(provider["error_code"], "INTERNAL_ERROR");
         assert!(
             provider["message"]
                 .as_str()
