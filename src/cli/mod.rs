@@ -2,7 +2,7 @@
 //! exit codes. The only place that uses `anyhow`.
 //!
 //! Exit codes: 0 success, 1 a failure the message explains (for `replay`: an output that
-//! differs), 2 a usage error (clap's).
+//! differs), 2 a usage error (clap's) — and for `replay`, any failure to replay at all.
 //!
 //! `worker` is hidden plumbing: the child MLflow's `python_function` loader starts (JSON lines
 //! on stdin/stdout), not a command for people.
@@ -106,6 +106,7 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
         compiled,
         tracer,
     };
+    let is_replay = matches!(cli.command, Command::Replay(_));
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| {
@@ -119,7 +120,11 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
         Err(error) => {
             // A provider's words may be in the chain; the scrubber is the last guard.
             eprintln!("error: {}", crate::secret::scrub(&format!("{error:#}")));
-            ExitCode::FAILURE
+            if is_replay && error.downcast_ref::<replay::OutputsDiffer>().is_none() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -1,16 +1,24 @@
 //! `chainlog replay -m URI`: rebuild a logged chain, answer its LLM calls from the model's
 //! cassettes through the in-process mock (no network, no key), compare every output with the
 //! logged one; prints `identical` (exit 0) or each differing case with a diff and the first
-//! LLM request not in the cassette (exit 1). `--trace <id>` replays one production prediction
-//! from its trace instead. `--json` prints the [`ReplayReport`].
+//! LLM request not in the cassette (exit 1); exit 2 when it cannot replay at all
+//! ([`OutputsDiffer`]). `--trace <id>` replays one production prediction from its trace
+//! instead. `--json` prints the [`ReplayReport`].
 
 use std::{fmt::Write as _, io::Write as _};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use super::{App, args::ModelArgs};
 use crate::replay::{CaseOutcome, FirstMiss, ReplayReport, replay_cases, replay_trace};
+
+/// The one `replay` failure that exits 1: a replayed output differs from the logged one.
+/// Every other failure (the model, the trace or a case could not be replayed at all) exits 2,
+/// as `diff` does, so CI tells "changed" from "could not check".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutputsDiffer(String);
 
 /// Options of `chainlog replay`.
 #[derive(Debug, Args)]
@@ -73,11 +81,12 @@ pub async fn run(app: &App, args: ReplayArgs) -> anyhow::Result<()> {
     out.flush().context("failed to print the report")?;
     if !report.identical {
         let differ = report.cases.iter().filter(|c| !c.identical).count();
-        bail!(
+        return Err(OutputsDiffer(format!(
             "{differ} of {} case(s) of model `{}` did not reproduce the logged output",
             report.cases.len(),
             args.model.model_uri
-        );
+        ))
+        .into());
     }
     Ok(())
 }

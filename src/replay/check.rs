@@ -135,6 +135,13 @@ pub async fn replay_cases(
         .filter(|cases| !cases.is_empty())
         .ok_or_else(|| ReplayError::NoCassettes {
             uri: uri.to_owned(),
+            advice: if artifact.mlmodel().saved_input_example_info.is_some() {
+                "it has an input example but was logged with --no-validate, which skips running \
+                 it; log it again without --no-validate so its exchanges are recorded"
+            } else {
+                "log it with an input example (`log <chain> --input-example JSON`, or \
+                 `--examples cases.jsonl`) so its exchanges are recorded"
+            },
         })?;
     let mut outcomes = Vec::with_capacity(cases.len());
     for case in cases {
@@ -160,7 +167,8 @@ pub async fn replay_cases(
 /// # Errors
 ///
 /// A trace that does not exist or holds no LLM call ([`ReplayError::Trace`],
-/// [`ReplayError::TraceWithoutLlm`], each naming it), and those of [`replay_cases`].
+/// [`ReplayError::TraceWithoutLlm`], each naming it), a trace of another chain
+/// ([`ReplayError::TraceOfAnotherChain`]), and those of [`replay_cases`].
 pub async fn replay_trace(
     registry: &ChainRegistry,
     artifact: &LoadedArtifact,
@@ -169,6 +177,16 @@ pub async fn replay_trace(
     overrides: &[String],
 ) -> Result<ReplayReport, ReplayError> {
     let spans = read_trace(tracking, trace_id).await?;
+    let chain = &artifact.flavor().chain;
+    if let Some(root) = spans.iter().find(|span| !span.has_parent)
+        && root.name != *chain
+    {
+        return Err(ReplayError::TraceOfAnotherChain {
+            trace_id: trace_id.to_owned(),
+            traced: root.name.clone(),
+            chain: chain.clone(),
+        });
+    }
     let traced = case_from_trace(trace_id, &spans)?;
     let staging = tempfile::tempdir().map_err(|source| ReplayError::Io {
         action: "create a folder for the cassette of",

@@ -11,12 +11,26 @@ pub enum ReplayError {
     /// The model holds no recorded cases.
     #[error(
         "model `{uri}` has no recorded LLM exchanges to replay (no cassettes/ in its artifact); \
-         log it with an input example (`log <chain> --input-example JSON`, or `--examples \
-         cases.jsonl`) so its exchanges are recorded"
+         {advice}"
     )]
     NoCassettes {
         /// The model URI as given.
         uri: String,
+        /// What to do: log with an input example, or without `--no-validate`.
+        advice: &'static str,
+    },
+    /// `--trace` names a trace another chain made: its spans would not match this chain's calls.
+    #[error(
+        "trace `{trace_id}` is a prediction of chain `{traced}`, not of this model's chain `{chain}`; \
+         replay it with the model that made it (its `mlflow.modelId`)"
+    )]
+    TraceOfAnotherChain {
+        /// The trace.
+        trace_id: String,
+        /// The chain its root span names.
+        traced: String,
+        /// This model's chain.
+        chain: String,
     },
     /// `cases.jsonl` is not what `log` writes, or a `--examples` line is not JSON.
     #[error("invalid cases file `{path}` at line {line}: {message}")]

@@ -82,10 +82,9 @@ impl ServeError {
             // content policy, a malformed request) or a reply that is not a whole answer comes
             // back the same on every retry.
             Self::Provider(ChainError::Llm(llm)) if llm.is_retryable() => "TEMPORARILY_UNAVAILABLE",
-            Self::Provider(_)
-            | Self::IncompleteReply(_)
-            | Self::Internal(_)
-            | Self::Schema(_) => "INTERNAL_ERROR",
+            Self::Provider(_) | Self::IncompleteReply(_) | Self::Internal(_) | Self::Schema(_) => {
+                "INTERNAL_ERROR"
+            }
         }
     }
 

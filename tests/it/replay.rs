@@ -282,12 +282,35 @@ fn a_model_without_cassettes_or_with_a_changed_one_is_refused() {
     assert_eq!(logged["replay_cases"], 0);
     let output = replay(dir.path(), logged["model_uri"].as_str().unwrap(), &[]);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    // Exit 2: could not replay at all (1 is kept for an output that differs).
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("has no recorded LLM exchanges to replay"),
         "{stderr}"
     );
     assert!(stderr.contains("--input-example"), "{stderr}");
+    // An input example logged with --no-validate was never run: the advice says so.
+    let output = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "summarize",
+            "--input-example",
+            r#"{"text": "x"}"#,
+            "--no-validate",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let logged: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = replay(dir.path(), logged["model_uri"].as_str().unwrap(), &[]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("logged with --no-validate") && !stderr.contains("log it with an input"),
+        "{stderr}"
+    );
 
     let (dir, uri) = logged_summarize();
     assert!(replay(dir.path(), &uri, &[]).status.success());
@@ -307,7 +330,7 @@ fn a_model_without_cassettes_or_with_a_changed_one_is_refused() {
     std::fs::write(&cassette, edited).unwrap();
     let output = replay(dir.path(), copy.path().to_str().unwrap(), &[]);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cassettes/case-0.yaml"), "{stderr}");
     assert!(!stderr.contains("identical"), "{stderr}");
 }
@@ -528,6 +551,20 @@ fn a_traced_prediction_replays_from_its_trace_id() {
         "{}",
         text(&output.stdout)
     );
+    // Another chain's model refuses the trace, naming both chains.
+    let extract = log(dir.path(), "extract", &json!({ "text": TEXT }), &[], &[]);
+    let output = replay(
+        dir.path(),
+        extract["model_uri"].as_str().unwrap(),
+        &["--trace", &id],
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr
+            .contains("is a prediction of chain `summarize`, not of this model's chain `extract`"),
+        "{stderr}"
+    );
 
     for (trace, expected) in [
         (
@@ -546,7 +583,7 @@ fn a_traced_prediction_replays_from_its_trace_id() {
         }
         let output = replay(dir.path(), &uri, &["--trace", trace]);
         let stderr = text(&output.stderr);
-        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
         let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(errors.len(), 1, "{stderr}");
         assert!(errors[0].contains(&format!("trace `{trace}`")), "{stderr}");
@@ -671,7 +708,7 @@ fn a_prediction_traced_to_a_server_replays_from_its_trace_id() {
     args[4] = "tr-00000000000000000000000000000000";
     let output = chainlog(dir.path(), &args, &vars);
     let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("trace `tr-00000000000000000000000000000000` does not exist"),
         "{stderr}"
