@@ -97,6 +97,13 @@ pub enum TraceError {
         /// The value given.
         value: String,
     },
+    /// `CHAINLOG_TRACING` is neither on (`true`, `1`, `yes`, `on`) nor off (`false`, `0`, `no`,
+    /// `off`).
+    #[error("{TRACING_VAR} must be true or false (1/0, yes/no, on/off), got `{value}`")]
+    Switch {
+        /// The value given.
+        value: String,
+    },
     /// A `--trace-tag` is not `key=value`.
     #[error("--trace-tag must be key=value with a non-empty key, got `{tag}`")]
     Tag {
@@ -129,7 +136,8 @@ impl TraceSettings {
     ///
     /// # Errors
     ///
-    /// [`TraceError::SamplingRatio`] or [`TraceError::Tag`], naming the bad value.
+    /// [`TraceError::SamplingRatio`], [`TraceError::Switch`] or [`TraceError::Tag`], naming the
+    /// bad value.
     ///
     /// # Examples
     ///
@@ -145,12 +153,18 @@ impl TraceSettings {
         tags: &[String],
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, TraceError> {
-        let off = lookup(TRACING_VAR).is_some_and(|value| {
-            matches!(
-                value.trim().to_ascii_lowercase().as_str(),
-                "false" | "0" | "no" | "off"
-            )
-        });
+        let off = match lookup(TRACING_VAR)
+            .map(|value| value.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "true" | "1" | "yes" | "on") => false,
+            Some("false" | "0" | "no" | "off") => true,
+            Some(_) => {
+                return Err(TraceError::Switch {
+                    value: lookup(TRACING_VAR).unwrap_or_default(),
+                });
+            }
+        };
         let sampling_ratio = match lookup(SAMPLING_VAR).filter(|v| !v.trim().is_empty()) {
             None => 1.0,
             Some(value) => match value.trim().parse::<f64>() {

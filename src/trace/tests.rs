@@ -150,6 +150,14 @@ fn settings_read_the_controls_and_name_bad_values() {
         bad.to_string(),
         "MLFLOW_TRACE_SAMPLING_RATIO must be a number from 0.0 to 1.0, got `2`"
     );
+    let on = TraceSettings::from_lookup(false, &[], env(&[("CHAINLOG_TRACING", "On")])).unwrap();
+    assert!(on.enabled);
+    let switch =
+        TraceSettings::from_lookup(false, &[], env(&[("CHAINLOG_TRACING", "bogus")])).unwrap_err();
+    assert_eq!(
+        switch.to_string(),
+        "CHAINLOG_TRACING must be true or false (1/0, yes/no, on/off), got `bogus`"
+    );
     let tag = TraceSettings::from_lookup(false, &["novalue".into()], env(&[])).unwrap_err();
     assert!(tag.to_string().contains("`novalue`"));
 }

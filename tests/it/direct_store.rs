@@ -277,6 +277,52 @@ fn s3_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
     assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
     // The secret key given to the first log reached no message.
     assert!(!stderr.contains("testing-secret-canary"), "{stderr}");
+
+    // An experiment whose artifact location names a bucket that does not exist: the error
+    // says the bucket is missing (not that a file is), and the run and model are marked.
+    let made = server
+        .python()
+        .args([
+            "-c",
+            "import mlflow\n\
+             mlflow.create_experiment('direct-s3-no-bucket', artifact_location='s3://chainlog-no-such-bucket/x')",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let mut with_keys = moto.env();
+    with_keys.push(("MLFLOW_TRACKING_URI".to_owned(), server.uri().to_owned()));
+    with_keys.push(("MLFLOW_HTTP_REQUEST_MAX_RETRIES".to_owned(), "1".to_owned()));
+    let output = chainlog(
+        dir.path(),
+        &[
+            "log",
+            "summarize",
+            "--config",
+            crate::chain_support::root()
+                .join("chains/summarize.yaml")
+                .to_str()
+                .unwrap(),
+            "--prompts-dir",
+            crate::chain_support::root()
+                .join("prompts")
+                .to_str()
+                .unwrap(),
+            "--no-validate",
+            "--experiment",
+            "direct-s3-no-bucket",
+        ],
+        &with_keys,
+    );
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bucket or container does not exist")
+            && stderr.contains("s3://chainlog-no-such-bucket/x")
+            && stderr.contains("marked FAILED"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("artifact `MLmodel` under"), "{stderr}");
 }
 
 /// A shared directory (`file://`) as the server's artifact root: chainlog writes the files

@@ -519,3 +519,68 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
             .all(|t| t["request_preview"].as_str().unwrap().contains("served"))
     );
 }
+
+/// A tracking server that accepts connections and never answers (hung) does not hold up a
+/// prediction that does not need it: the trace link's lookup gives up after its bound, one
+/// warning says so, and the prediction succeeds.
+#[test]
+fn a_hung_tracking_server_does_not_hold_up_a_prediction() {
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap().to_owned();
+    let out = chainlog(
+        dir.path(),
+        &[
+            "predict",
+            "-m",
+            &format!("models:/{model_id}"),
+            "--input",
+            r#"{"text": "fetch"}"#,
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts and holds every connection for at most 60 s, answering nothing; then stops.
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < until {
+            match listener.accept() {
+                Ok((stream, _)) => held.push(stream),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    });
+    let local = dir.path().join("cache").join(&model_id);
+    let started = std::time::Instant::now();
+    let out = chainlog(
+        dir.path(),
+        &[
+            "predict",
+            "-m",
+            local.to_str().unwrap(),
+            "--input",
+            r#"{"text": "hung store"}"#,
+        ],
+        &[("MLFLOW_TRACKING_URI", &hung)],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{stderr}"
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("did not answer within"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {stderr}");
+    assert!(warnings[0].contains(&hung), "names the store: {stderr}");
+}

@@ -125,17 +125,30 @@ impl DirectRepo {
     }
 
     fn error(&self, operation: &str, relative: &str, err: object_store::Error) -> StoreError {
-        if let object_store::Error::NotFound { .. } = err {
+        let text = crate::secret::scrub(&one_line(&err.to_string()));
+        if is_missing_bucket(&err, &text) || (operation == "upload" && is_not_found(&err)) {
+            // An upload finds nothing missing but the bucket (or container) itself.
+            return StoreError::ArtifactStore {
+                location: self.location.clone(),
+                message: format!(
+                    "its bucket or container does not exist (create it, or point the \
+                     experiment's artifact location at one that does): {text}"
+                ),
+            };
+        }
+        if is_not_found(&err) {
             return StoreError::NotFound {
                 what: format!("artifact `{relative}` under `{}`", self.location),
             };
         }
+        let what = if relative.is_empty() {
+            String::new()
+        } else {
+            format!(" of `{relative}`")
+        };
         StoreError::ArtifactStore {
             location: self.location.clone(),
-            message: format!(
-                "{operation} of `{relative}` failed: {}",
-                crate::secret::scrub(&one_line(&err.to_string()))
-            ),
+            message: format!("{operation}{what} failed: {text}"),
         }
     }
 }
@@ -146,7 +159,9 @@ impl ArtifactRepo for DirectRepo {
         let listed: Result<Vec<_>, _> = self.store.list(Some(&self.root)).try_collect().await;
         let listed = match listed {
             Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) if is_not_found(&err) && !is_missing_bucket(&err, &err.to_string()) => {
+                Vec::new()
+            }
             Err(err) => return Err(self.error("listing", "", err)),
         };
         let root = self.root.as_ref();
@@ -425,6 +440,26 @@ fn azure(url: &Url, env: Env<'_>, location: &str) -> Result<MicrosoftAzureBuilde
 /// `text` on one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn is_not_found(err: &object_store::Error) -> bool {
+    matches!(err, object_store::Error::NotFound { .. })
+}
+
+/// Whether `err` (its text `text`) says the bucket or container is missing, not a file: S3's
+/// `NoSuchBucket`, Azure's `ContainerNotFound`, GCS's "bucket does not exist".
+fn is_missing_bucket(err: &object_store::Error, text: &str) -> bool {
+    let source = std::error::Error::source(err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    [
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "bucket does not exist",
+        "The specified bucket",
+    ]
+    .iter()
+    .any(|marker| text.contains(marker) || source.contains(marker))
 }
 
 #[cfg(test)]
