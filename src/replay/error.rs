@@ -73,7 +73,7 @@ pub enum ReplayError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The chain refused to build or its run failed while recording.
-    #[error("case {case}: {source}")]
+    #[error("case {case} failed while its LLM exchanges were recorded")]
     Chain {
         /// The case.
         case: usize,
