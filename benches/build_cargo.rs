@@ -13,16 +13,9 @@
 )]
 mod support;
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use support::median;
 
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
+use std::{path::PathBuf, process::Command, time::Instant};
 
 /// This bench's target directory: `<target>/release/deps/build_cargo-<hash>` → `<target>`.
 fn target_dir() -> PathBuf {

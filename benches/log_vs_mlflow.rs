@@ -15,16 +15,9 @@ mod python_env;
 
 mod support;
 
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use support::median;
 
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
+use std::{path::Path, process::Command, time::Instant};
 
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")

@@ -19,28 +19,11 @@ mod python_env;
 
 mod support;
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-    time::{Duration, Instant},
-};
+use support::{check, median};
+
+use std::{path::Path, process::Command, time::Instant};
 
 const TEXT: &str = "Rust is a systems programming language focused on safety and speed.";
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn check(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")

@@ -23,22 +23,11 @@ mod python_env;
 
 mod support;
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+use support::check;
+
+use std::{path::Path, process::Command};
 
 use serde_json::Value;
-
-fn check(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn main() {
     let rows: usize = std::env::var("BENCH_ROWS")

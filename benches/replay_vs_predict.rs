@@ -16,28 +16,12 @@
 )]
 mod support;
 
-use std::{
-    process::{Command, Output},
-    time::{Duration, Instant},
-};
+use support::{check, median};
+
+use std::{process::Command, time::Instant};
 
 const INPUT: &str =
     r#"{"text": "Rust is a systems programming language focused on safety and speed."}"#;
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn check(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn main() {
     let rounds: usize = std::env::var("BENCH_ROUNDS")

@@ -28,28 +28,15 @@ mod mlflow_server;
 #[allow(dead_code)]
 mod support;
 
+use support::{check, median};
+
 use std::{
     path::Path,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 const INPUT: &str = r#"{"text": "Rust is a systems programming language focused on safety."}"#;
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn check(output: &Output, what: &str) -> String {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

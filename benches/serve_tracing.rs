@@ -15,6 +15,8 @@
 
 mod support;
 
+use support::check;
+
 #[path = "support/serve.rs"]
 mod serve_support;
 
@@ -28,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use serve_support::{CONCURRENCY, KillOnDrop, check, first_line, load, tree_rss_kib, wait_ready};
+use serve_support::{CONCURRENCY, KillOnDrop, first_line, load, tree_rss_kib, wait_ready};
 
 const TEXT: &str = "Rust is a systems programming language focused on safety and speed.";
 

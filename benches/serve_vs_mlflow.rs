@@ -19,11 +19,13 @@ mod python_env;
 
 mod support;
 
+use support::check;
+
 #[path = "support/serve.rs"]
 mod serve_support;
 
 use serve_support::{
-    CONCURRENCY, KillOnDrop, check, first_line, free_port, load, report, tree_rss_kib, wait_ready,
+    CONCURRENCY, KillOnDrop, first_line, free_port, load, report, tree_rss_kib, wait_ready,
 };
 
 use std::{

@@ -4,7 +4,8 @@
 use std::{
     io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
+    time::Duration,
 };
 
 /// `chainlog mock --port 0 <extra>` running as a child process; killed when dropped.
@@ -54,4 +55,23 @@ pub fn scratch_project(dir: &Path) {
     for folder in ["chains", "prompts"] {
         std::os::unix::fs::symlink(root.join(folder), dir.join(folder)).unwrap();
     }
+}
+
+/// The stdout of a finished command, after asserting it succeeded (its output shown if not).
+#[allow(dead_code)]
+pub fn check(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The median of `values` (sorted in place; the upper one of an even count).
+#[allow(dead_code)]
+pub fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
 }
