@@ -192,13 +192,14 @@ fn different_code_is_refused_naming_both_hashes() {
         edited.push(line);
     }
     std::fs::write(&mlmodel, edited.join("\n") + "\n").unwrap();
-    // Without a snapshot, code/ holds only the chain: the snapshot's other files go too (an
-    // unlisted file is refused before any code hash is compared).
+    // Without a snapshot, code/ holds only the chain and the pyfunc loader (listed on its
+    // own): the snapshot's other files go too (an unlisted file is refused before any code
+    // hash is compared).
     for entry in std::fs::read_dir(copy.path().join("code"))
         .unwrap()
         .flatten()
     {
-        if entry.file_name() != "chains" {
+        if entry.file_name() != "chains" && entry.file_name() != "chainlog_pyfunc.py" {
             let path = entry.path();
             if path.is_dir() {
                 std::fs::remove_dir_all(path).unwrap();
