@@ -21,7 +21,7 @@ use std::{
 use std::os::unix::process::CommandExt;
 
 use super::{
-    mlflow_server::{free_port, group_alive, signal_group, spawn_watchdog},
+    mlflow_server::{free_port, spawn_watchdog, stop_group},
     python_env::{self, PythonEnv},
 };
 
@@ -138,19 +138,7 @@ impl Azurite {
 
 impl Drop for Azurite {
     fn drop(&mut self) {
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-        let pgid = self.server.id();
-        signal_group("TERM", pgid);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while group_alive(pgid) && Instant::now() < deadline {
-            let _ = self.server.try_wait();
-            thread::sleep(Duration::from_millis(50));
-        }
-        if group_alive(pgid) {
-            signal_group("KILL", pgid);
-        }
-        let _ = self.server.wait();
+        stop_group(&mut self.server, &mut self.watchdog, Duration::from_secs(5));
     }
 }
 

@@ -203,21 +203,7 @@ impl MlflowServer {
             return;
         }
         self.stopped = true;
-        // The watchdog's job is done: kill it by PID before it could signal a reused pgid.
-        let _ = self.watchdog.kill();
-        let _ = self.watchdog.wait();
-
-        let pgid = self.server.id();
-        signal_group("TERM", pgid);
-        let deadline = Instant::now() + STOP_GRACE;
-        while group_alive(pgid) && Instant::now() < deadline {
-            let _ = self.server.try_wait();
-            thread::sleep(Duration::from_millis(50));
-        }
-        if group_alive(pgid) {
-            signal_group("KILL", pgid);
-        }
-        let _ = self.server.wait();
+        stop_group(&mut self.server, &mut self.watchdog, STOP_GRACE);
     }
 
     fn wait_healthy(&mut self, port: u16, started: Instant) {
@@ -250,6 +236,25 @@ impl Drop for MlflowServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops `server`'s process group: first its `watchdog` by PID (its job is done, and it must
+/// not signal a reused pgid), then SIGTERM to the group, SIGKILL after `grace`, and waits until
+/// every process of the group is gone. Shared by every server the tests start in a group.
+pub(crate) fn stop_group(server: &mut Child, watchdog: &mut Child, grace: Duration) {
+    let _ = watchdog.kill();
+    let _ = watchdog.wait();
+    let pgid = server.id();
+    signal_group("TERM", pgid);
+    let deadline = Instant::now() + grace;
+    while group_alive(pgid) && Instant::now() < deadline {
+        let _ = server.try_wait();
+        thread::sleep(Duration::from_millis(50));
+    }
+    if group_alive(pgid) {
+        signal_group("KILL", pgid);
+    }
+    let _ = server.wait();
 }
 
 /// A port nothing listens on right now.
