@@ -328,15 +328,11 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", || {
-                String::from_utf8_lossy(&body).into_owned()
-            });
+            crate::trace::json_text(&span, "mlflow.spanInputs", &body);
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            crate::trace::json_text(&span, "mlflow.spanOutputs", || {
-                String::from_utf8_lossy(&raw).into_owned()
-            });
+            crate::trace::json_text(&span, "mlflow.spanOutputs", &raw);
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
                 wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
@@ -355,9 +351,7 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let open = async {
             let body = wire::to_body(&self.inner, request, true)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", || {
-                String::from_utf8_lossy(&body).into_owned()
-            });
+            crate::trace::json_text(&span, "mlflow.spanInputs", &body);
             let permit = self.permit().await?;
             let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
             Ok((permit, response, body))
@@ -450,32 +444,37 @@ fn trace_call(
     if !crate::trace::is_active() {
         return;
     }
-    crate::trace::attribute(span, "mlflow.llm.provider", || json!("openai"));
-    crate::trace::attribute(span, "mlflow.message.format", || json!("openai"));
-    crate::trace::attribute(span, "latency_ms", || json!(latency_ms));
-    crate::trace::attribute(span, "attempts", || json!(attempts));
-    crate::trace::attribute(span, "stream", || json!(stream));
-    match result {
-        Ok(response) => {
-            crate::trace::attribute(span, "mlflow.llm.model", || json!(response.model));
-            if let Some(reason) = &response.finish_reason {
-                crate::trace::attribute(span, "gen_ai.response.finish_reason", || json!(reason));
-            }
-            if let Some(usage) = response.usage {
-                crate::trace::attribute(span, "mlflow.chat.tokenUsage", || {
-                    json!({
-                        "input_tokens": usage.prompt_tokens,
-                        "output_tokens": usage.completion_tokens,
-                        "total_tokens": usage.total_tokens,
-                    })
-                });
-            }
-            if stream {
-                crate::trace::attribute(span, "mlflow.spanOutputs", || {
-                    wire::completion_json(response)
-                });
-            }
+    crate::trace::attributes(span, || {
+        let mut values = vec![
+            ("mlflow.llm.provider", json!("openai")),
+            ("mlflow.message.format", json!("openai")),
+            ("latency_ms", json!(latency_ms)),
+            ("attempts", json!(attempts)),
+            ("stream", json!(stream)),
+        ];
+        let Ok(response) = result else {
+            return values;
+        };
+        values.push(("mlflow.llm.model", json!(response.model)));
+        if let Some(reason) = &response.finish_reason {
+            values.push(("gen_ai.response.finish_reason", json!(reason)));
         }
-        Err(error) => crate::trace::fail(span, error),
+        if let Some(usage) = response.usage {
+            values.push((
+                "mlflow.chat.tokenUsage",
+                json!({
+                    "input_tokens": usage.prompt_tokens,
+                    "output_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                }),
+            ));
+        }
+        if stream {
+            values.push(("mlflow.spanOutputs", wire::completion_json(response)));
+        }
+        values
+    });
+    if let Err(error) = result {
+        crate::trace::fail(span, error);
     }
 }

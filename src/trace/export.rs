@@ -1,10 +1,14 @@
 //! The export queue and its background worker: finished traces wait in a bounded queue and
-//! one tokio task sends them, in batches, to the [`Destination`].
+//! one worker sends them, in batches, to the [`Destination`].
 //!
 //! Never at the expense of a prediction: pushing never waits (a full queue drops the trace
 //! and counts its spans; the worker warns once), and a slow or dead destination only slows
-//! the worker. Traces queue up until a destination is given ([`Tracer::start`]): `log` knows
-//! its run and model only after the input example ran.
+//! the worker. The worker is an OS thread of its own with a single-threaded tokio runtime, at
+//! the lowest CPU priority (`nice` 19 on Linux): encoding, scrubbing and writing traces use
+//! the CPU the predictions leave idle, and predictions never wait for it. It sleeps
+//! [`LINGER`] between batches instead of waking for every trace, so a push costs the calling
+//! thread one channel send. Traces queue up until a destination is given ([`Tracer::start`]):
+//! `log` knows its run and model only after the input example ran.
 
 use std::{
     sync::{
@@ -14,15 +18,15 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::{model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
 
 /// How many finished traces may wait for export.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// How long the worker gathers traces before it sends them.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long the worker lets traces gather before it sends them (a flush cuts it short).
+pub(super) const LINGER: Duration = Duration::from_millis(200);
 
 /// The most traces one export request carries.
 const MAX_BATCH: usize = 256;
@@ -40,6 +44,8 @@ pub struct ExportQueue {
     tx: mpsc::Sender<Item>,
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
+    /// Wakes the worker from its linger when a flush is queued.
+    flush_asked: Notify,
 }
 
 impl std::fmt::Debug for Item {
@@ -73,7 +79,7 @@ pub enum Destination {
     /// collector `OTEL_EXPORTER_OTLP_*` names.
     Otlp(Box<OtlpSink>),
     /// MLflow's rows in a SQLite tracking store.
-    Sqlite(SqliteSink),
+    Sqlite(Box<SqliteSink>),
 }
 
 impl Destination {
@@ -116,6 +122,7 @@ impl Tracer {
             queue: Arc::new(ExportQueue {
                 tx,
                 dropped: AtomicU64::new(0),
+                flush_asked: Notify::new(),
             }),
             rx: Mutex::new(Some(rx)),
             started: AtomicBool::new(false),
@@ -126,8 +133,9 @@ impl Tracer {
         Arc::clone(&self.queue)
     }
 
-    /// Starts sending queued and later traces to `destination` (the first call wins; later
-    /// ones are ignored). Must run inside a tokio runtime.
+    /// Starts sending queued and later traces to `destination` on the export thread (the
+    /// first call wins; later ones are ignored). A thread that cannot be started leaves
+    /// tracing off for the process, with one warning.
     pub fn start(&self, destination: Destination) {
         let rx = self
             .rx
@@ -138,8 +146,29 @@ impl Tracer {
             tracing::debug!("trace export already started");
             return;
         };
-        self.started.store(true, Ordering::Relaxed);
-        tokio::spawn(run(rx, destination, Arc::clone(&self.queue)));
+        let queue = Arc::clone(&self.queue);
+        let spawned = std::thread::Builder::new()
+            .name("chainlog-trace-export".to_owned())
+            .spawn(move || {
+                lower_priority();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run(rx, destination, queue)),
+                    Err(error) => tracing::warn!(
+                        "cannot start the trace export: {error}; traces are not exported, \
+                         predictions go on"
+                    ),
+                }
+            });
+        match spawned {
+            Ok(_) => self.started.store(true, Ordering::Relaxed),
+            Err(error) => tracing::warn!(
+                "cannot start the trace export thread: {error}; traces are not exported, \
+                 predictions go on"
+            ),
+        }
     }
 
     /// Waits (at most `timeout`) until every trace queued so far was handled. Without a
@@ -151,6 +180,7 @@ impl Tracer {
         let (tx, rx) = oneshot::channel();
         let done = async {
             if self.queue.tx.send(Item::Flush(tx)).await.is_ok() {
+                self.queue.flush_asked.notify_one();
                 let _ = rx.await;
             }
         };
@@ -186,63 +216,100 @@ impl Tracer {
     }
 }
 
-/// The worker: batches what is queued, exports, answers flushes; warns once per kind of
-/// trouble.
+/// Puts the calling thread at the lowest CPU priority (Linux: a thread's nice value is its
+/// own, set through its thread id). Elsewhere it keeps the process's priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::debug!("trace export keeps its priority: {error}");
+    }
+}
+
+/// The worker: waits for a first trace, lets more gather for [`LINGER`] (cut short by a
+/// flush), then exports everything queued in batches of at most [`MAX_BATCH`], answering
+/// flushes in queue order; warns once per kind of trouble.
 async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: Arc<ExportQueue>) {
-    let mut failed_once = false;
-    let mut dead = false;
-    let mut dropped_warned = false;
-    let mut batch = Vec::new();
-    while let Some(item) = rx.recv().await {
-        let mut flush = None;
-        let mut next = Some(item);
-        // Gather for up to LINGER (or MAX_BATCH traces, or a flush): one request or one
-        // SQLite transaction carries many traces even when they come one at a time.
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while let Some(item) = next.take() {
-            match item {
-                Item::Trace(trace) => batch.push(trace),
-                Item::Flush(done) => {
-                    flush = Some(done);
-                    break;
+    let mut health = Health::default();
+    while let Some(first) = rx.recv().await {
+        let mut pending = Some(first);
+        if matches!(pending, Some(Item::Trace(_))) {
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                () = queue.flush_asked.notified() => {}
+            }
+        }
+        loop {
+            let mut batch = Vec::new();
+            let mut flush = None;
+            while batch.len() < MAX_BATCH {
+                let item = match pending.take() {
+                    Some(item) => item,
+                    None => match rx.try_recv() {
+                        Ok(item) => item,
+                        Err(_) => break,
+                    },
+                };
+                match item {
+                    Item::Trace(trace) => batch.push(trace),
+                    Item::Flush(done) => {
+                        flush = Some(done);
+                        break;
+                    }
                 }
             }
-            if batch.len() < MAX_BATCH {
-                next = tokio::time::timeout_at(deadline, rx.recv())
-                    .await
-                    .ok()
-                    .flatten();
+            if batch.is_empty() && flush.is_none() {
+                break;
+            }
+            if !batch.is_empty() && !health.dead {
+                let result = destination.export(batch).await;
+                health.note(result);
+            }
+            health.note_dropped(queue.dropped_spans());
+            if let Some(done) = flush {
+                let _ = done.send(());
             }
         }
-        if !batch.is_empty()
-            && !dead
-            && let Err(failure) = destination.export(std::mem::take(&mut batch)).await
-        {
-            if failure.permanent {
-                dead = true;
-                tracing::warn!(
-                    "{}; traces are not exported, predictions go on",
-                    failure.message
-                );
-            } else if !failed_once {
-                failed_once = true;
-                tracing::warn!(
-                    "{}; those traces are dropped (said once), predictions go on",
-                    failure.message
-                );
-            }
+    }
+}
+
+/// What the worker has already warned about.
+#[derive(Debug, Default)]
+struct Health {
+    /// An export failed (said once).
+    failed_once: bool,
+    /// The destination cannot take traces: stop exporting.
+    dead: bool,
+    /// The queue overflowed (said once).
+    dropped_warned: bool,
+}
+
+impl Health {
+    fn note(&mut self, result: Result<(), ExportFailure>) {
+        let Err(failure) = result else {
+            return;
+        };
+        if failure.permanent {
+            self.dead = true;
+            tracing::warn!(
+                "{}; traces are not exported, predictions go on",
+                failure.message
+            );
+        } else if !self.failed_once {
+            self.failed_once = true;
+            tracing::warn!(
+                "{}; those traces are dropped (said once), predictions go on",
+                failure.message
+            );
         }
-        batch.clear();
-        let dropped = queue.dropped_spans();
-        if dropped > 0 && !dropped_warned {
-            dropped_warned = true;
+    }
+
+    fn note_dropped(&mut self, dropped: u64) {
+        if dropped > 0 && !self.dropped_warned {
+            self.dropped_warned = true;
             tracing::warn!(
                 "the trace export queue is full ({QUEUE_CAPACITY} traces): {dropped} spans dropped \
                  so far (said once); predictions go on"
             );
-        }
-        if let Some(done) = flush {
-            let _ = done.send(());
         }
     }
 }

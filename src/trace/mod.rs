@@ -75,7 +75,8 @@ pub use model::{
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
-    SPAN_TYPE_FIELD, attribute, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
+    SPAN_TYPE_FIELD, attribute, attributes, error_chain, fail, inputs, is_active, json_text,
+    outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 
@@ -258,7 +259,7 @@ impl Tracer {
                     .map_err(|message| TraceError::Destination { message })?,
             )),
             TrackingUri::Sqlite { db_path } => {
-                Destination::Sqlite(SqliteSink::new(db_path.clone(), link, tags))
+                Destination::Sqlite(Box::new(SqliteSink::new(db_path.clone(), link, tags)))
             }
         };
         self.start(destination);

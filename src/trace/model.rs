@@ -33,8 +33,8 @@ pub(super) const PREVIEW_CHARS: usize = 1000;
 pub(crate) enum AttrValue {
     /// A JSON value, encoded at export.
     Json(Value),
-    /// JSON text as it is (a request body as sent).
-    JsonText(String),
+    /// JSON text as it is (a request body as sent), shared with the caller.
+    JsonText(bytes::Bytes),
 }
 
 /// The spans of one trace, filled as they end; shared by the spans of the trace.
@@ -131,7 +131,7 @@ impl SpanRecord {
         for (key, value) in &self.attributes {
             let text = match value {
                 AttrValue::Json(value) => value.to_string(),
-                AttrValue::JsonText(text) => text.clone(),
+                AttrValue::JsonText(text) => String::from_utf8_lossy(text).into_owned(),
             };
             out.push((key.to_string(), safe_json(&text)));
         }
@@ -145,7 +145,7 @@ impl SpanRecord {
             .find(|(k, _)| k == key)
             .map(|(_, value)| match value {
                 AttrValue::Json(value) => crate::secret::scrub(&value.to_string()),
-                AttrValue::JsonText(text) => crate::secret::scrub(text),
+                AttrValue::JsonText(text) => crate::secret::scrub(&String::from_utf8_lossy(text)),
             })
     }
 
@@ -167,7 +167,7 @@ impl SpanRecord {
             .find(|(k, _)| k == "mlflow.chat.tokenUsage")?;
         let value = match value {
             AttrValue::Json(value) => value.clone(),
-            AttrValue::JsonText(text) => serde_json::from_str(text).ok()?,
+            AttrValue::JsonText(text) => serde_json::from_slice(text).ok()?,
         };
         Some(TokenUsage {
             input_tokens: value.get("input_tokens")?.as_i64()?,

@@ -6,11 +6,13 @@
 //! [`SPAN_TYPE_FIELD`] (`mlflow.spanType = "CHAIN"`) and the [`TraceLayer`](super::TraceLayer)
 //! is installed. Large values (inputs, outputs, request and response bodies) are not `tracing`
 //! fields — log lines would print them — but attributes attached to the span's data in the
-//! subscriber's registry by [`attribute`] / [`json_text`]. Each takes a closure that is run
-//! only when the span is being traced, so an untraced run pays one atomic load.
+//! subscriber's registry by [`attribute`], [`attributes`] and [`json_text`]. Each takes a
+//! closure (or shares bytes) that is run only when the span is being traced, so an untraced
+//! run pays one atomic load.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tracing::Span;
 use tracing_subscriber::{Registry, registry::LookupSpan};
@@ -39,10 +41,23 @@ pub fn attribute(span: &Span, key: &'static str, value: impl FnOnce() -> Value) 
     with_traced(span, |traced| traced.set(key, AttrValue::Json(value())));
 }
 
-/// Sets the attribute `key` of `span` to `text()`, which already is JSON text (a request body
-/// as sent) — run only when `span` is traced.
-pub fn json_text(span: &Span, key: &'static str, text: impl FnOnce() -> String) {
-    with_traced(span, |traced| traced.set(key, AttrValue::JsonText(text())));
+/// Sets the attribute `key` of `span` to `text`, which already is JSON text (a request body
+/// as sent, UTF-8) — kept only when `span` is traced. The bytes are shared, not copied: the
+/// export reads them as text in the background.
+pub fn json_text(span: &Span, key: &'static str, text: &Bytes) {
+    with_traced(span, |traced| {
+        traced.set(key, AttrValue::JsonText(Bytes::clone(text)));
+    });
+}
+
+/// Sets every `(key, value)` of `values()` on `span` with one lookup of its trace data — run
+/// only when `span` is traced. For the several attributes a finished call has at once.
+pub fn attributes(span: &Span, values: impl FnOnce() -> Vec<(&'static str, Value)>) {
+    with_traced(span, |traced| {
+        for (key, value) in values() {
+            traced.set(key, AttrValue::Json(value));
+        }
+    });
 }
 
 /// Marks `span` failed with `message` (status ERROR; the trace is in state ERROR when its root

@@ -27,6 +27,8 @@ pub struct SqliteSink {
     db_path: PathBuf,
     link: TraceLink,
     tags: Vec<(String, String)>,
+    /// Opened at the first export and kept (with its cached statements) while writes succeed.
+    conn: Option<Connection>,
 }
 
 impl SqliteSink {
@@ -35,67 +37,102 @@ impl SqliteSink {
             db_path,
             link,
             tags,
+            conn: None,
         }
     }
 
+    /// Writes `traces` in one transaction. Runs on the export thread, which has nothing
+    /// else to do meanwhile, so the write blocks it directly.
     pub(super) async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
-        let db_path = self.db_path.clone();
-        let link = self.link.clone();
-        let tags = self.tags.clone();
-        let shown = db_path.display().to_string();
-        let result =
-            tokio::task::spawn_blocking(move || write(&db_path, &link, &tags, &traces)).await;
+        let result = match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => open(&self.db_path),
+        }
+        .and_then(|mut conn| {
+            write(&mut conn, &self.link, &self.tags, &traces)?;
+            Ok(conn)
+        });
         match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(ExportFailure {
-                message: format!("cannot write traces into `{shown}`: {error}"),
-                permanent: false,
-            }),
+            Ok(conn) => {
+                self.conn = Some(conn);
+                Ok(())
+            }
+            // The connection is dropped: the next batch opens a fresh one.
             Err(error) => Err(ExportFailure {
-                message: format!("cannot write traces into `{shown}`: {error}"),
+                message: format!(
+                    "cannot write traces into `{}`: {error}",
+                    self.db_path.display()
+                ),
                 permanent: false,
             }),
         }
     }
 }
 
-/// Writes `traces` in one transaction.
+fn open(db_path: &std::path::Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(db_path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Writes `traces` in one transaction, through cached statements.
 fn write(
-    db_path: &std::path::Path,
+    conn: &mut Connection,
     link: &TraceLink,
     tags: &[(String, String)],
     traces: &[TraceRecord],
 ) -> rusqlite::Result<()> {
-    let mut conn = Connection::open(db_path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
     let tx = conn.transaction()?;
     let experiment_id: i64 = link.experiment_id.parse().unwrap_or(0);
     let artifact_location: String = tx
-        .query_row(
-            "SELECT artifact_location FROM experiments WHERE experiment_id = ?1",
-            params![experiment_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT artifact_location FROM experiments WHERE experiment_id = ?1")?
+        .query_row(params![experiment_id], |row| row.get(0))
         .unwrap_or_default();
-    for trace in traces {
-        let Some(root) = trace.root() else {
-            continue;
-        };
-        let trace_id = trace.mlflow_id();
-        let start_ms = unix_ns(root.start) / 1_000_000;
-        let end_ms = trace
-            .spans
-            .iter()
-            .map(|span| unix_ns(span.end) / 1_000_000)
-            .max()
-            .unwrap_or(start_ms);
-        let usage = trace.token_usage();
-        tx.execute(
+    let user_tags: Vec<(String, String)> = tags
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::secret::scrub(v)))
+        .collect();
+    let mut metadata = vec![("mlflow.trace_schema.version", "3")];
+    if let Some(model_id) = &link.model_id {
+        metadata.push(("mlflow.modelId", model_id));
+    }
+    if let Some(run_id) = &link.run_id {
+        metadata.push(("mlflow.sourceRun", run_id));
+    }
+    {
+        let mut insert_info = tx.prepare_cached(
             "INSERT OR REPLACE INTO trace_info (request_id, experiment_id, timestamp_ms, \
              execution_time_ms, status, request_preview, response_preview, \
              db_payload_generation, trace_name, input_tokens, output_tokens, total_tokens) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11)",
-            params![
+        )?;
+        let mut insert_tag = tx.prepare_cached(
+            "INSERT OR REPLACE INTO trace_tags (key, value, request_id) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut insert_metadata = tx.prepare_cached(
+            "INSERT OR REPLACE INTO trace_request_metadata (key, value, request_id) \
+             VALUES (?1, ?2, ?3)",
+        )?;
+        let mut insert_span = tx.prepare_cached(
+            "INSERT OR REPLACE INTO spans (trace_id, experiment_id, span_id, parent_span_id, \
+             name, type, status, start_time_unix_nano, end_time_unix_nano, content, \
+             model_name, model_provider) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for trace in traces {
+            let Some(root) = trace.root() else {
+                continue;
+            };
+            let trace_id = trace.mlflow_id();
+            let start_ms = unix_ns(root.start) / 1_000_000;
+            let end_ms = trace
+                .spans
+                .iter()
+                .map(|span| unix_ns(span.end) / 1_000_000)
+                .max()
+                .unwrap_or(start_ms);
+            let usage = trace.token_usage();
+            insert_info.execute(params![
                 trace_id,
                 experiment_id,
                 start_ms,
@@ -107,51 +144,27 @@ fn write(
                 usage.map(|u| u.input_tokens),
                 usage.map(|u| u.output_tokens),
                 usage.map(|u| u.total_tokens),
-            ],
-        )?;
-        let mut trace_tags = vec![
-            (
-                "mlflow.artifactLocation".to_owned(),
-                format!("{artifact_location}/traces/{trace_id}/artifacts"),
-            ),
-            (
-                "mlflow.trace.spansLocation".to_owned(),
-                "TRACKING_STORE".to_owned(),
-            ),
-            ("service.name".to_owned(), "chainlog".to_owned()),
-        ];
-        trace_tags.extend(
-            tags.iter()
-                .map(|(k, v)| (k.clone(), crate::secret::scrub(v))),
-        );
-        for (key, value) in &trace_tags {
-            tx.execute(
-                "INSERT OR REPLACE INTO trace_tags (key, value, request_id) VALUES (?1, ?2, ?3)",
-                params![key, value, trace_id],
-            )?;
-        }
-        let mut metadata = vec![("mlflow.trace_schema.version", "3".to_owned())];
-        if let Some(model_id) = &link.model_id {
-            metadata.push(("mlflow.modelId", model_id.clone()));
-        }
-        if let Some(run_id) = &link.run_id {
-            metadata.push(("mlflow.sourceRun", run_id.clone()));
-        }
-        for (key, value) in &metadata {
-            tx.execute(
-                "INSERT OR REPLACE INTO trace_request_metadata (key, value, request_id) \
-                 VALUES (?1, ?2, ?3)",
-                params![key, value, trace_id],
-            )?;
-        }
-        for span in &trace.spans {
-            let content = span_content(span, &trace_id);
-            tx.execute(
-                "INSERT OR REPLACE INTO spans (trace_id, experiment_id, span_id, parent_span_id, \
-                 name, type, status, start_time_unix_nano, end_time_unix_nano, content, \
-                 model_name, model_provider) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
+            ])?;
+            let artifacts = format!("{artifact_location}/traces/{trace_id}/artifacts");
+            let fixed_tags = [
+                ("mlflow.artifactLocation", artifacts.as_str()),
+                ("mlflow.trace.spansLocation", "TRACKING_STORE"),
+                ("service.name", "chainlog"),
+            ];
+            let all_tags = fixed_tags.into_iter().chain(
+                user_tags
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            );
+            for (key, value) in all_tags {
+                insert_tag.execute(params![key, value, trace_id])?;
+            }
+            for (key, value) in &metadata {
+                insert_metadata.execute(params![key, value, trace_id])?;
+            }
+            for span in &trace.spans {
+                let content = span_content(span, &trace_id);
+                insert_span.execute(params![
                     trace_id,
                     experiment_id,
                     format!("{:016x}", span.span_id),
@@ -164,8 +177,8 @@ fn write(
                     content,
                     string_attribute(span, "mlflow.llm.model"),
                     string_attribute(span, "mlflow.llm.provider"),
-                ],
-            )?;
+                ])?;
+            }
         }
     }
     tx.commit()

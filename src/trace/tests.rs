@@ -27,9 +27,11 @@ fn chain_with_llm_call() {
     inputs(&chain, || json!({"text": "hi"}));
     chain.in_scope(|| {
         let llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
-        json_text(&llm, "mlflow.spanInputs", || {
-            r#"{"model":"m","messages":[]}"#.to_owned()
-        });
+        json_text(
+            &llm,
+            "mlflow.spanInputs",
+            &bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#),
+        );
         attribute(
             &llm,
             "mlflow.chat.tokenUsage",
