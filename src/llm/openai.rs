@@ -328,11 +328,13 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", &body);
+            crate::trace::json_text(&span, "mlflow.spanInputs", || body.clone());
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            crate::trace::json_text(&span, "mlflow.spanOutputs", &raw);
+            // A copy: `raw` can be a slice of the connection's read buffer, which a kept
+            // reference would stop the HTTP client from reusing.
+            crate::trace::json_text(&span, "mlflow.spanOutputs", || Bytes::copy_from_slice(&raw));
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
                 wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
@@ -351,7 +353,7 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let open = async {
             let body = wire::to_body(&self.inner, request, true)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", &body);
+            crate::trace::json_text(&span, "mlflow.spanInputs", || body.clone());
             let permit = self.permit().await?;
             let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
             Ok((permit, response, body))

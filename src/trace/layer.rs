@@ -50,20 +50,34 @@ impl TraceLayer {
     }
 }
 
-/// Reads the span type off a new span's fields.
+/// Reads a new span's type and, for a chain span, its chain name, in one pass over its
+/// fields.
 #[derive(Default)]
-struct SpanType(Option<String>);
+struct NewSpanFields {
+    span_type: Option<String>,
+    chain: Option<String>,
+}
 
-impl Visit for SpanType {
+impl NewSpanFields {
+    fn slot(&mut self, field: &Field) -> Option<&mut Option<String>> {
+        match field.name() {
+            SPAN_TYPE_FIELD => Some(&mut self.span_type),
+            "chain" => Some(&mut self.chain),
+            _ => None,
+        }
+    }
+}
+
+impl Visit for NewSpanFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == SPAN_TYPE_FIELD {
-            self.0 = Some(value.to_owned());
+        if let Some(slot) = self.slot(field) {
+            *slot = Some(value.to_owned());
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == SPAN_TYPE_FIELD {
-            self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
+        if let Some(slot) = self.slot(field) {
+            *slot = Some(format!("{value:?}").trim_matches('"').to_owned());
         }
     }
 }
@@ -103,9 +117,9 @@ where
         if attrs.metadata().fields().field(SPAN_TYPE_FIELD).is_none() {
             return;
         }
-        let mut span_type = SpanType::default();
-        attrs.record(&mut span_type);
-        let Some(span_type) = span_type.0 else {
+        let mut fields = NewSpanFields::default();
+        attrs.record(&mut fields);
+        let Some(span_type) = fields.span_type else {
             return;
         };
         let Some(span) = ctx.span(id) else {
@@ -137,15 +151,9 @@ where
                 (trace, None)
             }
         };
-        let name = attrs
-            .metadata()
-            .fields()
-            .field("chain")
-            .and_then(|_| {
-                let mut chain = ChainName(None);
-                attrs.record(&mut chain);
-                chain.0
-            })
+        // A chain span is named after its chain.
+        let name = fields
+            .chain
             .unwrap_or_else(|| attrs.metadata().name().to_owned());
         span.extensions_mut().insert(Traced {
             trace,
@@ -204,23 +212,6 @@ where
                 trace_id: trace.trace_id,
                 spans,
             });
-        }
-    }
-}
-
-/// Reads the `chain` field: a chain span is named after its chain.
-struct ChainName(Option<String>);
-
-impl Visit for ChainName {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "chain" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "chain" {
-            self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
         }
     }
 }

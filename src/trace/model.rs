@@ -59,12 +59,10 @@ pub(crate) struct Traced {
 }
 
 impl Traced {
-    /// Sets `key`, replacing an earlier value.
+    /// Sets `key`. A later value of the same key wins; the export drops the earlier ones
+    /// (no search here: this runs on the prediction's path).
     pub(crate) fn set(&mut self, key: &'static str, value: AttrValue) {
-        match self.attributes.iter_mut().find(|(k, _)| k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.attributes.push((Cow::Borrowed(key), value)),
-        }
+        self.attributes.push((Cow::Borrowed(key), value));
     }
 
     /// The finished span.
@@ -128,7 +126,7 @@ impl SpanRecord {
             super::SPAN_TYPE_FIELD.to_owned(),
             Value::String(self.span_type.clone()).to_string(),
         ));
-        for (key, value) in &self.attributes {
+        for (key, value) in self.latest_attributes() {
             let text = match value {
                 AttrValue::Json(value) => value.to_string(),
                 AttrValue::JsonText(text) => String::from_utf8_lossy(text).into_owned(),
@@ -138,15 +136,36 @@ impl SpanRecord {
         out
     }
 
-    /// The JSON text of attribute `key` (scrubbed, not cut).
-    pub fn attribute_text(&self, key: &str) -> Option<String> {
+    /// Each attribute's latest value, in the order the keys were first set.
+    fn latest_attributes(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
+        let attributes = &self.attributes;
+        attributes
+            .iter()
+            .enumerate()
+            .filter_map(move |(index, (key, _))| {
+                let first = !attributes[..index]
+                    .iter()
+                    .any(|(earlier, _)| earlier == key);
+                let (_, latest) = attributes[index..].iter().rev().find(|(k, _)| k == key)?;
+                first.then_some((key.as_ref(), latest))
+            })
+    }
+
+    /// The latest value of attribute `key`.
+    fn latest(&self, key: &str) -> Option<&AttrValue> {
         self.attributes
             .iter()
+            .rev()
             .find(|(k, _)| k == key)
-            .map(|(_, value)| match value {
-                AttrValue::Json(value) => crate::secret::scrub(&value.to_string()),
-                AttrValue::JsonText(text) => crate::secret::scrub(&String::from_utf8_lossy(text)),
-            })
+            .map(|(_, value)| value)
+    }
+
+    /// The JSON text of attribute `key` (scrubbed, not cut).
+    pub fn attribute_text(&self, key: &str) -> Option<String> {
+        self.latest(key).map(|value| match value {
+            AttrValue::Json(value) => crate::secret::scrub(&value.to_string()),
+            AttrValue::JsonText(text) => crate::secret::scrub(&String::from_utf8_lossy(text)),
+        })
     }
 
     /// Nanoseconds since the Unix epoch.
@@ -161,11 +180,7 @@ impl SpanRecord {
 
     /// The token usage this span reports (`mlflow.chat.tokenUsage`).
     fn token_usage(&self) -> Option<TokenUsage> {
-        let (_, value) = self
-            .attributes
-            .iter()
-            .find(|(k, _)| k == "mlflow.chat.tokenUsage")?;
-        let value = match value {
+        let value = match self.latest("mlflow.chat.tokenUsage")? {
             AttrValue::Json(value) => value.clone(),
             AttrValue::JsonText(text) => serde_json::from_slice(text).ok()?,
         };
@@ -286,6 +301,35 @@ mod tests {
         assert!(text.contains(TRUNCATION_MARKER), "no marker");
         assert!(text.ends_with(&format!("{} bytes]", huge.len())));
         assert!(cut.len() < MAX_ATTRIBUTE_BYTES + 100);
+    }
+
+    #[test]
+    fn a_key_set_twice_keeps_its_latest_value_in_first_set_order() {
+        let mut traced = Traced {
+            trace: Arc::new(TraceBuf {
+                trace_id: 1,
+                spans: Mutex::new(Vec::new()),
+            }),
+            span_id: 2,
+            parent_id: None,
+            name: "chain".to_owned(),
+            span_type: "CHAIN".to_owned(),
+            start: SystemTime::now(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            error: None,
+        };
+        traced.set("a", AttrValue::Json(Value::from(1)));
+        traced.set("b", AttrValue::Json(Value::from(2)));
+        traced.set("a", AttrValue::Json(Value::from(3)));
+        let span = traced.finish(SystemTime::now());
+        let keys: Vec<_> = span
+            .encoded_attributes()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        assert_eq!(keys, ["mlflow.spanType=\"CHAIN\"", "a=3", "b=2"]);
+        assert_eq!(span.attribute_text("a").as_deref(), Some("3"));
     }
 
     #[test]

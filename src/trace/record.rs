@@ -41,13 +41,11 @@ pub fn attribute(span: &Span, key: &'static str, value: impl FnOnce() -> Value) 
     with_traced(span, |traced| traced.set(key, AttrValue::Json(value())));
 }
 
-/// Sets the attribute `key` of `span` to `text`, which already is JSON text (a request body
-/// as sent, UTF-8) — kept only when `span` is traced. The bytes are shared, not copied: the
-/// export reads them as text in the background.
-pub fn json_text(span: &Span, key: &'static str, text: &Bytes) {
-    with_traced(span, |traced| {
-        traced.set(key, AttrValue::JsonText(Bytes::clone(text)));
-    });
+/// Sets the attribute `key` of `span` to `text()`, which already is JSON text (a request body
+/// as sent, UTF-8) — run only when `span` is traced. Hand over shared bytes where the caller
+/// owns them (`body.clone()`); the export reads them as text in the background.
+pub fn json_text(span: &Span, key: &'static str, text: impl FnOnce() -> Bytes) {
+    with_traced(span, |traced| traced.set(key, AttrValue::JsonText(text())));
 }
 
 /// Sets every `(key, value)` of `values()` on `span` with one lookup of its trace data — run

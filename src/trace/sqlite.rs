@@ -69,9 +69,15 @@ impl SqliteSink {
     }
 }
 
+/// The page cache of the export's connection, in KiB: a batch of traces dirties a few MiB
+/// (MLflow's schema indexes every span six ways); with SQLite's default 2 MiB the pager
+/// spills mid-transaction and writes pages twice.
+const CACHE_KIB: i64 = 32 * 1024;
+
 fn open(db_path: &std::path::Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(db_path)?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     Ok(conn)
 }
 
@@ -119,11 +125,14 @@ fn write(
              model_name, model_provider) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
-        for trace in traces {
-            let Some(root) = trace.root() else {
-                continue;
-            };
-            let trace_id = trace.mlflow_id();
+        // Rows in key order, table by table: the b-trees (keyed on random trace ids) are
+        // then filled page by page instead of at random places.
+        let mut rows: Vec<(String, &TraceRecord, &SpanRecord)> = traces
+            .iter()
+            .filter_map(|trace| Some((trace.mlflow_id(), trace, trace.root()?)))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        for (trace_id, trace, root) in &rows {
             let start_ms = unix_ns(root.start) / 1_000_000;
             let end_ms = trace
                 .spans
@@ -145,29 +154,44 @@ fn write(
                 usage.map(|u| u.output_tokens),
                 usage.map(|u| u.total_tokens),
             ])?;
+        }
+        for (trace_id, _, _) in &rows {
             let artifacts = format!("{artifact_location}/traces/{trace_id}/artifacts");
-            let fixed_tags = [
-                ("mlflow.artifactLocation", artifacts.as_str()),
-                ("mlflow.trace.spansLocation", "TRACKING_STORE"),
-                ("service.name", "chainlog"),
-            ];
-            let all_tags = fixed_tags.into_iter().chain(
-                user_tags
-                    .iter()
-                    .map(|(key, value)| (key.as_str(), value.as_str())),
-            );
-            for (key, value) in all_tags {
+            insert_tag.execute(params!["mlflow.artifactLocation", artifacts, trace_id])?;
+        }
+        let same_tags = [
+            ("mlflow.trace.spansLocation", "TRACKING_STORE"),
+            ("service.name", "chainlog"),
+        ]
+        .into_iter()
+        .chain(
+            user_tags
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
+        for (key, value) in same_tags {
+            for (trace_id, _, _) in &rows {
                 insert_tag.execute(params![key, value, trace_id])?;
             }
-            for (key, value) in &metadata {
+        }
+        for (key, value) in &metadata {
+            for (trace_id, _, _) in &rows {
                 insert_metadata.execute(params![key, value, trace_id])?;
             }
-            for span in &trace.spans {
-                let content = span_content(span, &trace_id);
+        }
+        for (trace_id, trace, _) in &rows {
+            let mut spans: Vec<(String, &SpanRecord)> = trace
+                .spans
+                .iter()
+                .map(|span| (format!("{:016x}", span.span_id), span))
+                .collect();
+            spans.sort_by(|a, b| a.0.cmp(&b.0));
+            for (span_id, span) in spans {
+                let content = span_content(span, trace_id);
                 insert_span.execute(params![
                     trace_id,
                     experiment_id,
-                    format!("{:016x}", span.span_id),
+                    span_id,
                     span.parent_id.map(|id| format!("{id:016x}")),
                     span.name,
                     span.span_type,

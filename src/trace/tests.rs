@@ -27,11 +27,9 @@ fn chain_with_llm_call() {
     inputs(&chain, || json!({"text": "hi"}));
     chain.in_scope(|| {
         let llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
-        json_text(
-            &llm,
-            "mlflow.spanInputs",
-            &bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#),
-        );
+        json_text(&llm, "mlflow.spanInputs", || {
+            bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#)
+        });
         attribute(
             &llm,
             "mlflow.chat.tokenUsage",
