@@ -27,7 +27,8 @@ pub use api::{
     StoreError, TrackingStore, Unfinished, UnfinishedRun,
 };
 pub use model_uri::{
-    CACHE_DIR_VAR, FetchedModel, ModelUri, default_cache_dir, fetch_model, fetch_model_with_tags,
+    CACHE_DIR_VAR, FetchedModel, ModelUri, default_cache_dir, discard_entry, fetch_all,
+    fetch_files, fetch_model, fetch_model_with_tags, is_complete, open_model,
 };
 pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;
