@@ -735,6 +735,71 @@ mod tests {
         );
     }
 
+    /// What predict and serve use is named and checked; the crate snapshot and the pyfunc
+    /// loader are not (they may be absent from a partial copy, or changed, and still pass
+    /// `Needs::Run`), but a present file no record lists and a changed used file are refused;
+    /// `Needs::Everything` is `verify`, which refuses the partial copy.
+    #[test]
+    fn needs_names_and_checks_only_what_is_used() {
+        let fixture = write_fixture(true);
+        let artifact = LoadedArtifact::read(&fixture.artifact).unwrap();
+        assert_eq!(
+            artifact.files_for(Needs::Run),
+            [
+                CONFIG_FILE,
+                "prompts/greet.hbs",
+                "prompts/qa/01-system.hbs",
+                "prompts/qa/02-user.hbs",
+                ENV_VARS_FILE,
+                INPUT_EXAMPLE_FILE,
+                OUTPUT_EXAMPLE_FILE,
+                SERVING_INPUT_EXAMPLE_FILE
+            ]
+        );
+        assert_eq!(
+            artifact.files_for(Needs::Replay),
+            artifact.files_for(Needs::Run),
+            "the fixture has no cassettes"
+        );
+        assert!(
+            artifact
+                .files_for(Needs::Everything)
+                .contains(&"code/chains/t.rs".to_owned())
+        );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        fs::remove_dir_all(fixture.artifact.join("code/src")).unwrap();
+        artifact.verify_for(Needs::Run).unwrap();
+        assert!(artifact.verify().is_err());
+
+        fs::write(fixture.artifact.join("prompts/qa/03-user.hbs"), "extra").unwrap();
+        let err = artifact.verify_for(Needs::Run).unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::UnlistedFile { path } if path.ends_with("prompts/qa/03-user.hbs")),
+            "{err:?}"
+        );
+        fs::remove_file(fixture.artifact.join("prompts/qa/03-user.hbs")).unwrap();
+        tamper(&fixture.artifact.join(INPUT_EXAMPLE_FILE));
+        let err = artifact.verify_for(Needs::Run).unwrap_err();
+        assert!(mismatch_path(err).ends_with(INPUT_EXAMPLE_FILE));
+    }
+
+    #[test]
+    fn needs_replay_wants_cassettes_and_run_does_not() {
+        for (needs, cassette, pyfunc, example) in [
+            (Needs::Run, false, false, true),
+            (Needs::Replay, true, false, true),
+            (Needs::Everything, true, true, true),
+        ] {
+            assert_eq!(needs.wants("cassettes/case-0.yaml"), cassette, "{needs:?}");
+            assert_eq!(needs.wants(PYFUNC_LOADER_FILE), pyfunc, "{needs:?}");
+            assert_eq!(needs.wants(INPUT_EXAMPLE_FILE), example, "{needs:?}");
+            assert!(
+                needs.wants("codex/x"),
+                "{needs:?}: only the folder code/ is left out"
+            );
+        }
+    }
+
     #[test]
     fn a_changed_pyfunc_loader_is_refused_by_name_inside_a_snapshot_too() {
         let fixture = write_fixture(true);

@@ -2,13 +2,18 @@
 //! → verified artifact → this binary's chain, rebuilt with the artifact's config and prompts,
 //! MLflow's load-time config overrides applied.
 //!
+//! Through a store URI, only what the command uses is fetched ([`Needs`]: `predict`/`serve`
+//! in this binary, `replay`, or everything for `--build cargo` and `--verify-key`), the
+//! MLmodel first; a local directory is used whole.
+//!
 //! Verification, in order, before anything of the artifact is used ([`Integrity`]):
 //! 1. Through a store URI, the downloaded MLmodel's SHA-256 against the digest the store
 //!    recorded on the LoggedModel at log time (`chainlog.artifact_digest`); a model logged by
 //!    an older chainlog has no record and loads with a warning that it is unbound. A local
 //!    directory has no record: its digest is printed (stderr), and `--expect-digest` pins it.
-//! 2. The MLmodel lists every file and every file has the hash it lists
-//!    ([`LoadedArtifact::verify`]).
+//! 2. The MLmodel lists every file present and every file used has the hash it lists
+//!    ([`LoadedArtifact::verify_for`]; [`LoadedArtifact::verify`], every file, for a local
+//!    directory and before the artifact's own code is compiled).
 //! 3. With `--verify-key`, the OpenSSF Model Signing signature `model.sig`
 //!    ([`verify_model`]).
 

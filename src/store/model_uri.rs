@@ -1,14 +1,22 @@
 //! Model URIs as MLflow spells them, and fetching the model one names into a local cache.
 //!
 //! Owns [`ModelUri`] (`runs:/<run_id>/<path>`, `models:/<model_id>`, `models:/<name>/<version>`,
-//! `models:/<name>/latest`, `models:/<name>@<alias>`, a local directory), [`fetch_model`] and [`default_cache_dir`].
-//! Does not own what the files mean (`artifact`) or how a store reads them (`sqlite`, `rest`).
+//! `models:/<name>/latest`, `models:/<name>@<alias>`, a local directory), [`open_model`] (the
+//! URI resolved to its READY logged model, its tags and its cache entry), [`fetch_files`] (some
+//! files of it, by name), [`fetch_all`] and [`fetch_model`] (every file) and
+//! [`default_cache_dir`]. Does not own what the files mean (`artifact`: which files a command
+//! uses, and their checks) or how a store reads them (`sqlite`, `rest`).
 //!
 //! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
-//! model's files never change, so an entry, once complete, is reused without asking the store.
-//! Entries are downloaded into a hidden sibling and renamed into place, so a crash never leaves
-//! a half-filled entry; a file lock per model (`.<model_id>.lock`) makes processes that fetch
-//! the same model at once download it once — the others wait and reuse the entry.
+//! model's files never change, so a file, once fetched, is reused without asking the store. An
+//! entry holds the files the commands that used the model asked for; [`fetch_all`] marks it
+//! complete (`.<model_id>.complete` beside it) once it holds every file the store lists, and
+//! only that mark makes it complete — removed with the entry when the entry is discarded
+//! ([`discard_entry`]). Files are downloaded into a hidden sibling and renamed into place
+//! (the whole folder for a new entry, else file by file), so a crash never leaves a
+//! half-written file; a file lock per model (`.<model_id>.lock`) makes processes that fetch
+//! the same files at once download them once — the others wait (woken when it is released)
+//! and reuse them.
 
 use std::{
     fmt,
