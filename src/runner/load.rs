@@ -119,8 +119,8 @@ pub async fn load_model<'r>(
 /// `Local` is this binary; `Cargo` compiles the artifact's own crate snapshot; `Auto` is
 /// `Local` when this binary holds the chain with the logged code hash and `Cargo` otherwise.
 /// A model from a store is fetched as far as `needs` says when this binary runs it, and whole
-/// when its code is compiled. Every hash of what is used is verified before anything is built. Compiling blocks the calling thread
-/// (`block_in_place`: call it on a multi-threaded runtime).
+/// when its code is compiled. Every hash of what is used is verified before anything is built.
+/// Compiling blocks the calling thread (`block_in_place`: call it on a multi-threaded runtime).
 ///
 /// # Errors
 ///

@@ -11,9 +11,10 @@
 //!
 //! The store moves runs and bytes, not chains: it never reads a chain, a prompt template's
 //! meaning or a config. Parts: `api` (the trait, its types and [`StoreError`]), `uri`
-//! (parsing tracking URIs and `MLFLOW_*` environment variables), `model_uri` (model URIs and
-//! [`open_model`], [`fetch_files`] and [`fetch_model`] into a local cache), `validate` (MLflow's rules for names and values, for
-//! both stores and for `log` before anything is written), `sqlite`, `rest`.
+//! (parsing tracking URIs and `MLFLOW_*` environment variables), `model_uri` (model URIs, and
+//! [`open_model`], [`fetch_files`] and [`fetch_model`] into a local cache), `validate`
+//! (MLflow's rules for names and values, for both stores and for `log` before anything is
+//! written), `sqlite`, `rest`.
 
 mod api;
 mod model_uri;
