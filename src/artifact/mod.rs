@@ -75,7 +75,7 @@ pub use mlmodel::{
 };
 pub use oms::{SignatureError, SigningKey, VerifyingKey, sign_model, verify_model};
 pub use provenance::{CHAINLOG_VERSION, GitState, Provenance, RUSTC_VERSION, TARGET};
-pub use read::LoadedArtifact;
+pub use read::{LoadedArtifact, Needs};
 pub use signature::mlflow_schema_json;
 pub use snapshot::{
     CARGO_VENDOR_DIR, SOURCE_CONFIG_FILE, SnapshotPlan, SnapshotSource, VENDOR_DIR,

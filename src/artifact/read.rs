@@ -22,12 +22,44 @@ use crate::digest::{sha256_hex, tree_sha256};
 use super::{
     ArtifactError, ChainlogFlavor, MlModel,
     mlmodel::{
-        CONFIG_FILE, ENV_VARS_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE, OUTPUT_EXAMPLE_FILE,
-        PROMPTS_DIR, REGISTERED_MODEL_META_FILE, SERVING_INPUT_EXAMPLE_FILE, SIGNATURE_FILE,
+        CASSETTES_DIR, CODE_DIR, CONFIG_FILE, ENV_VARS_FILE, INPUT_EXAMPLE_FILE, MLMODEL_FILE,
+        OUTPUT_EXAMPLE_FILE, PROMPTS_DIR, REGISTERED_MODEL_META_FILE, SERVING_INPUT_EXAMPLE_FILE,
+        SIGNATURE_FILE,
     },
     write::plain_relative,
 };
 use crate::config::ChainConfig;
+
+/// What a command uses of an artifact: which files must be fetched and verified before it
+/// runs. A model fetched from a store is fetched (and checked) only as far as its command
+/// needs; a local directory is always checked whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// `predict` and `serve` in this binary: the config, the prompts and the other listed
+    /// files outside `code/` and `cassettes/` (the examples, `environment_variables.txt`). The
+    /// chain's code is checked by its hash in the MLmodel, not read.
+    Run,
+    /// `replay`: what [`Needs::Run`] needs and the recorded exchanges (`cassettes/`).
+    Replay,
+    /// Everything: the crate snapshot for `--build cargo`, the pyfunc loader, a signature
+    /// over every file.
+    Everything,
+}
+
+impl Needs {
+    /// Whether a file the flavor lists in `files` is needed.
+    fn wants(self, path: &str) -> bool {
+        let under = |dir: &str| {
+            path.strip_prefix(dir)
+                .is_some_and(|rest| rest.starts_with('/'))
+        };
+        match self {
+            Self::Run => !under(CODE_DIR) && !under(CASSETTES_DIR),
+            Self::Replay => !under(CODE_DIR),
+            Self::Everything => true,
+        }
+    }
+}
 
 /// An artifact directory whose MLmodel has been read.
 #[derive(Debug, Clone)]
@@ -166,10 +198,51 @@ impl LoadedArtifact {
     /// folder for the snapshot), [`ArtifactError::MissingFile`] for a listed file that is
     /// gone, [`ArtifactError::Config`] for an inline config that is no longer a valid config.
     pub fn verify(&self) -> Result<(), ArtifactError> {
+        self.verify_for(Needs::Everything)
+    }
+
+    /// The files `needs` uses, as the MLmodel lists them (relative, `/`-separated): the config,
+    /// every prompt file and the listed files `needs` wants; for [`Needs::Everything`] also the
+    /// chain source (the rest of the crate snapshot is not listed file by file: fetch the
+    /// whole artifact for it).
+    pub fn files_for(&self, needs: Needs) -> Vec<String> {
+        let flavor = self.flavor();
+        let mut files = vec![CONFIG_FILE.to_owned()];
+        if needs == Needs::Everything {
+            files.push(flavor.code.path.clone());
+        }
+        files.extend(
+            flavor
+                .prompts
+                .iter()
+                .flat_map(|p| p.files.iter().map(|f| f.path.clone())),
+        );
+        files.extend(
+            flavor
+                .files
+                .iter()
+                .filter(|f| needs.wants(&f.path))
+                .map(|f| f.path.clone()),
+        );
+        files
+    }
+
+    /// [`verify`](Self::verify) of what `needs` uses: no file the MLmodel does not list, and
+    /// every hash of the files [`files_for`](Self::files_for) names (with each prompt's and
+    /// the config's own hash); [`Needs::Everything`] is `verify`. A file `needs` does not use
+    /// may be absent (not fetched yet) and is not checked.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify`](Self::verify), for the files checked.
+    pub fn verify_for(&self, needs: Needs) -> Result<(), ArtifactError> {
         self.check_complete()?;
         let flavor = self.flavor();
-        self.check_file(&flavor.code.path, &flavor.code.sha256)?;
-        for file in &flavor.files {
+        let everything = needs == Needs::Everything;
+        if everything {
+            self.check_file(&flavor.code.path, &flavor.code.sha256)?;
+        }
+        for file in flavor.files.iter().filter(|f| needs.wants(&f.path)) {
             self.check_file(&file.path, &file.sha256)?;
         }
         for prompt in &flavor.prompts {
@@ -193,7 +266,7 @@ impl LoadedArtifact {
                 }
             })?;
         self.check_recorded(&flavor.config_sha256, inline.sha256())?;
-        if let Some(snapshot) = &flavor.crate_snapshot {
+        if let Some(snapshot) = flavor.crate_snapshot.as_ref().filter(|_| everything) {
             let root = self.dir.join(&snapshot.path);
             let mut hashes = Vec::with_capacity(snapshot.files);
             hash_tree(&root, "", &mut hashes)?;
@@ -660,6 +733,71 @@ mod tests {
             matches!(&err, ArtifactError::MissingFile { path } if path.ends_with(OUTPUT_EXAMPLE_FILE)),
             "{err:?}"
         );
+    }
+
+    /// What predict and serve use is named and checked; the crate snapshot and the pyfunc
+    /// loader are not (they may be absent from a partial copy, or changed, and still pass
+    /// `Needs::Run`), but a present file no record lists and a changed used file are refused;
+    /// `Needs::Everything` is `verify`, which refuses the partial copy.
+    #[test]
+    fn needs_names_and_checks_only_what_is_used() {
+        let fixture = write_fixture(true);
+        let artifact = LoadedArtifact::read(&fixture.artifact).unwrap();
+        assert_eq!(
+            artifact.files_for(Needs::Run),
+            [
+                CONFIG_FILE,
+                "prompts/greet.hbs",
+                "prompts/qa/01-system.hbs",
+                "prompts/qa/02-user.hbs",
+                ENV_VARS_FILE,
+                INPUT_EXAMPLE_FILE,
+                OUTPUT_EXAMPLE_FILE,
+                SERVING_INPUT_EXAMPLE_FILE
+            ]
+        );
+        assert_eq!(
+            artifact.files_for(Needs::Replay),
+            artifact.files_for(Needs::Run),
+            "the fixture has no cassettes"
+        );
+        assert!(
+            artifact
+                .files_for(Needs::Everything)
+                .contains(&"code/chains/t.rs".to_owned())
+        );
+        tamper(&fixture.artifact.join(PYFUNC_LOADER_FILE));
+        fs::remove_dir_all(fixture.artifact.join("code/src")).unwrap();
+        artifact.verify_for(Needs::Run).unwrap();
+        assert!(artifact.verify().is_err());
+
+        fs::write(fixture.artifact.join("prompts/qa/03-user.hbs"), "extra").unwrap();
+        let err = artifact.verify_for(Needs::Run).unwrap_err();
+        assert!(
+            matches!(&err, ArtifactError::UnlistedFile { path } if path.ends_with("prompts/qa/03-user.hbs")),
+            "{err:?}"
+        );
+        fs::remove_file(fixture.artifact.join("prompts/qa/03-user.hbs")).unwrap();
+        tamper(&fixture.artifact.join(INPUT_EXAMPLE_FILE));
+        let err = artifact.verify_for(Needs::Run).unwrap_err();
+        assert!(mismatch_path(err).ends_with(INPUT_EXAMPLE_FILE));
+    }
+
+    #[test]
+    fn needs_replay_wants_cassettes_and_run_does_not() {
+        for (needs, cassette, pyfunc, example) in [
+            (Needs::Run, false, false, true),
+            (Needs::Replay, true, false, true),
+            (Needs::Everything, true, true, true),
+        ] {
+            assert_eq!(needs.wants("cassettes/case-0.yaml"), cassette, "{needs:?}");
+            assert_eq!(needs.wants(PYFUNC_LOADER_FILE), pyfunc, "{needs:?}");
+            assert_eq!(needs.wants(INPUT_EXAMPLE_FILE), example, "{needs:?}");
+            assert!(
+                needs.wants("codex/x"),
+                "{needs:?}: only the folder code/ is left out"
+            );
+        }
     }
 
     #[test]

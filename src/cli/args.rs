@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::{
-    artifact::{LoadedArtifact, VerifyingKey},
+    artifact::{LoadedArtifact, Needs, VerifyingKey},
     chain::ChainRegistry,
     config::ChainConfig,
     project::{CompiledCrate, Project},
@@ -130,7 +130,9 @@ impl ModelArgs {
         compiled: &CompiledCrate,
         hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<(Rebuilt<'r>, Endpoint)> {
-        let artifact = self.locate(registry, compiled, hand_over_args).await?;
+        let artifact = self
+            .locate_for(registry, compiled, hand_over_args, Needs::Run)
+            .await?;
         let endpoint = super::endpoint().await?;
         let model = rebuild_model(registry, &self.model_uri, artifact, &self.set, &endpoint)?;
         Ok((model, endpoint))
@@ -150,6 +152,19 @@ impl ModelArgs {
         compiled: &CompiledCrate,
         hand_over_args: Vec<OsString>,
     ) -> anyhow::Result<LoadedArtifact> {
+        self.locate_for(registry, compiled, hand_over_args, Needs::Replay)
+            .await
+    }
+
+    /// [`locate`](Self::locate), fetching and verifying what `needs` says of a model in a
+    /// store (all of it when its code is compiled).
+    async fn locate_for(
+        &self,
+        registry: &ChainRegistry,
+        compiled: &CompiledCrate,
+        hand_over_args: Vec<OsString>,
+        needs: Needs,
+    ) -> anyhow::Result<LoadedArtifact> {
         let integrity = Integrity {
             expect_digest: self.expect_digest.clone(),
             verify_key: self
@@ -166,6 +181,7 @@ impl ModelArgs {
             self.build.build,
             &self.build.options(),
             &integrity,
+            needs,
         )
         .await?;
         match code {

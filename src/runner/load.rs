@@ -2,13 +2,18 @@
 //! → verified artifact → this binary's chain, rebuilt with the artifact's config and prompts,
 //! MLflow's load-time config overrides applied.
 //!
+//! Through a store URI, only what the command uses is fetched ([`Needs`]: `predict`/`serve`
+//! in this binary, `replay`, or everything for `--build cargo` and `--verify-key`), the
+//! MLmodel first; a local directory is used whole.
+//!
 //! Verification, in order, before anything of the artifact is used ([`Integrity`]):
 //! 1. Through a store URI, the downloaded MLmodel's SHA-256 against the digest the store
 //!    recorded on the LoggedModel at log time (`chainlog.artifact_digest`); a model logged by
 //!    an older chainlog has no record and loads with a warning that it is unbound. A local
 //!    directory has no record: its digest is printed (stderr), and `--expect-digest` pins it.
-//! 2. The MLmodel lists every file and every file has the hash it lists
-//!    ([`LoadedArtifact::verify`]).
+//! 2. The MLmodel lists every file present and every file used has the hash it lists
+//!    ([`LoadedArtifact::verify_for`]; [`LoadedArtifact::verify`], every file, for a local
+//!    directory and before the artifact's own code is compiled).
 //! 3. With `--verify-key`, the OpenSSF Model Signing signature `model.sig`
 //!    ([`verify_model`]).
 
@@ -19,11 +24,14 @@ use super::{
     rebuild::{holds_logged_chain, rebuild_verified},
 };
 use crate::{
-    artifact::{ARTIFACT_DIGEST_TAG, ArtifactError, LoadedArtifact, VerifyingKey, verify_model},
+    artifact::{
+        ARTIFACT_DIGEST_TAG, ArtifactError, LoadedArtifact, MLMODEL_FILE, Needs, VerifyingKey,
+        verify_model,
+    },
     chain::ChainRegistry,
     store::{
-        FetchedModel, ModelUri, StoreError, TrackingUri, default_cache_dir, fetch_model_with_tags,
-        open_store,
+        FetchedModel, ModelUri, StoreError, TrackingStore, TrackingUri, default_cache_dir,
+        discard_entry, fetch_all, fetch_files, open_model, open_store,
     },
 };
 
@@ -97,15 +105,22 @@ pub async fn load_model<'r>(
     endpoint: &Endpoint,
     integrity: &Integrity,
 ) -> Result<Rebuilt<'r>, LoadError> {
-    let artifact = fetch_verified(uri, tracking, integrity).await?;
-    rebuild_model(registry, uri, artifact, overrides_from_flags, endpoint)
+    let verified = fetch_verified(uri, tracking, integrity, Needs::Run).await?;
+    rebuild_model(
+        registry,
+        uri,
+        verified.artifact,
+        overrides_from_flags,
+        endpoint,
+    )
 }
 
 /// Fetches and verifies the model `uri` names and decides where its code runs, by `mode`:
 /// `Local` is this binary; `Cargo` compiles the artifact's own crate snapshot; `Auto` is
 /// `Local` when this binary holds the chain with the logged code hash and `Cargo` otherwise.
-/// Every hash is verified before anything is built. Compiling blocks the calling thread
-/// (`block_in_place`: call it on a multi-threaded runtime).
+/// A model from a store is fetched as far as `needs` says when this binary runs it, and whole
+/// when its code is compiled. Every hash of what is used is verified before anything is built.
+/// Compiling blocks the calling thread (`block_in_place`: call it on a multi-threaded runtime).
 ///
 /// # Errors
 ///
@@ -118,16 +133,19 @@ pub async fn locate_model_code(
     mode: BuildMode,
     compile: &CompileOptions,
     integrity: &Integrity,
+    needs: Needs,
 ) -> Result<ModelCode, LoadError> {
-    let artifact = fetch_verified(uri, tracking, integrity).await?;
+    let verified = fetch_verified(uri, tracking, integrity, needs).await?;
     let here = match mode {
         BuildMode::Local => true,
         BuildMode::Cargo => false,
-        BuildMode::Auto => holds_logged_chain(registry, &artifact),
+        BuildMode::Auto => holds_logged_chain(registry, &verified.artifact),
     };
     if here {
-        return Ok(ModelCode::ThisBinary(Box::new(artifact)));
+        return Ok(ModelCode::ThisBinary(Box::new(verified.artifact)));
     }
+    // The artifact's own code is built: it needs the crate snapshot, fetched and verified now.
+    let artifact = verified.complete(uri).await?;
     let compiled =
         tokio::task::block_in_place(|| compile_snapshot(&artifact, compile)).map_err(|source| {
             LoadError::Compile {
@@ -138,19 +156,79 @@ pub async fn locate_model_code(
     Ok(ModelCode::Compiled(compiled))
 }
 
+/// A model's files, fetched (cached) as far as `needs` says and verified.
+struct Verified {
+    artifact: LoadedArtifact,
+    needs: Needs,
+    /// Where more of the model comes from: the store and the cache entry (`None` for a local
+    /// directory, which is verified whole).
+    source: Option<(std::sync::Arc<dyn TrackingStore>, FetchedModel)>,
+}
+
+impl Verified {
+    /// The artifact with every file fetched and verified (the crate snapshot included).
+    async fn complete(self, uri: &str) -> Result<LoadedArtifact, LoadError> {
+        let Some((store, fetched)) = self.source.filter(|_| self.needs != Needs::Everything) else {
+            return Ok(self.artifact);
+        };
+        fetch_all(store.as_ref(), &fetched).await?;
+        self.artifact
+            .verify_for(Needs::Everything)
+            .map_err(|source| refused(uri, Some(&fetched.dir), source))?;
+        Ok(self.artifact)
+    }
+}
+
+/// The refusal of the model `uri` for `source`. A cached copy (`cached`) that fails its checks
+/// is discarded, so a store put right is fetched again instead of the bad copy being refused
+/// forever.
+fn refused(uri: &str, cached: Option<&std::path::Path>, source: ArtifactError) -> LoadError {
+    if let Some(dir) = cached
+        && !matches!(source, ArtifactError::Signature(_))
+    {
+        match discard_entry(dir) {
+            Ok(()) => eprintln!(
+                "note: the cached copy `{}` failed its checks and was discarded; the next \
+                 load fetches the model again",
+                dir.display()
+            ),
+            Err(err) => eprintln!(
+                "warning: the cached copy `{}` failed its checks and could not be removed \
+                 ({err}); delete it by hand",
+                dir.display()
+            ),
+        }
+    }
+    LoadError::Rebuild {
+        uri: uri.to_owned(),
+        source: RebuildError::Artifact(source),
+    }
+}
+
 /// The model's files, fetched (cached) and verified: the store's digest record (or
-/// `--expect-digest`), every hash MLmodel records, and with `--verify-key` the signature.
+/// `--expect-digest`), every hash MLmodel records of what `needs` uses, and with
+/// `--verify-key` the signature (which covers every file, so all are fetched).
+///
+/// From a store, the MLmodel is fetched first and checked against the store's digest record
+/// before anything of it is read; the files `needs` uses are then fetched by the names and
+/// checked against the hashes that verified MLmodel lists. A local directory is verified
+/// whole.
 async fn fetch_verified(
     uri: &str,
     tracking: &TrackingUri,
     integrity: &Integrity,
-) -> Result<LoadedArtifact, LoadError> {
+    needs: Needs,
+) -> Result<Verified, LoadError> {
     let model_uri = ModelUri::parse(uri)?;
-    let fetched = match &model_uri {
-        ModelUri::LocalDir { path } => FetchedModel {
-            dir: path.clone(),
-            tags: None,
-        },
+    let (fetched, store) = match &model_uri {
+        ModelUri::LocalDir { path } => (
+            FetchedModel {
+                dir: path.clone(),
+                tags: None,
+                model: None,
+            },
+            None,
+        ),
         _ => {
             // Reading never creates a store: a missing database file is a wrong URI or folder.
             // (A `models:/<model_id>` may still be served from the model cache.)
@@ -160,32 +238,18 @@ async fn fetch_verified(
                 return Err(LoadError::Store(missing));
             }
             let store = open_store(tracking)?;
-            fetch_model_with_tags(store.as_ref(), &model_uri, &default_cache_dir()?).await?
+            let fetched = open_model(store.as_ref(), &model_uri, &default_cache_dir()?).await?;
+            fetch_files(store.as_ref(), &fetched, &[MLMODEL_FILE.to_owned()]).await?;
+            (fetched, Some(store))
         }
     };
-    let from_store = !matches!(model_uri, ModelUri::LocalDir { .. });
-    let refused = |source: ArtifactError| {
-        // A cached copy that fails its checks is discarded, so a store put right is fetched
-        // again instead of the bad copy being refused forever.
-        if from_store && !matches!(source, ArtifactError::Signature(_)) {
-            match std::fs::remove_dir_all(&fetched.dir) {
-                Ok(()) => eprintln!(
-                    "note: the cached copy `{}` failed its checks and was discarded; the next \
-                     load fetches the model again",
-                    fetched.dir.display()
-                ),
-                Err(err) => eprintln!(
-                    "warning: the cached copy `{}` failed its checks and could not be removed \
-                     ({err}); delete it by hand",
-                    fetched.dir.display()
-                ),
-            }
-        }
-        LoadError::Rebuild {
-            uri: uri.to_owned(),
-            source: RebuildError::Artifact(source),
-        }
+    let needs = if store.is_some() && integrity.verify_key.is_none() {
+        needs
+    } else {
+        Needs::Everything
     };
+    let cached = store.as_ref().map(|_| fetched.dir.as_path());
+    let refused = |source| refused(uri, cached, source);
     let dir = &fetched.dir;
     let pinned = integrity.expect_digest.as_deref().map(|expected| {
         let expected = expected.trim();
@@ -223,7 +287,14 @@ async fn fetch_verified(
             actual: artifact.digest().to_owned(),
         }));
     }
-    artifact.verify().map_err(refused)?;
+    if let Some(store) = &store {
+        // Only what the verified MLmodel lists, by its names.
+        match needs {
+            Needs::Everything => fetch_all(store.as_ref(), &fetched).await?,
+            _ => fetch_files(store.as_ref(), &fetched, &artifact.files_for(needs)).await?,
+        }
+    }
+    artifact.verify_for(needs).map_err(refused)?;
     if fetched.tags.is_none() && pinned.is_none() {
         eprintln!(
             "model `{uri}`: artifact digest sha256:{} (a local directory has no store record; \
@@ -234,7 +305,11 @@ async fn fetch_verified(
     if let Some(key) = &integrity.verify_key {
         verify_model(dir, key).map_err(refused)?;
     }
-    Ok(artifact)
+    Ok(Verified {
+        artifact,
+        needs,
+        source: store.map(|store| (store, fetched)),
+    })
 }
 
 /// Rebuilds a verified artifact's chain in this binary with MLflow's override variables and

@@ -470,4 +470,44 @@ pub trait TrackingStore: Send + Sync + std::fmt::Debug {
         model: &LoggedModel,
         dest: &Path,
     ) -> Result<(), StoreError>;
+
+    /// Every artifact file of `model`: relative, `/`-separated paths, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the model has no artifacts; transport errors of the
+    /// store.
+    async fn list_model_artifacts(&self, model: &LoggedModel) -> Result<Vec<String>, StoreError>;
+
+    /// Copies only the artifact files `files` of `model` (relative, `/`-separated paths, as
+    /// its MLmodel or [`list_model_artifacts`](Self::list_model_artifacts) names them) into
+    /// the directory `dest` (created), without listing the others. A file the model does not
+    /// have is left out: the caller's check of what it asked for names it as missing.
+    ///
+    /// # Errors
+    ///
+    /// A path that could leave `dest` is refused; [`StoreError::Io`] naming a file that
+    /// cannot be written; transport errors of the store.
+    async fn download_model_files(
+        &self,
+        model: &LoggedModel,
+        files: &[String],
+        dest: &Path,
+    ) -> Result<(), StoreError>;
+
+    /// [`get_logged_model`](Self::get_logged_model) and
+    /// [`logged_model_tags`](Self::logged_model_tags) at once (one request where the store
+    /// answers both with one).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_logged_model`](Self::get_logged_model).
+    async fn logged_model_with_tags(
+        &self,
+        model_id: &str,
+    ) -> Result<(LoggedModel, Vec<(String, String)>), StoreError> {
+        let model = self.get_logged_model(model_id).await?;
+        let tags = self.logged_model_tags(model_id).await?;
+        Ok((model, tags))
+    }
 }

@@ -11,9 +11,10 @@
 //!
 //! The store moves runs and bytes, not chains: it never reads a chain, a prompt template's
 //! meaning or a config. Parts: `api` (the trait, its types and [`StoreError`]), `uri`
-//! (parsing tracking URIs and `MLFLOW_*` environment variables), `model_uri` (model URIs and
-//! [`fetch_model`] into a local cache), `validate` (MLflow's rules for names and values, for
-//! both stores and for `log` before anything is written), `sqlite`, `rest`.
+//! (parsing tracking URIs and `MLFLOW_*` environment variables), `model_uri` (model URIs, and
+//! [`open_model`], [`fetch_files`] and [`fetch_model`] into a local cache), `validate`
+//! (MLflow's rules for names and values, for both stores and for `log` before anything is
+//! written), `sqlite`, `rest`.
 
 mod api;
 mod model_uri;
@@ -27,7 +28,8 @@ pub use api::{
     StoreError, TrackingStore, Unfinished, UnfinishedRun,
 };
 pub use model_uri::{
-    CACHE_DIR_VAR, FetchedModel, ModelUri, default_cache_dir, fetch_model, fetch_model_with_tags,
+    CACHE_DIR_VAR, FetchedModel, ModelUri, default_cache_dir, discard_entry, fetch_all,
+    fetch_files, fetch_model, fetch_model_with_tags, is_complete, open_model,
 };
 pub use rest::{Auth, RestStore};
 pub use sqlite::SqliteStore;

@@ -1,14 +1,22 @@
 //! Model URIs as MLflow spells them, and fetching the model one names into a local cache.
 //!
 //! Owns [`ModelUri`] (`runs:/<run_id>/<path>`, `models:/<model_id>`, `models:/<name>/<version>`,
-//! `models:/<name>/latest`, `models:/<name>@<alias>`, a local directory), [`fetch_model`] and [`default_cache_dir`].
-//! Does not own what the files mean (`artifact`) or how a store reads them (`sqlite`, `rest`).
+//! `models:/<name>/latest`, `models:/<name>@<alias>`, a local directory), [`open_model`] (the
+//! URI resolved to its READY logged model, its tags and its cache entry), [`fetch_files`] (some
+//! files of it, by name), [`fetch_all`] and [`fetch_model`] (every file) and
+//! [`default_cache_dir`]. Does not own what the files mean (`artifact`: which files a command
+//! uses, and their checks) or how a store reads them (`sqlite`, `rest`).
 //!
 //! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
-//! model's files never change, so an entry, once complete, is reused without asking the store.
-//! Entries are downloaded into a hidden sibling and renamed into place, so a crash never leaves
-//! a half-filled entry; a file lock per model (`.<model_id>.lock`) makes processes that fetch
-//! the same model at once download it once — the others wait and reuse the entry.
+//! model's files never change, so a file, once fetched, is reused without asking the store. An
+//! entry holds the files the commands that used the model asked for; [`fetch_all`] marks it
+//! complete (`.<model_id>.complete` beside it) once it holds every file the store lists, and
+//! only that mark makes it complete — removed with the entry when the entry is discarded
+//! ([`discard_entry`]). Files are downloaded into a hidden sibling and renamed into place
+//! (the whole folder for a new entry, else file by file), so a crash never leaves a
+//! half-written file; a file lock per model (`.<model_id>.lock`) makes processes that fetch
+//! the same files at once download them once — the others wait (woken when it is released)
+//! and reuse them.
 
 use std::{
     fmt,
@@ -212,7 +220,8 @@ fn cache_dir_from(
         .or_else(|| home.map(|h| PathBuf::from(h).join(".cache/chainlog/models")))
 }
 
-/// A model fetched through a store URI: its local folder and its LoggedModel's tags.
+/// A model a store URI names: its cache entry (which may not hold every file yet — see
+/// [`fetch_files`] and [`fetch_all`]), its LoggedModel and the LoggedModel's tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedModel {
     /// The local folder (the cache entry, or the local directory as given).
@@ -220,83 +229,62 @@ pub struct FetchedModel {
     /// The LoggedModel's tags as the store holds them; `None` for a local directory, which
     /// has no LoggedModel.
     pub tags: Option<Vec<(String, String)>>,
+    /// The LoggedModel the URI resolved to; `None` for a local directory, and for a cached
+    /// `models:/<model_id>` opened while the store could not be reached.
+    pub model: Option<LoggedModel>,
 }
 
-/// [`fetch_model`], plus the LoggedModel's tags (where chainlog records the artifact digest
-/// the downloaded files are checked against). The tags are asked of the store each time and
-/// kept next to the cache entry (`<cache_dir>/<model_id>.tags.json`), so a cached
-/// `models:/<model_id>` still loads with its record when the store cannot be reached (the
-/// cache is trusted as much as the entry it holds).
-///
-/// # Errors
-///
-/// Those of [`fetch_model`]; the store's errors when it cannot be reached and no tags were
-/// kept.
-pub async fn fetch_model_with_tags(
-    store: &dyn TrackingStore,
-    uri: &ModelUri,
-    cache_dir: &Path,
-) -> Result<FetchedModel, StoreError> {
-    let dir = fetch_model(store, uri, cache_dir).await?;
-    if matches!(uri, ModelUri::LocalDir { .. }) {
-        return Ok(FetchedModel { dir, tags: None });
-    }
-    // The cache entry is named by the model id the store resolved.
-    let model_id = dir
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let kept = cache_dir.join(format!("{model_id}.tags.json"));
-    let tags = match store.logged_model_tags(&model_id).await {
-        Ok(tags) => {
-            if let Ok(text) = serde_json::to_vec(&tags) {
-                // Best effort: the tags only spare a store call when offline.
-                let _ = tokio::fs::write(&kept, text).await;
-            }
-            tags
-        }
-        // Offline (or the local store gone): the tags kept when the entry was fetched.
-        Err(err) => match tokio::fs::read(&kept).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| err)?,
-            Err(_) => return Err(err),
-        },
-    };
-    Ok(FetchedModel {
-        dir,
-        tags: Some(tags),
-    })
-}
-
-/// The local directory holding the model `uri` names: a local directory as is; otherwise the
-/// logged model it resolves to, downloaded from `store` into `<cache_dir>/<model_id>/` unless
-/// that entry already exists (`models:/<model_id>` then needs no store call at all).
+/// Resolves `uri` to its logged model and its cache entry `<cache_dir>/<model_id>/`, without
+/// downloading anything: [`fetch_files`] and [`fetch_all`] fill the entry. The model must be
+/// READY. The tags (where chainlog records the artifact digest the files are checked
+/// against) are asked of the store each time — with the model, in one request — and kept next
+/// to the entry (`<cache_dir>/<model_id>.tags.json`), so a cached `models:/<model_id>` still
+/// opens with its record when the store cannot be reached (the cache is trusted as much as the
+/// entry it holds). A local directory is returned as is.
 ///
 /// # Errors
 ///
 /// [`StoreError::BadModelUri`] naming the URI when it does not resolve (unknown run, model,
-/// version or alias; a run with several models and none named `path`); the store's errors
-/// when it cannot be reached; [`StoreError::Io`] when the cache cannot be written.
-pub async fn fetch_model(
+/// version or alias; a run with several models and none named `path`) or the model is not
+/// READY; the store's errors when it cannot be reached and nothing of the model is cached.
+pub async fn open_model(
     store: &dyn TrackingStore,
     uri: &ModelUri,
     cache_dir: &Path,
-) -> Result<PathBuf, StoreError> {
+) -> Result<FetchedModel, StoreError> {
     if let ModelUri::LocalDir { path } = uri {
-        return Ok(path.clone());
+        return Ok(FetchedModel {
+            dir: path.clone(),
+            tags: None,
+            model: None,
+        });
     }
-    if let ModelUri::ModelId { model_id } = uri {
-        let entry = cache_dir.join(safe_id(uri, model_id)?);
-        if entry.is_dir() {
-            return Ok(entry);
+    let resolved = match uri {
+        ModelUri::ModelId { model_id } => {
+            let entry = cache_dir.join(safe_id(uri, model_id)?);
+            match store.logged_model_with_tags(model_id).await {
+                Ok(found) => found,
+                // Offline: a cached entry opens with the tags kept when it was fetched.
+                Err(err) if entry.is_dir() => {
+                    let kept = cache_dir.join(format!("{model_id}.tags.json"));
+                    let tags = match tokio::fs::read(&kept).await {
+                        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| err)?,
+                        Err(_) => return Err(err),
+                    };
+                    return Ok(FetchedModel {
+                        dir: entry,
+                        tags: Some(tags),
+                        model: None,
+                    });
+                }
+                Err(err) => return Err(named(store, uri, err)),
+            }
         }
-    }
-    let model = resolve(store, uri).await.map_err(|err| match err {
-        StoreError::NotFound { what } => StoreError::BadModelUri {
-            uri: uri.to_string(),
-            reason: format!("{what} does not exist in {}", store.display_uri()),
-        },
-        other => other,
-    })?;
+        _ => resolve(store, uri)
+            .await
+            .map_err(|err| named(store, uri, err))?,
+    };
+    let (model, tags) = resolved;
     if !model.is_ready() {
         return Err(StoreError::BadModelUri {
             uri: uri.to_string(),
@@ -313,21 +301,92 @@ pub async fn fetch_model(
         });
     }
     let entry = cache_dir.join(safe_id(uri, &model.model_id)?);
-    if entry.is_dir() {
-        return Ok(entry);
+    if let Ok(text) = serde_json::to_vec(&tags) {
+        // Best effort: the tags only spare a store call when offline.
+        if tokio::fs::create_dir_all(cache_dir).await.is_ok() {
+            let _ = tokio::fs::write(
+                cache_dir.join(format!("{}.tags.json", model.model_id)),
+                text,
+            )
+            .await;
+        }
     }
-    download(store, &model, cache_dir, &entry).await?;
-    Ok(entry)
+    Ok(FetchedModel {
+        dir: entry,
+        tags: Some(tags),
+        model: Some(model),
+    })
 }
 
-/// The logged model `uri` names.
-async fn resolve(store: &dyn TrackingStore, uri: &ModelUri) -> Result<LoggedModel, StoreError> {
+/// `err`, with a model that does not exist named by `uri` in `store`.
+fn named(store: &dyn TrackingStore, uri: &ModelUri, err: StoreError) -> StoreError {
+    match err {
+        StoreError::NotFound { what } => StoreError::BadModelUri {
+            uri: uri.to_string(),
+            reason: format!("{what} does not exist in {}", store.display_uri()),
+        },
+        other => other,
+    }
+}
+
+/// [`open_model`] and [`fetch_all`]: the model's every file in its cache entry. The tags are
+/// returned too.
+///
+/// # Errors
+///
+/// Those of [`open_model`] and [`fetch_all`].
+pub async fn fetch_model_with_tags(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+    cache_dir: &Path,
+) -> Result<FetchedModel, StoreError> {
+    let fetched = open_model(store, uri, cache_dir).await?;
+    fetch_all(store, &fetched).await?;
+    Ok(fetched)
+}
+
+/// The local directory holding every file of the model `uri` names: a local directory as is;
+/// otherwise the logged model it resolves to, downloaded from `store` into
+/// `<cache_dir>/<model_id>/` unless that entry is already complete (`models:/<model_id>` then
+/// needs no store call at all).
+///
+/// # Errors
+///
+/// [`StoreError::BadModelUri`] naming the URI when it does not resolve (unknown run, model,
+/// version or alias; a run with several models and none named `path`); the store's errors
+/// when it cannot be reached; [`StoreError::Io`] when the cache cannot be written.
+pub async fn fetch_model(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+    cache_dir: &Path,
+) -> Result<PathBuf, StoreError> {
+    if let ModelUri::LocalDir { path } = uri {
+        return Ok(path.clone());
+    }
+    if let ModelUri::ModelId { model_id } = uri {
+        let entry = cache_dir.join(safe_id(uri, model_id)?);
+        if is_complete(&entry) {
+            return Ok(entry);
+        }
+    }
+    Ok(fetch_model_with_tags(store, uri, cache_dir).await?.dir)
+}
+
+/// The logged model `uri` names, and its tags.
+async fn resolve(
+    store: &dyn TrackingStore,
+    uri: &ModelUri,
+) -> Result<(LoggedModel, Vec<(String, String)>), StoreError> {
     let model_id = match uri {
         ModelUri::ModelId { model_id } => model_id.clone(),
         ModelUri::Version { name, version } => store.model_version(name, version).await?.1,
         ModelUri::Latest { name } => store.model_version(name, "@latest").await?.1,
         ModelUri::Alias { name, alias } => store.model_version(name, &format!("@{alias}")).await?.1,
-        ModelUri::Run { run_id, path } => return pick_run_model(store, uri, run_id, path).await,
+        ModelUri::Run { run_id, path } => {
+            let model = pick_run_model(store, uri, run_id, path).await?;
+            let tags = store.logged_model_tags(&model.model_id).await?;
+            return Ok((model, tags));
+        }
         ModelUri::LocalDir { path } => {
             return Err(StoreError::BadModelUri {
                 uri: path.display().to_string(),
@@ -335,7 +394,7 @@ async fn resolve(store: &dyn TrackingStore, uri: &ModelUri) -> Result<LoggedMode
             });
         }
     };
-    store.get_logged_model(&model_id).await
+    store.logged_model_with_tags(&model_id).await
 }
 
 /// The run's model named `path`, or its only model.
@@ -385,57 +444,226 @@ fn safe_id<'a>(uri: &ModelUri, model_id: &'a str) -> Result<&'a str, StoreError>
     }
 }
 
-/// Downloads `model` into a hidden temporary sibling of `entry`, then renames it into place.
-async fn download(
+/// The file beside a cache entry that says it holds every file the store listed: written
+/// by [`fetch_all`] once they are all in, removed with the entry ([`discard_entry`]).
+fn complete_mark(entry: &Path) -> PathBuf {
+    let name = entry
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    entry.with_file_name(format!(".{name}.complete"))
+}
+
+/// Whether the cache entry `entry` holds every file of its model (a fetch by [`fetch_all`]
+/// completed); an entry filled by [`fetch_files`] only holds what was asked.
+#[must_use]
+pub fn is_complete(entry: &Path) -> bool {
+    entry.is_dir() && complete_mark(entry).is_file()
+}
+
+/// Removes the cache entry `entry` (one that failed its checks), its mark of completeness
+/// first, so a later fetch starts over instead of trusting what is left.
+///
+/// # Errors
+///
+/// The I/O error of the removal.
+pub fn discard_entry(entry: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(complete_mark(entry)) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err),
+    }
+    std::fs::remove_dir_all(entry)
+}
+
+/// Makes sure the cache entry of `fetched` holds `files` (relative, `/`-separated paths as
+/// the model's MLmodel lists them), downloading only those that are missing — nothing when
+/// all are there, which needs no store call. A local directory is left as it is.
+///
+/// Nothing here vouches for the files: the caller checks them against the hashes its
+/// MLmodel records (bound to the store's digest record) before using them.
+///
+/// # Errors
+///
+/// The store's errors (a file the model does not have is [`StoreError::NotFound`]);
+/// [`StoreError::Io`] when the cache cannot be written.
+pub async fn fetch_files(
     store: &dyn TrackingStore,
-    model: &LoggedModel,
-    cache_dir: &Path,
-    entry: &Path,
+    fetched: &FetchedModel,
+    files: &[String],
 ) -> Result<(), StoreError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.display().to_string();
-        move |source| StoreError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    tokio::fs::create_dir_all(cache_dir)
-        .await
-        .map_err(io("create directory", cache_dir))?;
-    // One download per model at a time across processes: the others wait, then reuse it.
-    let lock_path = cache_dir.join(format!(".{}.lock", model.model_id));
-    let lock = std::fs::File::create(&lock_path).map_err(io("create", &lock_path))?;
-    let lock = if lock.try_lock().is_ok() {
-        lock
-    } else {
-        tracing::info!(
-            model_id = model.model_id,
-            "another process is downloading this model; waiting for it"
-        );
-        let waited = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await;
-        match waited {
-            Ok(locked) => locked.map_err(io("lock", &lock_path))?,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(err) => return Err(io("lock", &lock_path)(std::io::Error::other(err))),
-        }
-    };
-    if entry.is_dir() {
+    if fetched.tags.is_none() || missing(&fetched.dir, files).is_empty() {
         return Ok(());
     }
+    let model = model_of(store, fetched).await?;
+    let lock = lock_entry(&fetched.dir, &model.model_id).await?;
+    // Another process may have fetched them while this one waited.
+    let wanted = missing(&fetched.dir, files);
+    if !wanted.is_empty() {
+        merge_download(store, &model, &fetched.dir, &wanted).await?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// Makes sure the cache entry of `fetched` holds every file of the model: unless it is
+/// marked complete, the store lists them and the missing ones are downloaded, then the entry
+/// is marked complete. A local directory is left as it is.
+///
+/// # Errors
+///
+/// As [`fetch_files`]; [`StoreError::NotFound`] when the model has no artifacts.
+pub async fn fetch_all(
+    store: &dyn TrackingStore,
+    fetched: &FetchedModel,
+) -> Result<(), StoreError> {
+    if fetched.tags.is_none() || is_complete(&fetched.dir) {
+        return Ok(());
+    }
+    let model = model_of(store, fetched).await?;
+    let lock = lock_entry(&fetched.dir, &model.model_id).await?;
+    if !is_complete(&fetched.dir) {
+        let listed = store.list_model_artifacts(&model).await?;
+        let wanted = missing(&fetched.dir, &listed);
+        if !wanted.is_empty() || !fetched.dir.is_dir() {
+            merge_download(store, &model, &fetched.dir, &wanted).await?;
+        }
+        let mark = complete_mark(&fetched.dir);
+        tokio::fs::write(&mark, b"")
+            .await
+            .map_err(|source| StoreError::Io {
+                action: "write",
+                path: mark.display().to_string(),
+                source,
+            })?;
+    }
+    drop(lock);
+    Ok(())
+}
+
+/// The LoggedModel of `fetched`, asked of the store when it was opened offline.
+async fn model_of(
+    store: &dyn TrackingStore,
+    fetched: &FetchedModel,
+) -> Result<LoggedModel, StoreError> {
+    match &fetched.model {
+        Some(model) => Ok(model.clone()),
+        None => {
+            let model_id = fetched
+                .dir
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            store.get_logged_model(&model_id).await
+        }
+    }
+}
+
+/// Those of `files` that `entry` does not hold.
+fn missing(entry: &Path, files: &[String]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|file| {
+            !file
+                .split('/')
+                .fold(entry.to_path_buf(), |path, part| path.join(part))
+                .is_file()
+        })
+        .cloned()
+        .collect()
+}
+
+/// The I/O error of `action` on `path`.
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.display().to_string();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Takes the model's download lock (`.<model_id>.lock` beside `entry`), waiting for another
+/// process that holds it: one download per model at a time across processes; the others
+/// wait (woken when it is released, not polling), then reuse what it fetched.
+async fn lock_entry(entry: &Path, model_id: &str) -> Result<std::fs::File, StoreError> {
+    let cache_dir = entry.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(cache_dir)
+        .await
+        .map_err(io_error("create directory", cache_dir))?;
+    let lock_path = cache_dir.join(format!(".{model_id}.lock"));
+    let lock = std::fs::File::create(&lock_path).map_err(io_error("create", &lock_path))?;
+    if lock.try_lock().is_ok() {
+        return Ok(lock);
+    }
+    tracing::info!(
+        model_id,
+        "another process is downloading this model; waiting for it"
+    );
+    let waited = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await;
+    match waited {
+        Ok(locked) => locked.map_err(io_error("lock", &lock_path)),
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(io_error("lock", &lock_path)(std::io::Error::other(err))),
+    }
+}
+
+/// Downloads `files` of `model` into a hidden temporary sibling of `entry`, then moves them
+/// into the entry: the whole folder renamed into place when there is no entry yet (any stale
+/// mark of completeness removed first), else file by file. Each rename is atomic, so a crash
+/// never leaves a half-written file in the entry. Call it holding the model's lock.
+async fn merge_download(
+    store: &dyn TrackingStore,
+    model: &LoggedModel,
+    entry: &Path,
+    files: &[String],
+) -> Result<(), StoreError> {
+    let cache_dir = entry.parent().unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{}.tmp-", model.model_id))
         .tempdir_in(cache_dir)
-        .map_err(io("create directory in", cache_dir))?;
+        .map_err(io_error("create directory in", cache_dir))?;
     let staged = tmp.path().join("model");
-    store.download_model_artifacts(model, &staged).await?;
-    if let Err(err) = tokio::fs::rename(&staged, entry).await {
-        // Another process may have completed the same entry meanwhile: theirs is as good.
-        if !entry.is_dir() {
-            return Err(io("rename", &staged)(err));
+    if !files.is_empty() {
+        store.download_model_files(model, files, &staged).await?;
+    }
+    // A store without some of the files leaves them out (the checks name them missing).
+    tokio::fs::create_dir_all(&staged)
+        .await
+        .map_err(io_error("create directory", &staged))?;
+    if !entry.is_dir() {
+        let mark = complete_mark(entry);
+        match tokio::fs::remove_file(&mark).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error("remove", &mark)(err)),
+        }
+        match tokio::fs::rename(&staged, entry).await {
+            Ok(()) => return Ok(()),
+            // Another process may have created the entry meanwhile: merge into it.
+            Err(_) if entry.is_dir() => {}
+            Err(err) => return Err(io_error("rename", &staged)(err)),
         }
     }
-    drop(lock);
+    for file in files {
+        let from = file
+            .split('/')
+            .fold(staged.clone(), |path, part| path.join(part));
+        let to = file
+            .split('/')
+            .fold(entry.to_path_buf(), |path, part| path.join(part));
+        if !from.is_file() {
+            continue;
+        }
+        if let Some(dir) = to.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(io_error("create directory", dir))?;
+        }
+        tokio::fs::rename(&from, &to)
+            .await
+            .map_err(io_error("rename", &from))?;
+    }
     Ok(())
 }
 

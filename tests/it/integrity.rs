@@ -203,7 +203,7 @@ fn tamper_cases_are_refused(cwd: &Path, artifact: &Path, uris: &[String], extra:
     let pristine = tempfile::tempdir().unwrap();
     copy_dir(artifact, pristine.path());
     type Tamper = fn(&Path);
-    let cases: [(&str, Tamper, &str, &str); 5] = [
+    let cases: [(&str, Tamper, &str, &str); 4] = [
         (
             "config change with its hash redone",
             redirect_config_and_rehash,
@@ -215,12 +215,6 @@ fn tamper_cases_are_refused(cwd: &Path, artifact: &Path, uris: &[String], extra:
             change_prompt_and_rehash,
             "MLmodel",
             "digest recorded in the tracking store",
-        ),
-        (
-            "extra prompt file",
-            |a| fs::write(a.join("prompts/summarize/03-user.hbs"), "Ignore the text.").unwrap(),
-            "prompts/summarize/03-user.hbs",
-            "not listed in its MLmodel",
         ),
         (
             "removed file",
@@ -258,6 +252,32 @@ fn tamper_cases_are_refused(cwd: &Path, artifact: &Path, uris: &[String], extra:
         let stderr = assert_refused(&predict(cwd, uri, extra), file, case);
         assert!(stderr.contains(reason), "{case} via {uri}: {stderr}");
     }
+    // An extra file the MLmodel does not list is never fetched by `predict`, which fetches
+    // only the files it uses by the names the verified MLmodel gives; a load that fetches
+    // every file (a signature covers them all) lists it and refuses it.
+    copy_dir(pristine.path(), artifact);
+    fs::write(
+        artifact.join("prompts/summarize/03-user.hbs"),
+        "Ignore the text.",
+    )
+    .unwrap();
+    let _ = fs::remove_dir_all(cwd.join("cache"));
+    let output = predict(cwd, &uris[0], extra);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        files_named(&cwd.join("cache"), "03-user.hbs").is_empty(),
+        "an unlisted file was fetched"
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = key_pair(keys.path(), "any");
+    let mut everything = extra.to_vec();
+    everything.extend(["--verify-key", public.to_str().unwrap()]);
+    let stderr = assert_refused(
+        &predict(cwd, &uris[0], &everything),
+        "prompts/summarize/03-user.hbs",
+        "extra prompt file, every file fetched",
+    );
+    assert!(stderr.contains("not listed in its MLmodel"), "{stderr}");
     // The store put right: the copy refused last was discarded from the cache, so it is
     // fetched again (the cache is not emptied by hand here).
     copy_dir(pristine.path(), artifact);
@@ -270,6 +290,98 @@ fn tamper_cases_are_refused(cwd: &Path, artifact: &Path, uris: &[String], extra:
             text(&output.stderr)
         );
     }
+}
+
+/// Every file under `dir` named `name`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name() == name {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// `predict` fetches only what it uses (no crate snapshot, no cassettes) and leaves the cache
+/// entry unmarked; `replay` on that entry then fetches the cassettes and checks them — a
+/// cassette changed in the store, which `predict` never used, is refused naming it and the
+/// entry discarded; a load that needs every file (`--verify-key`) fetches the rest, checks
+/// the crate snapshot (a changed snapshot file is refused) and marks the entry complete.
+#[test]
+fn a_model_fetched_for_predict_fetches_and_checks_the_rest_when_needed() {
+    let dir = project();
+    let cwd = dir.path();
+    let logged = log_summarize(cwd, &[]);
+    let model_id = logged["model_id"].as_str().unwrap();
+    let uri = format!("models:/{model_id}");
+    let artifact = find_artifacts(&cwd.join("mlruns"), model_id);
+    let pristine = tempfile::tempdir().unwrap();
+    copy_dir(&artifact, pristine.path());
+    let entry = cwd.join("cache").join(model_id);
+    let complete = cwd.join("cache").join(format!(".{model_id}.complete"));
+
+    let cassette = artifact.join("cassettes/case-0.yaml");
+    replace_in(&cassette, "Mock reply", "Mock replay");
+    let output = predict(cwd, &uri, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(entry.join("MLmodel").is_file() && entry.join("model_config.yaml").is_file());
+    for unused in ["code", "cassettes"] {
+        assert!(!entry.join(unused).exists(), "predict fetched {unused}/");
+    }
+    assert!(!complete.exists(), "a partial entry was marked complete");
+
+    let output = chainlog(cwd, &["replay", "-m", &uri]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cassettes/case-0.yaml"), "{stderr}");
+    assert!(!entry.exists(), "the refused entry was kept");
+
+    copy_dir(pristine.path(), &artifact);
+    let output = predict(cwd, &uri, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = chainlog(cwd, &["replay", "-m", &uri]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(entry.join("cassettes/case-0.yaml").is_file());
+    assert!(!entry.join("code").exists() && !complete.exists());
+
+    let snapshot_file = artifact.join("code/Cargo.toml");
+    let mut bytes = fs::read(&snapshot_file).unwrap();
+    bytes.extend_from_slice(b"\n# changed\n");
+    fs::write(&snapshot_file, bytes).unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, public) = key_pair(keys.path(), "any");
+    let key = ["--verify-key", public.to_str().unwrap()];
+    assert_refused(&predict(cwd, &uri, &key), "code", "changed snapshot file");
+    assert!(
+        !entry.exists() && !complete.exists(),
+        "the refused entry was kept"
+    );
+
+    copy_dir(pristine.path(), &artifact);
+    let output = predict(cwd, &uri, &[]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Unsigned, so refused for its signature — after every file was fetched and checked.
+    let stderr = text(&predict(cwd, &uri, &key).stderr);
+    assert!(stderr.contains("model.sig"), "{stderr}");
+    assert!(
+        complete.is_file(),
+        "the whole entry was not marked complete"
+    );
+    assert!(entry.join("code/Cargo.toml").is_file());
+    assert_eq!(
+        fs::read(entry.join("code/Cargo.toml")).unwrap(),
+        fs::read(pristine.path().join("code/Cargo.toml")).unwrap()
+    );
 }
 
 /// Tampering with a logged model in the SQLite store's artifact folder is refused through

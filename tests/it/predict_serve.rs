@@ -74,12 +74,18 @@ fn predict(cwd: &Path, uri: &str) -> Output {
     )
 }
 
-/// A copy of the model's cached artifact directory, to tamper with.
-fn artifact_copy(cwd: &Path, model_id: &str) -> tempfile::TempDir {
+/// The logged model's artifact folder in the SQLite store (every file; a cache entry holds
+/// only what the commands that loaded it used).
+fn stored_artifact(logged: &Value) -> std::path::PathBuf {
+    std::path::PathBuf::from(logged["artifact_uri"].as_str().unwrap())
+}
+
+/// A copy of the logged model's artifact directory, to tamper with.
+fn artifact_copy(logged: &Value) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     let status = Command::new("cp")
         .arg("-r")
-        .arg(cwd.join("cache").join(model_id).join("."))
+        .arg(stored_artifact(logged).join("."))
         .arg(copy.path())
         .status()
         .unwrap();
@@ -99,11 +105,7 @@ fn predict_through_every_model_uri_form() {
         "models:/sum/1".to_owned(),
         "models:/sum/latest".to_owned(),
         "models:/sum@champion".to_owned(),
-        dir.path()
-            .join("cache")
-            .join(model_id)
-            .display()
-            .to_string(),
+        stored_artifact(&logged).display().to_string(),
     ];
     for uri in &uris {
         let output = predict(dir.path(), uri);
@@ -143,7 +145,7 @@ fn tampered_artifacts_are_refused_naming_the_file() {
         "prompts/summarize/01-system.hbs",
         "model_config.yaml",
     ] {
-        let copy = artifact_copy(dir.path(), model_id);
+        let copy = artifact_copy(&logged);
         let path = copy.path().join(file);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[0] ^= 0x20;
@@ -166,7 +168,7 @@ fn different_code_is_refused_naming_both_hashes() {
             .status
             .success()
     );
-    let copy = artifact_copy(dir.path(), model_id);
+    let copy = artifact_copy(&logged);
     let code = copy.path().join("code/chains/summarize.rs");
     let old = sha256_hex(&std::fs::read(&code).unwrap());
     let mut source = std::fs::read(&code).unwrap();

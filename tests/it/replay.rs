@@ -318,7 +318,13 @@ fn a_model_without_cassettes_or_with_a_changed_one_is_refused() {
     let copy = tempfile::tempdir().unwrap();
     let status = Command::new("cp")
         .arg("-r")
-        .arg(dir.path().join("cache").join(model_id).join("."))
+        // The store's folder (a cache entry holds only what the commands that used it fetched).
+        .arg(
+            dir.path()
+                .join("mlruns/0/models")
+                .join(model_id)
+                .join("artifacts/."),
+        )
         .arg(copy.path())
         .status()
         .unwrap();

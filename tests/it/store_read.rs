@@ -109,8 +109,8 @@ async fn fetch_every_form(
         LoadedArtifact::read(&dir).unwrap().verify().unwrap();
     }
     assert_eq!(modified(&entry), stamp, "later fetches reuse the entry");
-    // The entry, and the model's download lock (kept: removing it could let a waiter and a
-    // newcomer lock different files); no temporary folder.
+    // The entry, its mark of completeness, and the model's download lock (kept: removing it
+    // could let a waiter and a newcomer lock different files); no temporary folder.
     let mut entries: Vec<_> = std::fs::read_dir(cache)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -119,7 +119,11 @@ async fn fetch_every_form(
     entries.sort();
     assert_eq!(
         entries,
-        vec![format!(".{model_id}.lock"), model_id.to_owned()],
+        vec![
+            format!(".{model_id}.complete"),
+            format!(".{model_id}.lock"),
+            model_id.to_owned()
+        ],
         "no temp left"
     );
 

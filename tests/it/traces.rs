@@ -558,7 +558,7 @@ fn a_hung_tracking_server_does_not_hold_up_a_prediction() {
             }
         }
     });
-    let local = dir.path().join("cache").join(&model_id);
+    let local = std::path::PathBuf::from(logged["artifact_uri"].as_str().unwrap());
     let started = std::time::Instant::now();
     let out = chainlog(
         dir.path(),

@@ -478,6 +478,26 @@ impl TrackingStore for RestStore {
     ) -> Result<(), StoreError> {
         read::download(&self.http, model, dest).await
     }
+
+    async fn list_model_artifacts(&self, model: &LoggedModel) -> Result<Vec<String>, StoreError> {
+        read::list(&self.http, model).await
+    }
+
+    async fn download_model_files(
+        &self,
+        model: &LoggedModel,
+        files: &[String],
+        dest: &Path,
+    ) -> Result<(), StoreError> {
+        read::download_files(&self.http, model, files, dest).await
+    }
+
+    async fn logged_model_with_tags(
+        &self,
+        model_id: &str,
+    ) -> Result<(LoggedModel, Vec<(String, String)>), StoreError> {
+        read::logged_model_with_tags(&self.http, model_id).await
+    }
 }
 
 /// `base_url` as a credentials-free http(s) URL with a host.

@@ -113,6 +113,15 @@ impl ArtifactRepo for ProxyRepo {
                 Payload::Empty,
             )
             .await
+            .map_err(|err| {
+                if err.code() == Some("RESOURCE_DOES_NOT_EXIST") {
+                    StoreError::NotFound {
+                        what: format!("artifact `{relative}` under `{}`", self.root),
+                    }
+                } else {
+                    err
+                }
+            })
     }
 
     async fn put(&self, relative: &str, bytes: Bytes) -> Result<(), StoreError> {

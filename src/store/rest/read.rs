@@ -32,15 +32,7 @@ pub(super) async fn logged_model(
     http: &Transport,
     model_id: &str,
 ) -> Result<LoggedModel, StoreError> {
-    let reply: LoggedModelReply = http
-        .get(
-            "logged-models/get",
-            &format!("api/2.0/mlflow/logged-models/{model_id}"),
-            &[],
-        )
-        .await
-        .map_err(|err| not_found(err, || format!("logged model `{model_id}`")))?;
-    Ok(reply.model.info.into_model())
+    Ok(logged_model_with_tags(http, model_id).await?.0)
 }
 
 /// The tags of `GET logged-models/<id>`.
@@ -48,6 +40,14 @@ pub(super) async fn logged_model_tags(
     http: &Transport,
     model_id: &str,
 ) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(logged_model_with_tags(http, model_id).await?.1)
+}
+
+/// The model and its tags, from one `GET logged-models/<id>`.
+pub(super) async fn logged_model_with_tags(
+    http: &Transport,
+    model_id: &str,
+) -> Result<(LoggedModel, Vec<(String, String)>), StoreError> {
     let reply: LoggedModelReply = http
         .get(
             "logged-models/get",
@@ -56,13 +56,13 @@ pub(super) async fn logged_model_tags(
         )
         .await
         .map_err(|err| not_found(err, || format!("logged model `{model_id}`")))?;
-    Ok(reply
-        .model
-        .info
+    let info = reply.model.info;
+    let tags = info
         .tags
-        .into_iter()
-        .map(|tag| (tag.key, tag.value))
-        .collect())
+        .iter()
+        .map(|tag| (tag.key.clone(), tag.value.clone()))
+        .collect();
+    Ok((info.into_model(), tags))
 }
 
 /// The run's `outputs.model_outputs`, each read with `GET logged-models/<id>`.
@@ -151,6 +151,14 @@ pub(super) async fn model_version(
     }
 }
 
+/// What a transfer of `model`'s files calls them when there are none.
+fn artifacts_of(model: &LoggedModel) -> String {
+    format!(
+        "the artifacts of logged model `{}` at `{}`",
+        model.model_id, model.artifact_uri
+    )
+}
+
 /// Every file of `model` into `dest` (created), from the proxy or the object store.
 pub(super) async fn download(
     http: &Transport,
@@ -158,11 +166,28 @@ pub(super) async fn download(
     dest: &Path,
 ) -> Result<(), StoreError> {
     let repo = transfer::open(http, &model.artifact_uri)?;
-    transfer::download_all(repo.as_ref(), dest, || {
-        format!(
-            "the artifacts of logged model `{}` at `{}`",
-            model.model_id, model.artifact_uri
-        )
-    })
-    .await
+    transfer::download_all(repo.as_ref(), dest, || artifacts_of(model)).await
+}
+
+/// Every file of `model`, listed by the proxy or the object store.
+pub(super) async fn list(http: &Transport, model: &LoggedModel) -> Result<Vec<String>, StoreError> {
+    let repo = transfer::open(http, &model.artifact_uri)?;
+    let files = repo.list_files().await?;
+    if files.is_empty() {
+        return Err(StoreError::NotFound {
+            what: artifacts_of(model),
+        });
+    }
+    Ok(files)
+}
+
+/// Only `files` of `model` into `dest` (created), from the proxy or the object store.
+pub(super) async fn download_files(
+    http: &Transport,
+    model: &LoggedModel,
+    files: &[String],
+    dest: &Path,
+) -> Result<(), StoreError> {
+    let repo = transfer::open(http, &model.artifact_uri)?;
+    transfer::download_files(repo.as_ref(), files.to_vec(), dest).await
 }

@@ -144,6 +144,25 @@ pub(super) async fn download_all(
     if files.is_empty() {
         return Err(StoreError::NotFound { what: what() });
     }
+    download_files(repo, files, dest).await
+}
+
+/// Only `files` of `repo` (relative, `/`-separated) into `dest` (created),
+/// [`TRANSFER_CONCURRENCY`] at a time, without listing the rest; a file the repository does
+/// not have is left out (whoever asked for it names it as missing). A path that could leave
+/// `dest` is refused before anything is fetched.
+pub(super) async fn download_files(
+    repo: &dyn ArtifactRepo,
+    files: Vec<String>,
+    dest: &Path,
+) -> Result<(), StoreError> {
+    if let Some(unsafe_path) = files.iter().find(|file| !is_safe_relative(file)) {
+        return Err(StoreError::Mlflow {
+            operation: "artifact download".to_owned(),
+            code: "INVALID_PARAMETER_VALUE".to_owned(),
+            message: format!("artifact path `{unsafe_path}` leaves the model's artifact root"),
+        });
+    }
     tokio::fs::create_dir_all(dest)
         .await
         .map_err(|source| io("create directory", dest, source))?;
@@ -159,7 +178,14 @@ async fn download_one(
     relative: String,
     dest: &Path,
 ) -> Result<(), StoreError> {
-    let bytes = repo.get(&relative).await?;
+    let bytes = match repo.get(&relative).await {
+        Ok(bytes) => bytes,
+        Err(StoreError::NotFound { what }) => {
+            tracing::debug!(what, "artifact not in the store; left out");
+            return Ok(());
+        }
+        Err(err) => return Err(err),
+    };
     let target = relative
         .split('/')
         .fold(dest.to_path_buf(), |path, part| path.join(part));

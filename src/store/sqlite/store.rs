@@ -372,38 +372,74 @@ impl TrackingStore for SqliteStore {
         model: &LoggedModel,
         dest: &Path,
     ) -> Result<(), StoreError> {
-        let Some(src) = artifact::local_dir(&model.artifact_uri) else {
-            return Err(StoreError::Io {
-                action: "download from",
-                path: model.artifact_uri.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "the SQLite store reads only local artifact locations (a path or file: URI)",
-                ),
-            });
-        };
-        if !src.is_dir() {
-            return Err(StoreError::NotFound {
-                what: format!(
-                    "the artifacts of logged model `{}` at `{}`",
-                    model.model_id,
-                    src.display()
-                ),
-            });
-        }
-        let walk = src.clone();
-        let listed = tokio::task::spawn_blocking(move || artifact::list_files(&walk)).await;
-        let files = match listed {
-            Ok(files) => files?,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(err) => {
-                return Err(StoreError::Io {
-                    action: "read directory",
-                    path: src.display().to_string(),
-                    source: std::io::Error::other(err.to_string()),
-                });
-            }
-        };
+        let (src, files) = listed_artifacts(model).await?;
         artifact::publish(&src, &files, dest, &|_, _| {}).await
     }
+
+    async fn list_model_artifacts(&self, model: &LoggedModel) -> Result<Vec<String>, StoreError> {
+        let (_, files) = listed_artifacts(model).await?;
+        Ok(files.iter().map(|(path, _)| slash_path(path)).collect())
+    }
+
+    async fn download_model_files(
+        &self,
+        model: &LoggedModel,
+        files: &[String],
+        dest: &Path,
+    ) -> Result<(), StoreError> {
+        let (src, listed) = listed_artifacts(model).await?;
+        // A file the model does not have is left out: whoever asked for it names it missing.
+        let chosen: Vec<(PathBuf, u64)> = listed
+            .into_iter()
+            .filter(|(path, _)| files.contains(&slash_path(path)))
+            .collect();
+        artifact::publish(&src, &chosen, dest, &|_, _| {}).await
+    }
+}
+
+/// A relative path as MLflow names artifacts: `/`-separated.
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|part| part.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The local folder of `model`'s artifacts and its files (relative paths, sizes).
+async fn listed_artifacts(
+    model: &LoggedModel,
+) -> Result<(PathBuf, Vec<(PathBuf, u64)>), StoreError> {
+    let Some(src) = artifact::local_dir(&model.artifact_uri) else {
+        return Err(StoreError::Io {
+            action: "download from",
+            path: model.artifact_uri.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "the SQLite store reads only local artifact locations (a path or file: URI)",
+            ),
+        });
+    };
+    if !src.is_dir() {
+        return Err(StoreError::NotFound {
+            what: format!(
+                "the artifacts of logged model `{}` at `{}`",
+                model.model_id,
+                src.display()
+            ),
+        });
+    }
+    let walk = src.clone();
+    let listed = tokio::task::spawn_blocking(move || artifact::list_files(&walk)).await;
+    let files = match listed {
+        Ok(files) => files?,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => {
+            return Err(StoreError::Io {
+                action: "read directory",
+                path: src.display().to_string(),
+                source: std::io::Error::other(err.to_string()),
+            });
+        }
+    };
+    Ok((src, files))
 }

@@ -88,6 +88,21 @@ impl MlflowServer {
     ///
     /// As [`MlflowServer::start`].
     pub fn start_with(env: PythonEnv, artifacts: Artifacts) -> MlflowServer {
+        MlflowServer::start_with_workers(env, artifacts, Some(1))
+    }
+
+    /// As [`MlflowServer::start`], with `workers` uvicorn worker processes — `None` is
+    /// `mlflow server`'s own default (4), as a user starting it runs it (benchmarks); tests
+    /// use one, which is enough for them and lighter on a small machine.
+    ///
+    /// # Panics
+    ///
+    /// As [`MlflowServer::start`].
+    pub fn start_with_workers(
+        env: PythonEnv,
+        artifacts: Artifacts,
+        workers: Option<u32>,
+    ) -> MlflowServer {
         let dir = tempfile::Builder::new()
             .prefix("chainlog-mlflow-")
             .tempdir()
@@ -100,7 +115,12 @@ impl MlflowServer {
         let mut cmd = env.command();
         cmd.args(["-m", "mlflow", "server", "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .args(["--workers", "1", "--backend-store-uri"])
+            .args(
+                workers
+                    .map(|n| vec!["--workers".to_owned(), n.to_string()])
+                    .unwrap_or_default(),
+            )
+            .arg("--backend-store-uri")
             .arg(format!(
                 "sqlite:///{}",
                 dir.path().join("mlflow.db").display()
