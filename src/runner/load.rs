@@ -179,11 +179,20 @@ impl Verified {
     }
 }
 
+/// Where a digest given with `--expect-digest` comes from, as a mismatch names it.
+const PINNED_BY_FLAG: &str = "pinned by --expect-digest";
+
 /// The refusal of the model `uri` for `source`. A cached copy (`cached`) that fails its checks
 /// is discarded, so a store put right is fetched again instead of the bad copy being refused
-/// forever.
+/// forever — not when what failed is the caller's own pin or signing key, which says nothing
+/// against the copy.
 fn refused(uri: &str, cached: Option<&std::path::Path>, source: ArtifactError) -> LoadError {
+    let callers_pin = matches!(
+        &source,
+        ArtifactError::DigestMismatch { origin, .. } if *origin == PINNED_BY_FLAG
+    );
     if let Some(dir) = cached
+        && !callers_pin
         && !matches!(source, ArtifactError::Signature(_))
     {
         match discard_entry(dir) {
@@ -271,7 +280,7 @@ async fn fetch_verified(
         },
         None => match pinned {
             Some(expected) => {
-                LoadedArtifact::read_pinned(dir, expected, "pinned by --expect-digest")
+                LoadedArtifact::read_pinned(dir, expected, PINNED_BY_FLAG)
             }
             None => LoadedArtifact::read(dir),
         },
@@ -282,7 +291,7 @@ async fn fetch_verified(
     {
         return Err(refused(ArtifactError::DigestMismatch {
             path: dir.join(crate::artifact::MLMODEL_FILE),
-            origin: "pinned by --expect-digest",
+            origin: PINNED_BY_FLAG,
             expected: expected.to_ascii_lowercase(),
             actual: artifact.digest().to_owned(),
         }));

@@ -264,8 +264,14 @@ pub async fn open_model(
             let entry = cache_dir.join(safe_id(uri, model_id)?);
             match store.logged_model_with_tags(model_id).await {
                 Ok(found) => found,
-                // Offline: a cached entry opens with the tags kept when it was fetched.
-                Err(err) if entry.is_dir() => {
+                // Offline (the store cannot answer, not "no such model" or "not allowed"): a
+                // cached entry opens with the tags kept when it was fetched.
+                Err(err) if entry.is_dir() && store_cannot_answer(&err) => {
+                    tracing::warn!(
+                        "{}: {err}; running the cached copy of `{model_id}` (checked when it was \
+                         fetched)",
+                        store.display_uri()
+                    );
                     let kept = cache_dir.join(format!("{model_id}.tags.json"));
                     let tags = match tokio::fs::read(&kept).await {
                         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|_| err)?,
@@ -425,6 +431,20 @@ async fn pick_run_model(
                     .join(", ")
             ),
         }),
+    }
+}
+
+/// Whether `err` says the store could not answer (unreachable, or failing on its side) —
+/// the only case in which a cached model is run without the store's word on it. A store that
+/// answers "no such model" or refuses the caller is believed.
+fn store_cannot_answer(err: &StoreError) -> bool {
+    match err {
+        StoreError::Unreachable { .. } => true,
+        StoreError::Mlflow { code, .. } => {
+            code.starts_with('5')
+                || matches!(code.as_str(), "TEMPORARILY_UNAVAILABLE" | "INTERNAL_ERROR")
+        }
+        _ => false,
     }
 }
 
@@ -596,10 +616,8 @@ async fn lock_entry(entry: &Path, model_id: &str) -> Result<std::fs::File, Store
     if lock.try_lock().is_ok() {
         return Ok(lock);
     }
-    tracing::info!(
-        model_id,
-        "another process is downloading this model; waiting for it"
-    );
+    // Said at the default level: a wait with no word looks like a hang.
+    tracing::warn!("another process is fetching model `{model_id}`; waiting for it");
     let waited = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock)).await;
     match waited {
         Ok(locked) => locked.map_err(io_error("lock", &lock_path)),
@@ -619,8 +637,9 @@ async fn merge_download(
     files: &[String],
 ) -> Result<(), StoreError> {
     let cache_dir = entry.parent().unwrap_or(Path::new("."));
+    remove_stale_staging(cache_dir, &model.model_id).await;
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.tmp-", model.model_id))
+        .prefix(&staging_prefix(&model.model_id))
         .tempdir_in(cache_dir)
         .map_err(io_error("create directory in", cache_dir))?;
     let staged = tmp.path().join("model");
@@ -660,6 +679,12 @@ async fn merge_download(
                 .await
                 .map_err(io_error("create directory", dir))?;
         }
+        // A folder where the file belongs (a changed cache entry) gives way to the file.
+        if to.is_dir() {
+            tokio::fs::remove_dir_all(&to)
+                .await
+                .map_err(io_error("remove", &to))?;
+        }
         tokio::fs::rename(&from, &to)
             .await
             .map_err(io_error("rename", &from))?;
@@ -667,9 +692,49 @@ async fn merge_download(
     Ok(())
 }
 
+/// The name start of the staging folders of `model_id` (beside its entry).
+fn staging_prefix(model_id: &str) -> String {
+    format!(".{model_id}.tmp-")
+}
+
+/// Removes the staging folders of `model_id` in `cache_dir`: only the holder of the model's
+/// lock stages files, so one found by the holder was left by a process killed mid-fetch.
+async fn remove_stale_staging(cache_dir: &Path, model_id: &str) {
+    let prefix = staging_prefix(model_id);
+    let Ok(mut listing) = tokio::fs::read_dir(cache_dir).await else {
+        return;
+    };
+    while let Ok(Some(found)) = listing.next_entry().await {
+        if found.file_name().to_string_lossy().starts_with(&prefix)
+            && let Err(err) = tokio::fs::remove_dir_all(found.path()).await
+        {
+            tracing::debug!("cannot remove `{}`: {err}", found.path().display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn staging_left_by_a_killed_fetch_is_removed_and_others_kept() {
+        let cache = tempfile::tempdir().unwrap();
+        let model_id = "m-0123456789abcdef0123456789abcdef";
+        let stale = cache.path().join(format!(".{model_id}.tmp-AbC123"));
+        std::fs::create_dir_all(stale.join("model/prompts")).unwrap();
+        std::fs::write(stale.join("model/MLmodel"), "x").unwrap();
+        let other = cache
+            .path()
+            .join(".m-ffffffffffffffffffffffffffffffff.tmp-XyZ");
+        std::fs::create_dir_all(&other).unwrap();
+        let entry = cache.path().join(model_id);
+        std::fs::create_dir_all(&entry).unwrap();
+        remove_stale_staging(cache.path(), model_id).await;
+        assert!(!stale.exists(), "stale staging kept");
+        assert!(other.exists(), "another model's staging removed");
+        assert!(entry.exists(), "the entry itself removed");
+    }
 
     fn parsed(uri: &str) -> ModelUri {
         ModelUri::parse(uri).unwrap()

@@ -12,7 +12,10 @@ use std::{
 
 use chainlog::{
     artifact::LoadedArtifact,
-    store::{ModelUri, RestStore, StoreError, TrackingStore, TrackingUri, fetch_model, open_store},
+    store::{
+        ModelUri, RestStore, StoreError, TrackingStore, TrackingUri, fetch_model, open_model,
+        open_store,
+    },
 };
 use serde_json::Value;
 
@@ -177,6 +180,17 @@ async fn sqlite_store_fetches_a_logged_chain_by_every_uri_form() {
     let alias = ModelUri::parse("models:/read-summarize@champion").unwrap();
     let err = fetch_model(&offline, &alias, &cache).await.unwrap_err();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    // A store that answers "no such model" is believed: a command (which opens the model
+    // with the store's word on it) does not run the cached copy.
+    let other_db = dir.path().join("other.db");
+    let other =
+        open_store(&TrackingUri::parse(&format!("sqlite:///{}", other_db.display())).unwrap())
+            .unwrap();
+    let err = open_model(other.as_ref(), &by_id, &cache)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadModelUri { .. }), "{err:?}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
 
     unresolved_uris_name_themselves(store.as_ref(), "read-summarize", &cache).await;
 }
