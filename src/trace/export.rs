@@ -3,11 +3,13 @@
 //!
 //! Never at the expense of a prediction: pushing never waits (a full queue drops the trace
 //! and counts its spans; the worker warns once), and a slow or dead destination only slows
-//! the worker. The worker is an OS thread of its own with a single-threaded tokio runtime, at
-//! the lowest CPU priority (`nice` 19 on Linux): encoding, scrubbing and writing traces use
-//! the CPU the predictions leave idle, and predictions never wait for it. It sleeps
-//! [`LINGER`] between batches instead of waking for every trace, so a push costs the calling
-//! thread one channel send. Traces queue up until a destination is given ([`Tracer::start`]):
+//! the worker. The worker is an OS thread of its own with a single-threaded tokio runtime:
+//! encoding, scrubbing and writing traces never take a worker of the prediction's runtime,
+//! and predictions never wait for it. It sleeps [`LINGER`] between batches instead of waking
+//! for every trace, so a push costs the calling thread one channel send. (Its CPU priority is
+//! the process's: a lowered one — nice 19 or `SCHED_IDLE` — changed nothing measurable in
+//! `chain_overhead` and cannot be raised back, unprivileged, for the flush at exit, which
+//! then starves behind busy neighbours.) Traces queue up until a destination is given ([`Tracer::start`]):
 //! `log` knows its run and model only after the input example ran.
 
 use std::{
@@ -150,7 +152,6 @@ impl Tracer {
         let spawned = std::thread::Builder::new()
             .name("chainlog-trace-export".to_owned())
             .spawn(move || {
-                lower_priority();
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -213,17 +214,6 @@ impl Tracer {
             }
         }
         traces
-    }
-}
-
-/// Puts the calling thread at the lowest CPU priority (Linux: a thread's nice value is its
-/// own, set through its thread id). Elsewhere it keeps the process's priority. Not
-/// `SCHED_IDLE`: an idle-class thread can starve for seconds on a busy machine, and the flush
-/// at exit waits for it (measured: no gain over nice 19 in `chain_overhead`).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
-        tracing::debug!("trace export keeps its priority: {error}");
     }
 }
 

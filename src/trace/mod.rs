@@ -45,8 +45,8 @@
 //!
 //! # Export
 //!
-//! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; one background task sends
-//! them in batches. A full queue drops the trace and counts its spans (one warning); a dead,
+//! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; one export thread of its
+//! own sends them in batches. A full queue drops the trace and counts its spans (one warning); a dead,
 //! slow or refusing destination never fails or delays a prediction (one warning naming it
 //! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
 //! 501 from a file store — stops the export for the process). The CLI flushes the queue at
