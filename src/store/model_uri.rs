@@ -7,7 +7,7 @@
 //! [`default_cache_dir`]. Does not own what the files mean (`artifact`: which files a command
 //! uses, and their checks) or how a store reads them (`sqlite`, `rest`).
 //!
-//! The cache is content-addressed by logged model id (`<cache_dir>/<model_id>/`): a logged
+//! The cache is keyed by logged model id (`<cache_dir>/<model_id>/`): a logged
 //! model's files never change, so a file, once fetched, is reused without asking the store. An
 //! entry holds the files the commands that used the model asked for; [`fetch_all`] marks it
 //! complete (`.<model_id>.complete` beside it) once it holds every file the store lists, and
