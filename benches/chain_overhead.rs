@@ -15,7 +15,10 @@
 //! also swings with whether the other vCPU sleeps (a `nice 19` busy loop beside the bench
 //! makes both kinds of round ~30 % faster).
 //!
-//! Run: `cargo bench --bench chain_overhead` (`BENCH_ROUNDS`, `BENCH_CALLS` to change the size).
+//! Run: `cargo bench --bench chain_overhead` (`BENCH_ROUNDS`, `BENCH_CALLS` to change the size;
+//! `BENCH_APART=1` flushes the export queue and warms up untraced, untimed, before every
+//! tracing round, so no export runs during a timed round: the layer's cost apart from the
+//! export's).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -224,12 +227,25 @@ fn main() {
         let mut off_us = Vec::with_capacity(rounds);
         let mut on_cpu_us = Vec::with_capacity(rounds);
         let mut off_cpu_us = Vec::with_capacity(rounds);
+        let apart = std::env::var("BENCH_APART").is_ok();
+        // Borrowed, for the rounds' `async move` blocks.
+        let (tracer_ref, untraced_ref, input_ref) = (&tracer, &untraced, &input);
+        let (entry_ref, chain_ref, run_ctx_ref) = (&entry, &chain, &run_ctx);
         // One round under `dispatch`: its wall time and the CPU time of the prediction's
         // threads.
         let measured = |dispatch: &tracing::Dispatch| {
             let dispatch = dispatch.clone();
             let chain_round = &chain_round;
             async move {
+                // BENCH_APART: no export during the timed round, and a warm start.
+                if apart {
+                    tracer_ref.flush(Duration::from_secs(30)).await;
+                    let _g = tracing::dispatcher::set_default(untraced_ref);
+                    for _ in 0..50 {
+                        entry_ref.check_input(input_ref).unwrap();
+                        std::hint::black_box(chain_ref.invoke(input_ref.clone(), run_ctx_ref).await.unwrap());
+                    }
+                }
                 let _guard = tracing::dispatcher::set_default(&dispatch);
                 let cpu_before = prediction_cpu_ns();
                 let wall = chain_round().await;
