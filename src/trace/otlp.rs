@@ -32,7 +32,7 @@ use opentelemetry_sdk::{
 use serde_json::{Map, Value, json};
 
 use super::{
-    TraceLink,
+    TraceLink, error_chain,
     export::ExportFailure,
     model::{SpanRecord, TraceRecord, unix_ns},
 };
@@ -96,17 +96,6 @@ impl HttpClient for AnswerKeeping {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = answer;
         result
     }
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl OtlpSink {

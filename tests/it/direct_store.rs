@@ -64,6 +64,24 @@ fn chainlog(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Output {
     command.output().unwrap()
 }
 
+/// `chainlog log summarize` with the repository's config and prompts, `extra` flags, into
+/// `experiment`.
+fn log_summarize(cwd: &Path, extra: &[&str], experiment: &str, env: &[(String, String)]) -> Output {
+    let config = crate::chain_support::root().join("chains/summarize.yaml");
+    let prompts = crate::chain_support::root().join("prompts");
+    let mut args = vec![
+        "log",
+        "summarize",
+        "--config",
+        config.to_str().unwrap(),
+        "--prompts-dir",
+        prompts.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--experiment", experiment]);
+    chainlog(cwd, &args, env)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -178,26 +196,10 @@ fn s3_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
         ),
     ];
     let example = r#"{"text": "no credentials"}"#;
-    let output = chainlog(
+    let output = log_summarize(
         dir.path(),
-        &[
-            "log",
-            "summarize",
-            "--config",
-            crate::chain_support::root()
-                .join("chains/summarize.yaml")
-                .to_str()
-                .unwrap(),
-            "--prompts-dir",
-            crate::chain_support::root()
-                .join("prompts")
-                .to_str()
-                .unwrap(),
-            "--input-example",
-            example,
-            "--experiment",
-            "direct-s3-no-credentials",
-        ],
+        &["--input-example", example],
+        "direct-s3-no-credentials",
         &bare,
     );
     let stderr = text(&output.stderr);
@@ -224,27 +226,7 @@ fn s3_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let output = chainlog(
-        dir.path(),
-        &[
-            "log",
-            "summarize",
-            "--config",
-            crate::chain_support::root()
-                .join("chains/summarize.yaml")
-                .to_str()
-                .unwrap(),
-            "--prompts-dir",
-            crate::chain_support::root()
-                .join("prompts")
-                .to_str()
-                .unwrap(),
-            "--no-validate",
-            "--experiment",
-            "direct-s3-down",
-        ],
-        &down,
-    );
+    let output = log_summarize(dir.path(), &["--no-validate"], "direct-s3-down", &down);
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     for part in [
@@ -293,25 +275,10 @@ fn s3_artifacts_written_and_read_by_chainlog_when_the_server_does_not_proxy() {
     let mut with_keys = moto.env();
     with_keys.push(("MLFLOW_TRACKING_URI".to_owned(), server.uri().to_owned()));
     with_keys.push(("MLFLOW_HTTP_REQUEST_MAX_RETRIES".to_owned(), "1".to_owned()));
-    let output = chainlog(
+    let output = log_summarize(
         dir.path(),
-        &[
-            "log",
-            "summarize",
-            "--config",
-            crate::chain_support::root()
-                .join("chains/summarize.yaml")
-                .to_str()
-                .unwrap(),
-            "--prompts-dir",
-            crate::chain_support::root()
-                .join("prompts")
-                .to_str()
-                .unwrap(),
-            "--no-validate",
-            "--experiment",
-            "direct-s3-no-bucket",
-        ],
+        &["--no-validate"],
+        "direct-s3-no-bucket",
         &with_keys,
     );
     let stderr = text(&output.stderr);

@@ -11,17 +11,15 @@
 
 use std::{
     fs::{self, OpenOptions},
-    net::{Ipv4Addr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use std::os::unix::process::CommandExt;
 
 use super::{
-    mlflow_server::{free_port, spawn_watchdog, stop_group},
+    mlflow_server::{free_port, spawn_watchdog, stop_group, wait_until_listening},
     python_env::{self, PythonEnv},
 };
 
@@ -82,21 +80,14 @@ impl Azurite {
             port,
             dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if let Ok(Some(status)) = this.server.try_wait() {
-                panic!(
-                    "Azurite exited ({status}) before listening:\n{}",
-                    this.log()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "Azurite did not listen on {port} within 60 s:\n{}",
-                this.log()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        let log_path = this.dir.path().join("azurite.log");
+        wait_until_listening(
+            "Azurite",
+            &mut this.server,
+            port,
+            Duration::from_secs(60),
+            &log_path,
+        );
         let output = python
             .command()
             .args([

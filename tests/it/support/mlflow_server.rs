@@ -277,6 +277,30 @@ pub(crate) fn stop_group(server: &mut Child, watchdog: &mut Child, grace: Durati
     let _ = server.wait();
 }
 
+/// Waits until something listens on 127.0.0.1:`port`, at most `budget`; panics quoting the
+/// log at `log` when `server` (`name`) exits first or the budget runs out.
+pub(crate) fn wait_until_listening(
+    name: &str,
+    server: &mut Child,
+    port: u16,
+    budget: Duration,
+    log: &Path,
+) {
+    let log_text = || fs::read_to_string(log).unwrap_or_default();
+    let started = Instant::now();
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        if let Ok(Some(status)) = server.try_wait() {
+            panic!("{name} exited ({status}) before listening:\n{}", log_text());
+        }
+        assert!(
+            started.elapsed() < budget,
+            "{name} did not listen on {port} within {budget:?}:\n{}",
+            log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A port nothing listens on right now.
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))

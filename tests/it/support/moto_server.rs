@@ -10,17 +10,15 @@
 
 use std::{
     fs,
-    net::{Ipv4Addr, TcpStream},
     path::Path,
     process::{Child, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use std::os::unix::process::CommandExt;
 
 use super::{
-    mlflow_server::{free_port, spawn_watchdog, stop_group},
+    mlflow_server::{free_port, spawn_watchdog, stop_group, wait_until_listening},
     python_env::{self, PythonEnv},
 };
 
@@ -35,7 +33,8 @@ pub struct MotoServer {
     endpoint: String,
     bucket: String,
     env: PythonEnv,
-    dir: tempfile::TempDir,
+    /// Holds moto's log; kept for the server's life.
+    _dir: tempfile::TempDir,
 }
 
 impl MotoServer {
@@ -72,20 +71,9 @@ impl MotoServer {
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket: bucket.to_owned(),
             env,
-            dir,
+            _dir: dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if let Ok(Some(status)) = this.server.try_wait() {
-                panic!("moto exited ({status}) before listening:\n{}", this.log());
-            }
-            assert!(
-                started.elapsed() < STARTUP_BUDGET,
-                "moto did not listen on {port} within {STARTUP_BUDGET:?}:\n{}",
-                this.log()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_listening("moto", &mut this.server, port, STARTUP_BUDGET, &log_path);
         let output = this
             .env
             .command()
@@ -133,10 +121,6 @@ impl MotoServer {
     /// The venv (mlflow and boto3 too).
     pub fn python_env(&self) -> &PythonEnv {
         &self.env
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default()
     }
 }
 
