@@ -268,9 +268,8 @@ pub async fn open_model(
                 // cached entry opens with the tags kept when it was fetched.
                 Err(err) if entry.is_dir() && store_cannot_answer(&err) => {
                     tracing::warn!(
-                        "{}: {err}; running the cached copy of `{model_id}` (checked when it was \
-                         fetched)",
-                        store.display_uri()
+                        "{err}; running the cached copy of `{model_id}` (checked when it was \
+                         fetched)"
                     );
                     let kept = cache_dir.join(format!("{model_id}.tags.json"));
                     let tags = match tokio::fs::read(&kept).await {
@@ -283,7 +282,20 @@ pub async fn open_model(
                         model: None,
                     });
                 }
-                Err(err) => return Err(named(store, uri, err)),
+                Err(err) => {
+                    // The store says the model is gone: its cached copy must not run later,
+                    // when the store cannot be asked.
+                    if matches!(err, StoreError::NotFound { .. })
+                        && entry.is_dir()
+                        && let Err(io) = discard_entry(&entry)
+                    {
+                        tracing::warn!(
+                            "cannot remove the cached copy `{}` of a deleted model: {io}",
+                            entry.display()
+                        );
+                    }
+                    return Err(named(store, uri, err));
+                }
             }
         }
         _ => resolve(store, uri)

@@ -191,6 +191,11 @@ async fn sqlite_store_fetches_a_logged_chain_by_every_uri_form() {
         .unwrap_err();
     assert!(matches!(err, StoreError::BadModelUri { .. }), "{err:?}");
     assert!(err.to_string().contains("does not exist"), "{err}");
+    // … and its cached copy is dropped, so it does not run later with the store out of reach.
+    assert!(
+        !entry.exists(),
+        "the cached copy of a model the store does not have was kept"
+    );
 
     unresolved_uris_name_themselves(store.as_ref(), "read-summarize", &cache).await;
 }
