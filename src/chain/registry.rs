@@ -269,19 +269,32 @@ impl BuiltChain {
         let span = tracing::info_span!(
             parent: ctx.span(),
             "chain",
-            chain = %self.name,
+            chain = self.name,
             mlflow.spanType = "CHAIN",
         );
-        crate::trace::inputs(&span, || input.clone());
+        // The input, kept for the trace: set on the span at the end, with the outputs, in one
+        // go.
+        let traced_input =
+            (crate::trace::is_active() && !span.is_disabled()).then(|| input.clone());
         let ctx = RunContext::clone(ctx);
         let result = self
             .chain
             .invoke_json(input, &ctx)
             .instrument(span.clone())
             .await;
-        match &result {
-            Ok(output) => crate::trace::outputs(&span, || output.clone()),
-            Err(error) => crate::trace::fail(&span, crate::trace::error_chain(error)),
+        if let Some(input) = traced_input {
+            let output = result.as_ref().ok().cloned();
+            crate::trace::attributes(&span, || {
+                [
+                    Some(("mlflow.spanInputs", input.into())),
+                    output.map(|output| ("mlflow.spanOutputs", output.into())),
+                ]
+                .into_iter()
+                .flatten()
+            });
+        }
+        if let Err(error) = &result {
+            crate::trace::fail(&span, crate::trace::error_chain(error));
         }
         result
     }

@@ -51,6 +51,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Instrument, Span, field::Empty};
 
+use crate::trace::AttributeValue;
+
 use super::{
     ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
     retry::{RetryLayer, RetryPolicy},
@@ -326,15 +328,23 @@ impl LlmClient for OpenAiClient {
         let span = self.span(false);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
+        // The bodies sent and received, kept for the trace (set on its span at the end, with
+        // the call's other attributes, in one go).
+        let traced = crate::trace::is_active() && !span.is_disabled();
+        let mut bodies = CallBodies::default();
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", || body.clone());
+            if traced {
+                bodies.sent = Some(body.clone());
+            }
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            // A copy: `raw` can be a slice of the connection's read buffer, which a kept
-            // reference would stop the HTTP client from reusing.
-            crate::trace::json_text(&span, "mlflow.spanOutputs", || Bytes::copy_from_slice(&raw));
+            if traced {
+                // A copy: `raw` can be a slice of the connection's read buffer, which a kept
+                // reference would stop the HTTP client from reusing.
+                bodies.received = Some(Bytes::copy_from_slice(&raw));
+            }
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
                 wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
@@ -343,7 +353,14 @@ impl LlmClient for OpenAiClient {
         };
         let result = self.cancellable(call).instrument(span.clone()).await;
         let attempts = attempts.load(Ordering::Relaxed);
-        record(&span, result.as_ref(), started.elapsed(), attempts, false);
+        record(
+            &span,
+            result.as_ref(),
+            started.elapsed(),
+            attempts,
+            false,
+            bodies,
+        );
         result
     }
 
@@ -377,7 +394,14 @@ impl LlmClient for OpenAiClient {
             )),
             Err(error) => {
                 let attempts = attempts.load(Ordering::Relaxed);
-                record(&span, Err(&error), started.elapsed(), attempts, true);
+                record(
+                    &span,
+                    Err(&error),
+                    started.elapsed(),
+                    attempts,
+                    true,
+                    CallBodies::default(),
+                );
                 Err(error)
             }
         }
@@ -400,20 +424,30 @@ impl LlmClient for OpenAiClient {
     }
 }
 
+/// The bodies of a call as sent and received (JSON text), for its trace: its span's inputs
+/// and outputs. Empty when the span is not traced, and for a stream (its span gets them as
+/// the stream goes).
+#[derive(Debug, Default)]
+pub(super) struct CallBodies {
+    sent: Option<Bytes>,
+    received: Option<Bytes>,
+}
+
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
-/// logs it; a traced span gets them as MLflow attributes, and a `stream`'s span the
-/// assembled completion as its outputs.
+/// logs it; a traced span gets them as MLflow attributes with `bodies` as its inputs and
+/// outputs, and a `stream`'s span the assembled completion as its outputs.
 fn record(
     span: &Span,
     result: Result<&ChatResponse, &LlmError>,
     latency: Duration,
     attempts: u32,
     stream: bool,
+    bodies: CallBodies,
 ) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
     span.record("attempts", attempts);
-    trace_call(span, result, latency_ms, attempts, stream);
+    trace_call(span, result, latency_ms, attempts, stream, bodies);
     match result {
         Ok(response) => {
             span.record("gen_ai.response.model", response.model.as_str());
@@ -441,40 +475,45 @@ fn trace_call(
     latency_ms: u64,
     attempts: u32,
     stream: bool,
+    bodies: CallBodies,
 ) {
-    use serde_json::json;
     if !crate::trace::is_active() {
         return;
     }
     crate::trace::attributes(span, || {
-        let mut values = vec![
-            ("mlflow.llm.provider", json!("openai")),
-            ("mlflow.message.format", json!("openai")),
-            ("latency_ms", json!(latency_ms)),
-            ("attempts", json!(attempts)),
-            ("stream", json!(stream)),
-        ];
-        let Ok(response) = result else {
-            return values;
-        };
-        values.push(("mlflow.llm.model", json!(response.model)));
-        if let Some(reason) = &response.finish_reason {
-            values.push(("gen_ai.response.finish_reason", json!(reason)));
-        }
-        if let Some(usage) = response.usage {
-            values.push((
-                "mlflow.chat.tokenUsage",
-                json!({
-                    "input_tokens": usage.prompt_tokens,
-                    "output_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total_tokens,
-                }),
-            ));
-        }
-        if stream {
-            values.push(("mlflow.spanOutputs", wire::completion_json(response)));
-        }
-        values
+        let response = result.ok();
+        let usage = response.and_then(|response| response.usage);
+        [
+            bodies
+                .sent
+                .map(|sent| ("mlflow.spanInputs", AttributeValue::JsonText(sent))),
+            bodies
+                .received
+                .map(|received| ("mlflow.spanOutputs", AttributeValue::JsonText(received))),
+            Some(("mlflow.llm.provider", "openai".into())),
+            Some(("mlflow.message.format", "openai".into())),
+            Some(("latency_ms", latency_ms.into())),
+            Some(("attempts", attempts.into())),
+            Some(("stream", stream.into())),
+            response.map(|response| ("mlflow.llm.model", response.model.clone().into())),
+            response
+                .and_then(|response| response.finish_reason.clone())
+                .map(|reason| ("gen_ai.response.finish_reason", reason.into())),
+            usage.map(|usage| {
+                let count = |tokens: u64| i64::try_from(tokens).unwrap_or(i64::MAX);
+                let usage = crate::trace::TokenUsage {
+                    input_tokens: count(usage.prompt_tokens),
+                    output_tokens: count(usage.completion_tokens),
+                    total_tokens: count(usage.total_tokens),
+                };
+                ("mlflow.chat.tokenUsage", usage.into())
+            }),
+            response
+                .filter(|_| stream)
+                .map(|response| ("mlflow.spanOutputs", wire::completion_json(response).into())),
+        ]
+        .into_iter()
+        .flatten()
     });
     if let Err(error) = result {
         crate::trace::fail(span, error);

@@ -9,6 +9,7 @@
 //! piece, without waiting: the layer never blocks a prediction.
 
 use std::{
+    borrow::Cow,
     sync::{Arc, Mutex},
     time::SystemTime,
 };
@@ -54,12 +55,32 @@ impl TraceLayer {
 /// fields.
 #[derive(Default)]
 struct NewSpanFields {
-    span_type: Option<String>,
-    chain: Option<String>,
+    span_type: Option<Cow<'static, str>>,
+    chain: Option<Cow<'static, str>>,
 }
 
+/// MLflow's span types (`mlflow.entities.SpanType`, 3.17.2): a span of one of these types
+/// keeps its type without an allocation.
+const SPAN_TYPES: [&str; 15] = [
+    "CHAIN",
+    "CHAT_MODEL",
+    "LLM",
+    "TOOL",
+    "AGENT",
+    "RETRIEVER",
+    "EMBEDDING",
+    "RERANKER",
+    "PARSER",
+    "MEMORY",
+    "GUARDRAIL",
+    "EVALUATOR",
+    "WORKFLOW",
+    "TASK",
+    "UNKNOWN",
+];
+
 impl NewSpanFields {
-    fn slot(&mut self, field: &Field) -> Option<&mut Option<String>> {
+    fn slot(&mut self, field: &Field) -> Option<&mut Option<Cow<'static, str>>> {
         match field.name() {
             SPAN_TYPE_FIELD => Some(&mut self.span_type),
             "chain" => Some(&mut self.chain),
@@ -70,14 +91,27 @@ impl NewSpanFields {
 
 impl Visit for NewSpanFields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if let Some(slot) = self.slot(field) {
-            *slot = Some(value.to_owned());
+        if field.name() == SPAN_TYPE_FIELD {
+            let known = SPAN_TYPES.iter().find(|known| **known == value);
+            self.span_type = Some(known.map_or_else(
+                || Cow::Owned(value.to_owned()),
+                |known| Cow::Borrowed(*known),
+            ));
+        } else if let Some(slot) = self.slot(field) {
+            *slot = Some(Cow::Owned(value.to_owned()));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if let Some(slot) = self.slot(field) {
-            *slot = Some(format!("{value:?}").trim_matches('"').to_owned());
+            // `chain = %name` arrives here: its text, without the quotes a `Debug` of a
+            // string adds.
+            let mut text = format!("{value:?}");
+            if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
+                text.pop();
+                text.remove(0);
+            }
+            *slot = Some(Cow::Owned(text));
         }
     }
 }
@@ -154,7 +188,9 @@ where
         // A chain span is named after its chain.
         let name = fields
             .chain
-            .unwrap_or_else(|| attrs.metadata().name().to_owned());
+            .unwrap_or(Cow::Borrowed(attrs.metadata().name()));
+        // A model call sets ten or so attributes; others a few.
+        let capacity = if span_type == "CHAT_MODEL" { 12 } else { 4 };
         span.extensions_mut().insert(Traced {
             trace,
             span_id: nonzero(rand::random::<u64>()),
@@ -162,7 +198,7 @@ where
             name,
             span_type,
             start: SystemTime::now(),
-            attributes: Vec::new(),
+            attributes: Vec::with_capacity(capacity),
             events: Vec::new(),
             error: None,
         });

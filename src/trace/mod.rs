@@ -70,7 +70,8 @@ mod sqlite;
 pub use export::{Destination, QUEUE_CAPACITY, Tracer};
 pub use layer::TraceLayer;
 pub use model::{
-    MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage, TraceRecord,
+    AttributeValue, MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage,
+    TraceRecord,
 };
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};

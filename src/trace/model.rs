@@ -28,14 +28,96 @@ pub(super) const MAX_EVENTS: usize = 128;
 /// MLflow's length of a trace's request and response previews.
 pub(super) const PREVIEW_CHARS: usize = 1000;
 
-/// A value an attribute was given.
+/// A value an attribute was given, kept as it came and encoded to JSON text at export: the
+/// prediction's path only moves it (no serialising, and no allocation for a number, a flag, a
+/// `&'static str` or token usage).
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::trace::AttributeValue;
+/// let values: [AttributeValue; 4] = ["openai".into(), 12_u64.into(), true.into(), serde_json::json!({"k": 1}).into()];
+/// assert!(matches!(values[1], AttributeValue::Int(12)));
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) enum AttrValue {
-    /// A JSON value, encoded at export.
+pub enum AttributeValue {
+    /// A JSON value.
     Json(Value),
     /// JSON text as it is (a request body as sent), shared with the caller.
     JsonText(bytes::Bytes),
+    /// A string; its JSON text is the quoted string.
+    Str(Cow<'static, str>),
+    /// An integer.
+    Int(i64),
+    /// A flag.
+    Bool(bool),
+    /// Token usage, as MLflow's `mlflow.chat.tokenUsage`
+    /// (`{"input_tokens": …, "output_tokens": …, "total_tokens": …}`).
+    TokenUsage(TokenUsage),
 }
+
+impl AttributeValue {
+    /// The value as MLflow keeps it: JSON text (not yet scrubbed or cut).
+    fn json_text(&self) -> String {
+        match self {
+            Self::Json(value) => value.to_string(),
+            Self::JsonText(text) => String::from_utf8_lossy(text).into_owned(),
+            Self::Str(text) => Value::String(text.to_string()).to_string(),
+            Self::Int(number) => number.to_string(),
+            Self::Bool(flag) => flag.to_string(),
+            Self::TokenUsage(usage) => format!(
+                r#"{{"input_tokens":{},"output_tokens":{},"total_tokens":{}}}"#,
+                usage.input_tokens, usage.output_tokens, usage.total_tokens
+            ),
+        }
+    }
+
+    /// Whether the text comes from chainlog's own numbers, which hold no secret.
+    fn is_own_number(&self) -> bool {
+        matches!(self, Self::Int(_) | Self::Bool(_) | Self::TokenUsage(_))
+    }
+}
+
+impl From<Value> for AttributeValue {
+    fn from(value: Value) -> Self {
+        Self::Json(value)
+    }
+}
+
+impl From<&'static str> for AttributeValue {
+    fn from(text: &'static str) -> Self {
+        Self::Str(Cow::Borrowed(text))
+    }
+}
+
+impl From<String> for AttributeValue {
+    fn from(text: String) -> Self {
+        Self::Str(Cow::Owned(text))
+    }
+}
+
+impl From<bool> for AttributeValue {
+    fn from(flag: bool) -> Self {
+        Self::Bool(flag)
+    }
+}
+
+impl From<TokenUsage> for AttributeValue {
+    fn from(usage: TokenUsage) -> Self {
+        Self::TokenUsage(usage)
+    }
+}
+
+macro_rules! int_attribute {
+    ($($int:ty),*) => {$(
+        impl From<$int> for AttributeValue {
+            fn from(number: $int) -> Self {
+                Self::Int(i64::try_from(number).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_attribute!(u32, u64, i64, usize);
 
 /// The spans of one trace, filled as they end; shared by the spans of the trace.
 #[derive(Debug)]
@@ -50,10 +132,10 @@ pub(crate) struct Traced {
     pub(super) trace: Arc<TraceBuf>,
     pub(super) span_id: u64,
     pub(super) parent_id: Option<u64>,
-    pub(crate) name: String,
-    pub(super) span_type: String,
+    pub(crate) name: Cow<'static, str>,
+    pub(super) span_type: Cow<'static, str>,
     pub(super) start: SystemTime,
-    pub(super) attributes: Vec<(Cow<'static, str>, AttrValue)>,
+    pub(super) attributes: Vec<(Cow<'static, str>, AttributeValue)>,
     pub(super) events: Vec<SpanEvent>,
     pub(crate) error: Option<String>,
 }
@@ -61,7 +143,7 @@ pub(crate) struct Traced {
 impl Traced {
     /// Sets `key`. A later value of the same key wins; the export drops the earlier ones
     /// (no search here: this runs on the prediction's path).
-    pub(crate) fn set(&mut self, key: &'static str, value: AttrValue) {
+    pub(crate) fn set(&mut self, key: &'static str, value: AttributeValue) {
         self.attributes.push((Cow::Borrowed(key), value));
     }
 
@@ -103,14 +185,14 @@ pub struct SpanRecord {
     /// The parent's span id; `None` for the trace's root.
     pub parent_id: Option<u64>,
     /// The span's name (a chain's name, `llm.chat`, a tool's name).
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// The MLflow span type (`CHAIN`, `CHAT_MODEL`, `TOOL`).
-    pub span_type: String,
+    pub span_type: Cow<'static, str>,
     /// Start time.
     pub start: SystemTime,
     /// End time.
     pub end: SystemTime,
-    pub(crate) attributes: Vec<(Cow<'static, str>, AttrValue)>,
+    pub(crate) attributes: Vec<(Cow<'static, str>, AttributeValue)>,
     /// Events, in order.
     pub events: Vec<SpanEvent>,
     /// The error message when the span failed.
@@ -124,20 +206,22 @@ impl SpanRecord {
         let mut out = Vec::with_capacity(self.attributes.len() + 1);
         out.push((
             super::SPAN_TYPE_FIELD.to_owned(),
-            Value::String(self.span_type.clone()).to_string(),
+            Value::String(self.span_type.to_string()).to_string(),
         ));
         for (key, value) in self.latest_attributes() {
-            let text = match value {
-                AttrValue::Json(value) => value.to_string(),
-                AttrValue::JsonText(text) => String::from_utf8_lossy(text).into_owned(),
+            let text = value.json_text();
+            let text = if value.is_own_number() {
+                text
+            } else {
+                safe_json(&text)
             };
-            out.push((key.to_string(), safe_json(&text)));
+            out.push((key.to_owned(), text));
         }
         out
     }
 
     /// Each attribute's latest value, in the order the keys were first set.
-    fn latest_attributes(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
+    fn latest_attributes(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
         let attributes = &self.attributes;
         attributes
             .iter()
@@ -152,7 +236,7 @@ impl SpanRecord {
     }
 
     /// The latest value of attribute `key`.
-    fn latest(&self, key: &str) -> Option<&AttrValue> {
+    fn latest(&self, key: &str) -> Option<&AttributeValue> {
         self.attributes
             .iter()
             .rev()
@@ -162,10 +246,17 @@ impl SpanRecord {
 
     /// The JSON text of attribute `key` (scrubbed, not cut).
     pub fn attribute_text(&self, key: &str) -> Option<String> {
-        self.latest(key).map(|value| match value {
-            AttrValue::Json(value) => crate::secret::scrub(&value.to_string()),
-            AttrValue::JsonText(text) => crate::secret::scrub(&String::from_utf8_lossy(text)),
-        })
+        self.latest(key)
+            .map(|value| crate::secret::scrub(&value.json_text()))
+    }
+
+    /// The text of attribute `key` when it is a string, else its JSON text; scrubbed.
+    pub fn attribute_string(&self, key: &str) -> Option<String> {
+        match self.latest(key)? {
+            AttributeValue::Str(text) => Some(crate::secret::scrub(text)),
+            AttributeValue::Json(Value::String(text)) => Some(crate::secret::scrub(text)),
+            other => Some(crate::secret::scrub(&other.json_text())),
+        }
     }
 
     /// Nanoseconds since the Unix epoch.
@@ -181,8 +272,10 @@ impl SpanRecord {
     /// The token usage this span reports (`mlflow.chat.tokenUsage`).
     fn token_usage(&self) -> Option<TokenUsage> {
         let value = match self.latest("mlflow.chat.tokenUsage")? {
-            AttrValue::Json(value) => value.clone(),
-            AttrValue::JsonText(text) => serde_json::from_slice(text).ok()?,
+            AttributeValue::TokenUsage(usage) => return Some(*usage),
+            AttributeValue::Json(value) => value.clone(),
+            AttributeValue::JsonText(text) => serde_json::from_slice(text).ok()?,
+            _ => return None,
         };
         Some(TokenUsage {
             input_tokens: value.get("input_tokens")?.as_i64()?,
@@ -258,6 +351,18 @@ impl TraceRecord {
     }
 }
 
+/// A trace's request and response previews from its root span's encoded attributes
+/// ([`SpanRecord::encoded_attributes`]: scrubbed already).
+pub(super) fn previews(root_attributes: &[(String, String)]) -> (Option<String>, Option<String>) {
+    let find = |key: &str| {
+        root_attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, text)| preview(text.clone()))
+    };
+    (find("mlflow.spanInputs"), find("mlflow.spanOutputs"))
+}
+
 /// MLflow's preview of JSON text: the text, cut to 1000 characters with `...`.
 fn preview(text: String) -> String {
     if text.chars().count() <= PREVIEW_CHARS {
@@ -312,16 +417,16 @@ mod tests {
             }),
             span_id: 2,
             parent_id: None,
-            name: "chain".to_owned(),
-            span_type: "CHAIN".to_owned(),
+            name: Cow::Borrowed("chain"),
+            span_type: Cow::Borrowed("CHAIN"),
             start: SystemTime::now(),
             attributes: Vec::new(),
             events: Vec::new(),
             error: None,
         };
-        traced.set("a", AttrValue::Json(Value::from(1)));
-        traced.set("b", AttrValue::Json(Value::from(2)));
-        traced.set("a", AttrValue::Json(Value::from(3)));
+        traced.set("a", AttributeValue::Json(Value::from(1)));
+        traced.set("b", AttributeValue::Int(2));
+        traced.set("a", AttributeValue::Int(3));
         let span = traced.finish(SystemTime::now());
         let keys: Vec<_> = span
             .encoded_attributes()

@@ -12,7 +12,6 @@
 //! call is made.
 
 use std::{
-    borrow::Cow,
     collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
@@ -275,7 +274,7 @@ impl OtlpSink {
             parent_span_id: span.parent_id.map_or(SpanId::INVALID, SpanId::from),
             parent_span_is_remote: false,
             span_kind: SpanKind::Internal,
-            name: Cow::Owned(span.name.clone()),
+            name: span.name.clone(),
             start_time: span.start,
             end_time: span.end,
             attributes,

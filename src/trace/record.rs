@@ -17,7 +17,7 @@ use serde_json::Value;
 use tracing::Span;
 use tracing_subscriber::{Registry, registry::LookupSpan};
 
-use super::model::{AttrValue, Traced};
+use super::model::{AttributeValue, Traced};
 
 /// The field that makes a `tracing` span an MLflow span; its value is the MLflow span type
 /// (`CHAIN`, `CHAT_MODEL`, `TOOL`, …).
@@ -38,22 +38,37 @@ pub(super) fn set_active(active: bool) {
 /// Sets the attribute `key` of `span` to the JSON value `value()` — run only when `span` is
 /// traced. MLflow keeps every attribute as JSON text; a string value becomes `"text"`.
 pub fn attribute(span: &Span, key: &'static str, value: impl FnOnce() -> Value) {
-    with_traced(span, |traced| traced.set(key, AttrValue::Json(value())));
+    with_traced(span, |traced| {
+        traced.set(key, AttributeValue::Json(value()))
+    });
 }
 
 /// Sets the attribute `key` of `span` to `text()`, which already is JSON text (a request body
 /// as sent, UTF-8) — run only when `span` is traced. Hand over shared bytes where the caller
 /// owns them (`body.clone()`); the export reads them as text in the background.
 pub fn json_text(span: &Span, key: &'static str, text: impl FnOnce() -> Bytes) {
-    with_traced(span, |traced| traced.set(key, AttrValue::JsonText(text())));
+    with_traced(span, |traced| {
+        traced.set(key, AttributeValue::JsonText(text()))
+    });
 }
 
 /// Sets every `(key, value)` of `values()` on `span` with one lookup of its trace data — run
-/// only when `span` is traced. For the several attributes a finished call has at once.
-pub fn attributes(span: &Span, values: impl FnOnce() -> Vec<(&'static str, Value)>) {
+/// only when `span` is traced. For the several attributes a finished call has at once; a
+/// number, a flag or a `&'static str` costs no allocation (see [`AttributeValue`]).
+///
+/// # Examples
+///
+/// ```
+/// let span = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
+/// chainlog::trace::attributes(&span, || [("mlflow.llm.provider", "openai".into()), ("attempts", 1_u32.into())]);
+/// ```
+pub fn attributes<I>(span: &Span, values: impl FnOnce() -> I)
+where
+    I: IntoIterator<Item = (&'static str, AttributeValue)>,
+{
     with_traced(span, |traced| {
         for (key, value) in values() {
-            traced.set(key, AttrValue::Json(value));
+            traced.set(key, value);
         }
     });
 }
@@ -90,10 +105,10 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 pub fn tool_span(name: &str, arguments: &str) -> Span {
     let span = tracing::info_span!("tool", mlflow.spanType = "TOOL", tool = %name);
     with_traced(&span, |traced| {
-        traced.name = name.to_owned();
+        traced.name = std::borrow::Cow::Owned(name.to_owned());
         let inputs =
             serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()));
-        traced.set("mlflow.spanInputs", AttrValue::Json(inputs));
+        traced.set("mlflow.spanInputs", AttributeValue::Json(inputs));
     });
     span
 }

@@ -9,16 +9,17 @@
 //! `mlflow.trace_schema.version`, `mlflow.modelId`, `mlflow.sourceRun`; each span's `content`
 //! is MLflow's span dict (base64 ids, JSON-text attributes, `STATUS_CODE_*`).
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use base64::Engine as _;
 use rusqlite::{Connection, params};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
     TraceLink,
     export::ExportFailure,
-    model::{SpanRecord, TraceRecord, unix_ns},
+    model::{SpanRecord, TraceRecord, previews, unix_ns},
 };
 
 /// Writes traces into a SQLite tracking store.
@@ -132,7 +133,25 @@ fn write(
             .filter_map(|trace| Some((trace.mlflow_id(), trace, trace.root()?)))
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        for (trace_id, trace, root) in &rows {
+        // Each span's attributes encoded (scrubbed, cut) once: for its row and, the root's,
+        // for the trace's previews.
+        let encoded: Vec<Vec<Encoded>> = rows
+            .iter()
+            .map(|(_, trace, _)| {
+                trace
+                    .spans
+                    .iter()
+                    .map(SpanRecord::encoded_attributes)
+                    .collect()
+            })
+            .collect();
+        for ((trace_id, trace, root), encoded) in rows.iter().zip(&encoded) {
+            let root_attributes = trace
+                .spans
+                .iter()
+                .position(|span| span.parent_id.is_none())
+                .map_or(&[][..], |at| &encoded[at][..]);
+            let (request_preview, response_preview) = previews(root_attributes);
             let start_ms = unix_ns(root.start) / 1_000_000;
             let end_ms = trace
                 .spans
@@ -147,8 +166,8 @@ fn write(
                 start_ms,
                 end_ms - start_ms,
                 trace.state(),
-                trace.request_preview(),
-                trace.response_preview(),
+                request_preview,
+                response_preview,
                 root.name,
                 usage.map(|u| u.input_tokens),
                 usage.map(|u| u.output_tokens),
@@ -179,15 +198,16 @@ fn write(
                 insert_metadata.execute(params![key, value, trace_id])?;
             }
         }
-        for (trace_id, trace, _) in &rows {
-            let mut spans: Vec<(String, &SpanRecord)> = trace
+        for ((trace_id, trace, _), encoded) in rows.iter().zip(encoded) {
+            let mut spans: Vec<(String, &SpanRecord, Encoded)> = trace
                 .spans
                 .iter()
-                .map(|span| (format!("{:016x}", span.span_id), span))
+                .zip(encoded)
+                .map(|(span, attributes)| (format!("{:016x}", span.span_id), span, attributes))
                 .collect();
             spans.sort_by(|a, b| a.0.cmp(&b.0));
-            for (span_id, span) in spans {
-                let content = span_content(span, trace_id);
+            for (span_id, span, attributes) in spans {
+                let content = span_content(span, trace_id, &attributes);
                 insert_span.execute(params![
                     trace_id,
                     experiment_id,
@@ -199,8 +219,8 @@ fn write(
                     span.start_ns(),
                     span.end_ns(),
                     content,
-                    string_attribute(span, "mlflow.llm.model"),
-                    string_attribute(span, "mlflow.llm.provider"),
+                    span.attribute_string("mlflow.llm.model"),
+                    span.attribute_string("mlflow.llm.provider"),
                 ])?;
             }
         }
@@ -208,27 +228,19 @@ fn write(
     tx.commit()
 }
 
-/// A string attribute's value (not its JSON text).
-fn string_attribute(span: &SpanRecord, key: &str) -> Option<String> {
-    let text = span.attribute_text(key)?;
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::String(value)) => Some(value),
-        _ => Some(text),
-    }
-}
+/// A span's attributes as [`SpanRecord::encoded_attributes`] gives them: key and JSON text.
+type Encoded = Vec<(String, String)>;
 
-/// MLflow's span dict (`Span.to_dict()`), as the `content` column holds it.
-fn span_content(span: &SpanRecord, trace_id: &str) -> String {
+/// MLflow's span dict (`Span.to_dict()`), as the `content` column holds it, with the span's
+/// `attributes` as [`SpanRecord::encoded_attributes`] gives them.
+fn span_content(span: &SpanRecord, trace_id: &str, attributes: &[(String, String)]) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut attributes: Map<String, Value> = span
-        .encoded_attributes()
-        .into_iter()
-        .map(|(key, value)| (key, Value::String(value)))
+    let request_id = Value::String(trace_id.to_owned()).to_string();
+    let mut attribute_map: BTreeMap<&str, &str> = attributes
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
         .collect();
-    attributes.insert(
-        "mlflow.traceRequestId".to_owned(),
-        Value::String(Value::String(trace_id.to_owned()).to_string()),
-    );
+    attribute_map.insert("mlflow.traceRequestId", &request_id);
     let events: Vec<Value> = span
         .events
         .iter()
@@ -249,17 +261,39 @@ fn span_content(span: &SpanRecord, trace_id: &str) -> String {
         Some(message) => ("STATUS_CODE_ERROR", crate::secret::scrub(message)),
         None => ("STATUS_CODE_OK", String::new()),
     };
-    json!({
-        "trace_id": b64(&span.trace_id.to_be_bytes()),
-        "span_id": b64(&span.span_id.to_be_bytes()),
-        "parent_span_id": span.parent_id.map(|id| b64(&id.to_be_bytes())),
-        "name": span.name,
-        "start_time_unix_nano": span.start_ns(),
-        "end_time_unix_nano": span.end_ns(),
-        "events": events,
-        "status": {"code": code, "message": message},
-        "attributes": attributes,
-        "links": [],
-    })
-    .to_string()
+    let dict = SpanDict {
+        attributes: attribute_map,
+        end_time_unix_nano: span.end_ns(),
+        events,
+        links: [],
+        name: &span.name,
+        parent_span_id: span.parent_id.map(|id| b64(&id.to_be_bytes())),
+        span_id: b64(&span.span_id.to_be_bytes()),
+        start_time_unix_nano: span.start_ns(),
+        status: SpanStatus { code, message },
+        trace_id: b64(&span.trace_id.to_be_bytes()),
+    };
+    serde_json::to_string(&dict).unwrap_or_default()
+}
+
+/// MLflow's span dict, its keys in the order `json.dumps(sort_keys=True)` would write them.
+#[derive(Serialize)]
+struct SpanDict<'a> {
+    attributes: BTreeMap<&'a str, &'a str>,
+    end_time_unix_nano: i64,
+    events: Vec<Value>,
+    links: [(); 0],
+    name: &'a str,
+    parent_span_id: Option<String>,
+    span_id: String,
+    start_time_unix_nano: i64,
+    status: SpanStatus,
+    trace_id: String,
+}
+
+/// A span dict's `status`.
+#[derive(Serialize)]
+struct SpanStatus {
+    code: &'static str,
+    message: String,
 }

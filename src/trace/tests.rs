@@ -51,7 +51,7 @@ fn root_chain_span_holds_its_children_inputs_outputs_and_usage() {
     let root = trace.root().unwrap();
     assert_eq!(root.name, "summarize");
     assert_eq!(root.span_type, "CHAIN");
-    let types: Vec<_> = trace.spans.iter().map(|s| s.span_type.as_str()).collect();
+    let types: Vec<_> = trace.spans.iter().map(|s| s.span_type.as_ref()).collect();
     assert_eq!(types, ["CHAT_MODEL", "TOOL", "CHAIN"]);
     for child in &trace.spans[..2] {
         assert_eq!(child.parent_id, Some(root.span_id));

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
 use super::{
-    record,
+    CallBodies, record,
     wire::{self, Chunk},
 };
 use crate::llm::{
@@ -130,7 +130,14 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             }
         };
         let attempts = attempts.load(Ordering::Relaxed);
-        record(&span, outcome.as_ref(), started.elapsed(), attempts, true);
+        record(
+            &span,
+            outcome.as_ref(),
+            started.elapsed(),
+            attempts,
+            true,
+            CallBodies::default(),
+        );
         yield outcome.map(StreamEvent::Done);
     })
 }
