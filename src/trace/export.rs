@@ -30,8 +30,8 @@ pub const QUEUE_CAPACITY: usize = 4096;
 /// How long the worker lets traces gather before it sends them (a flush cuts it short).
 pub(super) const LINGER: Duration = Duration::from_millis(200);
 
-/// The most traces one export request carries.
-const MAX_BATCH: usize = 256;
+/// The most traces one OTLP request carries.
+const MAX_OTLP_BATCH: usize = 256;
 
 /// What goes through the queue.
 enum Item {
@@ -85,6 +85,16 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// The most traces one export takes: an OTLP request stays a few MiB; a SQLite
+    /// transaction takes everything queued (one commit for a whole batch: measured in
+    /// `chain_overhead`, 190 → 156 µs of CPU per trace from 256 to 4,096 per transaction).
+    fn max_batch(&self) -> usize {
+        match self {
+            Self::Otlp(_) => MAX_OTLP_BATCH,
+            Self::Sqlite(_) => QUEUE_CAPACITY,
+        }
+    }
+
     /// Sends `traces`; `Err` is a message for a warning.
     async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
         match self {
@@ -218,7 +228,8 @@ impl Tracer {
 }
 
 /// The worker: waits for a first trace, lets more gather for [`LINGER`] (cut short by a
-/// flush), then exports everything queued in batches of at most [`MAX_BATCH`], answering
+/// flush), then exports everything queued in batches of at most the destination's
+/// [`max_batch`](Destination::max_batch), answering
 /// flushes in queue order; warns once per kind of trouble.
 async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: Arc<ExportQueue>) {
     let mut health = Health::default();
@@ -233,7 +244,7 @@ async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: 
         loop {
             let mut batch = Vec::new();
             let mut flush = None;
-            while batch.len() < MAX_BATCH {
+            while batch.len() < destination.max_batch() {
                 let item = match pending.take() {
                     Some(item) => item,
                     None => match rx.try_recv() {
