@@ -273,20 +273,20 @@ impl BuiltChain {
             mlflow.spanType = "CHAIN",
         );
         // The input, kept for the trace: set on the span at the end, with the outputs, in one
-        // go.
-        let traced_input =
-            (crate::trace::is_active() && !span.is_disabled()).then(|| input.clone());
+        // go (or on its own if this future is dropped before).
+        let mut traced_input = crate::trace::PendingInputs::new(&span);
+        traced_input.hold(|| input.clone().into());
         let ctx = RunContext::clone(ctx);
         let result = self
             .chain
             .invoke_json(input, &ctx)
             .instrument(span.clone())
             .await;
-        if let Some(input) = traced_input {
+        if let Some(input) = traced_input.take() {
             let output = result.as_ref().ok().cloned();
             crate::trace::attributes(&span, || {
                 [
-                    Some(("mlflow.spanInputs", input.into())),
+                    Some(("mlflow.spanInputs", input)),
                     output.map(|output| ("mlflow.spanOutputs", output.into())),
                 ]
                 .into_iter()

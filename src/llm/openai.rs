@@ -328,19 +328,17 @@ impl LlmClient for OpenAiClient {
         let span = self.span(false);
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        // The bodies sent and received, kept for the trace (set on its span at the end, with
-        // the call's other attributes, in one go).
-        let traced = crate::trace::is_active() && !span.is_disabled();
-        let mut bodies = CallBodies::default();
+        // The bodies sent and received, kept for the trace: set on its span at the end, with
+        // the call's other attributes, in one go (what was sent also if this future is dropped
+        // before).
+        let mut bodies = CallBodies::new(&span);
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            if traced {
-                bodies.sent = Some(body.clone());
-            }
+            bodies.sent.hold(|| AttributeValue::JsonText(body.clone()));
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            if traced {
+            if bodies.traced {
                 // A copy: `raw` can be a slice of the connection's read buffer, which a kept
                 // reference would stop the HTTP client from reusing.
                 bodies.received = Some(Bytes::copy_from_slice(&raw));
@@ -400,7 +398,7 @@ impl LlmClient for OpenAiClient {
                     started.elapsed(),
                     attempts,
                     true,
-                    CallBodies::default(),
+                    CallBodies::none(),
                 );
                 Err(error)
             }
@@ -427,10 +425,26 @@ impl LlmClient for OpenAiClient {
 /// The bodies of a call as sent and received (JSON text), for its trace: its span's inputs
 /// and outputs. Empty when the span is not traced, and for a stream (its span gets them as
 /// the stream goes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct CallBodies {
-    sent: Option<Bytes>,
+    traced: bool,
+    sent: crate::trace::PendingInputs,
     received: Option<Bytes>,
+}
+
+impl CallBodies {
+    fn new(span: &Span) -> Self {
+        Self {
+            traced: crate::trace::is_active() && !span.is_disabled(),
+            sent: crate::trace::PendingInputs::new(span),
+            received: None,
+        }
+    }
+
+    /// Nothing to set.
+    pub(super) fn none() -> Self {
+        Self::new(&Span::none())
+    }
 }
 
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
@@ -475,7 +489,7 @@ fn trace_call(
     latency_ms: u64,
     attempts: u32,
     stream: bool,
-    bodies: CallBodies,
+    mut bodies: CallBodies,
 ) {
     if !crate::trace::is_active() {
         return;
@@ -484,11 +498,10 @@ fn trace_call(
         let response = result.ok();
         let usage = response.and_then(|response| response.usage);
         [
-            bodies
-                .sent
-                .map(|sent| ("mlflow.spanInputs", AttributeValue::JsonText(sent))),
+            bodies.sent.take().map(|sent| ("mlflow.spanInputs", sent)),
             bodies
                 .received
+                .take()
                 .map(|received| ("mlflow.spanOutputs", AttributeValue::JsonText(received))),
             Some(("mlflow.llm.provider", "openai".into())),
             Some(("mlflow.message.format", "openai".into())),

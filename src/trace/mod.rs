@@ -76,8 +76,8 @@ pub use model::{
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
-    SPAN_TYPE_FIELD, attribute, attributes, error_chain, fail, inputs, is_active, json_text,
-    outputs, tool_span,
+    PendingInputs, SPAN_TYPE_FIELD, attribute, attributes, error_chain, fail, inputs, is_active,
+    json_text, outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 

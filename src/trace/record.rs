@@ -73,6 +73,61 @@ where
     });
 }
 
+/// A span's inputs, held so that they are set together with its outputs when the work ends
+/// (one lookup of the span's trace data instead of two); set on their own if this is
+/// dropped still holding them — the work was dropped before its end (a caller that gave up,
+/// a timeout), and its span keeps what it was given.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::trace::PendingInputs;
+/// let span = tracing::info_span!("chain", mlflow.spanType = "CHAIN");
+/// let mut inputs = PendingInputs::new(&span);
+/// inputs.hold(|| serde_json::json!({"text": "hi"}).into());
+/// // … the work …
+/// chainlog::trace::attributes(&span, || {
+///     inputs.take().map(|value| ("mlflow.spanInputs", value)).into_iter()
+///         .chain([("mlflow.spanOutputs", serde_json::json!("ok").into())])
+/// });
+/// ```
+#[derive(Debug)]
+pub struct PendingInputs {
+    /// The span, while it may be traced (tracing on and the span enabled).
+    span: Option<Span>,
+    inputs: Option<AttributeValue>,
+}
+
+impl PendingInputs {
+    /// Holds nothing yet, for `span`.
+    pub fn new(span: &Span) -> Self {
+        Self {
+            span: (is_active() && !span.is_disabled()).then(|| span.clone()),
+            inputs: None,
+        }
+    }
+
+    /// Holds `inputs()` — run only when the span may be traced.
+    pub fn hold(&mut self, inputs: impl FnOnce() -> AttributeValue) {
+        if self.span.is_some() {
+            self.inputs = Some(inputs());
+        }
+    }
+
+    /// The inputs held, to be set with the span's other attributes.
+    pub fn take(&mut self) -> Option<AttributeValue> {
+        self.inputs.take()
+    }
+}
+
+impl Drop for PendingInputs {
+    fn drop(&mut self) {
+        if let (Some(span), Some(inputs)) = (&self.span, self.inputs.take()) {
+            with_traced(span, |traced| traced.set("mlflow.spanInputs", inputs));
+        }
+    }
+}
+
 /// Marks `span` failed with `message` (status ERROR; the trace is in state ERROR when its root
 /// span fails).
 pub fn fail(span: &Span, message: impl std::fmt::Display) {

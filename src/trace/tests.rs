@@ -190,3 +190,43 @@ fn a_full_queue_drops_traces_without_waiting_and_counts_their_spans() {
     assert_eq!(tracer.dropped_spans(), 6, "3 traces of 2 spans dropped");
     assert_eq!(tracer.take_queued().len(), QUEUE_CAPACITY);
 }
+
+#[test]
+fn inputs_held_for_the_end_are_set_even_when_the_work_is_dropped_before_it() {
+    let traces = traced(on(), || {
+        let finished = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "done");
+        let mut inputs = PendingInputs::new(&finished);
+        inputs.hold(|| json!({"text": "kept"}).into());
+        let held = inputs.take();
+        attributes(&finished, || {
+            held.map(|value| ("mlflow.spanInputs", value))
+                .into_iter()
+                .chain([("mlflow.spanOutputs", json!("ok").into())])
+        });
+        drop(inputs);
+        drop(finished);
+
+        // A future dropped mid-way: its span still gets what it was given.
+        let dropped = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "dropped");
+        let mut inputs = PendingInputs::new(&dropped);
+        inputs.hold(|| json!({"text": "given"}).into());
+        drop(inputs);
+    });
+    assert_eq!(traces.len(), 2);
+    let finished = traces[0].root().unwrap();
+    assert_eq!(finished.name, "done");
+    let attributes = finished.encoded_attributes();
+    let inputs: Vec<_> = attributes
+        .iter()
+        .filter(|(key, _)| key == "mlflow.spanInputs")
+        .collect();
+    assert_eq!(inputs.len(), 1, "{attributes:?}");
+    assert_eq!(inputs[0].1, r#"{"text":"kept"}"#);
+    let dropped = traces[1].root().unwrap();
+    assert_eq!(dropped.name, "dropped");
+    assert_eq!(
+        dropped.attribute_text("mlflow.spanInputs").as_deref(),
+        Some(r#"{"text":"given"}"#)
+    );
+    assert_eq!(dropped.attribute_text("mlflow.spanOutputs"), None);
+}

@@ -136,7 +136,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             started.elapsed(),
             attempts,
             true,
-            CallBodies::default(),
+            CallBodies::none(),
         );
         yield outcome.map(StreamEvent::Done);
     })
