@@ -269,7 +269,7 @@ impl BuiltChain {
         let span = tracing::info_span!(
             parent: ctx.span(),
             "chain",
-            chain = self.name,
+            chain = %self.name,
             mlflow.spanType = "CHAIN",
         );
         // The input, kept for the trace: set on the span at the end, with the outputs, in one

@@ -425,11 +425,19 @@ impl LlmClient for OpenAiClient {
 /// The bodies of a call as sent and received (JSON text), for its trace: its span's inputs
 /// and outputs. Empty when the span is not traced, and for a stream (its span gets them as
 /// the stream goes).
-#[derive(Debug)]
 pub(super) struct CallBodies {
     traced: bool,
     sent: crate::trace::PendingInputs,
     received: Option<Bytes>,
+}
+
+impl std::fmt::Debug for CallBodies {
+    /// Not the bodies: they are unscrubbed text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallBodies")
+            .field("traced", &self.traced)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallBodies {

@@ -2,9 +2,10 @@
 //! finished trace ([`TraceRecord`]), and how their attributes are encoded for MLflow.
 //!
 //! MLflow keeps every span attribute as JSON text (`"\"CHAIN\""`, `{"question": …}`); so does
-//! this model, for OTLP and for SQLite rows alike. Encoding happens in the exporter's
-//! background task, not on the prediction's path: there every string is scrubbed of secrets
-//! ([`crate::secret::scrub`]) and cut to [`MAX_ATTRIBUTE_BYTES`].
+//! this model, for OTLP and for SQLite rows alike. On the prediction's path an attribute is
+//! kept as it came ([`AttributeValue`]); encoding happens in the exporter's background thread:
+//! there every attribute's JSON text is scrubbed of secrets ([`crate::secret::scrub`]) and cut
+//! to [`MAX_ATTRIBUTE_BYTES`].
 
 use std::{
     borrow::Cow,
@@ -70,11 +71,6 @@ impl AttributeValue {
                 usage.input_tokens, usage.output_tokens, usage.total_tokens
             ),
         }
-    }
-
-    /// Whether the text comes from chainlog's own numbers, which hold no secret.
-    fn is_own_number(&self) -> bool {
-        matches!(self, Self::Int(_) | Self::Bool(_) | Self::TokenUsage(_))
     }
 }
 
@@ -209,13 +205,7 @@ impl SpanRecord {
             Value::String(self.span_type.to_string()).to_string(),
         ));
         for (key, value) in self.latest_attributes() {
-            let text = value.json_text();
-            let text = if value.is_own_number() {
-                text
-            } else {
-                safe_json(&text)
-            };
-            out.push((key.to_owned(), text));
+            out.push((key.to_owned(), safe_json(&value.json_text())));
         }
         out
     }
@@ -252,11 +242,18 @@ impl SpanRecord {
 
     /// The text of attribute `key` when it is a string, else its JSON text; scrubbed.
     pub fn attribute_string(&self, key: &str) -> Option<String> {
-        match self.latest(key)? {
-            AttributeValue::Str(text) => Some(crate::secret::scrub(text)),
-            AttributeValue::Json(Value::String(text)) => Some(crate::secret::scrub(text)),
-            other => Some(crate::secret::scrub(&other.json_text())),
-        }
+        let text = match self.latest(key)? {
+            AttributeValue::Str(text) => text.to_string(),
+            AttributeValue::Json(Value::String(text)) => text.clone(),
+            other => {
+                let text = other.json_text();
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::String(inner)) => inner,
+                    _ => text,
+                }
+            }
+        };
+        Some(crate::secret::scrub(&text))
     }
 
     /// Nanoseconds since the Unix epoch.
@@ -344,21 +341,27 @@ impl TraceRecord {
             .iter()
             .filter_map(SpanRecord::token_usage)
             .reduce(|a, b| TokenUsage {
-                input_tokens: a.input_tokens + b.input_tokens,
-                output_tokens: a.output_tokens + b.output_tokens,
-                total_tokens: a.total_tokens + b.total_tokens,
+                input_tokens: a.input_tokens.saturating_add(b.input_tokens),
+                output_tokens: a.output_tokens.saturating_add(b.output_tokens),
+                total_tokens: a.total_tokens.saturating_add(b.total_tokens),
             })
     }
 }
 
 /// A trace's request and response previews from its root span's encoded attributes
-/// ([`SpanRecord::encoded_attributes`]: scrubbed already).
-pub(super) fn previews(root_attributes: &[(String, String)]) -> (Option<String>, Option<String>) {
+/// ([`SpanRecord::encoded_attributes`]: scrubbed already). An attribute cut at
+/// [`MAX_ATTRIBUTE_BYTES`] is previewed from its uncut text, as MLflow would.
+pub(super) fn previews(
+    root: &SpanRecord,
+    root_attributes: &[(String, String)],
+) -> (Option<String>, Option<String>) {
     let find = |key: &str| {
-        root_attributes
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, text)| preview(text.clone()))
+        let (_, text) = root_attributes.iter().find(|(k, _)| k == key)?;
+        if text.len() > MAX_ATTRIBUTE_BYTES {
+            root.attribute_text(key).map(preview)
+        } else {
+            Some(preview(text.clone()))
+        }
     };
     (find("mlflow.spanInputs"), find("mlflow.spanOutputs"))
 }
@@ -435,6 +438,82 @@ mod tests {
             .collect();
         assert_eq!(keys, ["mlflow.spanType=\"CHAIN\"", "a=3", "b=2"]);
         assert_eq!(span.attribute_text("a").as_deref(), Some("3"));
+    }
+
+    fn span_with(attributes: Vec<(&'static str, AttributeValue)>) -> SpanRecord {
+        let mut traced = Traced {
+            trace: Arc::new(TraceBuf {
+                trace_id: 1,
+                spans: Mutex::new(Vec::new()),
+            }),
+            span_id: 2,
+            parent_id: None,
+            name: Cow::Borrowed("chain"),
+            span_type: Cow::Borrowed("CHAIN"),
+            start: SystemTime::now(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            error: None,
+        };
+        for (key, value) in attributes {
+            traced.set(key, value);
+        }
+        traced.finish(SystemTime::now())
+    }
+
+    #[test]
+    fn a_root_cut_at_the_attribute_limit_is_previewed_from_its_uncut_text() {
+        let huge = serde_json::json!({ "text": "x".repeat(MAX_ATTRIBUTE_BYTES + 10) });
+        let root = span_with(vec![
+            ("mlflow.spanInputs", huge.into()),
+            ("mlflow.spanOutputs", "ok".into()),
+        ]);
+        let encoded = root.encoded_attributes();
+        let (request, response) = previews(&root, &encoded);
+        let request = request.unwrap();
+        assert!(request.starts_with(r#"{"text":"xxx"#), "{}", &request[..20]);
+        assert_eq!(request.chars().count(), PREVIEW_CHARS);
+        assert_eq!(response.as_deref(), Some(r#""ok""#));
+    }
+
+    #[test]
+    fn typed_values_encode_as_mlflow_json_and_strings_read_back_unquoted() {
+        let usage = TokenUsage {
+            input_tokens: i64::MAX,
+            output_tokens: 1,
+            total_tokens: i64::MAX,
+        };
+        let span = span_with(vec![
+            ("n", 7_u64.into()),
+            ("flag", true.into()),
+            ("mlflow.chat.tokenUsage", usage.into()),
+            (
+                "model",
+                AttributeValue::JsonText(bytes::Bytes::from_static(br#""gpt-4o""#)),
+            ),
+        ]);
+        let encoded: Vec<_> = span
+            .encoded_attributes()
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        assert_eq!(
+            encoded,
+            [
+                r#"mlflow.spanType="CHAIN""#,
+                "n=7",
+                "flag=true",
+                r#"mlflow.chat.tokenUsage={"input_tokens":9223372036854775807,"output_tokens":1,"total_tokens":9223372036854775807}"#,
+                r#"model="gpt-4o""#,
+            ]
+        );
+        assert_eq!(span.attribute_string("model").as_deref(), Some("gpt-4o"));
+        // Sums over spans saturate instead of overflowing.
+        let trace = TraceRecord {
+            trace_id: 1,
+            spans: vec![span.clone(), span],
+        };
+        assert_eq!(trace.token_usage().unwrap().total_tokens, i64::MAX);
     }
 
     #[test]

@@ -78,6 +78,11 @@ where
 /// dropped still holding them — the work was dropped before its end (a caller that gave up,
 /// a timeout), and its span keeps what it was given.
 ///
+/// It holds a handle to the span: keep it no longer than the work (a span closes, and its
+/// trace is exported, only when its last handle is dropped). It holds whenever tracing is on
+/// and the span enabled — also for a span that sampling left out, whose inputs are then
+/// dropped unused (cheaper than asking the registry first on every traced call).
+///
 /// # Examples
 ///
 /// ```
@@ -91,11 +96,19 @@ where
 ///         .chain([("mlflow.spanOutputs", serde_json::json!("ok").into())])
 /// });
 /// ```
-#[derive(Debug)]
 pub struct PendingInputs {
     /// The span, while it may be traced (tracing on and the span enabled).
     span: Option<Span>,
     inputs: Option<AttributeValue>,
+}
+
+impl std::fmt::Debug for PendingInputs {
+    /// Not the inputs: they are unscrubbed text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingInputs")
+            .field("holding", &self.inputs.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PendingInputs {

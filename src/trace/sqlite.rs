@@ -12,7 +12,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use base64::Engine as _;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -82,19 +82,73 @@ fn open(db_path: &std::path::Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Writes `traces` in one transaction, through cached statements.
+/// One trace's rows, encoded (scrubbed, cut, serialised) before the transaction.
+struct TraceRows<'a> {
+    trace_id: String,
+    trace: &'a TraceRecord,
+    root: &'a SpanRecord,
+    request_preview: Option<String>,
+    response_preview: Option<String>,
+    /// Span id (hex), span, its `content` (MLflow's span dict), in span id order.
+    spans: Vec<(String, &'a SpanRecord, String)>,
+}
+
+impl<'a> TraceRows<'a> {
+    /// `None` for a trace without a root span.
+    fn encode(trace: &'a TraceRecord) -> Option<rusqlite::Result<Self>> {
+        let root = trace.root()?;
+        let trace_id = trace.mlflow_id();
+        // Each span's attributes encoded once: for its row and, the root's, for the previews.
+        let encoded: Vec<Encoded> = trace
+            .spans
+            .iter()
+            .map(SpanRecord::encoded_attributes)
+            .collect();
+        let root_attributes = trace
+            .spans
+            .iter()
+            .position(|span| span.parent_id.is_none())
+            .map_or(&[][..], |at| &encoded[at][..]);
+        let (request_preview, response_preview) = previews(root, root_attributes);
+        let spans = trace
+            .spans
+            .iter()
+            .zip(&encoded)
+            .map(|(span, attributes)| {
+                let content = span_content(span, &trace_id, attributes)?;
+                Ok((format!("{:016x}", span.span_id), span, content))
+            })
+            .collect::<rusqlite::Result<Vec<_>>>();
+        Some(spans.map(|mut spans| {
+            spans.sort_by(|a, b| a.0.cmp(&b.0));
+            Self {
+                trace_id,
+                trace,
+                root,
+                request_preview,
+                response_preview,
+                spans,
+            }
+        }))
+    }
+}
+
+/// Writes `traces` in one transaction, through cached statements. Everything is encoded
+/// first: the transaction takes the write lock at its start (`BEGIN IMMEDIATE`, waiting out
+/// another writer up to the busy timeout) and holds it only for the inserts.
 fn write(
     conn: &mut Connection,
     link: &TraceLink,
     tags: &[(String, String)],
     traces: &[TraceRecord],
 ) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    let experiment_id: i64 = link.experiment_id.parse().unwrap_or(0);
-    let artifact_location: String = tx
-        .prepare_cached("SELECT artifact_location FROM experiments WHERE experiment_id = ?1")?
-        .query_row(params![experiment_id], |row| row.get(0))
-        .unwrap_or_default();
+    // Rows in key order, table by table: the b-trees (keyed on random trace ids) are then
+    // filled page by page instead of at random places.
+    let mut rows = traces
+        .iter()
+        .filter_map(TraceRows::encode)
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     let user_tags: Vec<(String, String)> = tags
         .iter()
         .map(|(k, v)| (k.clone(), crate::secret::scrub(v)))
@@ -106,6 +160,12 @@ fn write(
     if let Some(run_id) = &link.run_id {
         metadata.push(("mlflow.sourceRun", run_id));
     }
+    let experiment_id: i64 = link.experiment_id.parse().unwrap_or(0);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let artifact_location: String = tx
+        .prepare_cached("SELECT artifact_location FROM experiments WHERE experiment_id = ?1")?
+        .query_row(params![experiment_id], |row| row.get(0))
+        .unwrap_or_default();
     {
         let mut insert_info = tx.prepare_cached(
             "INSERT OR REPLACE INTO trace_info (request_id, experiment_id, timestamp_ms, \
@@ -126,32 +186,8 @@ fn write(
              model_name, model_provider) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
-        // Rows in key order, table by table: the b-trees (keyed on random trace ids) are
-        // then filled page by page instead of at random places.
-        let mut rows: Vec<(String, &TraceRecord, &SpanRecord)> = traces
-            .iter()
-            .filter_map(|trace| Some((trace.mlflow_id(), trace, trace.root()?)))
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        // Each span's attributes encoded (scrubbed, cut) once: for its row and, the root's,
-        // for the trace's previews.
-        let encoded: Vec<Vec<Encoded>> = rows
-            .iter()
-            .map(|(_, trace, _)| {
-                trace
-                    .spans
-                    .iter()
-                    .map(SpanRecord::encoded_attributes)
-                    .collect()
-            })
-            .collect();
-        for ((trace_id, trace, root), encoded) in rows.iter().zip(&encoded) {
-            let root_attributes = trace
-                .spans
-                .iter()
-                .position(|span| span.parent_id.is_none())
-                .map_or(&[][..], |at| &encoded[at][..]);
-            let (request_preview, response_preview) = previews(root_attributes);
+        for row in &rows {
+            let (trace, root) = (row.trace, row.root);
             let start_ms = unix_ns(root.start) / 1_000_000;
             let end_ms = trace
                 .spans
@@ -161,22 +197,22 @@ fn write(
                 .unwrap_or(start_ms);
             let usage = trace.token_usage();
             insert_info.execute(params![
-                trace_id,
+                row.trace_id,
                 experiment_id,
                 start_ms,
                 end_ms - start_ms,
                 trace.state(),
-                request_preview,
-                response_preview,
+                row.request_preview,
+                row.response_preview,
                 root.name,
                 usage.map(|u| u.input_tokens),
                 usage.map(|u| u.output_tokens),
                 usage.map(|u| u.total_tokens),
             ])?;
         }
-        for (trace_id, _, _) in &rows {
-            let artifacts = format!("{artifact_location}/traces/{trace_id}/artifacts");
-            insert_tag.execute(params!["mlflow.artifactLocation", artifacts, trace_id])?;
+        for row in &rows {
+            let artifacts = format!("{artifact_location}/traces/{}/artifacts", row.trace_id);
+            insert_tag.execute(params!["mlflow.artifactLocation", artifacts, row.trace_id])?;
         }
         let same_tags = [
             ("mlflow.trace.spansLocation", "TRACKING_STORE"),
@@ -189,27 +225,19 @@ fn write(
                 .map(|(key, value)| (key.as_str(), value.as_str())),
         );
         for (key, value) in same_tags {
-            for (trace_id, _, _) in &rows {
-                insert_tag.execute(params![key, value, trace_id])?;
+            for row in &rows {
+                insert_tag.execute(params![key, value, row.trace_id])?;
             }
         }
         for (key, value) in &metadata {
-            for (trace_id, _, _) in &rows {
-                insert_metadata.execute(params![key, value, trace_id])?;
+            for row in &rows {
+                insert_metadata.execute(params![key, value, row.trace_id])?;
             }
         }
-        for ((trace_id, trace, _), encoded) in rows.iter().zip(encoded) {
-            let mut spans: Vec<(String, &SpanRecord, Encoded)> = trace
-                .spans
-                .iter()
-                .zip(encoded)
-                .map(|(span, attributes)| (format!("{:016x}", span.span_id), span, attributes))
-                .collect();
-            spans.sort_by(|a, b| a.0.cmp(&b.0));
-            for (span_id, span, attributes) in spans {
-                let content = span_content(span, trace_id, &attributes);
+        for row in &rows {
+            for (span_id, span, content) in &row.spans {
                 insert_span.execute(params![
-                    trace_id,
+                    row.trace_id,
                     experiment_id,
                     span_id,
                     span.parent_id.map(|id| format!("{id:016x}")),
@@ -233,7 +261,11 @@ type Encoded = Vec<(String, String)>;
 
 /// MLflow's span dict (`Span.to_dict()`), as the `content` column holds it, with the span's
 /// `attributes` as [`SpanRecord::encoded_attributes`] gives them.
-fn span_content(span: &SpanRecord, trace_id: &str, attributes: &[(String, String)]) -> String {
+fn span_content(
+    span: &SpanRecord,
+    trace_id: &str,
+    attributes: &[(String, String)],
+) -> rusqlite::Result<String> {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let request_id = Value::String(trace_id.to_owned()).to_string();
     let mut attribute_map: BTreeMap<&str, &str> = attributes
@@ -273,7 +305,8 @@ fn span_content(span: &SpanRecord, trace_id: &str, attributes: &[(String, String
         status: SpanStatus { code, message },
         trace_id: b64(&span.trace_id.to_be_bytes()),
     };
-    serde_json::to_string(&dict).unwrap_or_default()
+    serde_json::to_string(&dict)
+        .map_err(|error| rusqlite::Error::ToSqlConversionFailure(error.into()))
 }
 
 /// MLflow's span dict, its keys in the order `json.dumps(sort_keys=True)` would write them.
