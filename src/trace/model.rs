@@ -413,24 +413,11 @@ mod tests {
 
     #[test]
     fn a_key_set_twice_keeps_its_latest_value_in_first_set_order() {
-        let mut traced = Traced {
-            trace: Arc::new(TraceBuf {
-                trace_id: 1,
-                spans: Mutex::new(Vec::new()),
-            }),
-            span_id: 2,
-            parent_id: None,
-            name: Cow::Borrowed("chain"),
-            span_type: Cow::Borrowed("CHAIN"),
-            start: SystemTime::now(),
-            attributes: Vec::new(),
-            events: Vec::new(),
-            error: None,
-        };
-        traced.set("a", AttributeValue::Json(Value::from(1)));
-        traced.set("b", AttributeValue::Int(2));
-        traced.set("a", AttributeValue::Int(3));
-        let span = traced.finish(SystemTime::now());
+        let span = span_with(vec![
+            ("a", AttributeValue::Json(Value::from(1))),
+            ("b", AttributeValue::Int(2)),
+            ("a", AttributeValue::Int(3)),
+        ]);
         let keys: Vec<_> = span
             .encoded_attributes()
             .into_iter()
