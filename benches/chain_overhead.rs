@@ -218,11 +218,15 @@ fn main() {
                 .with_writer(std::io::sink)
                 .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
         };
-        let traced = tracing::Dispatch::new(
-            tracing_subscriber::registry().with(lines()).with(
-                layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
-            ),
-        );
+        // The CLI's subscriber with `layer` (a trace layer, at INFO).
+        let with_layer = |layer| {
+            tracing::Dispatch::new(tracing_subscriber::registry().with(lines()).with(
+                Option::map(layer, |l: chainlog::trace::TraceLayer| {
+                    l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+                }),
+            ))
+        };
+        let traced = with_layer(layer);
         let untraced = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()));
         // The trace layer of a tracer never started: its queue fills, then every trace is
         // dropped on the thread that made it — the layer's cost on the prediction's path,
@@ -231,9 +235,7 @@ fn main() {
             chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
                 .unwrap()
                 .build();
-        let unexported = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()).with(
-            unexported_layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
-        ));
+        let unexported = with_layer(unexported_layer);
         // Warm-up of each (the unexported queue fills here).
         for dispatch in [&traced, &untraced, &unexported] {
             let _guard = tracing::dispatcher::set_default(dispatch);
@@ -320,15 +322,8 @@ fn main() {
         // The layer alone: one chain call's spans and trace attributes without the call, under
         // the trace layer, under a layer that does nothing with the same spans enabled, and
         // with tracing off.
-        // Its traces wait in a queue no export thread reads (full, they are dropped): what is
-        // measured is the call path alone.
-        let (alone_layer, _alone_tracer) =
-            chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
-                .unwrap()
-                .build();
-        let alone_traced = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()).with(
-            alone_layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
-        ));
+        // Under the unexported trace layer (its queue full, traces dropped): what is measured
+        // is the call path alone.
         let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
         let enabled_only = tracing::Dispatch::new(
             tracing_subscriber::registry()
@@ -337,7 +332,7 @@ fn main() {
         );
         let mut alone = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..rounds.min(25) {
-            for (times, dispatch) in alone.iter_mut().zip([&alone_traced, &enabled_only, &untraced]) {
+            for (times, dispatch) in alone.iter_mut().zip([&unexported, &enabled_only, &untraced]) {
                 let _guard = tracing::dispatcher::set_default(dispatch);
                 times.push(layer_alone_ns(&input, &body, 2_000));
             }

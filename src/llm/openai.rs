@@ -338,7 +338,7 @@ impl LlmClient for OpenAiClient {
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts)).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            if bodies.traced {
+            if bodies.sent.may_trace() {
                 // A copy: `raw` can be a slice of the connection's read buffer, which a kept
                 // reference would stop the HTTP client from reusing.
                 bodies.received = Some(Bytes::copy_from_slice(&raw));
@@ -426,7 +426,6 @@ impl LlmClient for OpenAiClient {
 /// and outputs. Empty when the span is not traced, and for a stream (its span gets them as
 /// the stream goes).
 pub(super) struct CallBodies {
-    traced: bool,
     sent: crate::trace::PendingInputs,
     received: Option<Bytes>,
 }
@@ -435,7 +434,7 @@ impl std::fmt::Debug for CallBodies {
     /// Not the bodies: they are unscrubbed text.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallBodies")
-            .field("traced", &self.traced)
+            .field("sent", &self.sent)
             .finish_non_exhaustive()
     }
 }
@@ -443,7 +442,6 @@ impl std::fmt::Debug for CallBodies {
 impl CallBodies {
     fn new(span: &Span) -> Self {
         Self {
-            traced: crate::trace::is_active() && !span.is_disabled(),
             sent: crate::trace::PendingInputs::new(span),
             received: None,
         }

@@ -127,6 +127,12 @@ impl PendingInputs {
         }
     }
 
+    /// Whether the span may be traced (tracing on and the span enabled): what [`hold`](Self::hold)
+    /// holds for.
+    pub fn may_trace(&self) -> bool {
+        self.span.is_some()
+    }
+
     /// The inputs held, to be set with the span's other attributes.
     pub fn take(&mut self) -> Option<AttributeValue> {
         self.inputs.take()
