@@ -366,23 +366,23 @@ fn thread_cpu_ns() -> Vec<(String, u64)> {
     threads
 }
 
-/// The trace export thread's name, as the kernel shows it (cut to 15 bytes).
-const EXPORT_THREAD: &str = "chainlog-trace-";
+/// The trace export threads (the background one and the flush's).
+const EXPORT_THREADS: [&str; 2] = ["chainlog-export", "chainlog-flush"];
 
-/// CPU time so far of every thread but the trace export thread.
+/// CPU time so far of every thread but the trace export threads.
 fn prediction_cpu_ns() -> u64 {
     thread_cpu_ns()
         .into_iter()
-        .filter(|(name, _)| !name.starts_with(EXPORT_THREAD))
+        .filter(|(name, _)| !EXPORT_THREADS.contains(&name.as_str()))
         .map(|(_, ns)| ns)
         .sum()
 }
 
-/// CPU time so far of the trace export thread.
+/// CPU time so far of the trace export threads.
 fn export_cpu_ns() -> u64 {
     thread_cpu_ns()
         .into_iter()
-        .filter(|(name, _)| name.starts_with(EXPORT_THREAD))
+        .filter(|(name, _)| EXPORT_THREADS.contains(&name.as_str()))
         .map(|(_, ns)| ns)
         .sum()
 }

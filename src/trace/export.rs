@@ -1,81 +1,111 @@
-//! The export queue and its background worker: finished traces wait in a bounded queue and
-//! one worker sends them, in batches, to the [`Destination`].
+//! The export queue and the two threads that empty it: finished traces wait in a bounded,
+//! lock-free queue; a background thread sends them in batches to its [`Destination`], and a
+//! flush (at exit, after `serve`'s graceful shutdown) sends what is left from a thread of its
+//! own, with a destination of its own.
 //!
-//! Never at the expense of a prediction: pushing never waits (a full queue drops the trace
-//! and counts its spans; the worker warns once), and a slow or dead destination only slows
-//! the worker. The worker is an OS thread of its own with a single-threaded tokio runtime:
-//! encoding, scrubbing and writing traces never take a worker of the prediction's runtime,
-//! and predictions never wait for it. It sleeps [`LINGER`] between batches instead of waking
-//! for every trace, so a push costs the calling thread one channel send. (Its CPU priority is
-//! the process's: a lowered one — nice 19 or `SCHED_IDLE` — changed nothing measurable in
-//! `chain_overhead` and cannot be raised back, unprivileged, for the flush at exit, which
-//! then starves behind busy neighbours.) Traces queue up until a destination is given ([`Tracer::start`]):
-//! `log` knows its run and model only after the input example ran.
+//! Never at the expense of a prediction:
+//!
+//! - Pushing a trace never waits and takes no lock: a full queue drops the trace and counts
+//!   its spans (one warning).
+//! - The background thread runs at Linux's `SCHED_IDLE` priority: it gets a CPU only when no
+//!   prediction wants one. With CPU to spare (the usual case: an LLM call waits, it does not
+//!   compute) every trace is exported within [`LINGER`]; while predictions keep every CPU busy
+//!   the queue fills and traces are dropped and counted rather than predictions slowed —
+//!   `benches/serve_tracing.rs` measures both. (At normal priority, writing a trace into
+//!   MLflow's SQLite schema — ~40 b-tree inserts — costs about as much CPU as serving the
+//!   request with the mock: `serve` lost a third of its requests per second.)
+//! - An unprivileged thread cannot leave `SCHED_IDLE`, and an idle-priority thread may wait
+//!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
+//!   normal priority, takes the traces still queued and exports them itself, then waits for
+//!   the batch the background thread holds, if any (at most [`BACKGROUND_BATCH`] traces).
+//!   The two share no lock — the queue is lock-free, the state atomic — so a background
+//!   thread starved mid-batch holds up nobody but that wait (and, on SQLite, the flush's
+//!   write behind its transaction).
+//!
+//! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
+//! never take a worker of the prediction's runtime. Traces queue up until a destination is
+//! given ([`Tracer::start`]): `log` knows its run and model only after the input example ran.
 
 use std::{
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, OnceLock, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        mpsc as std_mpsc,
     },
+    thread::Thread,
     time::Duration,
 };
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use crossbeam_queue::ArrayQueue;
+use tokio::{runtime::Runtime, sync::oneshot};
 
 use super::{model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
 
 /// How many finished traces may wait for export.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// How long the worker lets traces gather before it sends them (a flush cuts it short).
+/// How long the background thread lets traces gather before it sends them.
 pub(super) const LINGER: Duration = Duration::from_millis(200);
 
 /// The most traces one OTLP request carries.
 const MAX_OTLP_BATCH: usize = 256;
 
-/// The most traces one SQLite transaction writes: a commit per 1,024 traces instead of per
-/// 256 (`chain_overhead`: export CPU 190 → 156–180 µs per trace), while a transaction holds
-/// the store's write lock for ~0.1 s at most.
+/// The most traces one SQLite transaction of a flush writes: a commit per 1,024 traces
+/// instead of per 256 (`chain_overhead`: export CPU 190 → 156–180 µs per trace), while a
+/// transaction holds the store's write lock for ~0.1 s at most.
 const MAX_SQLITE_BATCH: usize = 1024;
 
-/// What goes through the queue.
-enum Item {
-    Trace(TraceRecord),
-    /// Answered once every trace queued before it was handled.
-    Flush(oneshot::Sender<()>),
-}
+/// The most traces the background thread takes from the queue at a time: what a flush may
+/// have to wait for (~10 ms of CPU to write into SQLite), and what a SQLite transaction of
+/// the background thread holds the write lock for.
+pub(super) const BACKGROUND_BATCH: usize = 256;
 
-/// The sending side, shared by the layer.
+/// The queue, shared by the layer (which pushes) and the two export threads (which pop).
 #[derive(Debug)]
 pub struct ExportQueue {
-    tx: mpsc::Sender<Item>,
+    traces: ArrayQueue<TraceRecord>,
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
-    /// Wakes the worker from its linger when a flush is queued.
-    flush_asked: Notify,
-}
-
-impl std::fmt::Debug for Item {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Trace(_) => "Trace",
-            Self::Flush(_) => "Flush",
-        })
-    }
+    /// The background thread, woken by a push.
+    background: OnceLock<Thread>,
 }
 
 impl ExportQueue {
-    /// Queues `trace`, or drops it (counting its spans) when the queue is full.
+    fn new() -> Self {
+        Self {
+            traces: ArrayQueue::new(QUEUE_CAPACITY),
+            dropped: AtomicU64::new(0),
+            background: OnceLock::new(),
+        }
+    }
+
+    /// Queues `trace`, or drops it (counting its spans) when the queue is full. Never waits.
     pub(super) fn push(&self, trace: TraceRecord) {
         let spans = trace.spans.len() as u64;
-        if self.tx.try_send(Item::Trace(trace)).is_err() {
+        if self.traces.push(trace).is_err() {
             self.dropped.fetch_add(spans, Ordering::Relaxed);
+        } else if let Some(background) = self.background.get() {
+            background.unpark();
         }
+    }
+
+    /// Takes at most `max` traces, oldest first.
+    fn pop_batch(&self, max: usize) -> Vec<TraceRecord> {
+        std::iter::from_fn(|| self.traces.pop()).take(max).collect()
     }
 
     /// Spans dropped so far because the queue was full.
     pub fn dropped_spans(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ExportQueue {
+    /// The last layer and tracer are gone: the background thread ends.
+    fn drop(&mut self) {
+        if let Some(background) = self.background.get() {
+            background.unpark();
+        }
     }
 }
 
@@ -117,7 +147,30 @@ pub(crate) struct ExportFailure {
     pub permanent: bool,
 }
 
-/// The handle the CLI holds: starts the worker once a destination is known, flushes at exit.
+/// What the two export threads share besides the queue: atomics only, so that neither can
+/// hold up the other.
+#[derive(Debug, Default)]
+struct ExportState {
+    /// Flushes under way: the background thread takes no traces meanwhile.
+    flushes: AtomicUsize,
+    /// The background thread holds traces it took from the queue and has not exported yet.
+    busy: AtomicBool,
+    health: Health,
+}
+
+impl ExportState {
+    /// Exports `batch` on `runtime`, unless the destination was found dead.
+    fn export(&self, runtime: &Runtime, destination: &mut Destination, batch: Vec<TraceRecord>) {
+        if batch.is_empty() || self.health.dead.load(Ordering::Relaxed) {
+            return;
+        }
+        let result = runtime.block_on(destination.export(batch));
+        self.health.note(result);
+    }
+}
+
+/// The handle the CLI holds: starts the export threads once a destination is known, flushes
+/// at exit.
 #[derive(Debug)]
 pub struct Tracer {
     /// Whether tracing is on (a layer was made).
@@ -125,23 +178,21 @@ pub struct Tracer {
     /// `--trace-tag` pairs, on every trace.
     pub(super) tags: Vec<(String, String)>,
     queue: Arc<ExportQueue>,
-    rx: Mutex<Option<mpsc::Receiver<Item>>>,
+    state: Arc<ExportState>,
     started: AtomicBool,
+    /// Asks the flush thread for a flush; set once the threads run.
+    flushes: OnceLock<std_mpsc::Sender<oneshot::Sender<()>>>,
 }
 
 impl Tracer {
     pub(super) fn new(enabled: bool, tags: Vec<(String, String)>) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         Self {
             enabled,
             tags,
-            queue: Arc::new(ExportQueue {
-                tx,
-                dropped: AtomicU64::new(0),
-                flush_asked: Notify::new(),
-            }),
-            rx: Mutex::new(Some(rx)),
+            queue: Arc::new(ExportQueue::new()),
+            state: Arc::default(),
             started: AtomicBool::new(false),
+            flushes: OnceLock::new(),
         }
     }
 
@@ -149,36 +200,36 @@ impl Tracer {
         Arc::clone(&self.queue)
     }
 
-    /// Starts sending queued and later traces to `destination` on the export thread (the
-    /// first call wins; later ones are ignored). A thread that cannot be started leaves
-    /// tracing off for the process, with one warning.
-    pub fn start(&self, destination: Destination) {
-        let rx = self
-            .rx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let Some(rx) = rx else {
+    /// Starts sending queued and later traces: in the background to `background`, and at a
+    /// flush to `flush` (two destinations of the same place, one per thread). The first call
+    /// wins; later ones are ignored. A thread that cannot be started leaves tracing off for
+    /// the process, with one warning.
+    pub fn start(&self, background: Destination, flush: Destination) {
+        if self.started.swap(true, Ordering::SeqCst) {
             tracing::debug!("trace export already started");
             return;
-        };
-        let queue = Arc::clone(&self.queue);
-        let spawned = std::thread::Builder::new()
-            .name("chainlog-trace-export".to_owned())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(run(rx, destination, queue)),
-                    Err(error) => tracing::warn!(
-                        "cannot start the trace export: {error}; traces are not exported, \
-                         predictions go on"
-                    ),
-                }
-            });
-        match spawned {
-            Ok(_) => self.started.store(true, Ordering::Relaxed),
+        }
+        let (requests, requested) = std_mpsc::channel();
+        let queue = Arc::downgrade(&self.queue);
+        let state = Arc::clone(&self.state);
+        // Spawned first, from this thread, so that it keeps this thread's priority.
+        let flusher = spawn_exporter("chainlog-flush", move |runtime| {
+            flush_on_request(&requested, &queue, &state, flush, &runtime);
+        });
+        let queue = Arc::downgrade(&self.queue);
+        let state = Arc::clone(&self.state);
+        let exporter = flusher.and_then(|_| {
+            spawn_exporter("chainlog-export", move |runtime| {
+                lower_priority();
+                export_in_background(&queue, &state, background, &runtime);
+            })
+        });
+        match exporter {
+            Ok(thread) => {
+                let _ = self.flushes.set(requests);
+                // Woken for the traces queued before the start too.
+                self.queue.background.get_or_init(|| thread).unpark();
+            }
             Err(error) => tracing::warn!(
                 "cannot start the trace export thread: {error}; traces are not exported, \
                  predictions go on"
@@ -189,17 +240,14 @@ impl Tracer {
     /// Waits (at most `timeout`) until every trace queued so far was handled. Without a
     /// destination there is nothing to wait for: queued traces are dropped.
     pub async fn flush(&self, timeout: Duration) {
-        if !self.started.load(Ordering::Relaxed) {
+        let Some(requests) = self.flushes.get() else {
+            return;
+        };
+        let (done, handled) = oneshot::channel();
+        if requests.send(done).is_err() {
             return;
         }
-        let (tx, rx) = oneshot::channel();
-        let done = async {
-            if self.queue.tx.send(Item::Flush(tx)).await.is_ok() {
-                self.queue.flush_asked.notify_one();
-                let _ = rx.await;
-            }
-        };
-        if tokio::time::timeout(timeout, done).await.is_err() {
+        if tokio::time::timeout(timeout, handled).await.is_err() {
             tracing::warn!(
                 "traces not all exported within {} s at exit; the rest are dropped",
                 timeout.as_secs()
@@ -212,97 +260,154 @@ impl Tracer {
         self.queue.dropped_spans()
     }
 
-    /// The traces queued so far (tests: no worker runs).
+    /// The traces queued so far (tests: no export thread runs).
     #[cfg(test)]
     pub(super) fn take_queued(&self) -> Vec<TraceRecord> {
-        let mut guard = self
-            .rx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut traces = Vec::new();
-        if let Some(rx) = guard.as_mut() {
-            while let Ok(item) = rx.try_recv() {
-                if let Item::Trace(trace) = item {
-                    traces.push(trace);
-                }
-            }
-        }
-        traces
+        self.queue.pop_batch(usize::MAX)
     }
 }
 
-/// The worker: waits for a first trace, lets more gather for [`LINGER`] (cut short by a
-/// flush), then exports everything queued in batches of at most the destination's
-/// [`max_batch`](Destination::max_batch), answering
-/// flushes in queue order; warns once per kind of trouble.
-async fn run(mut rx: mpsc::Receiver<Item>, mut destination: Destination, queue: Arc<ExportQueue>) {
-    let mut health = Health::default();
-    while let Some(first) = rx.recv().await {
-        let mut pending = Some(first);
-        if matches!(pending, Some(Item::Trace(_))) {
-            tokio::select! {
-                () = tokio::time::sleep(LINGER) => {}
-                () = queue.flush_asked.notified() => {}
+/// Spawns the thread `name`, which runs `work` on a single-threaded tokio runtime of its own
+/// (a runtime that cannot be built: one warning, no export).
+fn spawn_exporter(
+    name: &str,
+    work: impl FnOnce(Runtime) + Send + 'static,
+) -> std::io::Result<Thread> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => work(runtime),
+                Err(error) => tracing::warn!(
+                    "cannot start the trace export: {error}; traces are not exported, \
+                     predictions go on"
+                ),
             }
+        })
+        .map(|handle| handle.thread().clone())
+}
+
+/// Lowers the calling thread to `SCHED_IDLE`: it runs only on a CPU nothing else wants.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    if let Err(error) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    ) {
+        tracing::debug!("the trace export thread keeps its priority: {error:?}");
+    }
+}
+
+/// Elsewhere the export thread keeps the process's priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+/// The background thread: woken by a push, lets more traces gather for [`LINGER`], then
+/// exports everything queued, [`BACKGROUND_BATCH`] traces at a time, standing aside while a
+/// flush runs. Ends once the queue is gone.
+fn export_in_background(
+    queue: &Weak<ExportQueue>,
+    state: &ExportState,
+    mut destination: Destination,
+    runtime: &Runtime,
+) {
+    let batch_size = BACKGROUND_BATCH.min(destination.max_batch());
+    loop {
+        std::thread::park();
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        if queue.traces.is_empty() {
+            continue;
         }
+        std::thread::sleep(LINGER);
         loop {
-            let mut batch = Vec::new();
-            let mut flush = None;
-            while batch.len() < destination.max_batch() {
-                let item = match pending.take() {
-                    Some(item) => item,
-                    None => match rx.try_recv() {
-                        Ok(item) => item,
-                        Err(_) => break,
-                    },
-                };
-                match item {
-                    Item::Trace(trace) => batch.push(trace),
-                    Item::Flush(done) => {
-                        flush = Some(done);
-                        break;
-                    }
-                }
-            }
-            if batch.is_empty() && flush.is_none() {
+            // Said before looking at `flushes`, so that a flush starting now waits for what
+            // this takes (both sequentially consistent).
+            state.busy.store(true, Ordering::SeqCst);
+            let batch = if state.flushes.load(Ordering::SeqCst) == 0 {
+                queue.pop_batch(batch_size)
+            } else {
+                Vec::new()
+            };
+            if batch.is_empty() {
+                state.busy.store(false, Ordering::SeqCst);
                 break;
             }
-            if !batch.is_empty() && !health.dead {
-                let result = destination.export(batch).await;
-                health.note(result);
-            }
-            health.note_dropped(queue.dropped_spans());
-            if let Some(done) = flush {
-                let _ = done.send(());
-            }
+            state.export(runtime, &mut destination, batch);
+            state.busy.store(false, Ordering::SeqCst);
+            state.health.note_dropped(queue.dropped_spans());
         }
     }
 }
 
-/// What the worker has already warned about.
+/// The flush thread: for each request, exports what is queued, in batches of at most the
+/// destination's [`max_batch`](Destination::max_batch), waits for the background thread's
+/// batch in hand, then answers. Ends with the tracer.
+fn flush_on_request(
+    requests: &std_mpsc::Receiver<oneshot::Sender<()>>,
+    queue: &Weak<ExportQueue>,
+    state: &ExportState,
+    mut destination: Destination,
+    runtime: &Runtime,
+) {
+    while let Ok(done) = requests.recv() {
+        let Some(queue) = queue.upgrade() else {
+            return;
+        };
+        state.flushes.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let batch = queue.pop_batch(destination.max_batch());
+            if batch.is_empty() {
+                break;
+            }
+            state.export(runtime, &mut destination, batch);
+        }
+        while state.busy.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        state.flushes.fetch_sub(1, Ordering::SeqCst);
+        state.health.note_dropped(queue.dropped_spans());
+        let _ = done.send(());
+        // Traces pushed during the flush are the background thread's again.
+        if let Some(background) = queue.background.get() {
+            background.unpark();
+        }
+    }
+}
+
+/// What the export threads have already warned about (each said once per process).
 #[derive(Debug, Default)]
 struct Health {
-    /// An export failed (said once).
-    failed_once: bool,
+    /// An export failed.
+    failed_once: AtomicBool,
     /// The destination cannot take traces: stop exporting.
-    dead: bool,
-    /// The queue overflowed (said once).
-    dropped_warned: bool,
+    dead: AtomicBool,
+    /// The queue overflowed.
+    dropped_warned: AtomicBool,
 }
 
 impl Health {
-    fn note(&mut self, result: Result<(), ExportFailure>) {
+    fn note(&self, result: Result<(), ExportFailure>) {
         let Err(failure) = result else {
             return;
         };
         if failure.permanent {
-            self.dead = true;
-            tracing::warn!(
-                "{}; traces are not exported, predictions go on",
-                failure.message
-            );
-        } else if !self.failed_once {
-            self.failed_once = true;
+            if !self.dead.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "{}; traces are not exported, predictions go on",
+                    failure.message
+                );
+            }
+        } else if !self.failed_once.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "{}; those traces are dropped (said once), predictions go on",
                 failure.message
@@ -310,9 +415,8 @@ impl Health {
         }
     }
 
-    fn note_dropped(&mut self, dropped: u64) {
-        if dropped > 0 && !self.dropped_warned {
-            self.dropped_warned = true;
+    fn note_dropped(&self, dropped: u64) {
+        if dropped > 0 && !self.dropped_warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "the trace export queue is full ({QUEUE_CAPACITY} traces): {dropped} spans dropped \
                  so far (said once); predictions go on"

@@ -45,12 +45,14 @@
 //!
 //! # Export
 //!
-//! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; one export thread of its
-//! own sends them in batches. A full queue drops the trace and counts its spans (one warning); a dead,
+//! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; an export thread of its
+//! own sends them in batches, at idle CPU priority on Linux (`SCHED_IDLE`: predictions
+//! always come first; while they keep every CPU busy, traces wait and then drop). A full
+//! queue drops the trace and counts its spans (one warning); a dead,
 //! slow or refusing destination never fails or delays a prediction (one warning naming it
 //! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
 //! 501 from a file store — stops the export for the process). The CLI flushes the queue at
-//! exit, after `serve`'s graceful shutdown too.
+//! exit, after `serve`'s graceful shutdown too, from a thread at normal priority.
 //!
 //! # Controls
 //!
@@ -249,21 +251,25 @@ impl Tracer {
         ]
         .iter()
         .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
-        let tags = self.tags.clone();
-        let destination = match uri {
-            _ if collector => Destination::Otlp(Box::new(
-                OtlpSink::new(None, link, tags)
-                    .map_err(|message| TraceError::Destination { message })?,
-            )),
-            TrackingUri::Server { url } => Destination::Otlp(Box::new(
-                OtlpSink::new(Some(url), link, tags)
-                    .map_err(|message| TraceError::Destination { message })?,
-            )),
-            TrackingUri::Sqlite { db_path } => {
-                Destination::Sqlite(Box::new(SqliteSink::new(db_path.clone(), link, tags)))
-            }
+        // One destination per export thread (the background one and the flush's).
+        let destination = || -> Result<Destination, TraceError> {
+            let tags = self.tags.clone();
+            let link = link.clone();
+            Ok(match uri {
+                _ if collector => Destination::Otlp(Box::new(
+                    OtlpSink::new(None, link, tags)
+                        .map_err(|message| TraceError::Destination { message })?,
+                )),
+                TrackingUri::Server { url } => Destination::Otlp(Box::new(
+                    OtlpSink::new(Some(url), link, tags)
+                        .map_err(|message| TraceError::Destination { message })?,
+                )),
+                TrackingUri::Sqlite { db_path } => {
+                    Destination::Sqlite(Box::new(SqliteSink::new(db_path.clone(), link, tags)))
+                }
+            })
         };
-        self.start(destination);
+        self.start(destination()?, destination()?);
         Ok(())
     }
 }

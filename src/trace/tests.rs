@@ -230,3 +230,102 @@ fn inputs_held_for_the_end_are_set_even_when_the_work_is_dropped_before_it() {
     );
     assert_eq!(dropped.attribute_text("mlflow.spanOutputs"), None);
 }
+
+/// A tracer exporting into a fresh SQLite tracking store in `dir` (MLflow's schema), its layer
+/// installed for the rest of the calling thread; the store's path.
+fn exporting_into_sqlite(
+    dir: &std::path::Path,
+) -> (
+    Tracer,
+    tracing::subscriber::DefaultGuard,
+    std::path::PathBuf,
+) {
+    let db_path = dir.join("mlflow.db");
+    crate::store::SqliteStore::open(&db_path, &dir.join("mlruns")).unwrap();
+    let (layer, tracer) = on().build();
+    let guard = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO))),
+    );
+    let link = TraceLink {
+        experiment_id: "0".to_owned(),
+        run_id: None,
+        model_id: None,
+    };
+    let sink = || {
+        Destination::Sqlite(Box::new(SqliteSink::new(
+            db_path.clone(),
+            link.clone(),
+            Vec::new(),
+        )))
+    };
+    tracer.start(sink(), sink());
+    (tracer, guard, db_path)
+}
+
+fn stored_traces(db_path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(db_path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .unwrap()
+}
+
+/// Every trace queued before a flush is in the store when the flush returns, whichever export
+/// thread wrote it; traces queued after a flush go out with the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_stores_every_trace_queued_before_it_and_the_next_flush_the_later_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracer, guard, db_path) = exporting_into_sqlite(dir.path());
+    for _ in 0..300 {
+        chain_with_llm_call();
+    }
+    tracer.flush(std::time::Duration::from_secs(60)).await;
+    assert_eq!(stored_traces(&db_path), 300);
+    for _ in 0..5 {
+        chain_with_llm_call();
+    }
+    tracer.flush(std::time::Duration::from_secs(60)).await;
+    assert_eq!(stored_traces(&db_path), 305);
+    assert_eq!(tracer.dropped_spans(), 0);
+    drop(guard);
+}
+
+/// The background export thread gets a CPU only when nothing else wants one (`SCHED_IDLE`);
+/// the flush thread keeps the starting thread's normal priority.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_background_export_runs_at_idle_priority_and_the_flush_at_normal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_tracer, _guard, _db_path) = exporting_into_sqlite(dir.path());
+    // Field 41 of /proc/…/stat (counted after the parenthesised name) is the policy:
+    // 0 SCHED_OTHER, 5 SCHED_IDLE.
+    let policies = |name: &str| -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                (comm.trim() == name).then(|| {
+                    let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+                    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+                    after_name.split(' ').nth(38).unwrap().to_owned()
+                })
+            })
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The thread lowers itself as it starts.
+    while !policies("chainlog-export").iter().any(|p| p == "5") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no export thread at SCHED_IDLE: {:?}",
+            policies("chainlog-export")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let flush = policies("chainlog-flush");
+    assert!(
+        !flush.is_empty() && flush.iter().all(|p| p == "0"),
+        "flush threads: {flush:?}"
+    );
+}
