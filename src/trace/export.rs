@@ -39,7 +39,7 @@ use std::{
 use crossbeam_queue::ArrayQueue;
 use tokio::{runtime::Runtime, sync::oneshot};
 
-use super::{model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
+use super::{ExportPriority, model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
 
 /// How many finished traces may wait for export.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -177,6 +177,7 @@ pub struct Tracer {
     pub(super) enabled: bool,
     /// `--trace-tag` pairs, on every trace.
     pub(super) tags: Vec<(String, String)>,
+    priority: ExportPriority,
     queue: Arc<ExportQueue>,
     state: Arc<ExportState>,
     started: AtomicBool,
@@ -185,10 +186,15 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    pub(super) fn new(enabled: bool, tags: Vec<(String, String)>) -> Self {
+    pub(super) fn new(
+        enabled: bool,
+        tags: Vec<(String, String)>,
+        priority: ExportPriority,
+    ) -> Self {
         Self {
             enabled,
             tags,
+            priority,
             queue: Arc::new(ExportQueue::new()),
             state: Arc::default(),
             started: AtomicBool::new(false),
@@ -218,9 +224,12 @@ impl Tracer {
         });
         let queue = Arc::downgrade(&self.queue);
         let state = Arc::clone(&self.state);
+        let priority = self.priority;
         let exporter = flusher.and_then(|_| {
             spawn_exporter("chainlog-export", move |runtime| {
-                lower_priority();
+                if priority == ExportPriority::Idle {
+                    lower_priority();
+                }
                 export_in_background(&queue, &state, background, &runtime);
             })
         });
@@ -349,9 +358,10 @@ fn export_in_background(
     }
 }
 
-/// The flush thread: for each request, exports what is queued, in batches of at most the
-/// destination's [`max_batch`](Destination::max_batch), waits for the background thread's
-/// batch in hand, then answers. Ends with the tracer.
+/// The flush thread: for each request, exports what is queued (as many traces as were queued
+/// when the request came), in batches of at most the destination's
+/// [`max_batch`](Destination::max_batch), waits for the background thread's batch in hand,
+/// then answers. Ends with the tracer.
 fn flush_on_request(
     requests: &std_mpsc::Receiver<oneshot::Sender<()>>,
     queue: &Weak<ExportQueue>,
@@ -364,11 +374,15 @@ fn flush_on_request(
             return;
         };
         state.flushes.fetch_add(1, Ordering::SeqCst);
-        loop {
-            let batch = queue.pop_batch(destination.max_batch());
+        // What was queued when the flush began: traces that keep coming meanwhile do not make
+        // it a normal-priority exporter for good.
+        let mut left = queue.traces.len();
+        while left > 0 {
+            let batch = queue.pop_batch(destination.max_batch().min(left));
             if batch.is_empty() {
                 break;
             }
+            left -= batch.len();
             state.export(runtime, &mut destination, batch);
         }
         while state.busy.load(Ordering::SeqCst) {

@@ -47,7 +47,8 @@
 //!
 //! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; an export thread of its
 //! own sends them in batches, at idle CPU priority on Linux (`SCHED_IDLE`: predictions
-//! always come first; while they keep every CPU busy, traces wait and then drop). A full
+//! always come first; while they keep every CPU busy, traces wait and then drop;
+//! `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the process's priority instead). A full
 //! queue drops the trace and counts its spans (one warning); a dead,
 //! slow or refusing destination never fails or delays a prediction (one warning naming it
 //! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
@@ -57,7 +58,8 @@
 //! # Controls
 //!
 //! `--no-trace` or `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`
-//! (0.0–1.0, default 1.0) keeps that share of traces; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+//! (0.0–1.0, default 1.0) keeps that share of traces; `CHAINLOG_TRACE_EXPORT_PRIORITY`
+//! (`idle`, the default, or `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_EXPORTER_OTLP_*` variables) send the
 //! spans to that OpenTelemetry collector instead of the tracking store.
 
@@ -91,6 +93,24 @@ pub const TRACING_VAR: &str = "CHAINLOG_TRACING";
 /// MLflow's variable for the share of traces kept.
 pub const SAMPLING_VAR: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
 
+/// The variable that sets the background export's CPU priority: `idle` (the default) or
+/// `normal` ([`ExportPriority`]).
+pub const EXPORT_PRIORITY_VAR: &str = "CHAINLOG_TRACE_EXPORT_PRIORITY";
+
+/// The CPU priority of the background export thread (the flush at exit always runs at
+/// normal priority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportPriority {
+    /// Linux's `SCHED_IDLE`: the export gets a CPU only when no prediction wants one; while
+    /// predictions keep every CPU busy, traces wait in the queue and, once it is full, are
+    /// dropped (counted, one warning). Elsewhere than Linux, as `Normal`.
+    #[default]
+    Idle,
+    /// The process's priority: every trace is exported as long as the export keeps up, at the
+    /// cost of CPU the predictions would have had (a load test that needs every trace).
+    Normal,
+}
+
 /// What goes wrong setting tracing up.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -114,6 +134,12 @@ pub enum TraceError {
         /// The tag given.
         tag: String,
     },
+    /// `CHAINLOG_TRACE_EXPORT_PRIORITY` is neither `idle` nor `normal`.
+    #[error("{EXPORT_PRIORITY_VAR} must be idle or normal, got `{value}`")]
+    ExportPriority {
+        /// The value given.
+        value: String,
+    },
     /// The destination cannot be set up.
     #[error("cannot set up trace export: {message}")]
     Destination {
@@ -131,17 +157,19 @@ pub struct TraceSettings {
     pub sampling_ratio: f64,
     /// Tags on every trace.
     pub tags: Vec<(String, String)>,
+    /// The background export's CPU priority.
+    pub export_priority: ExportPriority,
 }
 
 impl TraceSettings {
     /// Settings from the flags and the environment: `no_trace` (`--no-trace`) or
-    /// `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`; `tags` as
-    /// `key=value`.
+    /// `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`;
+    /// `CHAINLOG_TRACE_EXPORT_PRIORITY`; `tags` as `key=value`.
     ///
     /// # Errors
     ///
-    /// [`TraceError::SamplingRatio`], [`TraceError::Switch`] or [`TraceError::Tag`], naming the
-    /// bad value.
+    /// [`TraceError::SamplingRatio`], [`TraceError::Switch`], [`TraceError::ExportPriority`]
+    /// or [`TraceError::Tag`], naming the bad value.
     ///
     /// # Examples
     ///
@@ -176,6 +204,18 @@ impl TraceSettings {
                 _ => return Err(TraceError::SamplingRatio { value }),
             },
         };
+        let export_priority = match lookup(EXPORT_PRIORITY_VAR)
+            .map(|value| value.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("" | "idle") => ExportPriority::Idle,
+            Some("normal") => ExportPriority::Normal,
+            Some(_) => {
+                return Err(TraceError::ExportPriority {
+                    value: lookup(EXPORT_PRIORITY_VAR).unwrap_or_default(),
+                });
+            }
+        };
         let tags = tags
             .iter()
             .map(|tag| match tag.split_once('=') {
@@ -189,6 +229,7 @@ impl TraceSettings {
             enabled: !no_trace && !off,
             sampling_ratio,
             tags,
+            export_priority,
         })
     }
 
@@ -204,7 +245,7 @@ impl TraceSettings {
     /// The layer to install (`None` when tracing is off) and the tracer that exports what it
     /// builds.
     pub fn build(self) -> (Option<TraceLayer>, Tracer) {
-        let tracer = Tracer::new(self.enabled, self.tags);
+        let tracer = Tracer::new(self.enabled, self.tags, self.export_priority);
         if !self.enabled {
             return (None, tracer);
         }

@@ -19,6 +19,7 @@ fn on() -> TraceSettings {
         enabled: true,
         sampling_ratio: 1.0,
         tags: Vec::new(),
+        export_priority: ExportPriority::Idle,
     }
 }
 
@@ -160,6 +161,17 @@ fn settings_read_the_controls_and_name_bad_values() {
     );
     let tag = TraceSettings::from_lookup(false, &["novalue".into()], env(&[])).unwrap_err();
     assert!(tag.to_string().contains("`novalue`"));
+    let default = TraceSettings::from_lookup(false, &[], env(&[])).unwrap();
+    assert_eq!(default.export_priority, ExportPriority::Idle);
+    let normal =
+        TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, " Normal ")])).unwrap();
+    assert_eq!(normal.export_priority, ExportPriority::Normal);
+    let priority =
+        TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, "low")])).unwrap_err();
+    assert_eq!(
+        priority.to_string(),
+        "CHAINLOG_TRACE_EXPORT_PRIORITY must be idle or normal, got `low`"
+    );
 }
 
 #[test]
@@ -288,44 +300,4 @@ async fn a_flush_stores_every_trace_queued_before_it_and_the_next_flush_the_late
     assert_eq!(stored_traces(&db_path), 305);
     assert_eq!(tracer.dropped_spans(), 0);
     drop(guard);
-}
-
-/// The background export thread gets a CPU only when nothing else wants one (`SCHED_IDLE`);
-/// the flush thread keeps the starting thread's normal priority.
-#[cfg(target_os = "linux")]
-#[test]
-fn the_background_export_runs_at_idle_priority_and_the_flush_at_normal() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_tracer, _guard, _db_path) = exporting_into_sqlite(dir.path());
-    // Field 41 of /proc/…/stat (counted after the parenthesised name) is the policy:
-    // 0 SCHED_OTHER, 5 SCHED_IDLE.
-    let policies = |name: &str| -> Vec<String> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|task| {
-                let dir = task.ok()?.path();
-                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-                (comm.trim() == name).then(|| {
-                    let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
-                    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-                    after_name.split(' ').nth(38).unwrap().to_owned()
-                })
-            })
-            .collect()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    // The thread lowers itself as it starts.
-    while !policies("chainlog-export").iter().any(|p| p == "5") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no export thread at SCHED_IDLE: {:?}",
-            policies("chainlog-export")
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let flush = policies("chainlog-flush");
-    assert!(
-        !flush.is_empty() && flush.iter().all(|p| p == "0"),
-        "flush threads: {flush:?}"
-    );
 }

@@ -497,6 +497,10 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
+    // The background export gets a CPU only when no request wants one (SCHED_IDLE, policy
+    // 5); the flush at shutdown keeps normal priority (SCHED_OTHER, 0).
+    assert_eq!(thread_policies(child.id(), "chainlog-export"), ["5"]);
+    assert_eq!(thread_policies(child.id(), "chainlog-flush"), ["0"]);
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -518,6 +522,23 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
             .iter()
             .all(|t| t["request_preview"].as_str().unwrap().contains("served"))
     );
+}
+
+/// The scheduling policy of each thread of process `pid` named `name`: field 41 of
+/// `/proc/<pid>/task/<tid>/stat` (0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
+fn thread_policies(pid: u32, name: &str) -> Vec<String> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // Fields after the parenthesised name start at field 3.
+            let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+            policies.push(after_name.split(' ').nth(38).unwrap().to_owned());
+        }
+    }
+    policies
 }
 
 /// A tracking server that accepts connections and never answers (hung) does not hold up a
