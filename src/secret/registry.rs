@@ -37,8 +37,16 @@ pub fn register(value: &str) -> bool {
     if value.len() < MIN_SCRUB_LEN {
         return false;
     }
+    // A known value takes no write lock: a writer waiting on the lock would hold up every
+    // reader behind it (the lock prefers writers), among them a trace export thread at idle
+    // priority and the requests scrubbed meanwhile.
+    let known =
+        |registry: &[SecretString]| registry.iter().any(|known| known.expose_secret() == value);
+    if known(&REGISTRY.read().unwrap_or_else(PoisonError::into_inner)) {
+        return true;
+    }
     let mut registry = REGISTRY.write().unwrap_or_else(PoisonError::into_inner);
-    if registry.iter().any(|known| known.expose_secret() == value) {
+    if known(&registry) {
         return true;
     }
     let at = registry

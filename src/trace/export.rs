@@ -5,11 +5,14 @@
 //!
 //! Never at the expense of a prediction:
 //!
-//! - Pushing a trace never waits and takes no lock: a full queue drops the trace and counts
-//!   its spans (one warning).
+//! - Pushing a trace takes no lock and never waits for an export thread: the queue is
+//!   crossbeam's `SegQueue` (a push waits at most for another push, never for a pop) bounded
+//!   by a counter; a full queue drops the trace and counts its spans (one warning, said by the
+//!   flush thread within seconds, at normal priority, and the total again at exit).
 //! - The background thread runs at Linux's `SCHED_IDLE` priority: it gets a CPU only when no
 //!   prediction wants one. With CPU to spare (the usual case: an LLM call waits, it does not
-//!   compute) every trace is exported within [`LINGER`]; while predictions keep every CPU busy
+//!   compute) every trace is exported within [`LINGER`] and its batch's write; while
+//!   predictions keep every CPU busy
 //!   the queue fills and traces are dropped and counted rather than predictions slowed —
 //!   `benches/serve_tracing.rs` measures both. (At normal priority, writing a trace into
 //!   MLflow's SQLite schema — ~40 b-tree inserts — costs about as much CPU as serving the
@@ -18,9 +21,11 @@
 //!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
 //!   normal priority, takes the traces still queued and exports them itself, then waits for
 //!   the batch the background thread holds, if any (at most [`BACKGROUND_BATCH`] traces).
-//!   The two share no lock — the queue is lock-free, the state atomic — so a background
-//!   thread starved mid-batch holds up nobody but that wait (and, on SQLite, the flush's
-//!   write behind its transaction).
+//!   The two threads share no lock of their own — the queue is lock-free, the state atomic —
+//!   so a background thread starved mid-batch holds up that wait and, on SQLite, writers
+//!   behind its transaction (the flush's, another process's) for as long as a batch of
+//!   [`BACKGROUND_BATCH`] traces takes it. `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the
+//!   process's priority instead ([`ExportPriority`]).
 //!
 //! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
 //! never take a worker of the prediction's runtime. Traces queue up until a destination is
@@ -36,7 +41,7 @@ use std::{
     time::Duration,
 };
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::SegQueue;
 use tokio::{runtime::Runtime, sync::oneshot};
 
 use super::{ExportPriority, model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
@@ -56,14 +61,20 @@ const MAX_OTLP_BATCH: usize = 256;
 const MAX_SQLITE_BATCH: usize = 1024;
 
 /// The most traces the background thread takes from the queue at a time: what a flush may
-/// have to wait for (~10 ms of CPU to write into SQLite), and what a SQLite transaction of
-/// the background thread holds the write lock for.
-pub(super) const BACKGROUND_BATCH: usize = 256;
+/// have to wait for, and what a SQLite transaction of the background thread holds the write
+/// lock for (~6 ms of CPU; a starved idle-priority thread takes longer to get it).
+pub(super) const BACKGROUND_BATCH: usize = 32;
+
+/// How often the flush thread, between flushes, checks whether the queue overflowed, to say
+/// so even while the background thread gets no CPU.
+const OVERFLOW_CHECK: Duration = Duration::from_secs(2);
 
 /// The queue, shared by the layer (which pushes) and the two export threads (which pop).
 #[derive(Debug)]
 pub struct ExportQueue {
-    traces: ArrayQueue<TraceRecord>,
+    traces: SegQueue<TraceRecord>,
+    /// Traces in `traces` (or about to be): the bound.
+    len: AtomicUsize,
     /// Spans dropped because the queue was full.
     dropped: AtomicU64,
     /// The background thread, woken by a push.
@@ -73,25 +84,38 @@ pub struct ExportQueue {
 impl ExportQueue {
     fn new() -> Self {
         Self {
-            traces: ArrayQueue::new(QUEUE_CAPACITY),
+            traces: SegQueue::new(),
+            len: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             background: OnceLock::new(),
         }
     }
 
-    /// Queues `trace`, or drops it (counting its spans) when the queue is full. Never waits.
+    /// Queues `trace`, or drops it (counting its spans) when the queue is full. Never waits
+    /// for an export thread.
     pub(super) fn push(&self, trace: TraceRecord) {
-        let spans = trace.spans.len() as u64;
-        if self.traces.push(trace).is_err() {
-            self.dropped.fetch_add(spans, Ordering::Relaxed);
-        } else if let Some(background) = self.background.get() {
+        if self.len.fetch_add(1, Ordering::AcqRel) >= QUEUE_CAPACITY {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            self.dropped
+                .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        self.traces.push(trace);
+        if let Some(background) = self.background.get() {
             background.unpark();
         }
     }
 
     /// Takes at most `max` traces, oldest first.
     fn pop_batch(&self, max: usize) -> Vec<TraceRecord> {
-        std::iter::from_fn(|| self.traces.pop()).take(max).collect()
+        let batch: Vec<_> = std::iter::from_fn(|| self.traces.pop()).take(max).collect();
+        self.len.fetch_sub(batch.len(), Ordering::AcqRel);
+        batch
+    }
+
+    /// Traces queued.
+    fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire)
     }
 
     /// Spans dropped so far because the queue was full.
@@ -254,6 +278,7 @@ impl Tracer {
         };
         let (done, handled) = oneshot::channel();
         if requests.send(done).is_err() {
+            tracing::warn!("the trace flush thread has ended; queued traces are not exported");
             return;
         }
         if tokio::time::timeout(timeout, handled).await.is_err() {
@@ -334,26 +359,23 @@ fn export_in_background(
         let Some(queue) = queue.upgrade() else {
             return;
         };
-        if queue.traces.is_empty() {
+        if queue.len() == 0 {
             continue;
         }
         std::thread::sleep(LINGER);
         loop {
             // Said before looking at `flushes`, so that a flush starting now waits for what
-            // this takes (both sequentially consistent).
-            state.busy.store(true, Ordering::SeqCst);
+            // this takes (both sequentially consistent); unsaid however this ends, a panic too.
+            let _busy = Raised::new(&state.busy);
             let batch = if state.flushes.load(Ordering::SeqCst) == 0 {
                 queue.pop_batch(batch_size)
             } else {
                 Vec::new()
             };
             if batch.is_empty() {
-                state.busy.store(false, Ordering::SeqCst);
                 break;
             }
             state.export(runtime, &mut destination, batch);
-            state.busy.store(false, Ordering::SeqCst);
-            state.health.note_dropped(queue.dropped_spans());
         }
     }
 }
@@ -369,14 +391,25 @@ fn flush_on_request(
     mut destination: Destination,
     runtime: &Runtime,
 ) {
-    while let Ok(done) = requests.recv() {
+    loop {
+        let done = match requests.recv_timeout(OVERFLOW_CHECK) {
+            Ok(done) => done,
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                let Some(queue) = queue.upgrade() else {
+                    return;
+                };
+                state.health.note_dropped(queue.dropped_spans());
+                continue;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let Some(queue) = queue.upgrade() else {
             return;
         };
-        state.flushes.fetch_add(1, Ordering::SeqCst);
+        let flushing = Raised::new_count(&state.flushes);
         // What was queued when the flush began: traces that keep coming meanwhile do not make
         // it a normal-priority exporter for good.
-        let mut left = queue.traces.len();
+        let mut left = queue.len();
         while left > 0 {
             let batch = queue.pop_batch(destination.max_batch().min(left));
             if batch.is_empty() {
@@ -388,12 +421,48 @@ fn flush_on_request(
         while state.busy.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
         }
-        state.flushes.fetch_sub(1, Ordering::SeqCst);
-        state.health.note_dropped(queue.dropped_spans());
+        drop(flushing);
+        state.health.note_dropped_total(queue.dropped_spans());
         let _ = done.send(());
         // Traces pushed during the flush are the background thread's again.
         if let Some(background) = queue.background.get() {
             background.unpark();
+        }
+    }
+}
+
+/// Says a flag (or one more of a count) while it lives, unsays it when dropped — after a
+/// panic too, so that neither export thread waits for the other for good.
+struct Raised<'a> {
+    flag: Option<&'a AtomicBool>,
+    count: Option<&'a AtomicUsize>,
+}
+
+impl<'a> Raised<'a> {
+    fn new(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self {
+            flag: Some(flag),
+            count: None,
+        }
+    }
+
+    fn new_count(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self {
+            flag: None,
+            count: Some(count),
+        }
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        if let Some(flag) = self.flag {
+            flag.store(false, Ordering::SeqCst);
+        }
+        if let Some(count) = self.count {
+            count.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
@@ -405,8 +474,8 @@ struct Health {
     failed_once: AtomicBool,
     /// The destination cannot take traces: stop exporting.
     dead: AtomicBool,
-    /// The queue overflowed.
-    dropped_warned: AtomicBool,
+    /// Spans dropped when the queue overflowed, as last said (0: not said yet).
+    dropped_said: AtomicU64,
 }
 
 impl Health {
@@ -429,11 +498,31 @@ impl Health {
         }
     }
 
+    /// Says the first overflow.
     fn note_dropped(&self, dropped: u64) {
-        if dropped > 0 && !self.dropped_warned.swap(true, Ordering::Relaxed) {
+        if dropped > 0
+            && self
+                .dropped_said
+                .compare_exchange(0, dropped, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             tracing::warn!(
                 "the trace export queue is full ({QUEUE_CAPACITY} traces): {dropped} spans dropped \
-                 so far (said once); predictions go on"
+                 so far (said once, the total at exit); predictions go on"
+            );
+        }
+    }
+
+    /// At a flush: the first overflow, or the total when more were dropped since it was said.
+    fn note_dropped_total(&self, dropped: u64) {
+        let said = self.dropped_said.swap(dropped, Ordering::Relaxed);
+        if said == 0 {
+            self.dropped_said.store(0, Ordering::Relaxed);
+            self.note_dropped(dropped);
+        } else if dropped > said {
+            tracing::warn!(
+                "{dropped} spans dropped in all because the trace export queue was full \
+                 (CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority)"
             );
         }
     }

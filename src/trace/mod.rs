@@ -2,7 +2,7 @@
 //! OTLP/HTTP, or written as MLflow's own rows into a SQLite tracking store.
 //!
 //! Owns the trace model ([`TraceRecord`], [`SpanRecord`]), the `tracing` layer that builds it
-//! ([`TraceLayer`]), the bounded export queue and its background worker ([`Tracer`]), and the
+//! ([`TraceLayer`]), the bounded export queue and its two export threads ([`Tracer`]), and the
 //! two destinations (`otlp`: OTLP through `opentelemetry-otlp` plus MLflow's `StartTraceV3`
 //! for the metadata; `sqlite`: MLflow 3.17.2's `trace_info`, `trace_tags`,
 //! `trace_request_metadata` and `spans` rows). It does not own the spans' content: the chain

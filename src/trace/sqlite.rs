@@ -42,7 +42,7 @@ impl SqliteSink {
         }
     }
 
-    /// Writes `traces` in one transaction. Runs on the export thread, which has nothing
+    /// Writes `traces` in one transaction. Runs on an export thread, which has nothing
     /// else to do meanwhile, so the write blocks it directly.
     pub(super) async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
         let result = match self.conn.take() {

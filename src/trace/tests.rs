@@ -301,3 +301,25 @@ async fn a_flush_stores_every_trace_queued_before_it_and_the_next_flush_the_late
     assert_eq!(tracer.dropped_spans(), 0);
     drop(guard);
 }
+
+/// The background thread exports without being asked: the rows appear with no flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_background_thread_exports_without_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tracer, guard, db_path) = exporting_into_sqlite(dir.path());
+    for _ in 0..40 {
+        chain_with_llm_call();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stored_traces(&db_path) < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of 40 traces stored after 60 s without a flush",
+            stored_traces(&db_path)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored_traces(&db_path), 40);
+    assert_eq!(tracer.dropped_spans(), 0);
+    drop(guard);
+}

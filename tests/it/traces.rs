@@ -478,6 +478,7 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
         .env_remove("OPENAI_API_KEY")
         .env_remove("MLFLOW_TRACKING_URI")
         .env_remove("CHAINLOG_TRACING")
+        .env_remove("CHAINLOG_TRACE_EXPORT_PRIORITY")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -498,9 +499,21 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
         assert_eq!(response.status(), 200);
     }
     // The background export gets a CPU only when no request wants one (SCHED_IDLE, policy
-    // 5); the flush at shutdown keeps normal priority (SCHED_OTHER, 0).
-    assert_eq!(thread_policies(child.id(), "chainlog-export"), ["5"]);
-    assert_eq!(thread_policies(child.id(), "chainlog-flush"), ["0"]);
+    // 5; the thread lowers itself as it starts); the flush keeps normal priority
+    // (SCHED_OTHER, 0).
+    #[cfg(target_os = "linux")]
+    {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while thread_policies(child.id(), "chainlog-export") != ["5"] {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "export thread policies: {:?}",
+                thread_policies(child.id(), "chainlog-export")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(thread_policies(child.id(), "chainlog-flush"), ["0"]);
+    }
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -524,6 +537,7 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
     );
 }
 
+#[cfg(target_os = "linux")]
 /// The scheduling policy of each thread of process `pid` named `name`: field 41 of
 /// `/proc/<pid>/task/<tid>/stat` (0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
 fn thread_policies(pid: u32, name: &str) -> Vec<String> {
