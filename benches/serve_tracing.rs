@@ -6,13 +6,14 @@
 //! into the SQLite store the model was logged to, the export queue bounded. Printed beside
 //! them: the share of traced requests whose trace reached the store (the export thread runs at
 //! idle CPU priority, so while the closed loop keeps every CPU busy most traces are dropped,
-//! counted), and a paced run at half the untraced rate against a fresh traced server, where
-//! the CPU has room to spare and every trace must reach the store.
+//! counted), and open-loop runs paced at a quarter and at half the untraced rate, each
+//! against a fresh traced server: the share of answered requests whose trace was stored when
+//! the CPU has some room to spare.
 //!
 //! Both servers call the same `chainlog mock` process.
 //!
 //! Run: `cargo bench --bench serve_tracing` (`BENCH_SECONDS` per window, default 5;
-//! `BENCH_ROUNDS` windows per side, default 4; `BENCH_REQUESTS` for the memory run, default
+//! `BENCH_ROUNDS` windows per side, default 8; `BENCH_REQUESTS` for the memory run, default
 //! 100000).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -120,7 +121,7 @@ async fn requests(client: &reqwest::Client, base: &str, total: usize) -> usize {
 
 fn main() {
     let seconds = env_number("BENCH_SECONDS", 5);
-    let rounds = env_number("BENCH_ROUNDS", 4);
+    let rounds = env_number("BENCH_ROUNDS", 8);
     let total = env_number("BENCH_REQUESTS", 100_000) as usize;
     let window = Duration::from_secs(seconds);
     let chainlog = env!("CARGO_BIN_EXE_chainlog");

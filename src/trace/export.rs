@@ -62,8 +62,10 @@ const MAX_SQLITE_BATCH: usize = 1024;
 
 /// The most traces the background thread takes from the queue at a time: what a flush may
 /// have to wait for, and what a SQLite transaction of the background thread holds the write
-/// lock for (~6 ms of CPU; a starved idle-priority thread takes longer to get it).
-pub(super) const BACKGROUND_BATCH: usize = 32;
+/// lock for (~0.1 s of CPU; a starved idle-priority thread takes longer to get it). Larger
+/// batches mean fewer commits, and fewer fsyncs: the kernel writes them back at normal
+/// priority, whatever the priority of the thread that asked.
+pub(super) const BACKGROUND_BATCH: usize = 512;
 
 /// How often the flush thread, between flushes, checks whether the queue overflowed, to say
 /// so even while the background thread gets no CPU.
