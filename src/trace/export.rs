@@ -19,13 +19,15 @@
 //!   request with the mock: `serve` lost a third of its requests per second.)
 //! - An unprivileged thread cannot leave `SCHED_IDLE`, and an idle-priority thread may wait
 //!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
-//!   normal priority, takes the traces still queued and exports them itself, then waits for
-//!   the batch the background thread holds, if any (at most [`BACKGROUND_BATCH`] traces).
-//!   The two threads share no lock of their own — the queue is lock-free, the state atomic —
-//!   so a background thread starved mid-batch holds up that wait and, on SQLite, writers
-//!   behind its transaction (the flush's, another process's) for as long as a batch of
-//!   [`BACKGROUND_BATCH`] traces takes it. `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the
-//!   process's priority instead ([`ExportPriority`]).
+//!   normal priority, takes the traces still queued and exports them itself. A SQLite write
+//!   the background thread is in the middle of stops at its next row when a flush begins
+//!   (rolled back, its traces put back for the flush to write), so the flush waits only
+//!   until that thread next gets a CPU for a moment; an OTLP request in flight is waited for.
+//!   The two threads share no lock of their own — the queue is lock-free, the state atomic;
+//!   only SQLite's write lock, which a starved background transaction holds until it gets
+//!   the CPU to notice the flush (or, without one, to finish: other processes' writers wait
+//!   that long). `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the process's priority
+//!   instead ([`ExportPriority`]).
 //!
 //! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
 //! never take a worker of the prediction's runtime. Traces queue up until a destination is
@@ -44,7 +46,12 @@ use std::{
 use crossbeam_queue::SegQueue;
 use tokio::{runtime::Runtime, sync::oneshot};
 
-use super::{ExportPriority, model::TraceRecord, otlp::OtlpSink, sqlite::SqliteSink};
+use super::{
+    ExportPriority,
+    model::TraceRecord,
+    otlp::OtlpSink,
+    sqlite::{SqliteSink, Written},
+};
 
 /// How many finished traces may wait for export.
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -60,9 +67,9 @@ const MAX_OTLP_BATCH: usize = 256;
 /// transaction holds the store's write lock for ~0.1 s at most.
 const MAX_SQLITE_BATCH: usize = 1024;
 
-/// The most traces the background thread takes from the queue at a time: what a flush may
-/// have to wait for, and what a SQLite transaction of the background thread holds the write
-/// lock for (~0.1 s of CPU; a starved idle-priority thread takes longer to get it). Larger
+/// The most traces the background thread takes from the queue at a time, in one SQLite
+/// transaction (~0.1 s of CPU; a starved idle-priority thread takes longer to get it, and
+/// holds the store's write lock meanwhile, unless a flush stops it). Larger
 /// batches mean fewer commits, and fewer fsyncs: the kernel writes them back at normal
 /// priority, whatever the priority of the thread that asked.
 pub(super) const BACKGROUND_BATCH: usize = 512;
@@ -105,6 +112,15 @@ impl ExportQueue {
         self.traces.push(trace);
         if let Some(background) = self.background.get() {
             background.unpark();
+        }
+    }
+
+    /// Puts back traces taken from the queue (the bound may be passed by their number for a
+    /// moment: they were in the queue before).
+    fn put_back(&self, traces: Vec<TraceRecord>) {
+        self.len.fetch_add(traces.len(), Ordering::AcqRel);
+        for trace in traces {
+            self.traces.push(trace);
         }
     }
 
@@ -155,11 +171,17 @@ impl Destination {
         }
     }
 
-    /// Sends `traces`; `Err` is a message for a warning.
-    async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
+    /// Sends `traces`; `Err` is a message for a warning. A SQLite write asks `stop` before
+    /// each row and, told to, rolls back ([`Written::Stopped`]); an OTLP request is one
+    /// request and is not stopped.
+    async fn export(
+        &mut self,
+        traces: &[TraceRecord],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Written, ExportFailure> {
         match self {
-            Self::Otlp(sink) => sink.export(traces).await,
-            Self::Sqlite(sink) => sink.export(traces).await,
+            Self::Otlp(sink) => sink.export(traces).await.map(|()| Written::All),
+            Self::Sqlite(sink) => sink.export(traces, stop),
         }
     }
 }
@@ -181,17 +203,32 @@ struct ExportState {
     flushes: AtomicUsize,
     /// The background thread holds traces it took from the queue and has not exported yet.
     busy: AtomicBool,
+    /// The background thread stopped a write for a flush and put its traces back.
+    returned: AtomicBool,
     health: Health,
 }
 
 impl ExportState {
-    /// Exports `batch` on `runtime`, unless the destination was found dead.
-    fn export(&self, runtime: &Runtime, destination: &mut Destination, batch: Vec<TraceRecord>) {
+    /// Exports `batch` on `runtime`, unless the destination was found dead; the batch back
+    /// when `stop` stopped the write.
+    fn export(
+        &self,
+        runtime: &Runtime,
+        destination: &mut Destination,
+        batch: Vec<TraceRecord>,
+        stop: &dyn Fn() -> bool,
+    ) -> Option<Vec<TraceRecord>> {
         if batch.is_empty() || self.health.dead.load(Ordering::Relaxed) {
-            return;
+            return None;
         }
-        let result = runtime.block_on(destination.export(batch));
-        self.health.note(result);
+        match runtime.block_on(destination.export(&batch, stop)) {
+            Ok(Written::All) => None,
+            Ok(Written::Stopped) => Some(batch),
+            Err(failure) => {
+                self.health.note(failure);
+                None
+            }
+        }
     }
 }
 
@@ -285,8 +322,10 @@ impl Tracer {
         }
         if tokio::time::timeout(timeout, handled).await.is_err() {
             tracing::warn!(
-                "traces not all exported within {} s at exit; the rest are dropped",
-                timeout.as_secs()
+                "traces not all exported within {} s at exit: {} still queued and those being \
+                 written are dropped",
+                timeout.as_secs(),
+                self.queue.len()
             );
         }
     }
@@ -377,7 +416,13 @@ fn export_in_background(
             if batch.is_empty() {
                 break;
             }
-            state.export(runtime, &mut destination, batch);
+            // A flush that starts meanwhile stops the write (a SQLite one, between two rows)
+            // and takes the batch: it need not wait for this thread to get a CPU for all of it.
+            let flushing = || state.flushes.load(Ordering::SeqCst) > 0;
+            if let Some(batch) = state.export(runtime, &mut destination, batch, &flushing) {
+                queue.put_back(batch);
+                state.returned.store(true, Ordering::SeqCst);
+            }
         }
     }
 }
@@ -411,17 +456,25 @@ fn flush_on_request(
         let flushing = Raised::new_count(&state.flushes);
         // What was queued when the flush began: traces that keep coming meanwhile do not make
         // it a normal-priority exporter for good.
-        let mut left = queue.len();
-        while left > 0 {
-            let batch = queue.pop_batch(destination.max_batch().min(left));
-            if batch.is_empty() {
-                break;
+        let mut drain = || {
+            let mut left = queue.len();
+            while left > 0 {
+                let batch = queue.pop_batch(destination.max_batch().min(left));
+                if batch.is_empty() {
+                    break;
+                }
+                left -= batch.len();
+                state.export(runtime, &mut destination, batch, &|| false);
             }
-            left -= batch.len();
-            state.export(runtime, &mut destination, batch);
-        }
+        };
+        drain();
+        // The background thread's batch in hand: written, or stopped and put back (then
+        // written here).
         while state.busy.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if state.returned.swap(false, Ordering::SeqCst) {
+            drain();
         }
         drop(flushing);
         state.health.note_dropped_total(queue.dropped_spans());
@@ -481,10 +534,7 @@ struct Health {
 }
 
 impl Health {
-    fn note(&self, result: Result<(), ExportFailure>) {
-        let Err(failure) = result else {
-            return;
-        };
+    fn note(&self, failure: ExportFailure) {
         if failure.permanent {
             if !self.dead.swap(true, Ordering::Relaxed) {
                 tracing::warn!(

@@ -171,7 +171,7 @@ impl OtlpSink {
         })
     }
 
-    pub(super) async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
+    pub(super) async fn export(&mut self, traces: &[TraceRecord]) -> Result<(), ExportFailure> {
         let spans = traces
             .iter()
             .flat_map(|trace| trace.spans.iter().map(|span| self.span_data(span)))

@@ -42,21 +42,27 @@ impl SqliteSink {
         }
     }
 
-    /// Writes `traces` in one transaction. Runs on an export thread, which has nothing
-    /// else to do meanwhile, so the write blocks it directly.
-    pub(super) async fn export(&mut self, traces: Vec<TraceRecord>) -> Result<(), ExportFailure> {
+    /// Writes `traces` in one transaction; `stop` is asked before each row, and when it says
+    /// yes the transaction is rolled back and `Ok(Written::Stopped)` returned: a flush is
+    /// waiting for this thread and will write the traces itself. Runs on an export thread,
+    /// which has nothing else to do meanwhile, so the write blocks it directly.
+    pub(super) fn export(
+        &mut self,
+        traces: &[TraceRecord],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Written, ExportFailure> {
         let result = match self.conn.take() {
             Some(conn) => Ok(conn),
             None => open(&self.db_path),
         }
         .and_then(|mut conn| {
-            write(&mut conn, &self.link, &self.tags, &traces)?;
-            Ok(conn)
+            let written = write(&mut conn, &self.link, &self.tags, traces, stop)?;
+            Ok((conn, written))
         });
         match result {
-            Ok(conn) => {
+            Ok((conn, written)) => {
                 self.conn = Some(conn);
-                Ok(())
+                Ok(written)
             }
             // The connection is dropped: the next batch opens a fresh one.
             Err(error) => Err(ExportFailure {
@@ -68,6 +74,15 @@ impl SqliteSink {
             }),
         }
     }
+}
+
+/// Whether [`SqliteSink::export`] wrote its traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// Committed.
+    All,
+    /// Asked to stop: nothing written.
+    Stopped,
 }
 
 /// The page cache of the export's connection, in KiB: a batch of traces dirties a few MiB
@@ -141,13 +156,19 @@ fn write(
     link: &TraceLink,
     tags: &[(String, String)],
     traces: &[TraceRecord],
-) -> rusqlite::Result<()> {
+    stop: &dyn Fn() -> bool,
+) -> rusqlite::Result<Written> {
     // Rows in key order, table by table: the b-trees (keyed on random trace ids) are then
     // filled page by page instead of at random places.
-    let mut rows = traces
-        .iter()
-        .filter_map(TraceRows::encode)
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut rows = Vec::with_capacity(traces.len());
+    for trace in traces {
+        if stop() {
+            return Ok(Written::Stopped);
+        }
+        if let Some(encoded) = TraceRows::encode(trace) {
+            rows.push(encoded?);
+        }
+    }
     rows.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
     let user_tags: Vec<(String, String)> = tags
         .iter()
@@ -187,6 +208,9 @@ fn write(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for row in &rows {
+            if stop() {
+                return Ok(Written::Stopped);
+            }
             let (trace, root) = (row.trace, row.root);
             let start_ms = unix_ns(root.start) / 1_000_000;
             let end_ms = trace
@@ -211,6 +235,9 @@ fn write(
             ])?;
         }
         for row in &rows {
+            if stop() {
+                return Ok(Written::Stopped);
+            }
             let artifacts = format!("{artifact_location}/traces/{}/artifacts", row.trace_id);
             insert_tag.execute(params!["mlflow.artifactLocation", artifacts, row.trace_id])?;
         }
@@ -226,15 +253,24 @@ fn write(
         );
         for (key, value) in same_tags {
             for row in &rows {
+                if stop() {
+                    return Ok(Written::Stopped);
+                }
                 insert_tag.execute(params![key, value, row.trace_id])?;
             }
         }
         for (key, value) in &metadata {
             for row in &rows {
+                if stop() {
+                    return Ok(Written::Stopped);
+                }
                 insert_metadata.execute(params![key, value, row.trace_id])?;
             }
         }
         for row in &rows {
+            if stop() {
+                return Ok(Written::Stopped);
+            }
             for (span_id, span, content) in &row.spans {
                 insert_span.execute(params![
                     row.trace_id,
@@ -253,7 +289,8 @@ fn write(
             }
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(Written::All)
 }
 
 /// A span's attributes as [`SpanRecord::encoded_attributes`] gives them: key and JSON text.

@@ -323,3 +323,42 @@ async fn the_background_thread_exports_without_a_flush() {
     assert_eq!(tracer.dropped_spans(), 0);
     drop(guard);
 }
+
+/// A SQLite write told to stop — before its first row or between two — writes nothing (its
+/// transaction rolled back), so a flush can take its traces and write them itself.
+#[test]
+fn a_stopped_sqlite_write_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("mlflow.db");
+    crate::store::SqliteStore::open(&db_path, &dir.path().join("mlruns")).unwrap();
+    let traces = traced(on(), || {
+        for _ in 0..3 {
+            chain_with_llm_call();
+        }
+    });
+    let link = TraceLink {
+        experiment_id: "0".to_owned(),
+        run_id: None,
+        model_id: None,
+    };
+    let mut sink = SqliteSink::new(db_path.clone(), link, Vec::new());
+    assert_eq!(
+        sink.export(&traces, &|| true).unwrap(),
+        sqlite::Written::Stopped
+    );
+    let rows_asked = std::cell::Cell::new(0);
+    let stop_after_some_rows = || {
+        rows_asked.set(rows_asked.get() + 1);
+        rows_asked.get() > 5
+    };
+    assert_eq!(
+        sink.export(&traces, &stop_after_some_rows).unwrap(),
+        sqlite::Written::Stopped
+    );
+    assert_eq!(stored_traces(&db_path), 0);
+    assert_eq!(
+        sink.export(&traces, &|| false).unwrap(),
+        sqlite::Written::All
+    );
+    assert_eq!(stored_traces(&db_path), 3);
+}
