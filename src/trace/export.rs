@@ -10,13 +10,16 @@
 //!   by a counter; a full queue drops the trace and counts its spans (one warning, said by the
 //!   flush thread within seconds, at normal priority, and the total again at exit).
 //! - The background thread runs at Linux's `SCHED_IDLE` priority: it gets a CPU only when no
-//!   prediction wants one. With CPU to spare (the usual case: an LLM call waits, it does not
-//!   compute) every trace is exported within [`LINGER`] and its batch's write; while
-//!   predictions keep every CPU busy
-//!   the queue fills and traces are dropped and counted rather than predictions slowed —
+//!   thread of normal priority on the machine wants one (the predictions', any other
+//!   process's). With CPU to spare (the usual case: an LLM call waits, it does not compute)
+//!   every trace is exported within [`LINGER`] and its batch's write; while the CPUs are kept
+//!   busy the queue fills and traces are dropped and counted rather than predictions slowed —
 //!   `benches/serve_tracing.rs` measures both. (At normal priority, writing a trace into
 //!   MLflow's SQLite schema — ~40 b-tree inserts — costs about as much CPU as serving the
-//!   request with the mock: `serve` lost a third of its requests per second.)
+//!   request with the mock: `serve` lost a third of its requests per second.) The cost: a
+//!   process exits only once each of its threads got a CPU, so while other processes keep
+//!   every CPU busy, the exit waits for the idle thread's turn (a fraction of a second to
+//!   seconds).
 //! - An unprivileged thread cannot leave `SCHED_IDLE`, and an idle-priority thread may wait
 //!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
 //!   normal priority, takes the traces still queued and exports them itself. A SQLite write
