@@ -246,15 +246,8 @@ fn main() {
         (early, late)
     });
     let growth = rss_late as f64 / rss_early as f64;
-    // Graceful stop: the queue is flushed into the store.
-    let _ = Command::new("kill")
-        .args(["-TERM", &traced.child.id().to_string()])
-        .status();
-    let _ = traced.child.wait();
     let db = rusqlite::Connection::open(dir.join("mlflow.db")).unwrap();
-    let stored: i64 = db
-        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-        .unwrap();
+    let stored = stop_and_count_traces(traced, &db);
     let log = std::fs::read_to_string(&traced_log).unwrap_or_default();
     let dropped = log
         .lines()
@@ -301,13 +294,7 @@ fn main() {
                 .unwrap();
             paced_load(&client, &paced_url, rate, window * 2).await
         });
-        let _ = Command::new("kill")
-            .args(["-TERM", &paced.child.id().to_string()])
-            .status();
-        let _ = paced.child.wait();
-        let stored_after: i64 = db
-            .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-            .unwrap();
+        let stored_after = stop_and_count_traces(paced, &db);
         let paced_stored = usize::try_from(stored_after - stored).unwrap();
         stored = stored_after;
         let queue_full = std::fs::read_to_string(&paced_log)
@@ -321,6 +308,17 @@ fn main() {
             paced_stored as f64 * 100.0 / answered.max(1) as f64
         );
     }
+}
+
+/// Stops `server` gracefully (its trace queue is flushed into the store) and counts the traces
+/// in the store `db`.
+fn stop_and_count_traces(mut server: KillOnDrop, db: &rusqlite::Connection) -> i64 {
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
+    let _ = server.child.wait();
+    db.query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .unwrap()
 }
 
 /// Open loop: `rate` requests per second for `length`, whatever their latency; how many were

@@ -202,8 +202,9 @@ pub(crate) struct ExportFailure {
 /// hold up the other.
 #[derive(Debug, Default)]
 struct ExportState {
-    /// Flushes under way: the background thread takes no traces meanwhile.
-    flushes: AtomicUsize,
+    /// A flush is under way (the flush thread runs one at a time): the background thread
+    /// takes no traces meanwhile.
+    flushing: AtomicBool,
     /// The background thread holds traces it took from the queue and has not exported yet.
     busy: AtomicBool,
     /// The background thread stopped a write for a flush and put its traces back.
@@ -248,7 +249,7 @@ pub struct Tracer {
     state: Arc<ExportState>,
     started: AtomicBool,
     /// Asks the flush thread for a flush; set once the threads run.
-    flushes: OnceLock<std_mpsc::Sender<oneshot::Sender<()>>>,
+    flush_requests: OnceLock<std_mpsc::Sender<oneshot::Sender<()>>>,
 }
 
 impl Tracer {
@@ -264,7 +265,7 @@ impl Tracer {
             queue: Arc::new(ExportQueue::new()),
             state: Arc::default(),
             started: AtomicBool::new(false),
-            flushes: OnceLock::new(),
+            flush_requests: OnceLock::new(),
         }
     }
 
@@ -301,7 +302,7 @@ impl Tracer {
         });
         match exporter {
             Ok(thread) => {
-                let _ = self.flushes.set(requests);
+                let _ = self.flush_requests.set(requests);
                 // Woken for the traces queued before the start too.
                 self.queue.background.get_or_init(|| thread).unpark();
             }
@@ -315,7 +316,7 @@ impl Tracer {
     /// Waits (at most `timeout`) until every trace queued so far was handled. Without a
     /// destination there is nothing to wait for: queued traces are dropped.
     pub async fn flush(&self, timeout: Duration) {
-        let Some(requests) = self.flushes.get() else {
+        let Some(requests) = self.flush_requests.get() else {
             return;
         };
         let (done, handled) = oneshot::channel();
@@ -408,10 +409,10 @@ fn export_in_background(
         }
         std::thread::sleep(LINGER);
         loop {
-            // Said before looking at `flushes`, so that a flush starting now waits for what
-            // this takes (both sequentially consistent); unsaid however this ends, a panic too.
+            // Raised before looking at `flushing`, so that a flush starting now waits for what
+            // this takes (both sequentially consistent); lowered however this ends, a panic too.
             let _busy = Raised::new(&state.busy);
-            let batch = if state.flushes.load(Ordering::SeqCst) == 0 {
+            let batch = if !state.flushing.load(Ordering::SeqCst) {
                 queue.pop_batch(batch_size)
             } else {
                 Vec::new()
@@ -421,7 +422,7 @@ fn export_in_background(
             }
             // A flush that starts meanwhile stops the write (a SQLite one, between two rows)
             // and takes the batch: it need not wait for this thread to get a CPU for all of it.
-            let flushing = || state.flushes.load(Ordering::SeqCst) > 0;
+            let flushing = || state.flushing.load(Ordering::SeqCst);
             if let Some(batch) = state.export(runtime, &mut destination, batch, &flushing) {
                 queue.put_back(batch);
                 state.returned.store(true, Ordering::SeqCst);
@@ -456,7 +457,7 @@ fn flush_on_request(
         let Some(queue) = queue.upgrade() else {
             return;
         };
-        let flushing = Raised::new_count(&state.flushes);
+        let flushing = Raised::new(&state.flushing);
         // What was queued when the flush began: traces that keep coming meanwhile do not make
         // it a normal-priority exporter for good.
         let mut drain = || {
@@ -489,39 +490,20 @@ fn flush_on_request(
     }
 }
 
-/// Says a flag (or one more of a count) while it lives, unsays it when dropped — after a
-/// panic too, so that neither export thread waits for the other for good.
-struct Raised<'a> {
-    flag: Option<&'a AtomicBool>,
-    count: Option<&'a AtomicUsize>,
-}
+/// Raises a flag while it lives and lowers it when dropped — after a panic too, so that
+/// neither export thread waits for the other for good.
+struct Raised<'a>(&'a AtomicBool);
 
 impl<'a> Raised<'a> {
     fn new(flag: &'a AtomicBool) -> Self {
         flag.store(true, Ordering::SeqCst);
-        Self {
-            flag: Some(flag),
-            count: None,
-        }
-    }
-
-    fn new_count(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self {
-            flag: None,
-            count: Some(count),
-        }
+        Self(flag)
     }
 }
 
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
-        if let Some(flag) = self.flag {
-            flag.store(false, Ordering::SeqCst);
-        }
-        if let Some(count) = self.count {
-            count.fetch_sub(1, Ordering::SeqCst);
-        }
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -570,11 +552,11 @@ impl Health {
 
     /// At a flush: the first overflow, or the total when more were dropped since it was said.
     fn note_dropped_total(&self, dropped: u64) {
-        let said = self.dropped_said.swap(dropped, Ordering::Relaxed);
+        let said = self.dropped_said.load(Ordering::Relaxed);
         if said == 0 {
-            self.dropped_said.store(0, Ordering::Relaxed);
             self.note_dropped(dropped);
         } else if dropped > said {
+            self.dropped_said.store(dropped, Ordering::Relaxed);
             tracing::warn!(
                 "{dropped} spans dropped in all because the trace export queue was full \
                  (CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority)"

@@ -111,7 +111,11 @@ struct TraceRows<'a> {
 impl<'a> TraceRows<'a> {
     /// `None` for a trace without a root span.
     fn encode(trace: &'a TraceRecord) -> Option<rusqlite::Result<Self>> {
-        let root = trace.root()?;
+        let root_at = trace
+            .spans
+            .iter()
+            .position(|span| span.parent_id.is_none())?;
+        let root = &trace.spans[root_at];
         let trace_id = trace.mlflow_id();
         // Each span's attributes encoded once: for its row and, the root's, for the previews.
         let encoded: Vec<Encoded> = trace
@@ -119,12 +123,7 @@ impl<'a> TraceRows<'a> {
             .iter()
             .map(SpanRecord::encoded_attributes)
             .collect();
-        let root_attributes = trace
-            .spans
-            .iter()
-            .position(|span| span.parent_id.is_none())
-            .map_or(&[][..], |at| &encoded[at][..]);
-        let (request_preview, response_preview) = previews(root, root_attributes);
+        let (request_preview, response_preview) = previews(root, &encoded[root_at]);
         let spans = trace
             .spans
             .iter()
