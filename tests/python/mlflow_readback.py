@@ -55,15 +55,17 @@ def list_artifacts(client, model_id, path=None):
 def logged_model(client, model_id):
     model = client.get_logged_model(model_id)
     status = model.status
-    dst = tempfile.mkdtemp(prefix="chainlog-readback-")
-    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_id}", dst_path=dst)
     digests = {}
-    for root, _dirs, names in os.walk(local):
-        for name in names:
-            path = os.path.join(root, name)
-            rel = os.path.relpath(path, local).replace(os.sep, "/")
-            with open(path, "rb") as f:
-                digests[rel] = hashlib.sha256(f.read()).hexdigest()
+    with tempfile.TemporaryDirectory(prefix="chainlog-readback-") as dst:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_id}", dst_path=dst
+        )
+        for root, _dirs, names in os.walk(local):
+            for name in names:
+                path = os.path.join(root, name)
+                rel = os.path.relpath(path, local).replace(os.sep, "/")
+                with open(path, "rb") as f:
+                    digests[rel] = hashlib.sha256(f.read()).hexdigest()
     return {
         "name": model.name,
         "status": getattr(status, "name", str(status)),

@@ -73,7 +73,7 @@ impl Azurite {
         let server = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn Azurite ({cmd:?}): {err}"));
-        let watchdog = spawn_watchdog(server.id());
+        let watchdog = spawn_watchdog(server.id(), dir.path());
         let mut this = Azurite {
             server,
             watchdog,

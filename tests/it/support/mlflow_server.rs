@@ -150,7 +150,7 @@ impl MlflowServer {
         let server = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn `mlflow server` ({cmd:?}): {err}"));
-        let watchdog = spawn_watchdog(server.id());
+        let watchdog = spawn_watchdog(server.id(), dir.path());
 
         let mut this = MlflowServer {
             server,
@@ -310,21 +310,25 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// `sh` that blocks reading its stdin (a pipe from this process) and, on EOF, stops process
-/// group `pgid`: TERM, then KILL if anything is left after the grace period.
-pub(crate) fn spawn_watchdog(pgid: u32) -> Child {
+/// group `pgid`: TERM, then KILL if anything is left after the grace period, then removes
+/// `dir` (the server's temporary directory). A server held in a `static` is never dropped, so
+/// without this its directory (a database, artifacts, logs: ~80 MB for MLflow) would be left
+/// in the temp dir after every test run.
+pub(crate) fn spawn_watchdog(pgid: u32, dir: &Path) -> Child {
     let grace = STOP_GRACE.as_secs();
     let script = format!(
         "read _; kill -TERM -{pgid} 2>/dev/null; \
          i=0; while [ $i -lt {grace} ] && kill -0 -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; \
-         kill -KILL -{pgid} 2>/dev/null; exit 0"
+         kill -KILL -{pgid} 2>/dev/null; rm -rf -- \"$0\"; exit 0"
     );
     Command::new("sh")
         .args(["-c", &script])
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|err| panic!("cannot spawn the mlflow server watchdog (sh): {err}"))
+        .unwrap_or_else(|err| panic!("cannot spawn the server watchdog (sh): {err}"))
 }
 
 /// `kill -<signal> -<pgid>`.

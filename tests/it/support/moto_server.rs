@@ -64,7 +64,7 @@ impl MotoServer {
         let server = cmd
             .spawn()
             .unwrap_or_else(|err| panic!("cannot spawn moto ({cmd:?}): {err}"));
-        let watchdog = spawn_watchdog(server.id());
+        let watchdog = spawn_watchdog(server.id(), dir.path());
         let mut this = MotoServer {
             server,
             watchdog,
