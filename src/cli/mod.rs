@@ -92,13 +92,16 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
     let cli = Cli::parse();
     // Before anything can log or fail: every secret-named variable's value is masked.
     crate::secret::register_env();
-    let settings = match crate::trace::TraceSettings::from_env(cli.no_trace, &cli.trace_tag) {
+    let mut settings = match crate::trace::TraceSettings::from_env(cli.no_trace, &cli.trace_tag) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
+    settings
+        .export_priority
+        .get_or_insert(export_priority(&cli.command));
     let (layer, tracer) = settings.build();
     set_up_logging(cli.verbose, layer);
     let app = App {
@@ -126,6 +129,17 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// The trace export's CPU priority when `CHAINLOG_TRACE_EXPORT_PRIORITY` is unset: idle for
+/// the servers, whose requests per second come first; normal for the commands that end on
+/// their own — they flush at exit anyway, and an idle-priority thread would hold up that exit
+/// while other processes keep every CPU busy.
+fn export_priority(command: &Command) -> crate::trace::ExportPriority {
+    match command {
+        Command::Serve(_) | Command::Worker(_) => crate::trace::ExportPriority::Idle,
+        _ => crate::trace::ExportPriority::Normal,
     }
 }
 

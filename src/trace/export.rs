@@ -29,8 +29,9 @@
 //!   The two threads share no lock of their own — the queue is lock-free, the state atomic;
 //!   only SQLite's write lock, which a starved background transaction holds until it gets
 //!   the CPU to notice the flush (or, without one, to finish: other processes' writers wait
-//!   that long). `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the process's priority
-//!   instead ([`ExportPriority`]).
+//!   that long). [`ExportPriority::Normal`] keeps the process's priority instead (the CLI's
+//!   choice for the commands that end on their own, so that an idle thread never holds up
+//!   their exit; `CHAINLOG_TRACE_EXPORT_PRIORITY` overrides it).
 //!
 //! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
 //! never take a worker of the prediction's runtime. Traces queue up until a destination is
@@ -374,13 +375,16 @@ fn spawn_exporter(
 fn lower_priority() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
     };
-    if let Err(error) = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-    ) {
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let result = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+    // The crate sets the policy, then the nice value to 0, which an unprivileged thread of a
+    // process started with a positive nice may not do: an error then, with `SCHED_IDLE` in
+    // place. What counts is the policy the thread has.
+    if let Err(error) = result
+        && thread_schedule_policy().ok() != Some(idle)
+    {
         tracing::debug!("the trace export thread keeps its priority: {error:?}");
     }
 }

@@ -46,9 +46,10 @@
 //! # Export
 //!
 //! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; an export thread of its
-//! own sends them in batches, at idle CPU priority on Linux (`SCHED_IDLE`: predictions
-//! always come first; while they keep every CPU busy, traces wait and then drop;
-//! `CHAINLOG_TRACE_EXPORT_PRIORITY=normal` keeps the process's priority instead). A full
+//! own sends them in batches — for `serve` and `worker` at idle CPU priority on Linux
+//! (`SCHED_IDLE`: predictions always come first; while they keep every CPU busy, traces wait
+//! and then drop), for the commands that end on their own at the process's priority
+//! ([`ExportPriority`]). A full
 //! queue drops the trace and counts its spans (one warning); a dead,
 //! slow or refusing destination never fails or delays a prediction (one warning naming it
 //! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
@@ -59,7 +60,8 @@
 //!
 //! `--no-trace` or `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`
 //! (0.0–1.0, default 1.0) keeps that share of traces; `CHAINLOG_TRACE_EXPORT_PRIORITY`
-//! (`idle`, the default, or `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+//! (`idle` or `normal`; unset, the CLI's `serve` and `worker` use `idle` and the other
+//! commands `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_EXPORTER_OTLP_*` variables) send the
 //! spans to that OpenTelemetry collector instead of the tracking store.
 
@@ -93,12 +95,19 @@ pub const TRACING_VAR: &str = "CHAINLOG_TRACING";
 /// MLflow's variable for the share of traces kept.
 pub const SAMPLING_VAR: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
 
-/// The variable that sets the background export's CPU priority: `idle` (the default) or
-/// `normal` ([`ExportPriority`]).
+/// The variable that sets the background export's CPU priority: `idle` or `normal`
+/// ([`ExportPriority`]). Unset, the CLI picks per command: `idle` for `serve` and `worker`,
+/// `normal` for the commands that end on their own.
 pub const EXPORT_PRIORITY_VAR: &str = "CHAINLOG_TRACE_EXPORT_PRIORITY";
 
 /// The CPU priority of the background export thread (the flush at exit always runs at
 /// normal priority).
+///
+/// A process exits only once each of its threads has had a CPU to end on, so while other
+/// processes keep every CPU busy, an idle-priority thread holds up the exit (a fraction of a
+/// second to seconds). The CLI therefore uses `Idle` only for the servers (`serve`,
+/// `worker`), whose requests per second it protects, and `Normal` for the commands that end
+/// on their own (`predict`, `run`, `log`, `replay`), which flush at exit anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportPriority {
     /// Linux's `SCHED_IDLE`: the export gets a CPU only when no prediction wants one; while
@@ -157,8 +166,10 @@ pub struct TraceSettings {
     pub sampling_ratio: f64,
     /// Tags on every trace.
     pub tags: Vec<(String, String)>,
-    /// The background export's CPU priority.
-    pub export_priority: ExportPriority,
+    /// The background export's CPU priority: `None` when `CHAINLOG_TRACE_EXPORT_PRIORITY` is
+    /// unset, which [`build`](Self::build) takes as [`ExportPriority::default`] (`Idle`); the
+    /// CLI fills it in per command first.
+    pub export_priority: Option<ExportPriority>,
 }
 
 impl TraceSettings {
@@ -208,8 +219,9 @@ impl TraceSettings {
             .map(|value| value.trim().to_ascii_lowercase())
             .as_deref()
         {
-            None | Some("" | "idle") => ExportPriority::Idle,
-            Some("normal") => ExportPriority::Normal,
+            None | Some("") => None,
+            Some("idle") => Some(ExportPriority::Idle),
+            Some("normal") => Some(ExportPriority::Normal),
             Some(_) => {
                 return Err(TraceError::ExportPriority {
                     value: lookup(EXPORT_PRIORITY_VAR).unwrap_or_default(),
@@ -245,7 +257,11 @@ impl TraceSettings {
     /// The layer to install (`None` when tracing is off) and the tracer that exports what it
     /// builds.
     pub fn build(self) -> (Option<TraceLayer>, Tracer) {
-        let tracer = Tracer::new(self.enabled, self.tags, self.export_priority);
+        let tracer = Tracer::new(
+            self.enabled,
+            self.tags,
+            self.export_priority.unwrap_or_default(),
+        );
         if !self.enabled {
             return (None, tracer);
         }

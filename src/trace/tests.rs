@@ -19,7 +19,7 @@ fn on() -> TraceSettings {
         enabled: true,
         sampling_ratio: 1.0,
         tags: Vec::new(),
-        export_priority: ExportPriority::Idle,
+        export_priority: Some(ExportPriority::Idle),
     }
 }
 
@@ -162,10 +162,13 @@ fn settings_read_the_controls_and_name_bad_values() {
     let tag = TraceSettings::from_lookup(false, &["novalue".into()], env(&[])).unwrap_err();
     assert!(tag.to_string().contains("`novalue`"));
     let default = TraceSettings::from_lookup(false, &[], env(&[])).unwrap();
-    assert_eq!(default.export_priority, ExportPriority::Idle);
+    assert_eq!(default.export_priority, None);
     let normal =
         TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, " Normal ")])).unwrap();
-    assert_eq!(normal.export_priority, ExportPriority::Normal);
+    assert_eq!(normal.export_priority, Some(ExportPriority::Normal));
+    let idle =
+        TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, "idle")])).unwrap();
+    assert_eq!(idle.export_priority, Some(ExportPriority::Idle));
     let priority =
         TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, "low")])).unwrap_err();
     assert_eq!(

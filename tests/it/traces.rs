@@ -537,6 +537,69 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
     );
 }
 
+/// A command that ends on its own (`predict`) exports at normal priority, so that no
+/// idle-priority thread holds up its exit while other processes keep every CPU busy;
+/// `CHAINLOG_TRACE_EXPORT_PRIORITY=idle` still makes it idle. Both read from /proc while the
+/// batch runs against a slow mock (after its first trace was exported).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
+    use chainlog::mock::{Latency, MockConfig, MockServer};
+    let dir = project();
+    let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
+    let model_id = logged["model_id"].as_str().unwrap().to_owned();
+    let rows: String = (0..4)
+        .map(|i| format!("{{\"text\": \"row {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let server = MockServer::start(MockConfig::default().with_latency(Latency::fixed(600)))
+        .await
+        .unwrap();
+    for (priority, policy, out) in [
+        (None, "0", "normal.jsonl"),
+        (Some("idle"), "5", "idle.jsonl"),
+    ] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+        command
+            .args(["predict", "-m", &format!("models:/{model_id}")])
+            .args(["--input-file", "rows.jsonl", "--output", out])
+            .args(["--concurrency", "1"])
+            .current_dir(dir.path())
+            .env("CHAINLOG_CACHE_DIR", dir.path().join("cache"))
+            .env("OPENAI_BASE_URL", server.base_url())
+            .env("OPENAI_API_KEY", "test-key")
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("CHAINLOG_TRACING")
+            .env_remove("CHAINLOG_TRACE_EXPORT_PRIORITY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(priority) = priority {
+            command.env("CHAINLOG_TRACE_EXPORT_PRIORITY", priority);
+        }
+        let started = std::time::Instant::now();
+        let child = command.spawn().unwrap();
+        // The first row's trace is queued after ~0.6 s and exported 0.2 s later: the thread
+        // has long started (an idle one lowers itself first thing) when the third row runs.
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let seen = thread_policies(child.id(), "chainlog-export");
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            seen,
+            [policy],
+            "export priority {priority:?}, run took {:?}: {}",
+            started.elapsed(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 #[cfg(target_os = "linux")]
 /// The scheduling policy of each thread of process `pid` named `name`: field 41 of
 /// `/proc/<pid>/task/<tid>/stat` (0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
