@@ -49,7 +49,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use tracing::{Instrument, Span, field::Empty};
+use tracing::{Span, field::Empty};
 
 use crate::trace::AttributeValue;
 
@@ -230,10 +230,15 @@ impl OpenAiClient {
         &self,
         body: Bytes,
         attempts: Arc<AtomicU32>,
+        span: &Span,
     ) -> Result<reqwest::Response, LlmError> {
         let inner = &self.inner;
         let service = tower::ServiceBuilder::new()
-            .layer(RetryLayer::new(inner.policy.clone(), attempts))
+            .layer(RetryLayer::new(
+                inner.policy.clone(),
+                attempts,
+                span.clone(),
+            ))
             .service(ReqwestService::new(inner.http.clone()));
         let factory = request_factory(
             inner.http.clone(),
@@ -250,13 +255,15 @@ impl OpenAiClient {
     }
 
     /// Sends `body` again on demand (a stream that broke before its first content).
-    fn reopen(&self, body: Bytes, attempts: Arc<AtomicU32>) -> stream::Reopen {
+    fn reopen(&self, body: Bytes, attempts: Arc<AtomicU32>, span: &Span) -> stream::Reopen {
         let client = self.clone();
+        let span = span.clone();
         Arc::new(move || {
             let client = client.clone();
             let body = body.clone();
             let attempts = Arc::clone(&attempts);
-            Box::pin(async move { client.send(body, attempts).await })
+            let span = span.clone();
+            Box::pin(async move { client.send(body, attempts, &span).await })
         })
     }
 
@@ -336,7 +343,7 @@ impl LlmClient for OpenAiClient {
             let body = wire::to_body(&self.inner, request, false)?;
             bodies.sent.hold(|| AttributeValue::JsonText(body.clone()));
             let _permit = self.permit().await?;
-            let response = self.send(body, Arc::clone(&attempts)).await?;
+            let response = self.send(body, Arc::clone(&attempts), &span).await?;
             let (reply, raw) = wire::read_reply(response).await?;
             if bodies.sent.may_trace() {
                 // A copy: `raw` can be a slice of the connection's read buffer, which a kept
@@ -349,7 +356,9 @@ impl LlmClient for OpenAiClient {
             self.check_complete(request, &response)?;
             Ok(response)
         };
-        let result = self.cancellable(call).instrument(span.clone()).await;
+        // Not instrumented: nothing in the call needs the span entered (its retries name it),
+        // and entering it at every poll is a registry lookup per layer.
+        let result = self.cancellable(call).await;
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
@@ -370,13 +379,16 @@ impl LlmClient for OpenAiClient {
             let body = wire::to_body(&self.inner, request, true)?;
             crate::trace::json_text(&span, "mlflow.spanInputs", || body.clone());
             let permit = self.permit().await?;
-            let response = self.send(body.clone(), Arc::clone(&attempts)).await?;
+            let response = self
+                .send(body.clone(), Arc::clone(&attempts), &span)
+                .await?;
             Ok((permit, response, body))
         };
-        match self.cancellable(open).instrument(span.clone()).await {
+        match self.cancellable(open).await {
             Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {
+                    reopen: self.reopen(body, Arc::clone(&attempts), &span),
                     permit,
                     span,
                     started,
@@ -386,7 +398,6 @@ impl LlmClient for OpenAiClient {
                     accept_truncated: self.inner.accept_truncated,
                     idle_timeout: self.inner.policy.attempt_timeout,
                     cancel: self.inner.cancel.clone(),
-                    reopen: self.reopen(body, Arc::clone(&attempts)),
                     policy: self.inner.policy.clone(),
                 },
             )),

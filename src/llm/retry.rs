@@ -49,6 +49,7 @@ use async_openai::{error::OpenAIError, middleware::HttpRequestFactory};
 use bytes::Bytes;
 use reqwest::{Response, StatusCode, header::HeaderMap};
 use tower::{Layer, Service, ServiceExt};
+use tracing::Span;
 
 /// The error `code`/`type` of a 429 that no retry will fix.
 const INSUFFICIENT_QUOTA: &str = "insufficient_quota";
@@ -113,12 +114,20 @@ pub(crate) struct AttemptTimedOut {
 pub(crate) struct RetryLayer {
     policy: RetryPolicy,
     attempts: Arc<AtomicU32>,
+    span: Span,
 }
 
 impl RetryLayer {
-    /// A layer that counts every HTTP attempt into `attempts`.
-    pub fn new(policy: RetryPolicy, attempts: Arc<AtomicU32>) -> Self {
-        Self { policy, attempts }
+    /// A layer that counts every HTTP attempt into `attempts` and says each retry as an event
+    /// of `span` (the call's `llm.chat` span: a span event of its trace, and the context of
+    /// the log line). The span is given, not entered: entering it at every poll of the call
+    /// would cost each traced call a registry lookup per layer, per poll.
+    pub fn new(policy: RetryPolicy, attempts: Arc<AtomicU32>, span: Span) -> Self {
+        Self {
+            policy,
+            attempts,
+            span,
+        }
     }
 }
 
@@ -130,6 +139,7 @@ impl<S> Layer<S> for RetryLayer {
             inner,
             policy: self.policy.clone(),
             attempts: Arc::clone(&self.attempts),
+            span: self.span.clone(),
         }
     }
 }
@@ -140,6 +150,7 @@ pub(crate) struct Retry<S> {
     inner: S,
     policy: RetryPolicy,
     attempts: Arc<AtomicU32>,
+    span: Span,
 }
 
 type RetryFuture = Pin<Box<dyn Future<Output = Result<Response, OpenAIError>> + Send + 'static>>;
@@ -169,6 +180,7 @@ where
             request,
             self.policy.clone(),
             Arc::clone(&self.attempts),
+            self.span.clone(),
         ))
     }
 }
@@ -190,6 +202,7 @@ async fn run<S>(
     request: HttpRequestFactory,
     policy: RetryPolicy,
     attempts: Arc<AtomicU32>,
+    span: Span,
 ) -> Result<Response, OpenAIError>
 where
     S: Service<HttpRequestFactory, Response = Response, Error = OpenAIError>,
@@ -209,6 +222,7 @@ where
                 let delay = policy.delay(retry, server_delay);
                 retry += 1;
                 tracing::warn!(
+                    parent: &span,
                     retry,
                     max_retries = policy.max_retries,
                     reason = %reason,

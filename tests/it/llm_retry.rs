@@ -379,3 +379,74 @@ async fn reset_and_refused_connections_are_retried() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// Every retry is an event of the call's `CHAT_MODEL` span in its stored trace — a chat call
+/// retried after a 503, a stream retried until it opens, a stream reopened after breaking
+/// before its first content — though the client does not enter the span while the call runs
+/// (the retries name it).
+#[tokio::test]
+async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("mlflow.db");
+    let store = chainlog::store::SqliteStore::open(&db_path, &dir.path().join("mlruns")).unwrap();
+    let experiment = chainlog::store::TrackingStore::get_or_create_experiment(&store, "Default")
+        .await
+        .unwrap();
+    let (layer, tracer) = chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
+        .unwrap()
+        .build();
+    tracer
+        .connect(
+            &chainlog::store::TrackingUri::Sqlite {
+                db_path: db_path.clone(),
+            },
+            chainlog::trace::TraceLink {
+                experiment_id: experiment.id.clone(),
+                run_id: None,
+                model_id: None,
+            },
+        )
+        .unwrap();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+    let guard = tracing::subscriber::set_default(subscriber);
+    let server = mock(Some(
+        "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: stream after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",
+    ))
+    .await;
+    let client = client(settings(server.base_url()));
+    let reply = client.chat(&ask("chat-retry")).await.unwrap();
+    assert_eq!(reply.attempts, 2);
+    for content in ["stream-retry", "stream-reopen"] {
+        let (_, done) = collect(&client, &ask(content)).await.unwrap();
+        assert_eq!(done.attempts, 2, "{content}");
+    }
+    drop(guard);
+    tracer.flush(Duration::from_secs(10)).await;
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    let mut statement = conn.prepare("SELECT content FROM spans").unwrap();
+    let spans: Vec<serde_json::Value> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
+        .collect();
+    assert_eq!(spans.len(), 3, "one CHAT_MODEL span per call: {spans:#?}");
+    let mut events: Vec<String> = spans
+        .iter()
+        .map(|span| {
+            let events = span["events"].as_array().unwrap();
+            assert_eq!(events.len(), 1, "one retry, one event: {span:#}");
+            events[0]["name"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "llm request failed; retrying",
+            "llm request failed; retrying",
+            "llm stream broke before its first content; retrying",
+        ]
+    );
+}

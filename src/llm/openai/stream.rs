@@ -114,6 +114,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             // Nothing was handed out yet: this stream failed like an attempt; try again.
             let delay = policy.backoff(made.saturating_sub(1));
             tracing::warn!(
+                parent: &span,
                 retry = made,
                 max_retries = policy.max_retries,
                 reason = %error,
