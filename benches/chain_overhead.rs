@@ -24,6 +24,9 @@
 
 include!(concat!(env!("OUT_DIR"), "/chain_registry.rs"));
 
+#[path = "../tests/it/support/trace_store.rs"]
+mod trace_store;
+
 // The `chainlog` binary's allocator (src/main.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -195,24 +198,7 @@ fn main() {
         // the trace layer; traces go to a SQLite store through the background task.
         use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
         let store_dir = tempfile::tempdir().unwrap();
-        let db_path = store_dir.path().join("mlflow.db");
-        let store = chainlog::store::SqliteStore::open(&db_path, &store_dir.path().join("mlruns")).unwrap();
-        let experiment = chainlog::store::TrackingStore::get_or_create_experiment(&store, "Default")
-            .await
-            .unwrap();
-        let (layer, tracer) = chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
-            .unwrap()
-            .build();
-        tracer
-            .connect(
-                &chainlog::store::TrackingUri::Sqlite { db_path: db_path.clone() },
-                chainlog::trace::TraceLink {
-                    experiment_id: experiment.id.clone(),
-                    run_id: None,
-                    model_id: None,
-                },
-            )
-            .unwrap();
+        let (layer, tracer, db_path) = trace_store::sqlite_tracer(store_dir.path()).await;
         let lines = || {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::sink)
@@ -226,7 +212,7 @@ fn main() {
                 }),
             ))
         };
-        let traced = with_layer(layer);
+        let traced = with_layer(Some(layer));
         let untraced = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()));
         // The trace layer of a tracer never started: its queue fills, then every trace is
         // dropped on the thread that made it — the layer's cost on the prediction's path,

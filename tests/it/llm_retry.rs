@@ -388,28 +388,9 @@ async fn reset_and_refused_connections_are_retried() {
 async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
     use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
     let dir = tempfile::tempdir().unwrap();
-    let db_path = dir.path().join("mlflow.db");
-    let store = chainlog::store::SqliteStore::open(&db_path, &dir.path().join("mlruns")).unwrap();
-    let experiment = chainlog::store::TrackingStore::get_or_create_experiment(&store, "Default")
-        .await
-        .unwrap();
-    let (layer, tracer) = chainlog::trace::TraceSettings::from_lookup(false, &[], |_| None)
-        .unwrap()
-        .build();
-    tracer
-        .connect(
-            &chainlog::store::TrackingUri::Sqlite {
-                db_path: db_path.clone(),
-            },
-            chainlog::trace::TraceLink {
-                experiment_id: experiment.id.clone(),
-                run_id: None,
-                model_id: None,
-            },
-        )
-        .unwrap();
+    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
     let subscriber = tracing_subscriber::registry()
-        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+        .with(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
     let guard = tracing::subscriber::set_default(subscriber);
     let server = mock(Some(
         "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: stream after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",

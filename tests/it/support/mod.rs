@@ -6,3 +6,4 @@ pub mod mlflow_server;
 pub mod mock_process;
 pub mod moto_server;
 pub mod python_env;
+pub mod trace_store;
