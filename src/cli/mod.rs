@@ -133,12 +133,13 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
 }
 
 /// The trace export's CPU priority when `CHAINLOG_TRACE_EXPORT_PRIORITY` is unset: idle for
-/// the servers, whose requests per second come first; normal for the commands that end on
-/// their own — they flush at exit anyway, and an idle-priority thread would hold up that exit
-/// while other processes keep every CPU busy.
+/// `serve`, whose requests per second come first; normal for the rest — they flush at exit
+/// anyway, and an idle-priority thread would hold up that exit while other processes keep
+/// every CPU busy. That includes `worker`: the Python process that started it waits for its
+/// exit (at most 10 s) when it ends, on machines that are often busy (a Spark executor).
 fn export_priority(command: &Command) -> crate::trace::ExportPriority {
     match command {
-        Command::Serve(_) | Command::Worker(_) => crate::trace::ExportPriority::Idle,
+        Command::Serve(_) => crate::trace::ExportPriority::Idle,
         _ => crate::trace::ExportPriority::Normal,
     }
 }
@@ -215,4 +216,37 @@ fn set_up_logging(verbose: u8, traces: Option<crate::trace::TraceLayer>) {
         .with(lines)
         .with(traces)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, export_priority};
+    use crate::trace::ExportPriority;
+
+    /// Only `serve` exports at idle priority by default; every command that ends on its own,
+    /// and `worker` (its Python parent waits for its exit), at normal priority.
+    #[test]
+    fn only_serve_exports_at_idle_priority_by_default() {
+        let cases: [(&[&str], ExportPriority); 6] = [
+            (&["serve", "-m", "models:/m"], ExportPriority::Idle),
+            (&["worker", "-m", "models:/m"], ExportPriority::Normal),
+            (
+                &["predict", "-m", "models:/m", "--input", "{}"],
+                ExportPriority::Normal,
+            ),
+            (
+                &["run", "summarize", "--input", "{}"],
+                ExportPriority::Normal,
+            ),
+            (&["log", "summarize"], ExportPriority::Normal),
+            (&["replay", "-m", "models:/m"], ExportPriority::Normal),
+        ];
+        for (args, expected) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("chainlog").chain(args.iter().copied()))
+                .unwrap_or_else(|error| panic!("{args:?}: {error}"));
+            assert_eq!(export_priority(&cli.command), expected, "{args:?}");
+        }
+    }
 }

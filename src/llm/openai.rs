@@ -356,8 +356,9 @@ impl LlmClient for OpenAiClient {
             self.check_complete(request, &response)?;
             Ok(response)
         };
-        // Not instrumented: nothing in the call needs the span entered (its retries name it),
-        // and entering it at every poll is a registry lookup per layer.
+        // Not instrumented: entering the span at every poll is a registry lookup per layer.
+        // Its retries enter it for their events; what the HTTP stack logs at debug level
+        // shows the chain's span as its context, not this call's.
         let result = self.cancellable(call).await;
         let attempts = attempts.load(Ordering::Relaxed);
         record(

@@ -119,9 +119,10 @@ pub(crate) struct RetryLayer {
 
 impl RetryLayer {
     /// A layer that counts every HTTP attempt into `attempts` and says each retry as an event
-    /// of `span` (the call's `llm.chat` span: a span event of its trace, and the context of
-    /// the log line). The span is given, not entered: entering it at every poll of the call
-    /// would cost each traced call a registry lookup per layer, per poll.
+    /// inside `span` (the call's `llm.chat` span: a span event of its trace, and the context
+    /// of the log line). The span is entered for the event only, not for the whole call:
+    /// entering it at every poll would cost each traced call a registry lookup per layer, per
+    /// poll.
     pub fn new(policy: RetryPolicy, attempts: Arc<AtomicU32>, span: Span) -> Self {
         Self {
             policy,
@@ -221,15 +222,16 @@ where
             } => {
                 let delay = policy.delay(retry, server_delay);
                 retry += 1;
-                tracing::warn!(
-                    parent: &span,
-                    retry,
-                    max_retries = policy.max_retries,
-                    reason = %reason,
-                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    server_asked = server_delay.is_some(),
-                    "llm request failed; retrying"
-                );
+                span.in_scope(|| {
+                    tracing::warn!(
+                        retry,
+                        max_retries = policy.max_retries,
+                        reason = %reason,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        server_asked = server_delay.is_some(),
+                        "llm request failed; retrying"
+                    );
+                });
                 tokio::time::sleep(delay).await;
             }
         }

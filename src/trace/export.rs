@@ -9,7 +9,8 @@
 //!   crossbeam's `SegQueue` (a push waits at most for another push, never for a pop) bounded
 //!   by a counter; a full queue drops the trace and counts its spans (one warning, said by the
 //!   flush thread within seconds, at normal priority, and the total again at exit).
-//! - The background thread runs at Linux's `SCHED_IDLE` priority: it gets a CPU only when no
+//! - For `serve` ([`ExportPriority::Idle`]; the commands that end on their own use `Normal`,
+//!   see below) the background thread runs at Linux's `SCHED_IDLE` priority: it gets a CPU only when no
 //!   thread of normal priority on the machine wants one (the predictions', any other
 //!   process's). With CPU to spare (the usual case: an LLM call waits, it does not compute)
 //!   every trace is exported within [`LINGER`] and its batch's write; while the CPUs are kept
@@ -30,8 +31,8 @@
 //!   only SQLite's write lock, which a starved background transaction holds until it gets
 //!   the CPU to notice the flush (or, without one, to finish: other processes' writers wait
 //!   that long). [`ExportPriority::Normal`] keeps the process's priority instead (the CLI's
-//!   choice for the commands that end on their own, so that an idle thread never holds up
-//!   their exit; `CHAINLOG_TRACE_EXPORT_PRIORITY` overrides it).
+//!   choice for every command but `serve`, so that an idle thread never holds up their exit;
+//!   `CHAINLOG_TRACE_EXPORT_PRIORITY` overrides it).
 //!
 //! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
 //! never take a worker of the prediction's runtime. Traces queue up until a destination is
@@ -264,7 +265,13 @@ impl Tracer {
             tags,
             priority,
             queue: Arc::new(ExportQueue::new()),
-            state: Arc::default(),
+            state: Arc::new(ExportState {
+                health: Health {
+                    idle_priority: priority == ExportPriority::Idle,
+                    ..Health::default()
+                },
+                ..ExportState::default()
+            }),
             started: AtomicBool::new(false),
             flush_requests: OnceLock::new(),
         }
@@ -520,6 +527,8 @@ struct Health {
     dead: AtomicBool,
     /// Spans dropped when the queue overflowed, as last said (0: not said yet).
     dropped_said: AtomicU64,
+    /// The background export runs at idle priority (what the overflow total advises on).
+    idle_priority: bool,
 }
 
 impl Health {
@@ -561,9 +570,13 @@ impl Health {
             self.note_dropped(dropped);
         } else if dropped > said {
             self.dropped_said.store(dropped, Ordering::Relaxed);
+            let why = if self.idle_priority {
+                "CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority"
+            } else {
+                "the export, at the predictions' priority, did not keep up with them"
+            };
             tracing::warn!(
-                "{dropped} spans dropped in all because the trace export queue was full \
-                 (CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority)"
+                "{dropped} spans dropped in all because the trace export queue was full ({why})"
             );
         }
     }

@@ -46,7 +46,7 @@
 //! # Export
 //!
 //! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; an export thread of its
-//! own sends them in batches — for `serve` and `worker` at idle CPU priority on Linux
+//! own sends them in batches — for `serve` at idle CPU priority on Linux
 //! (`SCHED_IDLE`: predictions always come first; while they keep every CPU busy, traces wait
 //! and then drop), for the commands that end on their own at the process's priority
 //! ([`ExportPriority`]). A full
@@ -60,8 +60,8 @@
 //!
 //! `--no-trace` or `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`
 //! (0.0–1.0, default 1.0) keeps that share of traces; `CHAINLOG_TRACE_EXPORT_PRIORITY`
-//! (`idle` or `normal`; unset, the CLI's `serve` and `worker` use `idle` and the other
-//! commands `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
+//! (`idle` or `normal`; unset, the CLI's `serve` uses `idle` and the other commands
+//! `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_EXPORTER_OTLP_*` variables) send the
 //! spans to that OpenTelemetry collector instead of the tracking store.
 
@@ -96,8 +96,8 @@ pub const TRACING_VAR: &str = "CHAINLOG_TRACING";
 pub const SAMPLING_VAR: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
 
 /// The variable that sets the background export's CPU priority: `idle` or `normal`
-/// ([`ExportPriority`]). Unset, the CLI picks per command: `idle` for `serve` and `worker`,
-/// `normal` for the commands that end on their own.
+/// ([`ExportPriority`]). Unset (or empty), the CLI picks per command: `idle` for `serve`,
+/// `normal` for the others.
 pub const EXPORT_PRIORITY_VAR: &str = "CHAINLOG_TRACE_EXPORT_PRIORITY";
 
 /// The CPU priority of the background export thread (the flush at exit always runs at
@@ -105,9 +105,9 @@ pub const EXPORT_PRIORITY_VAR: &str = "CHAINLOG_TRACE_EXPORT_PRIORITY";
 ///
 /// A process exits only once each of its threads has had a CPU to end on, so while other
 /// processes keep every CPU busy, an idle-priority thread holds up the exit (a fraction of a
-/// second to seconds). The CLI therefore uses `Idle` only for the servers (`serve`,
-/// `worker`), whose requests per second it protects, and `Normal` for the commands that end
-/// on their own (`predict`, `run`, `log`, `replay`), which flush at exit anyway.
+/// second to seconds). The CLI therefore uses `Idle` only for `serve`, whose requests per
+/// second it protects, and `Normal` for the others (`predict`, `run`, `log`, `replay`, and
+/// `worker`, whose Python parent waits for its exit), which flush at exit anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExportPriority {
     /// Linux's `SCHED_IDLE`: the export gets a CPU only when no prediction wants one; while

@@ -392,6 +392,11 @@ async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
     let subscriber = tracing_subscriber::registry()
         .with(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
     let guard = tracing::subscriber::set_default(subscriber);
+    // As in llm_client.rs `api_key_never_shows`: with a single registered dispatcher, a test
+    // on another thread (no subscriber) can cache "nobody listens" for the llm callsites; a
+    // second, idle dispatcher makes tracing-core ask every registered one.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    tracing::callsite::rebuild_interest_cache();
     let server = mock(Some(
         "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: stream after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",
     ))

@@ -100,6 +100,11 @@ fn python(
     vars: &[(&str, Option<&str>)],
 ) -> Command {
     let script = root().join("tests/python/pyfunc_check.py");
+    // MLflow downloads a `models:/` URI into a temporary directory it never removes: inside
+    // the test's own directory, it goes with it (Python falls back to /tmp if TMPDIR does
+    // not exist).
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut cmd = env.command();
     cmd.arg(script)
         .arg(mode)
@@ -107,6 +112,7 @@ fn python(
         .current_dir(dir)
         .env("CHAINLOG_BIN", env!("CARGO_BIN_EXE_chainlog"))
         .env("CHAINLOG_CACHE_DIR", dir.join("cache"))
+        .env("TMPDIR", &tmp)
         .env("OPENAI_BASE_URL", mock)
         .env("OPENAI_API_KEY", CANARY)
         .env_remove("MLFLOW_TRACKING_URI")

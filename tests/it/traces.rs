@@ -577,11 +577,20 @@ async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
             command.env("CHAINLOG_TRACE_EXPORT_PRIORITY", priority);
         }
         let started = std::time::Instant::now();
-        let child = command.spawn().unwrap();
-        // The first row's trace is queued after ~0.6 s and exported 0.2 s later: the thread
-        // has long started (an idle one lowers itself first thing) when the third row runs.
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        let seen = thread_policies(child.id(), "chainlog-export");
+        let stored_before = stored_traces(&dir.path().join("mlflow.db"));
+        let mut child = command.spawn().unwrap();
+        // Read once the background thread has exported a trace (the first row's, ~0.8 s in,
+        // of ~2.4 s): it has started, and an idle one lowered itself first thing.
+        let seen = loop {
+            if stored_traces(&dir.path().join("mlflow.db")) > stored_before {
+                break thread_policies(child.id(), "chainlog-export");
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "predict ended before its export thread stored a trace"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
         let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await
             .unwrap();
@@ -598,6 +607,15 @@ async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+/// Traces in the SQLite store `db_path`.
+#[cfg(target_os = "linux")]
+fn stored_traces(db_path: &Path) -> i64 {
+    rusqlite::Connection::open(db_path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .unwrap()
 }
 
 #[cfg(target_os = "linux")]

@@ -113,14 +113,15 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             }
             // Nothing was handed out yet: this stream failed like an attempt; try again.
             let delay = policy.backoff(made.saturating_sub(1));
-            tracing::warn!(
-                parent: &span,
-                retry = made,
-                max_retries = policy.max_retries,
-                reason = %error,
-                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                "llm stream broke before its first content; retrying"
-            );
+            span.in_scope(|| {
+                tracing::warn!(
+                    retry = made,
+                    max_retries = policy.max_retries,
+                    reason = %error,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "llm stream broke before its first content; retrying"
+                );
+            });
             tokio::time::sleep(delay).await;
             match reopen().await {
                 Ok(response) => {

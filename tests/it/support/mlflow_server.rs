@@ -12,7 +12,10 @@
 //! `SIGKILL`. A server kept in a `static` (see [`MlflowServer::shared`]) is never dropped, so
 //! each server also has a watchdog: a tiny `sh` whose stdin is a pipe from this process. When
 //! the test process exits — normally, by panic or killed — the pipe closes and the watchdog
-//! stops the group. No server outlives the tests that started it.
+//! stops the group and removes the server's temporary directory. It ignores SIGINT and
+//! SIGHUP, which a Ctrl-C on `cargo test` sends to the whole foreground process group, so it
+//! outlives them to do that. No server, and none of its files, outlives the tests that
+//! started it.
 
 use std::{
     fs,
@@ -311,13 +314,14 @@ pub(crate) fn free_port() -> u16 {
 
 /// `sh` that blocks reading its stdin (a pipe from this process) and, on EOF, stops process
 /// group `pgid`: TERM, then KILL if anything is left after the grace period, then removes
-/// `dir` (the server's temporary directory). A server held in a `static` is never dropped, so
+/// `dir` (the server's temporary directory). It ignores SIGINT and SIGHUP (a Ctrl-C reaches
+/// the whole foreground process group). A server held in a `static` is never dropped, so
 /// without this its directory (a database, artifacts, logs: ~80 MB for MLflow) would be left
 /// in the temp dir after every test run.
 pub(crate) fn spawn_watchdog(pgid: u32, dir: &Path) -> Child {
     let grace = STOP_GRACE.as_secs();
     let script = format!(
-        "read _; kill -TERM -{pgid} 2>/dev/null; \
+        "trap '' INT HUP; read _; kill -TERM -{pgid} 2>/dev/null; \
          i=0; while [ $i -lt {grace} ] && kill -0 -{pgid} 2>/dev/null; do sleep 1; i=$((i+1)); done; \
          kill -KILL -{pgid} 2>/dev/null; rm -rf -- \"$0\"; exit 0"
     );
