@@ -45,7 +45,7 @@ use std::{
         mpsc as std_mpsc,
     },
     thread::Thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crossbeam_queue::SegQueue;
@@ -227,14 +227,45 @@ impl ExportState {
         if batch.is_empty() || self.health.dead.load(Ordering::Relaxed) {
             return None;
         }
+        let started = Instant::now();
+        let waited_before = cpu_wait();
         match runtime.block_on(destination.export(&batch, stop)) {
             Ok(Written::All) => None,
             Ok(Written::Stopped) => Some(batch),
-            Err(failure) => {
+            Err(mut failure) => {
+                if let (Some(before), Some(after)) = (waited_before, cpu_wait()) {
+                    let waited = after.saturating_sub(before);
+                    failure.message += &starvation_note(waited, started.elapsed());
+                }
                 self.health.note(failure);
                 None
             }
         }
+    }
+}
+
+/// How long this thread has waited, runnable, for a CPU so far: the second field of
+/// `/proc/thread-self/schedstat` (ns; Linux 3.17+). `None` without it.
+pub(super) fn cpu_wait() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// What a failed export adds to its warning when its thread spent most of it (and at least a
+/// second) waiting for a CPU: a timeout then says more about this machine than about the
+/// destination (the idle-priority export on a machine whose CPUs other work keeps busy).
+/// Empty otherwise.
+pub(super) fn starvation_note(waited: Duration, elapsed: Duration) -> String {
+    if waited >= Duration::from_secs(1) && waited * 2 > elapsed {
+        format!(
+            " (this export waited {:.1} s of its {:.1} s for a CPU: the machine's CPUs were busy, \
+             so the destination may not be at fault)",
+            waited.as_secs_f64(),
+            elapsed.as_secs_f64()
+        )
+    } else {
+        String::new()
     }
 }
 

@@ -365,3 +365,32 @@ fn a_stopped_sqlite_write_leaves_nothing_behind() {
     );
     assert_eq!(stored_traces(&db_path), 3);
 }
+
+/// A failed export names CPU starvation when its thread waited for a CPU most of the time
+/// (and at least a second); this thread's wait is read from /proc on Linux.
+#[test]
+fn a_failed_export_says_when_its_thread_was_starved_of_cpu() {
+    use std::time::Duration;
+    let note = export::starvation_note(Duration::from_millis(8_500), Duration::from_secs(10));
+    assert_eq!(
+        note,
+        " (this export waited 8.5 s of its 10.0 s for a CPU: the machine's CPUs were busy, so \
+         the destination may not be at fault)"
+    );
+    assert_eq!(
+        export::starvation_note(Duration::from_millis(900), Duration::from_secs(1)),
+        "",
+        "under a second is not starvation"
+    );
+    assert_eq!(
+        export::starvation_note(Duration::from_secs(4), Duration::from_secs(10)),
+        "",
+        "less than half the time"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        let before = export::cpu_wait().expect("/proc/thread-self/schedstat");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(export::cpu_wait().unwrap() >= before);
+    }
+}
