@@ -12,7 +12,8 @@
 //! difference comes from: the CPU time of the prediction's threads (every thread of the
 //! process but the export thread, from `/proc/self/task/*/schedstat`); the same comparison
 //! with a trace layer whose traces are never exported (its cost on the prediction's path);
-//! untraced against untraced (the noise floor of this machine); the export thread's CPU per
+//! with a layer that does nothing but enables the same spans (what `tracing-subscriber`'s
+//! registry and per-layer filters cost, before any trace data); untraced against untraced (the noise floor of this machine); the export thread's CPU per
 //! stored trace; and one call's spans and attributes without the call (the layer alone).
 //!
 //! The allocator is mimalloc, as in the `chainlog` binary.
@@ -279,6 +280,13 @@ fn main() {
             .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
             .unwrap();
         let path_only = compare(&unexported, &untraced).await;
+        // The same spans enabled under a layer that does nothing with them.
+        let enabled_only = tracing::Dispatch::new(
+            tracing_subscriber::registry()
+                .with(lines())
+                .with(NoOpLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
+        );
+        let registry_only = compare(&enabled_only, &untraced).await;
         let noise = compare(&untraced, &untraced).await;
         println!(
             "tracing: {trace_rounds} rounds × {calls} calls, interleaved; medians of the per-round ratios \
@@ -291,6 +299,10 @@ fn main() {
         println!(
             "  traced, no export/untraced   wall {:.3}  CPU {:.3}   (the layer on the prediction's path alone)",
             path_only.wall, path_only.cpu
+        );
+        println!(
+            "  no-op layer/untraced         wall {:.3}  CPU {:.3}   (the same spans enabled, nothing recorded: the registry's share)",
+            registry_only.wall, registry_only.cpu
         );
         println!(
             "  untraced/untraced            wall {:.3}  CPU {:.3}   (the same rounds twice: this machine's noise floor)",
@@ -311,11 +323,6 @@ fn main() {
         // Under the unexported trace layer (its queue full, traces dropped): what is measured
         // is the call path alone.
         let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
-        let enabled_only = tracing::Dispatch::new(
-            tracing_subscriber::registry()
-                .with(lines())
-                .with(NoOpLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
-        );
         let mut alone = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..rounds.min(25) {
             for (times, dispatch) in alone.iter_mut().zip([&unexported, &enabled_only, &untraced]) {
