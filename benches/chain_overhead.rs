@@ -275,10 +275,7 @@ fn main() {
         let verdict = compare(&traced, &untraced).await;
         tracer.flush(Duration::from_secs(30)).await;
         let export_cpu_ms = export_cpu_ns() as f64 / 1e6;
-        let stored: i64 = rusqlite::Connection::open(&db_path)
-            .unwrap()
-            .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-            .unwrap();
+        let stored = trace_store::stored_traces(&db_path);
         let path_only = compare(&unexported, &untraced).await;
         // The same spans enabled under a layer that does nothing with them.
         let enabled_only = tracing::Dispatch::new(

@@ -211,6 +211,8 @@ struct ExportState {
     busy: AtomicBool,
     /// The background thread stopped a write for a flush and put its traces back.
     returned: AtomicBool,
+    /// The background thread's CPU priority.
+    priority: ExportPriority,
     health: Health,
 }
 
@@ -277,7 +279,6 @@ pub struct Tracer {
     pub(super) enabled: bool,
     /// `--trace-tag` pairs, on every trace.
     pub(super) tags: Vec<(String, String)>,
-    priority: ExportPriority,
     queue: Arc<ExportQueue>,
     state: Arc<ExportState>,
     started: AtomicBool,
@@ -294,13 +295,9 @@ impl Tracer {
         Self {
             enabled,
             tags,
-            priority,
             queue: Arc::new(ExportQueue::new()),
             state: Arc::new(ExportState {
-                health: Health {
-                    idle_priority: priority == ExportPriority::Idle,
-                    ..Health::default()
-                },
+                priority,
                 ..ExportState::default()
             }),
             started: AtomicBool::new(false),
@@ -330,10 +327,9 @@ impl Tracer {
         });
         let queue = Arc::downgrade(&self.queue);
         let state = Arc::clone(&self.state);
-        let priority = self.priority;
         let exporter = flusher.and_then(|_| {
             spawn_exporter("chainlog-export", move |runtime| {
-                if priority == ExportPriority::Idle {
+                if state.priority == ExportPriority::Idle {
                     lower_priority();
                 }
                 export_in_background(&queue, &state, background, &runtime);
@@ -523,7 +519,9 @@ fn flush_on_request(
             drain();
         }
         drop(flushing);
-        state.health.note_dropped_total(queue.dropped_spans());
+        state
+            .health
+            .note_dropped_total(queue.dropped_spans(), state.priority);
         let _ = done.send(());
         // Traces pushed during the flush are the background thread's again.
         if let Some(background) = queue.background.get() {
@@ -558,8 +556,6 @@ struct Health {
     dead: AtomicBool,
     /// Spans dropped when the queue overflowed, as last said (0: not said yet).
     dropped_said: AtomicU64,
-    /// The background export runs at idle priority (what the overflow total advises on).
-    idle_priority: bool,
 }
 
 impl Health {
@@ -594,17 +590,21 @@ impl Health {
         }
     }
 
-    /// At a flush: the first overflow, or the total when more were dropped since it was said.
-    fn note_dropped_total(&self, dropped: u64) {
+    /// At a flush: the first overflow, or the total when more were dropped since it was said
+    /// (with advice that fits the background export's `priority`).
+    fn note_dropped_total(&self, dropped: u64, priority: ExportPriority) {
         let said = self.dropped_said.load(Ordering::Relaxed);
         if said == 0 {
             self.note_dropped(dropped);
         } else if dropped > said {
             self.dropped_said.store(dropped, Ordering::Relaxed);
-            let why = if self.idle_priority {
-                "CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority"
-            } else {
-                "the export, at the predictions' priority, did not keep up with them"
+            let why = match priority {
+                ExportPriority::Idle => {
+                    "CHAINLOG_TRACE_EXPORT_PRIORITY=normal exports at the predictions' priority"
+                }
+                ExportPriority::Normal => {
+                    "the export, at the predictions' priority, did not keep up with them"
+                }
             };
             tracing::warn!(
                 "{dropped} spans dropped in all because the trace export queue was full ({why})"

@@ -48,9 +48,8 @@
 //! Finished traces wait in a queue of [`QUEUE_CAPACITY`] traces; an export thread of its
 //! own sends them in batches — for `serve` at idle CPU priority on Linux
 //! (`SCHED_IDLE`: predictions always come first; while they keep every CPU busy, traces wait
-//! and then drop), for the commands that end on their own at the process's priority
-//! ([`ExportPriority`]). A full
-//! queue drops the trace and counts its spans (one warning); a dead,
+//! and then drop), for the other commands at the process's priority ([`ExportPriority`]).
+//! A full queue drops the trace and counts its spans (one warning); a dead,
 //! slow or refusing destination never fails or delays a prediction (one warning naming it
 //! and what it answered; a server without OTLP support — 404 from an MLflow older than 3.4,
 //! 501 from a file store — stops the export for the process). The CLI flushes the queue at

@@ -545,6 +545,8 @@ async fn serve_traces_every_request_and_flushes_them_on_graceful_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
     use chainlog::mock::{Latency, MockConfig, MockServer};
+
+    use crate::support::trace_store::stored_traces;
     let dir = project();
     let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
     let model_id = logged["model_id"].as_str().unwrap().to_owned();
@@ -577,12 +579,13 @@ async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
             command.env("CHAINLOG_TRACE_EXPORT_PRIORITY", priority);
         }
         let started = std::time::Instant::now();
-        let stored_before = stored_traces(&dir.path().join("mlflow.db"));
+        let db_path = dir.path().join("mlflow.db");
+        let stored_before = stored_traces(&db_path);
         let mut child = command.spawn().unwrap();
         // Read once the background thread has exported a trace (the first row's, ~0.8 s in,
         // of ~2.4 s): it has started, and an idle one lowered itself first thing.
         let seen = loop {
-            if stored_traces(&dir.path().join("mlflow.db")) > stored_before {
+            if stored_traces(&db_path) > stored_before {
                 break thread_policies(child.id(), "chainlog-export");
             }
             assert!(
@@ -607,15 +610,6 @@ async fn a_command_that_ends_on_its_own_exports_at_normal_priority() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-}
-
-/// Traces in the SQLite store `db_path`.
-#[cfg(target_os = "linux")]
-fn stored_traces(db_path: &Path) -> i64 {
-    rusqlite::Connection::open(db_path)
-        .unwrap()
-        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-        .unwrap()
 }
 
 #[cfg(target_os = "linux")]

@@ -1,5 +1,6 @@
-//! A tracer exporting into a fresh SQLite tracking store (MLflow's schema), for the tests and
-//! benches that read the stored traces back (a bench includes this file by `#[path]`).
+//! A tracer exporting into a fresh SQLite tracking store (MLflow's schema), and the count of
+//! traces a store holds, for the tests and benches that read the stored traces back (a bench
+//! includes this file by `#[path]`).
 
 use std::path::{Path, PathBuf};
 
@@ -38,4 +39,16 @@ pub async fn sqlite_tracer(dir: &Path) -> (TraceLayer, Tracer, PathBuf) {
         )
         .expect("connect the tracer to the store");
     (layer.expect("tracing is on by default"), tracer, db_path)
+}
+
+/// How many traces the SQLite store `db_path` holds (rows of `trace_info`).
+///
+/// # Panics
+///
+/// If the database cannot be opened or has no `trace_info` table.
+pub fn stored_traces(db_path: &Path) -> i64 {
+    rusqlite::Connection::open(db_path)
+        .expect("open the SQLite store")
+        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .expect("count the stored traces")
 }
