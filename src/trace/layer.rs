@@ -179,7 +179,7 @@ where
             }
             None => {
                 let trace = Arc::new(TraceBuf {
-                    trace_id: nonzero(rand::random::<u128>()),
+                    trace_id: TraceRecord::new_trace_id(),
                     spans: Mutex::new(Vec::new()),
                 });
                 (trace, None)
@@ -253,6 +253,6 @@ where
 }
 
 /// OTel ids must not be zero.
-fn nonzero<T: Default + PartialEq + From<u8>>(id: T) -> T {
+pub(super) fn nonzero<T: Default + PartialEq + From<u8>>(id: T) -> T {
     if id == T::default() { T::from(1) } else { id }
 }

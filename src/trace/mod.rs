@@ -30,6 +30,9 @@
 //!   cannot be replayed from its trace.
 //! - A `TOOL` span per tool call in chains that run tools ([`tool_span`]): the arguments as
 //!   inputs, the result as outputs.
+//! - The trace id (`tr-` and 32 hex digits, the OTel trace id) leads with the time it was
+//!   made, in microseconds since the Unix epoch, followed by 64 random bits: traces made
+//!   later sort later, so the store's indexes on trace ids take a batch at their end.
 //! - Trace metadata `mlflow.modelId` (the LoggedModel predicted with) and `mlflow.sourceRun`
 //!   (its run), `mlflow.trace_schema.version = 3`; the request and response previews (the
 //!   root's inputs and outputs, at most 1000 characters); tags from `--trace-tag key=value`

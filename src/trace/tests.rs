@@ -394,3 +394,30 @@ fn a_failed_export_says_when_its_thread_was_starved_of_cpu() {
         assert!(export::cpu_wait().unwrap() >= before);
     }
 }
+
+#[test]
+fn trace_ids_made_later_sort_later_and_differ_in_their_random_half() {
+    let first = TraceRecord::new_trace_id();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let ids: Vec<u128> = (0..100).map(|_| TraceRecord::new_trace_id()).collect();
+    let mlflow_id = |trace_id| {
+        TraceRecord {
+            trace_id,
+            spans: Vec::new(),
+        }
+        .mlflow_id()
+    };
+    for id in &ids {
+        // Later in time: a larger id, and (fixed width hex) a later MLflow id in text order,
+        // which is how MLflow's indexes sort them.
+        assert!(*id > first);
+        assert!(mlflow_id(*id) > mlflow_id(first));
+    }
+    let random_halves: std::collections::HashSet<u64> = ids.iter().map(|id| *id as u64).collect();
+    assert_eq!(random_halves.len(), ids.len(), "the low 64 bits are random");
+    let micros_now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    assert!(micros_now - ((ids[99] >> 64) as u64) < 60_000_000);
+}
