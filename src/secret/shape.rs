@@ -19,6 +19,7 @@
 
 use std::{ops::Range, sync::LazyLock};
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Captures, Regex};
 
 use super::name::is_secret_name;
@@ -28,6 +29,9 @@ type Finder = Box<dyn Fn(&str) -> Vec<Range<usize>> + Send + Sync>;
 
 /// A credential shape: how to find it and the reason given when a value matches it.
 struct Shape {
+    /// Literals of which every text holding this shape contains one (compared ASCII
+    /// case-insensitively), for [`SCREEN`].
+    screen: &'static [&'static str],
     /// The byte ranges of the secret parts of a text.
     find: Finder,
     /// Why the value is refused; never includes the value.
@@ -45,9 +49,15 @@ fn regex(pattern: &str) -> Regex {
 
 /// A shape found by a regex whose group 1 (or whole match) is the secret, kept when `accept`
 /// says so.
-fn by_regex(pattern: &str, accept: fn(&Captures<'_>) -> bool, reason: &'static str) -> Shape {
+fn by_regex(
+    screen: &'static [&'static str],
+    pattern: &str,
+    accept: fn(&Captures<'_>) -> bool,
+    reason: &'static str,
+) -> Shape {
     let regex = regex(pattern);
     Shape {
+        screen,
         find: Box::new(move |text| {
             regex
                 .captures_iter(text)
@@ -103,48 +113,75 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
     let any = |_: &Captures<'_>| true;
     vec![
         by_regex(
+            &["sk-"],
             r"(?:^|[^A-Za-z0-9_])(sk-[A-Za-z0-9_-]{16,})",
             any,
             "the value looks like an api key (`sk-…`)",
         ),
         by_regex(
+            &["bearer"],
             r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{8,}=*)",
             |caps| caps[1].bytes().any(|b| b.is_ascii_digit()),
             "the value looks like a bearer token (`Bearer …`)",
         ),
         by_regex(
+            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
             r"\b((?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}))",
             any,
             "the value looks like a github token (`ghp_…`)",
         ),
         by_regex(
+            &["xox"],
             r"\b(xox[abprs]-[A-Za-z0-9-]{10,})",
             any,
             "the value looks like a slack token (`xox…-`)",
         ),
         by_regex(
+            &["AKIA"],
             r"\b(AKIA[0-9A-Z]{16})\b",
             any,
             "the value looks like an aws access key id (`AKIA…`)",
         ),
         by_regex(
+            &["-----BEGIN "],
             r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)",
             any,
             "the value holds a pem private key",
         ),
         by_regex(
+            &["://"],
             r#"(?i)\b[a-z][a-z0-9+.\-]*://[^/\s:@?#"'<>]*:([^/\s@?#"'<>]+)@"#,
             |caps| !PURE_REFERENCE.is_match(&caps[1]),
             "a url holds a password in its userinfo (`user:password@`); reference an \
              environment variable for the password (`user:${DB_PASSWORD}@`)",
         ),
         Shape {
+            screen: &["://"],
             find: Box::new(secret_query_values),
             reason: "a url holds a key-shaped query parameter (`key=`, `token=`, `sig=`, …); \
                      reference an environment variable for its value",
         },
     ]
 });
+
+/// Every shape's screen literals in one automaton: a text that holds none of them (nearly
+/// every text) is cleared in one pass, without a regex search per shape.
+static SCREEN: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    #[expect(
+        clippy::expect_used,
+        reason = "a few short literals; every test of this module builds the automaton"
+    )]
+    AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(SHAPES.iter().flat_map(|shape| shape.screen))
+        .expect("the screen literals build an automaton")
+});
+
+/// The shapes to search `text` for: every shape when it holds a screen literal, else none.
+fn candidate_shapes(text: &str) -> &'static [Shape] {
+    if SCREEN.is_match(text) { &SHAPES } else { &[] }
+}
 
 /// The reason `text` looks like a credential, if it does.
 ///
@@ -158,7 +195,7 @@ static SHAPES: LazyLock<Vec<Shape>> = LazyLock::new(|| {
 /// assert!(credential_shape("https://api.openai.com/v1").is_none());
 /// ```
 pub fn credential_shape(text: &str) -> Option<&'static str> {
-    SHAPES
+    candidate_shapes(text)
         .iter()
         .find(|shape| !(shape.find)(text).is_empty())
         .map(|shape| shape.reason)
@@ -184,7 +221,10 @@ pub fn mask_credentials(text: &str) -> String {
 
 /// The byte ranges of every credential-shaped part of `text`.
 pub(super) fn secret_ranges(text: &str) -> Vec<Range<usize>> {
-    SHAPES.iter().flat_map(|shape| (shape.find)(text)).collect()
+    candidate_shapes(text)
+        .iter()
+        .flat_map(|shape| (shape.find)(text))
+        .collect()
 }
 
 /// `text` with each of `ranges` (in any order, possibly overlapping) replaced by `***`.
@@ -235,6 +275,32 @@ mod tests {
             "https://s3.example/f?X-Amz-Signature=abc",
         ] {
             assert!(credential_shape(text).is_some(), "{text} should be caught");
+        }
+    }
+
+    #[test]
+    fn the_screen_never_clears_a_text_a_shape_finds_something_in() {
+        // Every text a shape finds a credential in holds one of that shape's screen literals,
+        // in any case: screened and unscreened searches agree.
+        for text in [
+            "sk-abcdefghijklmnop1234",
+            "x BEARER abcd1234efgh5678",
+            "bEaReR abcd1234efgh5678",
+            "GHP_abcdefghijklmnopqrstuvwxyz0123456789 ghs_abcdefghijklmnopqrstuvwxyz0123456789",
+            "github_pat_11ABCDEFG0123456789_abcdefghij",
+            "xoxp-1234567890-abcdefghij",
+            "id AKIAABCDEFGHIJKLMNOP.",
+            "disk-----BEGIN EC PRIVATE KEY-----",
+            "HTTPS://alice:pw@llm.internal/v1",
+            "see ftp://h/p?SIG=abc and mailto:x",
+            "{\"url\": \"https://x.example/v1?api-key=abc\"}",
+            "nothing to see here: a summary of the budget",
+        ] {
+            let unscreened: Vec<_> = SHAPES.iter().flat_map(|shape| (shape.find)(text)).collect();
+            assert_eq!(secret_ranges(text), unscreened, "{text}");
+        }
+        for shape in SHAPES.iter() {
+            assert!(!shape.screen.is_empty(), "{}", shape.reason);
         }
     }
 
