@@ -304,6 +304,99 @@ mod tests {
         }
     }
 
+    /// Every non-ASCII character the regex crate's `(?i)` takes for an ASCII letter (Unicode
+    /// simple case folding: the Kelvin sign for `k`, the long s for `s`), found by asking the
+    /// regex crate itself about every scalar value.
+    fn unicode_twins_of_ascii_letters() -> Vec<(char, char)> {
+        let letters: Vec<(char, Regex)> = ('a'..='z')
+            .map(|l| (l, regex(&format!("(?i)^{l}$"))))
+            .collect();
+        let mut buf = [0u8; 4];
+        (0x80..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .flat_map(|c| {
+                let text: &str = c.encode_utf8(&mut buf);
+                letters
+                    .iter()
+                    .filter(|(_, re)| re.is_match(text))
+                    .map(|(l, _)| (*l, c))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_screen_holds_for_unicode_case_twins_and_mangled_texts() {
+        let twins = unicode_twins_of_ascii_letters();
+        assert!(twins.contains(&('k', '\u{212A}')) && twins.contains(&('s', '\u{17F}')), "{twins:?}");
+        let seeds = [
+            "sk-abcdefghijklmnop1234",
+            "Authorization: Bearer abcd1234efgh5678",
+            "bearer\tabcd1234efgh5678==",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "gho_abcdefghijklmnopqrstuvwxyz0123",
+            "ghu_abcdefghijklmnopqrstuvwxyz0123",
+            "ghs_abcdefghijklmnopqrstuvwxyz0123",
+            "ghr_abcdefghijklmnopqrstuvwxyz0123",
+            "github_pat_11ABCDEFG0123456789_abcdefghij",
+            "xoxs-1234567890-abcdefghij",
+            "AKIAABCDEFGHIJKLMNOP",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "https://alice:pw@llm.internal/v1",
+            "sk+s.k://u:secretpw@h",
+            "https://x.example/v1?key=abc&ask=1",
+            "https://s3.example/f?X-Amz-Signature=abc",
+            "https://blob.example/c/f?sv=2021&sig=abc%3D",
+        ];
+        let unscreened = |text: &str| -> Vec<Range<usize>> {
+            SHAPES.iter().flat_map(|shape| (shape.find)(text)).collect()
+        };
+        let mut checked = 0;
+        for seed in seeds {
+            assert!(!unscreened(seed).is_empty(), "seed {seed} should be found");
+            // Each letter, one at a time and all at once, swapped for its ASCII other case and
+            // for each Unicode twin the regex crate folds to it.
+            for (at, ch) in seed.char_indices() {
+                let lower = ch.to_ascii_lowercase();
+                let mut swaps = vec![ch.to_ascii_uppercase(), lower];
+                swaps.extend(twins.iter().filter(|(l, _)| *l == lower).map(|(_, c)| *c));
+                for swap in swaps {
+                    let text = format!("{}{swap}{}", &seed[..at], &seed[at + ch.len_utf8()..]);
+                    assert_eq!(secret_ranges(&text), unscreened(&text), "{text:?}");
+                    checked += 1;
+                }
+            }
+            for (l, twin) in &twins {
+                let text: String = seed
+                    .chars()
+                    .map(|c| if c.to_ascii_lowercase() == *l { *twin } else { c })
+                    .collect();
+                assert_eq!(secret_ranges(&text), unscreened(&text), "{text:?}");
+                checked += 1;
+            }
+        }
+        // Random splices of secret fragments, screen literals in odd cases and twins.
+        let pieces = [
+            "sk-", "SK-", "\u{17F}k-", "s\u{212A}-", "bearer ", "BEARER\t", "be", "arer", "ghp_",
+            "github_pat_", "xoxb-", "AKIA", "-----BEGIN ", "PRIVATE KEY-----", "://", ":/", "/",
+            "\u{212A}", "\u{17F}", "\u{130}", "\u{131}", "a:b@", "?sig=", "&token=", "abcd1234efgh5678",
+            "ABCDEFGHIJKLMNOP", " ", "\n", "x", "\u{212A}\u{17F}://u:p1@h",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..6 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push_str(pieces[(state % pieces.len() as u64) as usize]);
+            }
+            assert_eq!(secret_ranges(&text), unscreened(&text), "{text:?}");
+            checked += 1;
+        }
+        assert!(checked > 20_000);
+    }
+
     #[test]
     fn ordinary_text_is_not_credential_shaped() {
         for text in [

@@ -421,3 +421,41 @@ fn trace_ids_made_later_sort_later_and_differ_in_their_random_half() {
         .as_micros() as u64;
     assert!(micros_now - ((ids[99] >> 64) as u64) < 60_000_000);
 }
+
+#[test]
+fn trace_ids_made_at_once_on_many_threads_never_collide_and_stay_mlflow_shaped() {
+    // Eight threads making ids flat out: many share a microsecond, so only the random half
+    // keeps them apart.
+    let per_thread = 50_000;
+    let ids: Vec<u128> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(move || {
+                    (0..per_thread)
+                        .map(|_| TraceRecord::new_trace_id())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap())
+            .collect()
+    });
+    let micros: std::collections::HashSet<u64> = ids.iter().map(|id| (id >> 64) as u64).collect();
+    assert!(micros.len() < ids.len(), "some ids share a microsecond");
+    let unique: std::collections::HashSet<u128> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "no two trace ids are equal");
+    for id in ids.iter().take(1000) {
+        let mlflow_id = TraceRecord {
+            trace_id: *id,
+            spans: Vec::new(),
+        }
+        .mlflow_id();
+        assert_eq!(mlflow_id.len(), 35, "{mlflow_id}");
+        assert!(mlflow_id[3..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        // W3C Trace Context: not all zero; level 2: the rightmost 7 bytes random (nonzero here).
+        assert_ne!(*id, 0);
+        assert_ne!(*id as u64 & 0x00FF_FFFF_FFFF_FFFF, 0);
+    }
+}
