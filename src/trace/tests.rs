@@ -453,7 +453,11 @@ fn trace_ids_made_at_once_on_many_threads_never_collide_and_stay_mlflow_shaped()
         }
         .mlflow_id();
         assert_eq!(mlflow_id.len(), 35, "{mlflow_id}");
-        assert!(mlflow_id[3..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(
+            mlflow_id[3..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
         // W3C Trace Context: not all zero; level 2: the rightmost 7 bytes random (nonzero here).
         assert_ne!(*id, 0);
         assert_ne!(*id as u64 & 0x00FF_FFFF_FFFF_FFFF, 0);
