@@ -16,6 +16,12 @@
 //!
 //! A password or parameter value that is exactly one environment reference (`${DB_PW}` or
 //! `${DB_PW:-}`) is not a credential: it is how a config says where the secret comes from.
+//!
+//! Before any shape's regex runs, one Aho-Corasick pass looks for the shapes' screen literals
+//! (`sk-`, `bearer`, `ghp_`…, `xox`, `AKIA`, `-----BEGIN `, `://`), compared ASCII
+//! case-insensitively: a text that holds none (nearly every text) is clear. A shape added here
+//! must name literals that every match of it contains (the tests check each shape's examples,
+//! their case variants and the regex crate's Unicode case twins).
 
 use std::{ops::Range, sync::LazyLock};
 

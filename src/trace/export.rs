@@ -24,7 +24,7 @@
 //! - An unprivileged thread cannot leave `SCHED_IDLE`, and an idle-priority thread may wait
 //!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
 //!   normal priority, takes the traces still queued and exports them itself. A SQLite write
-//!   the background thread is in the middle of stops at its next row when a flush begins
+//!   the background thread is in the middle of stops at its next statement (at most 64 rows) when a flush begins
 //!   (rolled back, its traces put back for the flush to write), so the flush waits only
 //!   until that thread next gets a CPU for a moment; an OTLP request in flight is waited for.
 //!   The two threads share no lock of their own — the queue is lock-free, the state atomic;
@@ -177,7 +177,7 @@ impl Destination {
     }
 
     /// Sends `traces`; `Err` is a message for a warning. A SQLite write asks `stop` before
-    /// each row and, told to, rolls back ([`Written::Stopped`]); an OTLP request is one
+    /// each statement and, told to, rolls back ([`Written::Stopped`]); an OTLP request is one
     /// request and is not stopped.
     async fn export(
         &mut self,

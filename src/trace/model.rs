@@ -305,14 +305,26 @@ pub struct TraceRecord {
 impl TraceRecord {
     /// A new trace id: the time in microseconds since the Unix epoch in its high 64 bits, 64
     /// random bits below (W3C Trace Context level 2 asks randomness of the low 56 bits only; AWS
-    /// X-Ray's ids lead with the time the same way). Ids made later sort later, so a batch of
-    /// traces lands at the end of every index MLflow's schema keys by trace id, instead of on a
-    /// page of its own per trace.
+    /// X-Ray's ids lead with the time the same way). Ids made in a later microsecond sort later
+    /// (while the clock does not step back), so a batch of traces lands at the end of every
+    /// index MLflow's schema keys by trace id, instead of on a page of its own per trace; ids
+    /// of one microsecond differ in their random half.
     pub(super) fn new_trace_id() -> u128 {
-        let micros = SystemTime::now()
+        Self::trace_id_at(
+            SystemTime::now(),
+            super::layer::nonzero(rand::random::<u64>()),
+        )
+    }
+
+    /// The trace id made at `time` with the random half `random` (a time before the epoch
+    /// counts as the epoch).
+    pub(super) fn trace_id_at(time: SystemTime, random: u64) -> u128 {
+        let micros = time
             .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_micros() as u64);
-        (u128::from(micros) << 64) | u128::from(super::layer::nonzero(rand::random::<u64>()))
+            .map_or(0, |since| {
+                u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+            });
+        (u128::from(micros) << 64) | u128::from(random)
     }
 
     /// MLflow's id for this trace: `tr-<32 hex digits>`.

@@ -12,7 +12,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use base64::Engine as _;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior, params, types::Value as SqlValue};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -42,7 +42,8 @@ impl SqliteSink {
         }
     }
 
-    /// Writes `traces` in one transaction; `stop` is asked before each row, and when it says
+    /// Writes `traces` in one transaction; `stop` is asked before each trace is encoded and
+    /// before each `INSERT` (of up to [`ROWS_PER_INSERT`] rows), and when it says
     /// yes the transaction is rolled back and `Ok(Written::Stopped)` returned: a flush is
     /// waiting for this thread and will write the traces itself. Runs on an export thread,
     /// which has nothing else to do meanwhile, so the write blocks it directly.
@@ -157,8 +158,8 @@ fn write(
     traces: &[TraceRecord],
     stop: &dyn Fn() -> bool,
 ) -> rusqlite::Result<Written> {
-    // Rows in key order, table by table: the b-trees (keyed on random trace ids) are then
-    // filled page by page instead of at random places.
+    // Rows in key order, table by table: the b-trees keyed on trace ids (which lead with the
+    // time) are then filled at their end, page by page.
     let mut rows = Vec::with_capacity(traces.len());
     for trace in traces {
         if stop() {
@@ -186,109 +187,169 @@ fn write(
         .prepare_cached("SELECT artifact_location FROM experiments WHERE experiment_id = ?1")?
         .query_row(params![experiment_id], |row| row.get(0))
         .unwrap_or_default();
-    {
-        let mut insert_info = tx.prepare_cached(
-            "INSERT OR REPLACE INTO trace_info (request_id, experiment_id, timestamp_ms, \
-             execution_time_ms, status, request_preview, response_preview, \
-             db_payload_generation, trace_name, input_tokens, output_tokens, total_tokens) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11)",
-        )?;
-        let mut insert_tag = tx.prepare_cached(
-            "INSERT OR REPLACE INTO trace_tags (key, value, request_id) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut insert_metadata = tx.prepare_cached(
-            "INSERT OR REPLACE INTO trace_request_metadata (key, value, request_id) \
-             VALUES (?1, ?2, ?3)",
-        )?;
-        let mut insert_span = tx.prepare_cached(
-            "INSERT OR REPLACE INTO spans (trace_id, experiment_id, span_id, parent_span_id, \
-             name, type, status, start_time_unix_nano, end_time_unix_nano, content, \
-             model_name, model_provider) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )?;
-        for row in &rows {
-            if stop() {
-                return Ok(Written::Stopped);
-            }
-            let (trace, root) = (row.trace, row.root);
-            let start_ms = unix_ns(root.start) / 1_000_000;
-            let end_ms = trace
-                .spans
-                .iter()
-                .map(|span| unix_ns(span.end) / 1_000_000)
-                .max()
-                .unwrap_or(start_ms);
-            let usage = trace.token_usage();
-            insert_info.execute(params![
-                row.trace_id,
-                experiment_id,
-                start_ms,
-                end_ms - start_ms,
-                trace.state(),
-                row.request_preview,
-                row.response_preview,
-                root.name,
-                usage.map(|u| u.input_tokens),
-                usage.map(|u| u.output_tokens),
-                usage.map(|u| u.total_tokens),
-            ])?;
-        }
-        for row in &rows {
-            if stop() {
-                return Ok(Written::Stopped);
-            }
-            let artifacts = format!("{artifact_location}/traces/{}/artifacts", row.trace_id);
-            insert_tag.execute(params!["mlflow.artifactLocation", artifacts, row.trace_id])?;
-        }
-        let same_tags = [
-            ("mlflow.trace.spansLocation", "TRACKING_STORE"),
-            ("service.name", "chainlog"),
+    let text = |value: &str| SqlValue::Text(value.to_owned());
+    let optional = |value: Option<i64>| value.map_or(SqlValue::Null, SqlValue::Integer);
+    let info = rows.iter().map(|row| {
+        let (trace, root) = (row.trace, row.root);
+        let start_ms = unix_ns(root.start) / 1_000_000;
+        let end_ms = trace
+            .spans
+            .iter()
+            .map(|span| unix_ns(span.end) / 1_000_000)
+            .max()
+            .unwrap_or(start_ms);
+        let usage = trace.token_usage();
+        vec![
+            text(&row.trace_id),
+            SqlValue::Integer(experiment_id),
+            SqlValue::Integer(start_ms),
+            SqlValue::Integer(end_ms - start_ms),
+            text(trace.state()),
+            row.request_preview.as_deref().map_or(SqlValue::Null, text),
+            row.response_preview.as_deref().map_or(SqlValue::Null, text),
+            text(&root.name),
+            optional(usage.map(|u| u.input_tokens)),
+            optional(usage.map(|u| u.output_tokens)),
+            optional(usage.map(|u| u.total_tokens)),
         ]
-        .into_iter()
-        .chain(
-            user_tags
-                .iter()
-                .map(|(key, value)| (key.as_str(), value.as_str())),
-        );
-        for (key, value) in same_tags {
-            for row in &rows {
-                if stop() {
-                    return Ok(Written::Stopped);
-                }
-                insert_tag.execute(params![key, value, row.trace_id])?;
-            }
+    });
+    if insert_rows(
+        &tx,
+        "trace_info (request_id, experiment_id, timestamp_ms, execution_time_ms, status, \
+         request_preview, response_preview, db_payload_generation, trace_name, input_tokens, \
+         output_tokens, total_tokens)",
+        "?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?",
+        info,
+        stop,
+    )? == Written::Stopped
+    {
+        return Ok(Written::Stopped);
+    }
+    // Tag by tag, then trace by trace: each index keyed on (key, request_id) is then filled
+    // in key order.
+    let artifact_tags = rows.iter().map(|row| {
+        vec![
+            text("mlflow.artifactLocation"),
+            SqlValue::Text(format!(
+                "{artifact_location}/traces/{}/artifacts",
+                row.trace_id
+            )),
+            text(&row.trace_id),
+        ]
+    });
+    let same_tags = [
+        ("mlflow.trace.spansLocation", "TRACKING_STORE"),
+        ("service.name", "chainlog"),
+    ]
+    .into_iter()
+    .chain(
+        user_tags
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+    )
+    .flat_map(|(key, value)| {
+        rows.iter()
+            .map(move |row| vec![text(key), text(value), text(&row.trace_id)])
+    });
+    if insert_rows(
+        &tx,
+        "trace_tags (key, value, request_id)",
+        "?, ?, ?",
+        artifact_tags.chain(same_tags),
+        stop,
+    )? == Written::Stopped
+    {
+        return Ok(Written::Stopped);
+    }
+    let metadata_rows = metadata.iter().flat_map(|(key, value)| {
+        rows.iter()
+            .map(move |row| vec![text(key), text(value), text(&row.trace_id)])
+    });
+    if insert_rows(
+        &tx,
+        "trace_request_metadata (key, value, request_id)",
+        "?, ?, ?",
+        metadata_rows,
+        stop,
+    )? == Written::Stopped
+    {
+        return Ok(Written::Stopped);
+    }
+    let span_rows = rows.iter().flat_map(|row| {
+        row.spans.iter().map(move |(span_id, span, content)| {
+            let model = |key| {
+                span.attribute_string(key)
+                    .map_or(SqlValue::Null, SqlValue::Text)
+            };
+            vec![
+                text(&row.trace_id),
+                SqlValue::Integer(experiment_id),
+                text(span_id),
+                span.parent_id
+                    .map_or(SqlValue::Null, |id| SqlValue::Text(format!("{id:016x}"))),
+                text(&span.name),
+                text(&span.span_type),
+                text(if span.error.is_some() { "ERROR" } else { "OK" }),
+                SqlValue::Integer(span.start_ns()),
+                SqlValue::Integer(span.end_ns()),
+                text(content),
+                model("mlflow.llm.model"),
+                model("mlflow.llm.provider"),
+            ]
+        })
+    });
+    if insert_rows(
+        &tx,
+        "spans (trace_id, experiment_id, span_id, parent_span_id, name, type, status, \
+         start_time_unix_nano, end_time_unix_nano, content, model_name, model_provider)",
+        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+        span_rows,
+        stop,
+    )? == Written::Stopped
+    {
+        return Ok(Written::Stopped);
+    }
+    tx.commit()?;
+    Ok(Written::All)
+}
+
+/// The most rows one `INSERT` statement writes. One statement keeps the cursors on the table
+/// and each of its indexes open from row to row, so rows in key order (trace ids lead with the
+/// time) are appended without a descent from each b-tree's root per row; 64 rows of the widest
+/// table bind 768 values, far below SQLite's limit of 32,766.
+const ROWS_PER_INSERT: usize = 64;
+
+/// Inserts (or replaces) `rows` into `table` (with its column list), `placeholders` being one
+/// row's `VALUES` list: in statements of [`ROWS_PER_INSERT`] rows, the rest one by one (cached
+/// statements of two shapes only). `stop` is asked before each statement.
+fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    placeholders: &str,
+    rows: impl Iterator<Item = Vec<SqlValue>>,
+    stop: &dyn Fn() -> bool,
+) -> rusqlite::Result<Written> {
+    let statement = |count: usize| {
+        let values = vec![format!("({placeholders})"); count].join(", ");
+        format!("INSERT OR REPLACE INTO {table} VALUES {values}")
+    };
+    let (many, one) = (statement(ROWS_PER_INSERT), statement(1));
+    let mut rows = rows.peekable();
+    while rows.peek().is_some() {
+        if stop() {
+            return Ok(Written::Stopped);
         }
-        for (key, value) in &metadata {
-            for row in &rows {
-                if stop() {
-                    return Ok(Written::Stopped);
-                }
-                insert_metadata.execute(params![key, value, row.trace_id])?;
-            }
-        }
-        for row in &rows {
-            if stop() {
-                return Ok(Written::Stopped);
-            }
-            for (span_id, span, content) in &row.spans {
-                insert_span.execute(params![
-                    row.trace_id,
-                    experiment_id,
-                    span_id,
-                    span.parent_id.map(|id| format!("{id:016x}")),
-                    span.name,
-                    span.span_type,
-                    if span.error.is_some() { "ERROR" } else { "OK" },
-                    span.start_ns(),
-                    span.end_ns(),
-                    content,
-                    span.attribute_string("mlflow.llm.model"),
-                    span.attribute_string("mlflow.llm.provider"),
-                ])?;
+        let chunk: Vec<Vec<SqlValue>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        if chunk.len() == ROWS_PER_INSERT {
+            tx.prepare_cached(&many)?
+                .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        } else {
+            let mut single = tx.prepare_cached(&one)?;
+            for row in &chunk {
+                single.execute(rusqlite::params_from_iter(row))?;
             }
         }
     }
-    tx.commit()?;
     Ok(Written::All)
 }
 

@@ -303,6 +303,30 @@ async fn a_flush_stores_every_trace_queued_before_it_and_the_next_flush_the_late
     assert_eq!(stored_traces(&db_path), 305);
     assert_eq!(tracer.dropped_spans(), 0);
     drop(guard);
+    // Every row of every trace, through statements of many rows and of one.
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM trace_tags"), 305 * 3);
+    assert_eq!(count("SELECT count(*) FROM trace_request_metadata"), 305);
+    assert_eq!(count("SELECT count(*) FROM spans"), 305 * 3);
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM spans s JOIN trace_info t ON s.trace_id = t.request_id \
+             WHERE s.type = 'CHAT_MODEL' AND t.input_tokens = 3 AND t.total_tokens = 5 \
+             AND json_extract(s.content, '$.attributes.\"mlflow.spanInputs\"') \
+                 = '{\"model\":\"m\",\"messages\":[]}' \
+             AND s.parent_span_id IS NOT NULL"
+        ),
+        305,
+        "each trace's model call, under its chain, with its request body and usage"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(DISTINCT request_id) FROM trace_tags WHERE key = 'mlflow.artifactLocation' \
+             AND value LIKE '%/traces/' || request_id || '/artifacts'"
+        ),
+        305
+    );
 }
 
 /// The background thread exports without being asked: the rows appear with no flush.
@@ -397,9 +421,7 @@ fn a_failed_export_says_when_its_thread_was_starved_of_cpu() {
 
 #[test]
 fn trace_ids_made_later_sort_later_and_differ_in_their_random_half() {
-    let first = TraceRecord::new_trace_id();
-    std::thread::sleep(std::time::Duration::from_millis(2));
-    let ids: Vec<u128> = (0..100).map(|_| TraceRecord::new_trace_id()).collect();
+    use std::time::{Duration, SystemTime};
     let mlflow_id = |trace_id| {
         TraceRecord {
             trace_id,
@@ -407,19 +429,28 @@ fn trace_ids_made_later_sort_later_and_differ_in_their_random_half() {
         }
         .mlflow_id()
     };
-    for id in &ids {
-        // Later in time: a larger id, and (fixed width hex) a later MLflow id in text order,
-        // which is how MLflow's indexes sort them.
-        assert!(*id > first);
-        assert!(mlflow_id(*id) > mlflow_id(first));
-    }
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let first = TraceRecord::trace_id_at(at, u64::MAX);
+    let later = TraceRecord::trace_id_at(at + Duration::from_micros(1), 1);
+    // A microsecond later: a larger id whatever the random halves, and (fixed-width hex) a
+    // later MLflow id in text order, which is how MLflow's indexes sort them.
+    assert!(later > first);
+    assert!(mlflow_id(later) > mlflow_id(first));
+    assert_eq!(first >> 64, 1_790_000_000_000_000, "µs since the epoch");
+    assert_eq!(first as u64, u64::MAX, "the random half, as given");
+    assert_eq!(
+        TraceRecord::trace_id_at(SystemTime::UNIX_EPOCH - Duration::from_secs(1), 7),
+        7
+    );
+    // Made now: the time half is now, the random halves differ.
+    let ids: Vec<u128> = (0..100).map(|_| TraceRecord::new_trace_id()).collect();
     let random_halves: std::collections::HashSet<u64> = ids.iter().map(|id| *id as u64).collect();
     assert_eq!(random_halves.len(), ids.len(), "the low 64 bits are random");
-    let micros_now = std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+    let micros_now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64;
-    assert!(micros_now - ((ids[99] >> 64) as u64) < 60_000_000);
+    assert!(micros_now.abs_diff((ids[99] >> 64) as u64) < 60_000_000);
 }
 
 #[test]
