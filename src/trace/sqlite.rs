@@ -170,6 +170,7 @@ fn write(
         }
     }
     rows.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+    let rows = &rows;
     let user_tags: Vec<(String, String)> = tags
         .iter()
         .map(|(k, v)| (k.clone(), crate::secret::scrub(v)))
@@ -213,20 +214,14 @@ fn write(
             optional(usage.map(|u| u.total_tokens)),
         ]
     });
-    if insert_rows(
-        &tx,
-        "trace_info (request_id, experiment_id, timestamp_ms, execution_time_ms, status, \
-         request_preview, response_preview, db_payload_generation, trace_name, input_tokens, \
-         output_tokens, total_tokens)",
-        "?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?",
-        info,
-        stop,
-    )? == Written::Stopped
-    {
-        return Ok(Written::Stopped);
-    }
-    // Tag by tag, then trace by trace: each index keyed on (key, request_id) is then filled
+    // Key by key, then trace by trace: each index keyed on (key, request_id) is then filled
     // in key order.
+    let key_value_rows = |pairs: Vec<_>| {
+        pairs.into_iter().flat_map(move |(key, value)| {
+            rows.iter()
+                .map(move |row| vec![text(key), text(value), text(&row.trace_id)])
+        })
+    };
     let artifact_tags = rows.iter().map(|row| {
         vec![
             text("mlflow.artifactLocation"),
@@ -247,34 +242,7 @@ fn write(
             .iter()
             .map(|(key, value)| (key.as_str(), value.as_str())),
     )
-    .flat_map(|(key, value)| {
-        rows.iter()
-            .map(move |row| vec![text(key), text(value), text(&row.trace_id)])
-    });
-    if insert_rows(
-        &tx,
-        "trace_tags (key, value, request_id)",
-        "?, ?, ?",
-        artifact_tags.chain(same_tags),
-        stop,
-    )? == Written::Stopped
-    {
-        return Ok(Written::Stopped);
-    }
-    let metadata_rows = metadata.iter().flat_map(|(key, value)| {
-        rows.iter()
-            .map(move |row| vec![text(key), text(value), text(&row.trace_id)])
-    });
-    if insert_rows(
-        &tx,
-        "trace_request_metadata (key, value, request_id)",
-        "?, ?, ?",
-        metadata_rows,
-        stop,
-    )? == Written::Stopped
-    {
-        return Ok(Written::Stopped);
-    }
+    .collect();
     let span_rows = rows.iter().flat_map(|row| {
         row.spans.iter().map(move |(span_id, span, content)| {
             let model = |key| {
@@ -298,20 +266,42 @@ fn write(
             ]
         })
     });
-    if insert_rows(
-        &tx,
-        "spans (trace_id, experiment_id, span_id, parent_span_id, name, type, status, \
-         start_time_unix_nano, end_time_unix_nano, content, model_name, model_provider)",
-        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
-        span_rows,
-        stop,
-    )? == Written::Stopped
-    {
-        return Ok(Written::Stopped);
+    let tables: [(&str, &str, TableRows<'_>); 4] = [
+        (
+            "trace_info (request_id, experiment_id, timestamp_ms, execution_time_ms, status, \
+             request_preview, response_preview, db_payload_generation, trace_name, \
+             input_tokens, output_tokens, total_tokens)",
+            "?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?",
+            Box::new(info),
+        ),
+        (
+            "trace_tags (key, value, request_id)",
+            "?, ?, ?",
+            Box::new(artifact_tags.chain(key_value_rows(same_tags))),
+        ),
+        (
+            "trace_request_metadata (key, value, request_id)",
+            "?, ?, ?",
+            Box::new(key_value_rows(metadata)),
+        ),
+        (
+            "spans (trace_id, experiment_id, span_id, parent_span_id, name, type, status, \
+             start_time_unix_nano, end_time_unix_nano, content, model_name, model_provider)",
+            "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?",
+            Box::new(span_rows),
+        ),
+    ];
+    for (table, placeholders, table_rows) in tables {
+        if insert_rows(&tx, table, placeholders, table_rows, stop)? == Written::Stopped {
+            return Ok(Written::Stopped);
+        }
     }
     tx.commit()?;
     Ok(Written::All)
 }
+
+/// One table's rows for [`insert_rows`], each its values in column order.
+type TableRows<'a> = Box<dyn Iterator<Item = Vec<SqlValue>> + 'a>;
 
 /// The most rows one `INSERT` statement writes. One statement keeps the cursors on the table
 /// and each of its indexes open from row to row, so rows in key order (trace ids lead with the
