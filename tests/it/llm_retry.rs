@@ -365,9 +365,8 @@ async fn reset_and_refused_connections_are_retried() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     acceptor.abort();
 
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let refused = format!("http://{}/v1", closed.local_addr().unwrap());
-    drop(closed);
+    let closed = crate::support::refusing::RefusingPort::new();
+    let refused = format!("http://{}/v1", closed.addr());
     let started = Instant::now();
     let err = client(settings(refused))
         .chat(&ask("hello"))

@@ -391,12 +391,8 @@ async fn deleted_experiment_is_refused() {
 /// URL, after a bounded number of quick retries.
 #[tokio::test]
 async fn unreachable_server_is_a_one_line_error_naming_the_url() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let refusing = crate::support::refusing::RefusingPort::new();
+    let url = format!("http://127.0.0.1:{}", refusing.port());
     let uri = TrackingUri::parse(&url).unwrap();
     let store = open_store(&uri).unwrap();
     assert_eq!(store.display_uri(), url);

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     chain_support::root,
-    support::{mlflow_server::MlflowServer, python_env},
+    support::{mlflow_server::MlflowServer, python_env, refusing::RefusingPort},
 };
 
 /// `chainlog ARGS` in `cwd` with the built-in mock and `vars` set.
@@ -319,13 +319,9 @@ fn a_failed_call_makes_an_error_trace_with_its_message() {
     let dir = project();
     let logged = log(dir.path(), "summarize", r#"{"text": "x"}"#, &[]);
     let model_id = logged["model_id"].as_str().unwrap();
-    // A port nothing listens on: the call fails at once.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}/v1");
+    // A port that refuses connections: the call fails at once.
+    let refusing = RefusingPort::new();
+    let base = format!("http://{}/v1", refusing.addr());
     let out = chainlog(
         dir.path(),
         &[
@@ -405,12 +401,8 @@ fn a_dead_or_otlp_less_destination_leaves_predictions_succeeding_with_one_warnin
         .map(|i| format!("{{\"text\": \"row {i}\"}}\n"))
         .collect();
     std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
-    let dead_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dead = format!("http://127.0.0.1:{dead_port}/v1/traces");
+    let refusing = RefusingPort::new();
+    let dead = format!("http://{}/v1/traces", refusing.addr());
     let (old, _) = answering("404 Not Found", r#"{"detail":"Not Found"}"#);
     let (file_store, _) = answering(
         "501 Not Implemented",

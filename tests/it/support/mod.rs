@@ -6,4 +6,5 @@ pub mod mlflow_server;
 pub mod mock_process;
 pub mod moto_server;
 pub mod python_env;
+pub mod refusing;
 pub mod trace_store;
