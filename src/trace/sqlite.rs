@@ -625,4 +625,21 @@ pub(super) fn write(
         let old = dumps.pop().unwrap();
         (dumps.pop().unwrap(), old)
     }
+
+    /// Writes `traces` into the fresh store `db` with the new (`new`) or the old shape.
+    pub(in crate::trace) fn write_into(
+        db: &std::path::Path,
+        new: bool,
+        link: &TraceLink,
+        traces: &[TraceRecord],
+        stop: &dyn Fn() -> bool,
+    ) -> Written {
+        let mut conn = open(db).unwrap();
+        if new {
+            super::write(&mut conn, link, &[], traces, stop)
+        } else {
+            write(&mut conn, link, &[], traces, stop)
+        }
+        .unwrap()
+    }
 }

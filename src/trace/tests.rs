@@ -616,3 +616,90 @@ fn review_huge_attributes_in_a_full_statement() {
         .unwrap();
     assert_eq!(long, 70);
 }
+
+fn vm_hwm_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Review: peak memory of one write of 64 traces whose root holds ~1 MiB inputs and outputs
+/// (each span's content ~2 MiB); run alone: `cargo test --lib review_peak_new -- --nocapture`.
+fn review_peak(new: bool) {
+    let big = "x".repeat((1 << 20) - 100);
+    let traces = traced(on(), || {
+        for _ in 0..64 {
+            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
+            inputs(&chain, || json!(big));
+            outputs(&chain, || json!(big));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mlflow.db");
+    crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
+    let before = vm_hwm_kib();
+    let written = sqlite::old_shape::write_into(&db, new, &review_link(false), &traces, &|| false);
+    assert_eq!(written, sqlite::Written::All);
+    let after = vm_hwm_kib();
+    println!(
+        "REVIEW peak new={new}: VmHWM before write {} MiB, after {} MiB, rise {} MiB",
+        before / 1024,
+        after / 1024,
+        (after - before) / 1024
+    );
+}
+
+#[test]
+fn review_peak_new() {
+    review_peak(true);
+}
+
+#[test]
+fn review_peak_old() {
+    review_peak(false);
+}
+
+/// Review: a write told to stop at its k-th question, for every k up to the number it asks,
+/// leaves no row in any table; told never, it writes everything. 130 traces: two 64-row
+/// statements and singles in every table.
+#[test]
+fn review_a_stop_at_any_question_leaves_no_row_in_any_table() {
+    let traces = mixed_traces(130);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mlflow.db");
+    crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
+    let asked = std::cell::Cell::new(0usize);
+    let counting = || {
+        asked.set(asked.get() + 1);
+        false
+    };
+    let scratch = dir.path().join("scratch.db");
+    crate::store::SqliteStore::open(&scratch, &dir.path().join("mlruns")).unwrap();
+    sqlite::old_shape::write_into(&scratch, true, &review_link(true), &traces, &counting);
+    let questions = asked.get();
+    println!("REVIEW stop questions for 130 traces: {questions}");
+    let rows = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        ["trace_info", "trace_tags", "trace_request_metadata", "spans"]
+            .iter()
+            .map(|t| -> i64 {
+                conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap()
+            })
+            .sum()
+    };
+    for k in 1..=questions {
+        let n = std::cell::Cell::new(0usize);
+        let stop_at_k = || {
+            n.set(n.get() + 1);
+            n.get() >= k
+        };
+        let written =
+            sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &stop_at_k);
+        assert_eq!(written, sqlite::Written::Stopped, "k={k}");
+        assert_eq!(rows(), 0, "k={k}");
+    }
+    let written = sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &|| false);
+    assert_eq!(written, sqlite::Written::All);
+    assert!(rows() > 0);
+}
