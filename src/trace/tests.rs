@@ -538,14 +538,18 @@ fn review_new_statements_store_the_rows_the_old_ones_did() {
         ("team".to_owned(), "a".to_owned()),
         ("service.name".to_owned(), "x".to_owned()),
         ("team".to_owned(), "b".to_owned()),
-        ("mlflow.trace.spansLocation".to_owned(), "ELSEWHERE".to_owned()),
+        (
+            "mlflow.trace.spansLocation".to_owned(),
+            "ELSEWHERE".to_owned(),
+        ),
     ];
     for n in [1, 2, 21, 22, 63, 64, 65, 129] {
         let traces = mixed_traces(n);
         assert_eq!(traces.len(), n);
         for (linked, tags) in [(false, &[][..]), (true, &tags[..])] {
             let dir = tempfile::tempdir().unwrap();
-            let (new, old) = sqlite::old_shape::both(dir.path(), &review_link(linked), tags, &traces);
+            let (new, old) =
+                sqlite::old_shape::both(dir.path(), &review_link(linked), tags, &traces);
             assert_eq!(new.len(), old.len(), "n={n} linked={linked}");
             for (a, b) in new.iter().zip(&old) {
                 assert_eq!(a, b, "n={n} linked={linked}");
@@ -556,19 +560,58 @@ fn review_new_statements_store_the_rows_the_old_ones_did() {
             let with_usage = (n + 2) / 3;
             let failed = n / 3;
             assert_eq!(count("SELECT count(*) FROM trace_info"), n);
-            assert_eq!(count("SELECT count(*) FROM trace_info WHERE input_tokens IS NULL AND output_tokens IS NULL AND total_tokens IS NULL"), n - with_usage);
-            assert_eq!(count("SELECT count(*) FROM trace_info WHERE status = 'ERROR'"), failed);
-            assert_eq!(count("SELECT count(*) FROM trace_info WHERE db_payload_generation = 1"), n);
-            assert_eq!(count("SELECT count(*) FROM spans"), traces.iter().map(|t| t.spans.len() as i64).sum::<i64>());
+            assert_eq!(
+                count(
+                    "SELECT count(*) FROM trace_info WHERE input_tokens IS NULL AND output_tokens IS NULL AND total_tokens IS NULL"
+                ),
+                n - with_usage
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_info WHERE status = 'ERROR'"),
+                failed
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_info WHERE db_payload_generation = 1"),
+                n
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM spans"),
+                traces.iter().map(|t| t.spans.len() as i64).sum::<i64>()
+            );
             assert!(count("SELECT count(*) FROM spans") >= 2 * n - failed);
-            assert_eq!(count("SELECT count(*) FROM spans WHERE parent_span_id IS NULL"), n);
-            assert_eq!(count("SELECT count(*) FROM spans WHERE model_name IS NOT NULL"), 0);
-            assert_eq!(count("SELECT count(*) FROM trace_request_metadata"), if linked { 3 * n } else { n });
-            assert_eq!(count("SELECT count(*) FROM trace_tags"), if linked { 4 * n } else { 3 * n });
+            assert_eq!(
+                count("SELECT count(*) FROM spans WHERE parent_span_id IS NULL"),
+                n
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM spans WHERE model_name IS NOT NULL"),
+                0
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_request_metadata"),
+                if linked { 3 * n } else { n }
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_tags"),
+                if linked { 4 * n } else { 3 * n }
+            );
             if linked {
-                assert_eq!(count("SELECT count(*) FROM trace_tags WHERE key = 'service.name' AND value = 'x'"), n);
-                assert_eq!(count("SELECT count(*) FROM trace_tags WHERE key = 'team' AND value = 'b'"), n);
-                assert_eq!(count("SELECT count(*) FROM trace_tags WHERE key = 'mlflow.trace.spansLocation' AND value = 'ELSEWHERE'"), n);
+                assert_eq!(
+                    count(
+                        "SELECT count(*) FROM trace_tags WHERE key = 'service.name' AND value = 'x'"
+                    ),
+                    n
+                );
+                assert_eq!(
+                    count("SELECT count(*) FROM trace_tags WHERE key = 'team' AND value = 'b'"),
+                    n
+                );
+                assert_eq!(
+                    count(
+                        "SELECT count(*) FROM trace_tags WHERE key = 'mlflow.trace.spansLocation' AND value = 'ELSEWHERE'"
+                    ),
+                    n
+                );
             }
         }
     }
@@ -612,7 +655,11 @@ fn review_huge_attributes_in_a_full_statement() {
     assert!(new == old);
     let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
     let long: i64 = conn
-        .query_row("SELECT count(*) FROM spans WHERE length(content) > 1048576", [], |row| row.get(0))
+        .query_row(
+            "SELECT count(*) FROM spans WHERE length(content) > 1048576",
+            [],
+            |row| row.get(0),
+        )
         .unwrap();
     assert_eq!(long, 70);
 }
@@ -680,13 +727,18 @@ fn review_a_stop_at_any_question_leaves_no_row_in_any_table() {
     println!("REVIEW stop questions for 130 traces: {questions}");
     let rows = || -> i64 {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        ["trace_info", "trace_tags", "trace_request_metadata", "spans"]
-            .iter()
-            .map(|t| -> i64 {
-                conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
-                    .unwrap()
-            })
-            .sum()
+        [
+            "trace_info",
+            "trace_tags",
+            "trace_request_metadata",
+            "spans",
+        ]
+        .iter()
+        .map(|t| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        })
+        .sum()
     };
     for k in 1..=questions {
         let n = std::cell::Cell::new(0usize);
@@ -702,4 +754,87 @@ fn review_a_stop_at_any_question_leaves_no_row_in_any_table() {
     let written = sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &|| false);
     assert_eq!(written, sqlite::Written::All);
     assert!(rows() > 0);
+}
+
+/// Review: the longest time between two of a write's stop questions (what a flush waits for
+/// the background thread at most, on a free CPU), new vs old shape, for ordinary and for
+/// big traces. `cargo test --lib review_stop_gaps -- --nocapture --test-threads 1`.
+#[test]
+fn review_stop_gaps() {
+    let big = "x".repeat((1 << 20) - 100);
+    let big_traces = traced(on(), || {
+        for _ in 0..64 {
+            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
+            inputs(&chain, || json!(big));
+            outputs(&chain, || json!(big));
+        }
+    });
+    for (what, traces) in [("640 ordinary", mixed_traces(640)), ("64 big", big_traces)] {
+        for new in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let db = dir.path().join("mlflow.db");
+            crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
+            let times = std::cell::RefCell::new(Vec::new());
+            let stop = || {
+                times.borrow_mut().push(std::time::Instant::now());
+                false
+            };
+            let start = std::time::Instant::now();
+            sqlite::old_shape::write_into(&db, new, &review_link(true), &traces, &stop);
+            let total = start.elapsed();
+            let times = times.into_inner();
+            let max_gap = times
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .chain(std::iter::once(
+                    start.elapsed() - (*times.last().unwrap() - start),
+                ))
+                .max()
+                .unwrap();
+            println!(
+                "REVIEW {what} new={new}: {} questions, write {:?}, longest gap {:?}",
+                times.len(),
+                total,
+                max_gap
+            );
+        }
+    }
+}
+
+/// Review: a flush that lands while the background thread is in the middle of its SQLite
+/// write (after LINGER, at several offsets into a ~1000-trace write) stores every trace and
+/// every row of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_flush_landing_mid_write_stores_every_row() {
+    for offset_ms in [0u64, 10, 30, 60, 100, 150, 250] {
+        let dir = tempfile::tempdir().unwrap();
+        let (tracer, guard, db_path) = exporting_into_sqlite(dir.path());
+        for _ in 0..1000 {
+            chain_with_llm_call();
+        }
+        tokio::time::sleep(export::LINGER + std::time::Duration::from_millis(offset_ms)).await;
+        let during = stored_traces(&db_path);
+        tracer.flush(std::time::Duration::from_secs(60)).await;
+        drop(guard);
+        let conn = rusqlite::Connection::open(&db_path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        println!("REVIEW offset {offset_ms} ms: {during} traces stored when the flush began");
+        assert_eq!(
+            count("SELECT count(*) FROM trace_info"),
+            1000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM spans"),
+            3000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM trace_tags"),
+            3000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(count("SELECT count(*) FROM trace_request_metadata"), 1000);
+        assert_eq!(tracer.dropped_spans(), 0);
+    }
 }
