@@ -578,14 +578,13 @@ pub(super) mod old_shape {
             let mut stmt = conn
                 .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
                 .unwrap();
-            let n = stmt.column_count();
             let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
             let rows = stmt
                 .query_map([], |row| {
                     let mut line = format!("{table}:");
-                    for i in 0..n {
+                    for (i, name) in names.iter().enumerate() {
                         let v: rusqlite::types::Value = row.get(i)?;
-                        line.push_str(&format!(" {}={:?}", names[i], v));
+                        line.push_str(&format!(" {name}={v:?}"));
                     }
                     Ok(line)
                 })

@@ -534,7 +534,7 @@ fn review_link(linked: bool) -> TraceLink {
 /// them a built-in key, one given twice).
 #[test]
 fn review_new_statements_store_the_rows_the_old_ones_did() {
-    let tags = vec![
+    let tags = [
         ("team".to_owned(), "a".to_owned()),
         ("service.name".to_owned(), "x".to_owned()),
         ("team".to_owned(), "b".to_owned()),
