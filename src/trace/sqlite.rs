@@ -311,7 +311,8 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts (or replaces) `rows` into `table` (with its column list), `placeholders` being one
 /// row's `VALUES` list: in statements of [`ROWS_PER_INSERT`] rows, the rest one by one (cached
-/// statements of two shapes only). `stop` is asked before each statement.
+/// statements of two shapes only). `stop` is asked before each statement of many rows and
+/// once before the last (fewer than [`ROWS_PER_INSERT`]) rows' one-row statements.
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     table: &str,

@@ -664,48 +664,6 @@ fn review_huge_attributes_in_a_full_statement() {
     assert_eq!(long, 70);
 }
 
-fn vm_hwm_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Review: peak memory of one write of 64 traces whose root holds ~1 MiB inputs and outputs
-/// (each span's content ~2 MiB); run alone: `cargo test --lib review_peak_new -- --nocapture`.
-fn review_peak(new: bool) {
-    let big = "x".repeat((1 << 20) - 100);
-    let traces = traced(on(), || {
-        for _ in 0..64 {
-            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
-            inputs(&chain, || json!(big));
-            outputs(&chain, || json!(big));
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("mlflow.db");
-    crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
-    let before = vm_hwm_kib();
-    let written = sqlite::old_shape::write_into(&db, new, &review_link(false), &traces, &|| false);
-    assert_eq!(written, sqlite::Written::All);
-    let after = vm_hwm_kib();
-    println!(
-        "REVIEW peak new={new}: VmHWM before write {} MiB, after {} MiB, rise {} MiB",
-        before / 1024,
-        after / 1024,
-        (after - before) / 1024
-    );
-}
-
-#[test]
-fn review_peak_new() {
-    review_peak(true);
-}
-
-#[test]
-fn review_peak_old() {
-    review_peak(false);
-}
-
 /// Review: a write told to stop at its k-th question, for every k up to the number it asks,
 /// leaves no row in any table; told never, it writes everything. 130 traces: two 64-row
 /// statements and singles in every table.
@@ -754,51 +712,6 @@ fn review_a_stop_at_any_question_leaves_no_row_in_any_table() {
     let written = sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &|| false);
     assert_eq!(written, sqlite::Written::All);
     assert!(rows() > 0);
-}
-
-/// Review: the longest time between two of a write's stop questions (what a flush waits for
-/// the background thread at most, on a free CPU), new vs old shape, for ordinary and for
-/// big traces. `cargo test --lib review_stop_gaps -- --nocapture --test-threads 1`.
-#[test]
-fn review_stop_gaps() {
-    let big = "x".repeat((1 << 20) - 100);
-    let big_traces = traced(on(), || {
-        for _ in 0..64 {
-            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
-            inputs(&chain, || json!(big));
-            outputs(&chain, || json!(big));
-        }
-    });
-    for (what, traces) in [("640 ordinary", mixed_traces(640)), ("64 big", big_traces)] {
-        for new in [true, false] {
-            let dir = tempfile::tempdir().unwrap();
-            let db = dir.path().join("mlflow.db");
-            crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
-            let times = std::cell::RefCell::new(Vec::new());
-            let stop = || {
-                times.borrow_mut().push(std::time::Instant::now());
-                false
-            };
-            let start = std::time::Instant::now();
-            sqlite::old_shape::write_into(&db, new, &review_link(true), &traces, &stop);
-            let total = start.elapsed();
-            let times = times.into_inner();
-            let max_gap = times
-                .windows(2)
-                .map(|w| w[1] - w[0])
-                .chain(std::iter::once(
-                    start.elapsed() - (*times.last().unwrap() - start),
-                ))
-                .max()
-                .unwrap();
-            println!(
-                "REVIEW {what} new={new}: {} questions, write {:?}, longest gap {:?}",
-                times.len(),
-                total,
-                max_gap
-            );
-        }
-    }
 }
 
 /// Review: a flush that lands while the background thread is in the middle of its SQLite
