@@ -24,9 +24,10 @@
 //! - An unprivileged thread cannot leave `SCHED_IDLE`, and an idle-priority thread may wait
 //!   long for a CPU behind busy neighbours; so a flush is not its work: the flush thread, at
 //!   normal priority, takes the traces still queued and exports them itself. A SQLite write
-//!   the background thread is in the middle of stops at its next statement (at most 64 rows) when a flush begins
-//!   (rolled back, its traces put back for the flush to write), so the flush waits only
-//!   until that thread next gets a CPU for a moment; an OTLP request in flight is waited for.
+//!   the background thread is in the middle of stops at its next `INSERT` of many rows
+//!   (at most 64 rows later) when a flush begins (rolled back, its traces put back for the
+//!   flush to write), so the flush waits only until that thread next gets a CPU for a
+//!   moment; an OTLP request in flight is waited for.
 //!   The two threads share no lock of their own — the queue is lock-free, the state atomic;
 //!   only SQLite's write lock, which a starved background transaction holds until it gets
 //!   the CPU to notice the flush (or, without one, to finish: other processes' writers wait
@@ -458,8 +459,9 @@ fn export_in_background(
             if batch.is_empty() {
                 break;
             }
-            // A flush that starts meanwhile stops the write (a SQLite one, between two rows)
-            // and takes the batch: it need not wait for this thread to get a CPU for all of it.
+            // A flush that starts meanwhile stops the write (a SQLite one, between two
+            // statements) and takes the batch: it need not wait for this thread to get a CPU
+            // for all of it.
             let flushing = || state.flushing.load(Ordering::SeqCst);
             if let Some(batch) = state.export(runtime, &mut destination, batch, &flushing) {
                 queue.put_back(batch);

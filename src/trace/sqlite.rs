@@ -311,7 +311,8 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts (or replaces) `rows` into `table` (with its column list), `placeholders` being one
 /// row's `VALUES` list: in statements of [`ROWS_PER_INSERT`] rows, the rest one by one (cached
-/// statements of two shapes only). `stop` is asked before each statement.
+/// statements of two shapes only). `stop` is asked before each statement of many rows and
+/// once before the last (fewer than [`ROWS_PER_INSERT`]) rows' one-row statements.
 fn insert_rows(
     tx: &rusqlite::Transaction<'_>,
     table: &str,
@@ -416,4 +417,229 @@ struct SpanDict<'a> {
 struct SpanStatus {
     code: &'static str,
     message: String,
+}
+
+/// Review harness: the write of 8310bf9 (one statement per row), verbatim, to compare rows.
+#[cfg(test)]
+pub(super) mod old_shape {
+    use super::*;
+
+    pub(super) fn write(
+        conn: &mut Connection,
+        link: &TraceLink,
+        tags: &[(String, String)],
+        traces: &[TraceRecord],
+        stop: &dyn Fn() -> bool,
+    ) -> rusqlite::Result<Written> {
+        // Rows in key order, table by table: the b-trees (keyed on random trace ids) are then
+        // filled page by page instead of at random places.
+        let mut rows = Vec::with_capacity(traces.len());
+        for trace in traces {
+            if stop() {
+                return Ok(Written::Stopped);
+            }
+            if let Some(encoded) = TraceRows::encode(trace) {
+                rows.push(encoded?);
+            }
+        }
+        rows.sort_by(|a, b| a.trace_id.cmp(&b.trace_id));
+        let user_tags: Vec<(String, String)> = tags
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::secret::scrub(v)))
+            .collect();
+        let mut metadata = vec![("mlflow.trace_schema.version", "3")];
+        if let Some(model_id) = &link.model_id {
+            metadata.push(("mlflow.modelId", model_id));
+        }
+        if let Some(run_id) = &link.run_id {
+            metadata.push(("mlflow.sourceRun", run_id));
+        }
+        let experiment_id: i64 = link.experiment_id.parse().unwrap_or(0);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let artifact_location: String = tx
+            .prepare_cached("SELECT artifact_location FROM experiments WHERE experiment_id = ?1")?
+            .query_row(params![experiment_id], |row| row.get(0))
+            .unwrap_or_default();
+        {
+            let mut insert_info = tx.prepare_cached(
+                "INSERT OR REPLACE INTO trace_info (request_id, experiment_id, timestamp_ms, \
+             execution_time_ms, status, request_preview, response_preview, \
+             db_payload_generation, trace_name, input_tokens, output_tokens, total_tokens) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut insert_tag = tx.prepare_cached(
+                "INSERT OR REPLACE INTO trace_tags (key, value, request_id) VALUES (?1, ?2, ?3)",
+            )?;
+            let mut insert_metadata = tx.prepare_cached(
+                "INSERT OR REPLACE INTO trace_request_metadata (key, value, request_id) \
+             VALUES (?1, ?2, ?3)",
+            )?;
+            let mut insert_span = tx.prepare_cached(
+                "INSERT OR REPLACE INTO spans (trace_id, experiment_id, span_id, parent_span_id, \
+             name, type, status, start_time_unix_nano, end_time_unix_nano, content, \
+             model_name, model_provider) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for row in &rows {
+                if stop() {
+                    return Ok(Written::Stopped);
+                }
+                let (trace, root) = (row.trace, row.root);
+                let start_ms = unix_ns(root.start) / 1_000_000;
+                let end_ms = trace
+                    .spans
+                    .iter()
+                    .map(|span| unix_ns(span.end) / 1_000_000)
+                    .max()
+                    .unwrap_or(start_ms);
+                let usage = trace.token_usage();
+                insert_info.execute(params![
+                    row.trace_id,
+                    experiment_id,
+                    start_ms,
+                    end_ms - start_ms,
+                    trace.state(),
+                    row.request_preview,
+                    row.response_preview,
+                    root.name,
+                    usage.map(|u| u.input_tokens),
+                    usage.map(|u| u.output_tokens),
+                    usage.map(|u| u.total_tokens),
+                ])?;
+            }
+            for row in &rows {
+                if stop() {
+                    return Ok(Written::Stopped);
+                }
+                let artifacts = format!("{artifact_location}/traces/{}/artifacts", row.trace_id);
+                insert_tag.execute(params!["mlflow.artifactLocation", artifacts, row.trace_id])?;
+            }
+            let same_tags = [
+                ("mlflow.trace.spansLocation", "TRACKING_STORE"),
+                ("service.name", "chainlog"),
+            ]
+            .into_iter()
+            .chain(
+                user_tags
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            );
+            for (key, value) in same_tags {
+                for row in &rows {
+                    if stop() {
+                        return Ok(Written::Stopped);
+                    }
+                    insert_tag.execute(params![key, value, row.trace_id])?;
+                }
+            }
+            for (key, value) in &metadata {
+                for row in &rows {
+                    if stop() {
+                        return Ok(Written::Stopped);
+                    }
+                    insert_metadata.execute(params![key, value, row.trace_id])?;
+                }
+            }
+            for row in &rows {
+                if stop() {
+                    return Ok(Written::Stopped);
+                }
+                for (span_id, span, content) in &row.spans {
+                    insert_span.execute(params![
+                        row.trace_id,
+                        experiment_id,
+                        span_id,
+                        span.parent_id.map(|id| format!("{id:016x}")),
+                        span.name,
+                        span.span_type,
+                        if span.error.is_some() { "ERROR" } else { "OK" },
+                        span.start_ns(),
+                        span.end_ns(),
+                        content,
+                        span.attribute_string("mlflow.llm.model"),
+                        span.attribute_string("mlflow.llm.provider"),
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Written::All)
+    }
+
+    /// Every row of the four tables (and sqlite_sequence-free), sorted by their keys.
+    pub(in crate::trace) fn dump(db: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(db).unwrap();
+        let mut out = Vec::new();
+        for (table, order) in [
+            ("trace_info", "request_id"),
+            ("trace_tags", "request_id, key"),
+            ("trace_request_metadata", "request_id, key"),
+            ("spans", "trace_id, span_id"),
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {table} ORDER BY {order}"))
+                .unwrap();
+            let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+            let rows = stmt
+                .query_map([], |row| {
+                    let mut line = format!("{table}:");
+                    for (i, name) in names.iter().enumerate() {
+                        let v: rusqlite::types::Value = row.get(i)?;
+                        line.push_str(&format!(" {name}={v:?}"));
+                    }
+                    Ok(line)
+                })
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            out.extend(rows);
+        }
+        out
+    }
+
+    /// Writes `traces` with the new and the old shape into two fresh stores under `dir`;
+    /// both dumps.
+    pub(in crate::trace) fn both(
+        dir: &std::path::Path,
+        link: &TraceLink,
+        tags: &[(String, String)],
+        traces: &[TraceRecord],
+    ) -> (Vec<String>, Vec<String>) {
+        let mut dumps = Vec::new();
+        for (i, new) in [(0, true), (1, false)] {
+            let sub = dir.join(format!("s{i}"));
+            std::fs::create_dir_all(&sub).unwrap();
+            let db = sub.join("mlflow.db");
+            crate::store::SqliteStore::open(&db, &dir.join("mlruns")).unwrap();
+            let mut conn = open(&db).unwrap();
+            let written = if new {
+                super::write(&mut conn, link, tags, traces, &|| false)
+            } else {
+                write(&mut conn, link, tags, traces, &|| false)
+            }
+            .unwrap();
+            assert_eq!(written, Written::All);
+            drop(conn);
+            dumps.push(dump(&db));
+        }
+        let old = dumps.pop().unwrap();
+        (dumps.pop().unwrap(), old)
+    }
+
+    /// Writes `traces` into the fresh store `db` with the new (`new`) or the old shape.
+    pub(in crate::trace) fn write_into(
+        db: &std::path::Path,
+        new: bool,
+        link: &TraceLink,
+        traces: &[TraceRecord],
+        stop: &dyn Fn() -> bool,
+    ) -> Written {
+        let mut conn = open(db).unwrap();
+        if new {
+            super::write(&mut conn, link, &[], traces, stop)
+        } else {
+            write(&mut conn, link, &[], traces, stop)
+        }
+        .unwrap()
+    }
 }

@@ -494,3 +494,260 @@ fn trace_ids_made_at_once_on_many_threads_never_collide_and_stay_mlflow_shaped()
         assert_ne!(*id as u64 & 0x00FF_FFFF_FFFF_FFFF, 0);
     }
 }
+
+/// Review: `n` traces cycling a chain with a model call (usage), a chain with a tool call only
+/// (no usage) and a failed chain (ERROR root).
+fn mixed_traces(n: usize) -> Vec<TraceRecord> {
+    traced(on(), || {
+        for i in 0..n {
+            match i % 3 {
+                0 => chain_with_llm_call(),
+                1 => {
+                    let chain =
+                        tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "tools");
+                    inputs(&chain, || json!({"i": i}));
+                    chain.in_scope(|| {
+                        let tool = tool_span("calculator", r#"{"expression":"1+1"}"#);
+                        outputs(&tool, || json!("2"));
+                    });
+                }
+                _ => {
+                    let chain =
+                        tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "extract");
+                    fail(&chain, "the LLM call failed: 500 boom");
+                }
+            }
+        }
+    })
+}
+
+fn review_link(linked: bool) -> TraceLink {
+    TraceLink {
+        experiment_id: "0".to_owned(),
+        run_id: linked.then(|| "0123456789abcdef0123456789abcdef".to_owned()),
+        model_id: linked.then(|| "m-0123456789abcdef0123456789abcdef".to_owned()),
+    }
+}
+
+/// Review: the new multi-row statements store exactly the rows the old one-row statements did,
+/// for batches around the 64-row statement size, with and without link and user tags (one of
+/// them a built-in key, one given twice).
+#[test]
+fn review_new_statements_store_the_rows_the_old_ones_did() {
+    let tags = [
+        ("team".to_owned(), "a".to_owned()),
+        ("service.name".to_owned(), "x".to_owned()),
+        ("team".to_owned(), "b".to_owned()),
+        (
+            "mlflow.trace.spansLocation".to_owned(),
+            "ELSEWHERE".to_owned(),
+        ),
+    ];
+    for n in [1, 2, 21, 22, 63, 64, 65, 129] {
+        let traces = mixed_traces(n);
+        assert_eq!(traces.len(), n);
+        for (linked, tags) in [(false, &[][..]), (true, &tags[..])] {
+            let dir = tempfile::tempdir().unwrap();
+            let (new, old) =
+                sqlite::old_shape::both(dir.path(), &review_link(linked), tags, &traces);
+            assert_eq!(new.len(), old.len(), "n={n} linked={linked}");
+            for (a, b) in new.iter().zip(&old) {
+                assert_eq!(a, b, "n={n} linked={linked}");
+            }
+            let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
+            let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+            let n = n as i64;
+            let with_usage = (n + 2) / 3;
+            let failed = n / 3;
+            assert_eq!(count("SELECT count(*) FROM trace_info"), n);
+            assert_eq!(
+                count(
+                    "SELECT count(*) FROM trace_info WHERE input_tokens IS NULL AND output_tokens IS NULL AND total_tokens IS NULL"
+                ),
+                n - with_usage
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_info WHERE status = 'ERROR'"),
+                failed
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_info WHERE db_payload_generation = 1"),
+                n
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM spans"),
+                traces.iter().map(|t| t.spans.len() as i64).sum::<i64>()
+            );
+            assert!(count("SELECT count(*) FROM spans") >= 2 * n - failed);
+            assert_eq!(
+                count("SELECT count(*) FROM spans WHERE parent_span_id IS NULL"),
+                n
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM spans WHERE model_name IS NOT NULL"),
+                0
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_request_metadata"),
+                if linked { 3 * n } else { n }
+            );
+            assert_eq!(
+                count("SELECT count(*) FROM trace_tags"),
+                if linked { 4 * n } else { 3 * n }
+            );
+            if linked {
+                assert_eq!(
+                    count(
+                        "SELECT count(*) FROM trace_tags WHERE key = 'service.name' AND value = 'x'"
+                    ),
+                    n
+                );
+                assert_eq!(
+                    count("SELECT count(*) FROM trace_tags WHERE key = 'team' AND value = 'b'"),
+                    n
+                );
+                assert_eq!(
+                    count(
+                        "SELECT count(*) FROM trace_tags WHERE key = 'mlflow.trace.spansLocation' AND value = 'ELSEWHERE'"
+                    ),
+                    n
+                );
+            }
+        }
+    }
+}
+
+/// Review: two traces with one id in one batch (so in one 64-row statement): the later one's
+/// rows win, as with the old statements.
+#[test]
+fn review_duplicate_trace_ids_in_one_statement_resolve_as_before() {
+    let mut traces = mixed_traces(70);
+    let mut twin = traces[3].clone();
+    twin.spans.last_mut().unwrap().name = "twin".into();
+    traces[40] = twin;
+    let dir = tempfile::tempdir().unwrap();
+    let (new, old) = sqlite::old_shape::both(dir.path(), &review_link(true), &[], &traces);
+    assert_eq!(new, old);
+    let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
+    let name: String = conn
+        .query_row(
+            "SELECT trace_name FROM trace_info WHERE request_id = ?1",
+            [traces[3].mlflow_id()],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(name, "twin");
+}
+
+/// Review: 64 spans of 1 MiB attributes each go in one statement.
+#[test]
+fn review_huge_attributes_in_a_full_statement() {
+    let big = "x".repeat(1 << 20);
+    let traces = traced(on(), || {
+        for _ in 0..70 {
+            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
+            inputs(&chain, || json!({"text": big}));
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (new, old) = sqlite::old_shape::both(dir.path(), &review_link(false), &[], &traces);
+    assert_eq!(new.len(), old.len());
+    assert!(new == old);
+    let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
+    let long: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM spans WHERE length(content) > 1048576",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(long, 70);
+}
+
+/// Review: a write told to stop at its k-th question, for every k up to the number it asks,
+/// leaves no row in any table; told never, it writes everything. 130 traces: two 64-row
+/// statements and singles in every table.
+#[test]
+fn review_a_stop_at_any_question_leaves_no_row_in_any_table() {
+    let traces = mixed_traces(130);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mlflow.db");
+    crate::store::SqliteStore::open(&db, &dir.path().join("mlruns")).unwrap();
+    let asked = std::cell::Cell::new(0usize);
+    let counting = || {
+        asked.set(asked.get() + 1);
+        false
+    };
+    let scratch = dir.path().join("scratch.db");
+    crate::store::SqliteStore::open(&scratch, &dir.path().join("mlruns")).unwrap();
+    sqlite::old_shape::write_into(&scratch, true, &review_link(true), &traces, &counting);
+    let questions = asked.get();
+    println!("REVIEW stop questions for 130 traces: {questions}");
+    let rows = || -> i64 {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        [
+            "trace_info",
+            "trace_tags",
+            "trace_request_metadata",
+            "spans",
+        ]
+        .iter()
+        .map(|t| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        })
+        .sum()
+    };
+    for k in 1..=questions {
+        let n = std::cell::Cell::new(0usize);
+        let stop_at_k = || {
+            n.set(n.get() + 1);
+            n.get() >= k
+        };
+        let written =
+            sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &stop_at_k);
+        assert_eq!(written, sqlite::Written::Stopped, "k={k}");
+        assert_eq!(rows(), 0, "k={k}");
+    }
+    let written = sqlite::old_shape::write_into(&db, true, &review_link(true), &traces, &|| false);
+    assert_eq!(written, sqlite::Written::All);
+    assert!(rows() > 0);
+}
+
+/// Review: a flush that lands while the background thread is in the middle of its SQLite
+/// write (after LINGER, at several offsets into a ~1000-trace write) stores every trace and
+/// every row of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_a_flush_landing_mid_write_stores_every_row() {
+    for offset_ms in [0u64, 10, 30, 60, 100, 150, 250] {
+        let dir = tempfile::tempdir().unwrap();
+        let (tracer, guard, db_path) = exporting_into_sqlite(dir.path());
+        for _ in 0..1000 {
+            chain_with_llm_call();
+        }
+        tokio::time::sleep(export::LINGER + std::time::Duration::from_millis(offset_ms)).await;
+        let during = stored_traces(&db_path);
+        tracer.flush(std::time::Duration::from_secs(60)).await;
+        drop(guard);
+        let conn = rusqlite::Connection::open(&db_path).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        println!("REVIEW offset {offset_ms} ms: {during} traces stored when the flush began");
+        assert_eq!(
+            count("SELECT count(*) FROM trace_info"),
+            1000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM spans"),
+            3000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM trace_tags"),
+            3000,
+            "offset {offset_ms}"
+        );
+        assert_eq!(count("SELECT count(*) FROM trace_request_metadata"), 1000);
+        assert_eq!(tracer.dropped_spans(), 0);
+    }
+}
