@@ -24,7 +24,7 @@ use tracing_subscriber::{Layer, layer::Context, registry::LookupSpan};
 use super::{
     SPAN_TYPE_FIELD,
     export::ExportQueue,
-    model::{MAX_EVENTS, SpanEvent, TraceBuf, TraceRecord, Traced},
+    model::{MAX_EVENTS, SpanEvent, TraceBuf, TraceRecord, Traced, nonzero},
 };
 
 /// The layer. Install it with a per-layer filter at INFO (spans are INFO) on a registry.
@@ -250,9 +250,4 @@ where
             });
         }
     }
-}
-
-/// OTel ids must not be zero.
-pub(super) fn nonzero<T: Default + PartialEq + From<u8>>(id: T) -> T {
-    if id == T::default() { T::from(1) } else { id }
 }

@@ -293,6 +293,11 @@ pub struct TokenUsage {
     pub total_tokens: i64,
 }
 
+/// OTel ids must not be zero.
+pub(super) fn nonzero<T: Default + PartialEq + From<u8>>(id: T) -> T {
+    if id == T::default() { T::from(1) } else { id }
+}
+
 /// A finished trace: its spans, the root last.
 #[derive(Debug, Clone)]
 pub struct TraceRecord {
@@ -310,10 +315,7 @@ impl TraceRecord {
     /// index MLflow's schema keys by trace id, instead of on a page of its own per trace; ids
     /// of one microsecond differ in their random half.
     pub(super) fn new_trace_id() -> u128 {
-        Self::trace_id_at(
-            SystemTime::now(),
-            super::layer::nonzero(rand::random::<u64>()),
-        )
+        Self::trace_id_at(SystemTime::now(), nonzero(rand::random::<u64>()))
     }
 
     /// The trace id made at `time` with the random half `random` (a time before the epoch

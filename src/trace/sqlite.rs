@@ -60,7 +60,14 @@ impl SqliteSink {
             None => open(&self.db_path),
         }
         .and_then(|mut conn| {
-            let written = write(&mut conn, &self.link, &self.tags, traces, stop)?;
+            let written = write(
+                &mut conn,
+                &self.link,
+                &self.tags,
+                traces,
+                stop,
+                ROWS_PER_INSERT,
+            )?;
             Ok((conn, written))
         });
         match result {
@@ -214,15 +221,17 @@ fn artifact_location(
         .unwrap_or_default())
 }
 
-/// Writes `traces` in one transaction, through cached statements. Everything is encoded
-/// first: the transaction takes the write lock at its start (`BEGIN IMMEDIATE`, waiting out
-/// another writer up to the busy timeout) and holds it only for the inserts.
+/// Writes `traces` in one transaction, through cached statements of up to `rows_per_insert`
+/// rows ([`ROWS_PER_INSERT`]; the tests compare with one). Everything is encoded first: the
+/// transaction takes the write lock at its start (`BEGIN IMMEDIATE`, waiting out another
+/// writer up to the busy timeout) and holds it only for the inserts.
 fn write(
     conn: &mut Connection,
     link: &TraceLink,
     tags: &[(String, String)],
     traces: &[TraceRecord],
     stop: &dyn Fn() -> bool,
+    rows_per_insert: usize,
 ) -> rusqlite::Result<Written> {
     let Some(Batch {
         rows,
@@ -336,7 +345,8 @@ fn write(
         ),
     ];
     for (table, placeholders, table_rows) in tables {
-        if insert_rows(&tx, table, placeholders, table_rows, stop)? == Written::Stopped {
+        let written = insert_rows(&tx, table, placeholders, table_rows, rows_per_insert, stop)?;
+        if written == Written::Stopped {
             return Ok(Written::Stopped);
         }
     }
@@ -386,29 +396,30 @@ const MAX_STATEMENT_TEXT: usize = 1 << 20;
 const ROWS_PER_INSERT: usize = 64;
 
 /// Inserts (or replaces) `rows` into `table` (with its column list), `placeholders` being one
-/// row's `VALUES` list: in statements of [`ROWS_PER_INSERT`] rows, the rest — and a chunk
+/// row's `VALUES` list: in statements of `rows_per_insert` rows, the rest — and a chunk
 /// binding more than [`MAX_STATEMENT_TEXT`] — one by one (cached statements of two shapes
-/// only). `stop` is asked before each chunk of up to [`ROWS_PER_INSERT`] rows.
+/// only). `stop` is asked before each chunk of up to `rows_per_insert` rows.
 fn insert_rows<'a>(
     tx: &rusqlite::Transaction<'_>,
     table: &str,
     placeholders: &str,
     rows: impl Iterator<Item = Vec<ToSqlOutput<'a>>>,
+    rows_per_insert: usize,
     stop: &dyn Fn() -> bool,
 ) -> rusqlite::Result<Written> {
     let statement = |count: usize| {
         let values = vec![format!("({placeholders})"); count].join(", ");
         format!("INSERT OR REPLACE INTO {table} VALUES {values}")
     };
-    let (many, one) = (statement(ROWS_PER_INSERT), statement(1));
+    let (many, one) = (statement(rows_per_insert), statement(1));
     let mut rows = rows.peekable();
     while rows.peek().is_some() {
         if stop() {
             return Ok(Written::Stopped);
         }
-        let chunk: Vec<Vec<ToSqlOutput<'a>>> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+        let chunk: Vec<Vec<ToSqlOutput<'a>>> = rows.by_ref().take(rows_per_insert).collect();
         let text_bytes: usize = chunk.iter().flatten().map(text_len).sum();
-        if chunk.len() == ROWS_PER_INSERT && text_bytes <= MAX_STATEMENT_TEXT {
+        if chunk.len() == rows_per_insert && text_bytes <= MAX_STATEMENT_TEXT {
             tx.prepare_cached(&many)?
                 .execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
         } else {
@@ -496,135 +507,10 @@ struct SpanStatus {
     message: String,
 }
 
-/// The write of 8310bf9 (one `INSERT` per row, checked row by row against MLflow 3.17.2),
-/// kept verbatim as the oracle the tests compare the multi-row statements' rows with.
+/// What the tests use to check the rows a write stores.
 #[cfg(test)]
-pub(super) mod old_shape {
+pub(super) mod check {
     use super::*;
-
-    pub(super) fn write(
-        conn: &mut Connection,
-        link: &TraceLink,
-        tags: &[(String, String)],
-        traces: &[TraceRecord],
-        stop: &dyn Fn() -> bool,
-    ) -> rusqlite::Result<Written> {
-        let Some(Batch {
-            rows,
-            user_tags,
-            metadata,
-            experiment_id,
-        }) = Batch::encode(link, tags, traces, stop)?
-        else {
-            return Ok(Written::Stopped);
-        };
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let artifact_location = artifact_location(&tx, experiment_id)?;
-        {
-            let mut insert_info = tx.prepare_cached(
-                "INSERT OR REPLACE INTO trace_info (request_id, experiment_id, timestamp_ms, \
-             execution_time_ms, status, request_preview, response_preview, \
-             db_payload_generation, trace_name, input_tokens, output_tokens, total_tokens) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut insert_tag = tx.prepare_cached(
-                "INSERT OR REPLACE INTO trace_tags (key, value, request_id) VALUES (?1, ?2, ?3)",
-            )?;
-            let mut insert_metadata = tx.prepare_cached(
-                "INSERT OR REPLACE INTO trace_request_metadata (key, value, request_id) \
-             VALUES (?1, ?2, ?3)",
-            )?;
-            let mut insert_span = tx.prepare_cached(
-                "INSERT OR REPLACE INTO spans (trace_id, experiment_id, span_id, parent_span_id, \
-             name, type, status, start_time_unix_nano, end_time_unix_nano, content, \
-             model_name, model_provider) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?;
-            for row in &rows {
-                if stop() {
-                    return Ok(Written::Stopped);
-                }
-                let (trace, root) = (row.trace, row.root);
-                let start_ms = unix_ns(root.start) / 1_000_000;
-                let end_ms = trace
-                    .spans
-                    .iter()
-                    .map(|span| unix_ns(span.end) / 1_000_000)
-                    .max()
-                    .unwrap_or(start_ms);
-                let usage = trace.token_usage();
-                insert_info.execute(params![
-                    row.trace_id,
-                    experiment_id,
-                    start_ms,
-                    end_ms - start_ms,
-                    trace.state(),
-                    row.request_preview,
-                    row.response_preview,
-                    root.name,
-                    usage.map(|u| u.input_tokens),
-                    usage.map(|u| u.output_tokens),
-                    usage.map(|u| u.total_tokens),
-                ])?;
-            }
-            for row in &rows {
-                if stop() {
-                    return Ok(Written::Stopped);
-                }
-                let artifacts = format!("{artifact_location}/traces/{}/artifacts", row.trace_id);
-                insert_tag.execute(params!["mlflow.artifactLocation", artifacts, row.trace_id])?;
-            }
-            let same_tags = [
-                ("mlflow.trace.spansLocation", "TRACKING_STORE"),
-                ("service.name", "chainlog"),
-            ]
-            .into_iter()
-            .chain(
-                user_tags
-                    .iter()
-                    .map(|(key, value)| (key.as_str(), value.as_str())),
-            );
-            for (key, value) in same_tags {
-                for row in &rows {
-                    if stop() {
-                        return Ok(Written::Stopped);
-                    }
-                    insert_tag.execute(params![key, value, row.trace_id])?;
-                }
-            }
-            for (key, value) in &metadata {
-                for row in &rows {
-                    if stop() {
-                        return Ok(Written::Stopped);
-                    }
-                    insert_metadata.execute(params![key, value, row.trace_id])?;
-                }
-            }
-            for row in &rows {
-                if stop() {
-                    return Ok(Written::Stopped);
-                }
-                for (span_id, span, content) in &row.spans {
-                    insert_span.execute(params![
-                        row.trace_id,
-                        experiment_id,
-                        span_id,
-                        span.parent_id.map(|id| format!("{id:016x}")),
-                        span.name,
-                        span.span_type,
-                        if span.error.is_some() { "ERROR" } else { "OK" },
-                        span.start_ns(),
-                        span.end_ns(),
-                        content,
-                        span.attribute_string("mlflow.llm.model"),
-                        span.attribute_string("mlflow.llm.provider"),
-                    ])?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(Written::All)
-    }
 
     /// Every row of the four tables (and sqlite_sequence-free), sorted by their keys.
     pub(in crate::trace) fn dump(db: &std::path::Path) -> Vec<String> {
@@ -657,8 +543,9 @@ pub(super) mod old_shape {
         out
     }
 
-    /// Writes `traces` with the new and the old shape into two fresh stores under `dir`;
-    /// both dumps.
+    /// Writes `traces` into two fresh stores under `dir`, in statements of
+    /// [`ROWS_PER_INSERT`] rows and in statements of one row (the shape checked row by row
+    /// against MLflow 3.17.2); both dumps.
     pub(in crate::trace) fn both(
         dir: &std::path::Path,
         link: &TraceLink,
@@ -666,40 +553,29 @@ pub(super) mod old_shape {
         traces: &[TraceRecord],
     ) -> (Vec<String>, Vec<String>) {
         let mut dumps = Vec::new();
-        for (i, new) in [(0, true), (1, false)] {
+        for (i, rows_per_insert) in [(0, ROWS_PER_INSERT), (1, 1)] {
             let sub = dir.join(format!("s{i}"));
             std::fs::create_dir_all(&sub).unwrap();
             let db = sub.join("mlflow.db");
             crate::store::SqliteStore::open(&db, &dir.join("mlruns")).unwrap();
             let mut conn = open(&db).unwrap();
-            let written = if new {
-                super::write(&mut conn, link, tags, traces, &|| false)
-            } else {
-                write(&mut conn, link, tags, traces, &|| false)
-            }
-            .unwrap();
+            let written = write(&mut conn, link, tags, traces, &|| false, rows_per_insert).unwrap();
             assert_eq!(written, Written::All);
             drop(conn);
             dumps.push(dump(&db));
         }
-        let old = dumps.pop().unwrap();
-        (dumps.pop().unwrap(), old)
+        let one_row = dumps.pop().unwrap();
+        (dumps.pop().unwrap(), one_row)
     }
 
-    /// Writes `traces` into the fresh store `db` with the new (`new`) or the old shape.
+    /// Writes `traces` into the fresh store `db`, as an export does.
     pub(in crate::trace) fn write_into(
         db: &std::path::Path,
-        new: bool,
         link: &TraceLink,
         traces: &[TraceRecord],
         stop: &dyn Fn() -> bool,
     ) -> Written {
         let mut conn = open(db).unwrap();
-        if new {
-            super::write(&mut conn, link, &[], traces, stop)
-        } else {
-            write(&mut conn, link, &[], traces, stop)
-        }
-        .unwrap()
+        write(&mut conn, link, &[], traces, stop, ROWS_PER_INSERT).unwrap()
     }
 }

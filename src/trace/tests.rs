@@ -529,7 +529,7 @@ fn trace_link(linked: bool) -> TraceLink {
     }
 }
 
-/// the new multi-row statements store exactly the rows the old one-row statements did,
+/// Multi-row statements store exactly the rows one-row statements store,
 /// for batches around the 64-row statement size, with and without link and user tags (one of
 /// them a built-in key, one given twice).
 #[test]
@@ -548,8 +548,7 @@ fn multi_row_statements_store_the_rows_one_row_statements_stored() {
         assert_eq!(traces.len(), n);
         for (linked, tags) in [(false, &[][..]), (true, &tags[..])] {
             let dir = tempfile::tempdir().unwrap();
-            let (new, old) =
-                sqlite::old_shape::both(dir.path(), &trace_link(linked), tags, &traces);
+            let (new, old) = sqlite::check::both(dir.path(), &trace_link(linked), tags, &traces);
             assert_eq!(new.len(), old.len(), "n={n} linked={linked}");
             for (a, b) in new.iter().zip(&old) {
                 assert_eq!(a, b, "n={n} linked={linked}");
@@ -617,8 +616,8 @@ fn multi_row_statements_store_the_rows_one_row_statements_stored() {
     }
 }
 
-/// two traces with one id in one batch (so in one 64-row statement): the later one's
-/// rows win, as with the old statements.
+/// Two traces with one id in one batch (so in one 64-row statement): the later one's
+/// rows win, as with one-row statements.
 #[test]
 fn duplicate_trace_ids_in_one_statement_resolve_as_with_one_row_statements() {
     let mut traces = mixed_traces(70);
@@ -626,7 +625,7 @@ fn duplicate_trace_ids_in_one_statement_resolve_as_with_one_row_statements() {
     twin.spans.last_mut().unwrap().name = "twin".into();
     traces[40] = twin;
     let dir = tempfile::tempdir().unwrap();
-    let (new, old) = sqlite::old_shape::both(dir.path(), &trace_link(true), &[], &traces);
+    let (new, old) = sqlite::check::both(dir.path(), &trace_link(true), &[], &traces);
     assert_eq!(new, old);
     let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
     let name: String = conn
@@ -651,7 +650,7 @@ fn huge_attributes_store_the_same_rows() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let (new, old) = sqlite::old_shape::both(dir.path(), &trace_link(false), &[], &traces);
+    let (new, old) = sqlite::check::both(dir.path(), &trace_link(false), &[], &traces);
     assert_eq!(new.len(), old.len());
     assert!(new == old);
     let conn = rusqlite::Connection::open(dir.path().join("s0/mlflow.db")).unwrap();
@@ -665,7 +664,7 @@ fn huge_attributes_store_the_same_rows() {
     assert_eq!(long, 65);
 }
 
-/// a write told to stop at its k-th question, for every k up to the number it asks,
+/// A write told to stop at its k-th question, for every k up to the number it asks,
 /// leaves no row in any table; told never, it writes everything. 130 traces: two 64-row
 /// statements and singles in every table.
 #[test]
@@ -681,7 +680,7 @@ fn a_stop_at_any_question_leaves_no_row_in_any_table() {
     };
     let scratch = dir.path().join("scratch.db");
     crate::store::SqliteStore::open(&scratch, &dir.path().join("mlruns")).unwrap();
-    sqlite::old_shape::write_into(&scratch, true, &trace_link(true), &traces, &counting);
+    sqlite::check::write_into(&scratch, &trace_link(true), &traces, &counting);
     let questions = asked.get();
     let rows = || -> i64 {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -704,17 +703,16 @@ fn a_stop_at_any_question_leaves_no_row_in_any_table() {
             n.set(n.get() + 1);
             n.get() >= k
         };
-        let written =
-            sqlite::old_shape::write_into(&db, true, &trace_link(true), &traces, &stop_at_k);
+        let written = sqlite::check::write_into(&db, &trace_link(true), &traces, &stop_at_k);
         assert_eq!(written, sqlite::Written::Stopped, "k={k}");
         assert_eq!(rows(), 0, "k={k}");
     }
-    let written = sqlite::old_shape::write_into(&db, true, &trace_link(true), &traces, &|| false);
+    let written = sqlite::check::write_into(&db, &trace_link(true), &traces, &|| false);
     assert_eq!(written, sqlite::Written::All);
     assert!(rows() > 0);
 }
 
-/// a flush that lands while the background thread is in the middle of its SQLite
+/// A flush that lands while the background thread is in the middle of its SQLite
 /// write (after LINGER, at several offsets into a ~1000-trace write) stores every trace and
 /// every row of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
