@@ -12,8 +12,7 @@
 //! difference comes from: the CPU time of the prediction's threads (every thread of the
 //! process but the export thread, from `/proc/self/task/*/schedstat`); the same comparison
 //! with a trace layer whose traces are never exported (its cost on the prediction's path);
-//! with a layer that does nothing but enables the same spans (what `tracing-subscriber`'s
-//! registry and per-layer filters cost, before any trace data); untraced against untraced (the noise floor of this machine); the export thread's CPU per
+//! untraced against untraced (the noise floor of this machine); the export thread's CPU per
 //! stored trace; and one call's spans and attributes without the call (the layer alone).
 //!
 //! The allocator is mimalloc, as in the `chainlog` binary.
@@ -206,12 +205,12 @@ fn main() {
                 .with_filter(tracing_subscriber::filter::LevelFilter::WARN)
         };
         // The CLI's subscriber with `layer` (a trace layer, at INFO).
-        let with_layer = |layer| {
-            tracing::Dispatch::new(tracing_subscriber::registry().with(lines()).with(
-                Option::map(layer, |l: chainlog::trace::TraceLayer| {
-                    l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)
-                }),
-            ))
+        let with_layer = |layer: Option<chainlog::trace::TraceLayer>| {
+            tracing::Dispatch::new(
+                tracing_subscriber::registry()
+                    .with(lines())
+                    .with(layer.map(chainlog::trace::TraceLayer::filtered)),
+            )
         };
         let traced = with_layer(Some(layer));
         let untraced = tracing::Dispatch::new(tracing_subscriber::registry().with(lines()));
@@ -277,13 +276,6 @@ fn main() {
         let export_cpu_ms = export_cpu_ns() as f64 / 1e6;
         let stored = trace_store::stored_traces(&db_path);
         let path_only = compare(&unexported, &untraced).await;
-        // The same spans enabled under a layer that does nothing with them.
-        let enabled_only = tracing::Dispatch::new(
-            tracing_subscriber::registry()
-                .with(lines())
-                .with(NoOpLayer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
-        );
-        let registry_only = compare(&enabled_only, &untraced).await;
         let noise = compare(&untraced, &untraced).await;
         println!(
             "tracing: {trace_rounds} rounds × {calls} calls, interleaved; medians of the per-round ratios \
@@ -296,10 +288,6 @@ fn main() {
         println!(
             "  traced, no export/untraced   wall {:.3}  CPU {:.3}   (the layer on the prediction's path alone)",
             path_only.wall, path_only.cpu
-        );
-        println!(
-            "  no-op layer/untraced         wall {:.3}  CPU {:.3}   (the same spans enabled, nothing recorded: the registry's share)",
-            registry_only.wall, registry_only.cpu
         );
         println!(
             "  untraced/untraced            wall {:.3}  CPU {:.3}   (the same rounds twice: this machine's noise floor)",
@@ -315,24 +303,22 @@ fn main() {
             if verdict.wall <= 1.03 { "PASS" } else { "FAIL" }
         );
         // The layer alone: one chain call's spans and trace attributes without the call, under
-        // the trace layer, under a layer that does nothing with the same spans enabled, and
-        // with tracing off.
+        // the trace layer and with tracing off.
         // Under the unexported trace layer (its queue full, traces dropped): what is measured
         // is the call path alone.
         let body = bytes::Bytes::from(serde_json::to_vec(&body).unwrap());
-        let mut alone = [Vec::new(), Vec::new(), Vec::new()];
+        let mut alone = [Vec::new(), Vec::new()];
         for _ in 0..rounds.min(25) {
-            for (times, dispatch) in alone.iter_mut().zip([&unexported, &enabled_only, &untraced]) {
+            for (times, dispatch) in alone.iter_mut().zip([&unexported, &untraced]) {
                 let _guard = tracing::dispatcher::set_default(dispatch);
                 times.push(layer_alone_ns(&input, &body, 2_000));
             }
         }
-        let [with_layer, with_no_op, off] = &mut alone;
+        let [with_layer, off] = &mut alone;
         println!(
             "tracing, the layer alone (one call's spans and attributes, no I/O): trace layer {:.0} ns/call, \
-             no-op layer {:.0} ns/call, tracing off {:.0} ns/call",
+             tracing off {:.0} ns/call",
             median(with_layer),
-            median(with_no_op),
             median(off)
         );
     });
@@ -389,12 +375,6 @@ struct Comparison {
     b_us: f64,
 }
 
-/// A layer that does nothing: the spans it enables cost what the subscriber's bookkeeping
-/// costs.
-struct NoOpLayer;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoOpLayer {}
-
 /// Nanoseconds per iteration of what tracing does around one chain call — the chain span with
 /// its input and output, the `llm.chat` span with its request and response bodies and
 /// attributes (as `OpenAiClient` makes them) — without the call itself.
@@ -402,47 +382,42 @@ fn layer_alone_ns(input: &serde_json::Value, body: &bytes::Bytes, iterations: u3
     use chainlog::trace::AttributeValue;
     let start = Instant::now();
     for _ in 0..iterations {
-        let chain = tracing::info_span!("chain", chain = "summarize", mlflow.spanType = "CHAIN");
-        let traced_input = chainlog::trace::is_active().then(|| input.clone());
-        let entered = chain.enter();
-        let llm = tracing::info_span!(
-            "llm.chat",
-            mlflow.spanType = "CHAT_MODEL",
-            gen_ai.request.model = "gpt-4o-mini",
-            latency_ms = tracing::field::Empty,
-        );
-        llm.in_scope(|| ());
-        llm.record("latency_ms", 1u64);
-        chainlog::trace::attributes(&llm, || {
-            [
-                ("mlflow.spanInputs", AttributeValue::JsonText(body.clone())),
-                (
-                    "mlflow.spanOutputs",
-                    AttributeValue::JsonText(bytes::Bytes::copy_from_slice(body)),
-                ),
-                ("mlflow.llm.provider", "openai".into()),
-                ("mlflow.llm.model", "gpt-4o-mini".into()),
-                ("latency_ms", 1_u64.into()),
-                (
-                    "mlflow.chat.tokenUsage",
-                    chainlog::trace::TokenUsage {
-                        input_tokens: 1,
-                        output_tokens: 1,
-                        total_tokens: 2,
-                    }
-                    .into(),
-                ),
-            ]
-        });
-        drop(llm);
-        if let Some(traced_input) = traced_input {
-            chainlog::trace::attributes(&chain, || {
+        let chain_lines = tracing::info_span!("chain", chain = "summarize");
+        let chain = chainlog::trace::TraceSpan::new("summarize", "CHAIN");
+        chainlog::trace::attribute(&chain, "mlflow.spanInputs", || input.clone());
+        let entered = chain_lines.enter();
+        chain.in_scope(|| {
+            let llm_lines = tracing::info_span!(
+                "llm.chat",
+                gen_ai.request.model = "gpt-4o-mini",
+                latency_ms = tracing::field::Empty,
+            );
+            let llm = chainlog::trace::TraceSpan::new("llm.chat", "CHAT_MODEL");
+            llm.in_scope(|| ());
+            llm_lines.record("latency_ms", 1u64);
+            chainlog::trace::attributes(&llm, || {
                 [
-                    ("mlflow.spanInputs", traced_input.into()),
-                    ("mlflow.spanOutputs", input.clone().into()),
+                    ("mlflow.spanInputs", AttributeValue::JsonText(body.clone())),
+                    (
+                        "mlflow.spanOutputs",
+                        AttributeValue::JsonText(bytes::Bytes::copy_from_slice(body)),
+                    ),
+                    ("mlflow.llm.provider", "openai".into()),
+                    ("mlflow.llm.model", "gpt-4o-mini".into()),
+                    ("latency_ms", 1_u64.into()),
+                    (
+                        "mlflow.chat.tokenUsage",
+                        chainlog::trace::TokenUsage {
+                            input_tokens: 1,
+                            output_tokens: 1,
+                            total_tokens: 2,
+                        }
+                        .into(),
+                    ),
                 ]
             });
-        }
+        });
+        chainlog::trace::outputs(&chain, || input.clone());
         drop(entered);
     }
     start.elapsed().as_nanos() as f64 / f64::from(iterations)

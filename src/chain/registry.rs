@@ -266,35 +266,21 @@ impl BuiltChain {
     ///
     /// Whatever the chain fails with.
     pub async fn invoke(&self, input: Value, ctx: &RunContext) -> Result<Value, ChainError> {
-        let span = tracing::info_span!(
-            parent: ctx.span(),
-            "chain",
-            chain = %self.name,
-            mlflow.spanType = "CHAIN",
-        );
-        // The input, kept for the trace: set on the span at the end, with the outputs, in one
-        // go (or on its own if this future is dropped before).
-        let mut traced_input = crate::trace::PendingInputs::new(&span);
-        traced_input.hold(|| input.clone().into());
+        // The log lines' span, and the trace's (MLflow's root CHAIN span, or a child of the
+        // span current here).
+        let span = tracing::info_span!(parent: ctx.span(), "chain", chain = %self.name);
+        let traced = crate::trace::TraceSpan::new(self.name, "CHAIN");
+        // Set now: a future dropped before its end (a caller that gave up, a timeout) leaves
+        // a span with its inputs.
+        crate::trace::attribute(&traced, "mlflow.spanInputs", || input.clone());
         let ctx = RunContext::clone(ctx);
-        let result = self
-            .chain
-            .invoke_json(input, &ctx)
-            .instrument(span.clone())
+        let result = traced
+            .clone()
+            .instrument(self.chain.invoke_json(input, &ctx).instrument(span))
             .await;
-        if let Some(input) = traced_input.take() {
-            let output = result.as_ref().ok().cloned();
-            crate::trace::attributes(&span, || {
-                [
-                    Some(("mlflow.spanInputs", input)),
-                    output.map(|output| ("mlflow.spanOutputs", output.into())),
-                ]
-                .into_iter()
-                .flatten()
-            });
-        }
-        if let Err(error) = &result {
-            crate::trace::fail(&span, crate::trace::error_chain(error));
+        match &result {
+            Ok(output) => crate::trace::outputs(&traced, || output.clone()),
+            Err(error) => crate::trace::fail(&traced, crate::trace::error_chain(error)),
         }
         result
     }

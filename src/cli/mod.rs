@@ -193,7 +193,7 @@ where
 /// Logs go to stderr, so stdout stays for what scripts read; every line goes through the
 /// scrubber ([`crate::secret::Scrubbed`]). Colours only on a terminal and without `NO_COLOR`.
 /// `traces`, when tracing is on, is installed beside the log lines with its own filter
-/// (INFO spans), so `RUST_LOG` never turns traces off.
+/// (events at INFO and above, for span events), so `RUST_LOG` never turns traces off.
 fn set_up_logging(verbose: u8, traces: Option<crate::trace::TraceLayer>) {
     use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
     let default = match verbose {
@@ -210,8 +210,7 @@ fn set_up_logging(verbose: u8, traces: Option<crate::trace::TraceLayer>) {
         .with_ansi(colour)
         .with_writer(|| crate::secret::Scrubbed::new(std::io::stderr()))
         .with_filter(filter);
-    let traces =
-        traces.map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    let traces = traces.map(crate::trace::TraceLayer::filtered);
     tracing_subscriber::registry()
         .with(lines)
         .with(traces)

@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Span, field::Empty};
 
-use crate::trace::AttributeValue;
+use crate::trace::{AttributeValue, TraceSpan};
 
 use super::{
     ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
@@ -255,15 +255,26 @@ impl OpenAiClient {
     }
 
     /// Sends `body` again on demand (a stream that broke before its first content).
-    fn reopen(&self, body: Bytes, attempts: Arc<AtomicU32>, span: &Span) -> stream::Reopen {
+    fn reopen(
+        &self,
+        body: Bytes,
+        attempts: Arc<AtomicU32>,
+        span: &Span,
+        traced: &TraceSpan,
+    ) -> stream::Reopen {
         let client = self.clone();
         let span = span.clone();
+        let traced = traced.clone();
         Arc::new(move || {
             let client = client.clone();
             let body = body.clone();
             let attempts = Arc::clone(&attempts);
             let span = span.clone();
-            Box::pin(async move { client.send(body, attempts, &span).await })
+            Box::pin(
+                traced
+                    .clone()
+                    .instrument(async move { client.send(body, attempts, &span).await }),
+            )
         })
     }
 
@@ -292,7 +303,6 @@ impl OpenAiClient {
     fn span(&self, stream: bool) -> Span {
         tracing::info_span!(
             "llm.chat",
-            mlflow.spanType = "CHAT_MODEL",
             gen_ai.operation.name = "chat",
             gen_ai.system = "openai",
             gen_ai.request.model = %self.inner.model,
@@ -333,22 +343,22 @@ fn request_factory(
 impl LlmClient for OpenAiClient {
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let span = self.span(false);
+        let traced = TraceSpan::new("llm.chat", "CHAT_MODEL");
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        // The bodies sent and received, kept for the trace: set on its span at the end, with
-        // the call's other attributes, in one go (what was sent also if this future is dropped
-        // before).
-        let mut bodies = CallBodies::new(&span);
+        // The body received, kept for the trace: set on its span at the end, with the call's
+        // other attributes.
+        let mut received = None;
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            bodies.sent.hold(|| AttributeValue::JsonText(body.clone()));
+            crate::trace::json_text(&traced, "mlflow.spanInputs", || body.clone());
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts), &span).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            if bodies.sent.may_trace() {
+            if traced.is_recording() {
                 // A copy: `raw` can be a slice of the connection's read buffer, which a kept
                 // reference would stop the HTTP client from reusing.
-                bodies.received = Some(Bytes::copy_from_slice(&raw));
+                received = Some(Bytes::copy_from_slice(&raw));
             }
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
@@ -356,42 +366,45 @@ impl LlmClient for OpenAiClient {
             self.check_complete(request, &response)?;
             Ok(response)
         };
-        // Not instrumented: entering the span at every poll is a registry lookup per layer.
-        // Its retries enter it for their events; what the HTTP stack logs at debug level
-        // shows the chain's span as its context, not this call's.
-        let result = self.cancellable(call).await;
+        // The trace's span is current while the call runs (its retries are its events); the
+        // log lines' span is not entered at every poll (a registry lookup per layer when the
+        // log filter enables it): its retries enter it for their lines.
+        let result = self.cancellable(traced.clone().instrument(call)).await;
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
+            &traced,
             result.as_ref(),
             started.elapsed(),
             attempts,
             false,
-            bodies,
+            received,
         );
         result
     }
 
     async fn chat_stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let span = self.span(true);
+        let traced = TraceSpan::new("llm.chat", "CHAT_MODEL");
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
         let open = async {
             let body = wire::to_body(&self.inner, request, true)?;
-            crate::trace::json_text(&span, "mlflow.spanInputs", || body.clone());
+            crate::trace::json_text(&traced, "mlflow.spanInputs", || body.clone());
             let permit = self.permit().await?;
             let response = self
                 .send(body.clone(), Arc::clone(&attempts), &span)
                 .await?;
             Ok((permit, response, body))
         };
-        match self.cancellable(open).await {
+        match self.cancellable(traced.clone().instrument(open)).await {
             Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {
-                    reopen: self.reopen(body, Arc::clone(&attempts), &span),
+                    reopen: self.reopen(body, Arc::clone(&attempts), &span, &traced),
                     permit,
                     span,
+                    traced,
                     started,
                     attempts: Arc::clone(&attempts),
                     model: self.inner.model.clone(),
@@ -406,11 +419,12 @@ impl LlmClient for OpenAiClient {
                 let attempts = attempts.load(Ordering::Relaxed);
                 record(
                     &span,
+                    &traced,
                     Err(&error),
                     started.elapsed(),
                     attempts,
                     true,
-                    CallBodies::none(),
+                    None,
                 );
                 Err(error)
             }
@@ -434,52 +448,22 @@ impl LlmClient for OpenAiClient {
     }
 }
 
-/// The bodies of a call as sent and received (JSON text), for its trace: its span's inputs
-/// and outputs. Empty when the span is not traced, and for a stream (its span gets them as
-/// the stream goes).
-pub(super) struct CallBodies {
-    sent: crate::trace::PendingInputs,
-    received: Option<Bytes>,
-}
-
-impl std::fmt::Debug for CallBodies {
-    /// Not the bodies: they are unscrubbed text.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallBodies")
-            .field("sent", &self.sent)
-            .finish_non_exhaustive()
-    }
-}
-
-impl CallBodies {
-    fn new(span: &Span) -> Self {
-        Self {
-            sent: crate::trace::PendingInputs::new(span),
-            received: None,
-        }
-    }
-
-    /// Nothing to set.
-    pub(super) fn none() -> Self {
-        Self::new(&Span::none())
-    }
-}
-
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
-/// logs it; a traced span gets them as MLflow attributes with `bodies` as its inputs and
+/// logs it; its trace's span `traced` gets them as MLflow attributes with `received` as its
 /// outputs, and a `stream`'s span the assembled completion as its outputs.
-fn record(
+pub(super) fn record(
     span: &Span,
+    traced: &TraceSpan,
     result: Result<&ChatResponse, &LlmError>,
     latency: Duration,
     attempts: u32,
     stream: bool,
-    bodies: CallBodies,
+    received: Option<Bytes>,
 ) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
     span.record("attempts", attempts);
-    trace_call(span, result, latency_ms, attempts, stream, bodies);
+    trace_call(traced, result, latency_ms, attempts, stream, received);
     match result {
         Ok(response) => {
             span.record("gen_ai.response.model", response.model.as_str());
@@ -495,32 +479,25 @@ fn record(
         }
         Err(error) => {
             span.record("error", tracing::field::display(error));
-            tracing::warn!(parent: span, "llm call failed");
+            traced.in_scope(|| tracing::warn!(parent: span, "llm call failed"));
         }
     }
 }
 
 /// The MLflow attributes of a finished call (only when its span is traced).
 fn trace_call(
-    span: &Span,
+    span: &TraceSpan,
     result: Result<&ChatResponse, &LlmError>,
     latency_ms: u64,
     attempts: u32,
     stream: bool,
-    mut bodies: CallBodies,
+    received: Option<Bytes>,
 ) {
-    if !crate::trace::is_active() {
-        return;
-    }
     crate::trace::attributes(span, || {
         let response = result.ok();
         let usage = response.and_then(|response| response.usage);
         [
-            bodies.sent.take().map(|sent| ("mlflow.spanInputs", sent)),
-            bodies
-                .received
-                .take()
-                .map(|received| ("mlflow.spanOutputs", AttributeValue::JsonText(received))),
+            received.map(|received| ("mlflow.spanOutputs", AttributeValue::JsonText(received))),
             Some(("mlflow.llm.provider", "openai".into())),
             Some(("mlflow.message.format", "openai".into())),
             Some(("latency_ms", latency_ms.into())),

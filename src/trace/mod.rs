@@ -1,14 +1,16 @@
 //! Traces: every prediction becomes an MLflow trace — sent to an MLflow server over
 //! OTLP/HTTP, or written as MLflow's own rows into a SQLite tracking store.
 //!
-//! Owns the trace model ([`TraceRecord`], [`SpanRecord`]), the `tracing` layer that builds it
-//! ([`TraceLayer`]), the bounded export queue and its two export threads ([`Tracer`]), and the
-//! two destinations (`otlp`: OTLP through `opentelemetry-otlp` plus MLflow's `StartTraceV3`
-//! for the metadata; `sqlite`: MLflow 3.17.2's `trace_info`, `trace_tags`,
-//! `trace_request_metadata` and `spans` rows). It does not own the spans' content: the chain
-//! registry, the LLM client and chains put it there through the leaf API of `record`
-//! ([`attribute`], [`json_text`], [`fail`], [`tool_span`]). [`read_trace`] reads a trace's
-//! spans back from a store, for `replay --trace`.
+//! Owns the trace model ([`TraceRecord`], [`SpanRecord`]), the spans while they run
+//! ([`TraceSpan`], chainlog's own: not the data of `tracing` spans, which cost a traced call
+//! the registry's bookkeeping) and the `tracing` layer that carries the export with the
+//! subscriber and makes log events span events ([`TraceLayer`]), the bounded export queue and
+//! its two export threads ([`Tracer`]), and the two destinations (`otlp`: OTLP through
+//! `opentelemetry-otlp` plus MLflow's `StartTraceV3` for the metadata; `sqlite`: MLflow
+//! 3.17.2's `trace_info`, `trace_tags`, `trace_request_metadata` and `spans` rows). It does
+//! not own the spans' content: the chain registry, the LLM client and chains put it there
+//! through `record` ([`attribute`], [`json_text`], [`fail`], [`tool_span`]). [`read_trace`]
+//! reads a trace's spans back from a store, for `replay --trace`.
 //!
 //! # What a trace holds
 //!
@@ -29,7 +31,10 @@
 //!   Both are scrubbed of secrets and cut like any attribute (below), so a body over 1 MiB
 //!   cannot be replayed from its trace.
 //! - A `TOOL` span per tool call in chains that run tools ([`tool_span`]): the arguments as
-//!   inputs, the result as outputs.
+//!   inputs, the result as outputs. A chain adds spans of its own with [`TraceSpan::new`]
+//!   (any MLflow span type: `RETRIEVER`, `PARSER`, …); what runs in such a span's scope
+//!   ([`TraceSpan::in_scope`], [`TraceSpan::instrument`]) makes its children, and log events
+//!   at INFO or above inside it become its span events.
 //! - The trace id (`tr-` and 32 hex digits, the OTel trace id) leads with the time it was
 //!   made, in microseconds since the Unix epoch, followed by 64 random bits: traces made
 //!   later sort later, so the store's indexes on trace ids take a batch at their end.
@@ -68,7 +73,7 @@
 //! spans to that OpenTelemetry collector instead of the tracking store.
 
 mod export;
-mod layer;
+mod live;
 mod model;
 mod otlp;
 mod read;
@@ -76,7 +81,7 @@ mod record;
 mod sqlite;
 
 pub use export::{Destination, QUEUE_CAPACITY, Tracer};
-pub use layer::TraceLayer;
+pub use live::{Instrumented, TraceFilter, TraceLayer, TraceSpan};
 pub use model::{
     AttributeValue, MAX_ATTRIBUTE_BYTES, SpanEvent, SpanRecord, TRUNCATION_MARKER, TokenUsage,
     TraceRecord,
@@ -84,12 +89,14 @@ pub use model::{
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
-    PendingInputs, SPAN_TYPE_FIELD, attribute, attributes, error_chain, fail, inputs, is_active,
-    json_text, outputs, tool_span,
+    attribute, attributes, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 
 use crate::store::TrackingUri;
+
+/// The attribute that holds a span's MLflow type (`CHAIN`, `CHAT_MODEL`, `TOOL`, …).
+const SPAN_TYPE_KEY: &str = "mlflow.spanType";
 
 /// The variable that turns tracing off (`false`, `0`, `no`, `off`).
 pub const TRACING_VAR: &str = "CHAINLOG_TRACING";

@@ -1,4 +1,4 @@
-//! The trace model: a span in flight ([`Traced`]), a finished span ([`SpanRecord`]) and a
+//! The trace model: a span's data in flight ([`SpanData`]), a finished span ([`SpanRecord`]) and a
 //! finished trace ([`TraceRecord`]), and how their attributes are encoded for MLflow.
 //!
 //! MLflow keeps every span attribute as JSON text (`"\"CHAIN\""`, `{"question": …}`); so does
@@ -7,11 +7,7 @@
 //! there every attribute's JSON text is scrubbed of secrets ([`crate::secret::scrub`]) and cut
 //! to [`MAX_ATTRIBUTE_BYTES`].
 
-use std::{
-    borrow::Cow,
-    sync::{Arc, Mutex},
-    time::SystemTime,
-};
+use std::{borrow::Cow, time::SystemTime};
 
 use serde_json::Value;
 
@@ -115,47 +111,43 @@ macro_rules! int_attribute {
 }
 int_attribute!(u32, u64, i64, usize);
 
-/// The spans of one trace, filled as they end; shared by the spans of the trace.
+/// A traced span's data while it runs (its ids live beside it, in the live span).
 #[derive(Debug)]
-pub(super) struct TraceBuf {
-    pub trace_id: u128,
-    pub spans: Mutex<Vec<SpanRecord>>,
-}
-
-/// A traced span in flight, kept in the span's data in the subscriber's registry.
-#[derive(Debug)]
-pub(crate) struct Traced {
-    pub(super) trace: Arc<TraceBuf>,
-    pub(super) span_id: u64,
-    pub(super) parent_id: Option<u64>,
-    pub(crate) name: Cow<'static, str>,
+pub(super) struct SpanData {
+    pub(super) name: Cow<'static, str>,
     pub(super) span_type: Cow<'static, str>,
     pub(super) start: SystemTime,
     pub(super) attributes: Vec<(Cow<'static, str>, AttributeValue)>,
     pub(super) events: Vec<SpanEvent>,
-    pub(crate) error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
-impl Traced {
+impl SpanData {
     /// Sets `key`. A later value of the same key wins; the export drops the earlier ones
     /// (no search here: this runs on the prediction's path).
-    pub(crate) fn set(&mut self, key: &'static str, value: AttributeValue) {
+    pub(super) fn set(&mut self, key: &'static str, value: AttributeValue) {
         self.attributes.push((Cow::Borrowed(key), value));
     }
 
-    /// The finished span.
-    pub(super) fn finish(self, end: SystemTime) -> SpanRecord {
+    /// The finished span with these ids, its data moved out.
+    pub(super) fn finish(
+        &mut self,
+        trace_id: u128,
+        span_id: u64,
+        parent_id: Option<u64>,
+        end: SystemTime,
+    ) -> SpanRecord {
         SpanRecord {
-            trace_id: self.trace.trace_id,
-            span_id: self.span_id,
-            parent_id: self.parent_id,
-            name: self.name,
-            span_type: self.span_type,
+            trace_id,
+            span_id,
+            parent_id,
+            name: std::mem::take(&mut self.name),
+            span_type: std::mem::take(&mut self.span_type),
             start: self.start,
             end,
-            attributes: self.attributes,
-            events: self.events,
-            error: self.error,
+            attributes: std::mem::take(&mut self.attributes),
+            events: std::mem::take(&mut self.events),
+            error: self.error.take(),
         }
     }
 }
@@ -201,7 +193,7 @@ impl SpanRecord {
     pub fn encoded_attributes(&self) -> Vec<(String, String)> {
         let mut out = Vec::with_capacity(self.attributes.len() + 1);
         out.push((
-            super::SPAN_TYPE_FIELD.to_owned(),
+            super::SPAN_TYPE_KEY.to_owned(),
             Value::String(self.span_type.to_string()).to_string(),
         ));
         for (key, value) in self.latest_attributes() {
@@ -454,13 +446,7 @@ mod tests {
     }
 
     fn span_with(attributes: Vec<(&'static str, AttributeValue)>) -> SpanRecord {
-        let mut traced = Traced {
-            trace: Arc::new(TraceBuf {
-                trace_id: 1,
-                spans: Mutex::new(Vec::new()),
-            }),
-            span_id: 2,
-            parent_id: None,
+        let mut traced = SpanData {
             name: Cow::Borrowed("chain"),
             span_type: Cow::Borrowed("CHAIN"),
             start: SystemTime::now(),
@@ -471,7 +457,7 @@ mod tests {
         for (key, value) in attributes {
             traced.set(key, value);
         }
-        traced.finish(SystemTime::now())
+        traced.finish(1, 2, None, SystemTime::now())
     }
 
     #[test]

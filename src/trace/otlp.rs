@@ -229,7 +229,7 @@ impl OtlpSink {
             .map(|(key, value)| {
                 // The span type goes raw: MLflow's `spans.type` column then holds `CHAIN`, not
                 // `"CHAIN"` (seen with mlflow 3.17.2); every other value is JSON text.
-                if key == super::SPAN_TYPE_FIELD {
+                if key == super::SPAN_TYPE_KEY {
                     KeyValue::new(key, span.span_type.clone())
                 } else {
                     KeyValue::new(key, value)

@@ -30,7 +30,7 @@ impl StoredSpan {
 
     /// `mlflow.spanType` (`CHAIN`, `CHAT_MODEL`, `TOOL`…).
     pub fn span_type(&self) -> Option<String> {
-        self.attribute(super::SPAN_TYPE_FIELD)
+        self.attribute(super::SPAN_TYPE_KEY)
             .and_then(|v| v.as_str().map(str::to_owned))
     }
 }

@@ -1,15 +1,15 @@
-//! The layer on real `tracing` spans: what a trace holds, sampling, events, errors.
+//! Spans under a subscriber with the trace layer: what a trace holds, parents across awaits,
+//! tasks and threads, sampling, events, errors.
 
 use serde_json::json;
-use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::*;
 
 /// Runs `f` under a subscriber with a trace layer of `settings`; returns the traces queued.
 fn traced(settings: TraceSettings, f: impl FnOnce()) -> Vec<TraceRecord> {
     let (layer, tracer) = settings.build();
-    let subscriber = tracing_subscriber::registry()
-        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
     tracing::subscriber::with_default(subscriber, f);
     tracer.take_queued()
 }
@@ -24,10 +24,10 @@ fn on() -> TraceSettings {
 }
 
 fn chain_with_llm_call() {
-    let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "summarize");
+    let chain = TraceSpan::new("summarize", "CHAIN");
     inputs(&chain, || json!({"text": "hi"}));
     chain.in_scope(|| {
-        let llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
+        let llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
         json_text(&llm, "mlflow.spanInputs", || {
             bytes::Bytes::from_static(br#"{"model":"m","messages":[]}"#)
         });
@@ -83,7 +83,7 @@ fn root_chain_span_holds_its_children_inputs_outputs_and_usage() {
 #[test]
 fn failed_root_makes_an_error_trace_with_its_message() {
     let traces = traced(on(), || {
-        let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "extract");
+        let chain = TraceSpan::new("extract", "CHAIN");
         fail(&chain, "the LLM call failed: 500 boom");
     });
     assert_eq!(traces[0].state(), "ERROR");
@@ -94,12 +94,12 @@ fn failed_root_makes_an_error_trace_with_its_message() {
 }
 
 #[test]
-fn every_root_is_its_own_trace_and_untyped_spans_are_skipped() {
+fn every_span_made_outside_a_traced_span_is_its_own_trace_and_tracing_spans_are_none() {
     let traces = traced(on(), || {
         let batch = tracing::info_span!("predict");
         let _in = batch.enter();
         for _ in 0..3 {
-            let _chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+            let _chain = TraceSpan::new("c", "CHAIN");
         }
     });
     assert_eq!(traces.len(), 3);
@@ -107,6 +107,79 @@ fn every_root_is_its_own_trace_and_untyped_spans_are_skipped() {
     let mut ids: Vec<_> = traces.iter().map(|t| t.trace_id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 3);
+}
+
+/// The layer takes events only: under it alone, `tracing` spans stay disabled, so the
+/// registry keeps none (what a traced call saves), and sampling or tracing off make no
+/// recording span.
+#[test]
+fn the_layer_enables_no_tracing_span() {
+    let (layer, _tracer) = on().build();
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(tracing::info_span!("chain", chain = "c").is_disabled());
+        assert!(tracing::error_span!("chain").is_disabled());
+        assert!(TraceSpan::new("c", "CHAIN").is_recording());
+    });
+    // No layer in this thread's subscriber: nothing records.
+    assert!(!TraceSpan::new("c", "CHAIN").is_recording());
+}
+
+/// A span instrumenting a future is the parent of the spans made while it is polled, on
+/// whichever worker thread polls it, across awaits; a task spawned from it starts its own
+/// trace unless it is instrumented with the current span.
+#[test]
+fn an_instrumented_future_parents_spans_across_awaits_threads_and_carried_tasks() {
+    let (layer, tracer) = on().build();
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The subscriber goes with each task (a thread's default would stay on the thread).
+    use tracing::instrument::WithSubscriber as _;
+    runtime.block_on(async {
+        let for_lost = dispatch.clone();
+        let outer = async move {
+            let chain = TraceSpan::new("outer", "CHAIN");
+            chain
+                .instrument(async move {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                        let _llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    let carried = TraceSpan::current().instrument(async {
+                        let _tool = TraceSpan::new("carried", "TOOL");
+                    });
+                    let lost = async {
+                        let _tool = TraceSpan::new("lost", "TOOL");
+                    };
+                    let carried = tokio::spawn(carried.with_subscriber(for_lost.clone()));
+                    let lost = tokio::spawn(lost.with_subscriber(for_lost));
+                    carried.await.unwrap();
+                    lost.await.unwrap();
+                })
+                .await;
+        };
+        tokio::spawn(outer.with_subscriber(dispatch)).await.unwrap();
+    });
+    let traces = tracer.take_queued();
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    let lost = traces.iter().find(|t| t.spans.len() == 1).unwrap();
+    assert_eq!(lost.spans[0].name, "lost");
+    let outer = traces.iter().find(|t| t.spans.len() == 5).unwrap();
+    let root = outer.root().unwrap();
+    assert_eq!(root.name, "outer");
+    let children: Vec<_> = outer
+        .spans
+        .iter()
+        .filter(|span| span.parent_id == Some(root.span_id))
+        .map(|span| span.name.as_ref())
+        .collect();
+    assert_eq!(children, ["llm.chat", "llm.chat", "llm.chat", "carried"]);
 }
 
 #[test]
@@ -182,7 +255,7 @@ fn a_secret_never_reaches_an_encoded_attribute() {
     let canary = "sk-canary0123456789abcdefghijklmnop";
     crate::secret::register(canary);
     let traces = traced(on(), || {
-        let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+        let chain = TraceSpan::new("c", "CHAIN");
         inputs(&chain, || json!({"echo": canary}));
     });
     let encoded = format!("{:?}", traces[0].spans[0].encoded_attributes());
@@ -192,13 +265,12 @@ fn a_secret_never_reaches_an_encoded_attribute() {
 #[test]
 fn a_full_queue_drops_traces_without_waiting_and_counts_their_spans() {
     let (layer, tracer) = on().build();
-    let subscriber = tracing_subscriber::registry()
-        .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO)));
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
     tracing::subscriber::with_default(subscriber, || {
         for _ in 0..QUEUE_CAPACITY + 3 {
-            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "c");
+            let chain = TraceSpan::new("c", "CHAIN");
             chain.in_scope(|| {
-                let _llm = tracing::info_span!("llm.chat", mlflow.spanType = "CHAT_MODEL");
+                let _llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
             });
         }
     });
@@ -206,38 +278,15 @@ fn a_full_queue_drops_traces_without_waiting_and_counts_their_spans() {
     assert_eq!(tracer.take_queued().len(), QUEUE_CAPACITY);
 }
 
+/// A span whose work was dropped mid-way (a caller that gave up) keeps what it was given.
 #[test]
-fn inputs_held_for_the_end_are_set_even_when_the_work_is_dropped_before_it() {
+fn a_span_ended_early_keeps_what_it_was_given() {
     let traces = traced(on(), || {
-        let finished = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "done");
-        let mut inputs = PendingInputs::new(&finished);
-        inputs.hold(|| json!({"text": "kept"}).into());
-        let held = inputs.take();
-        attributes(&finished, || {
-            held.map(|value| ("mlflow.spanInputs", value))
-                .into_iter()
-                .chain([("mlflow.spanOutputs", json!("ok").into())])
-        });
-        drop(inputs);
-        drop(finished);
-
-        // A future dropped mid-way: its span still gets what it was given.
-        let dropped = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "dropped");
-        let mut inputs = PendingInputs::new(&dropped);
-        inputs.hold(|| json!({"text": "given"}).into());
-        drop(inputs);
+        let dropped = TraceSpan::new("dropped", "CHAIN");
+        inputs(&dropped, || json!({"text": "given"}));
     });
-    assert_eq!(traces.len(), 2);
-    let finished = traces[0].root().unwrap();
-    assert_eq!(finished.name, "done");
-    let attributes = finished.encoded_attributes();
-    let inputs: Vec<_> = attributes
-        .iter()
-        .filter(|(key, _)| key == "mlflow.spanInputs")
-        .collect();
-    assert_eq!(inputs.len(), 1, "{attributes:?}");
-    assert_eq!(inputs[0].1, r#"{"text":"kept"}"#);
-    let dropped = traces[1].root().unwrap();
+    assert_eq!(traces.len(), 1);
+    let dropped = traces[0].root().unwrap();
     assert_eq!(dropped.name, "dropped");
     assert_eq!(
         dropped.attribute_text("mlflow.spanInputs").as_deref(),
@@ -259,8 +308,7 @@ fn exporting_into_sqlite(
     crate::store::SqliteStore::open(&db_path, &dir.join("mlruns")).unwrap();
     let (layer, tracer) = on().build();
     let guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry()
-            .with(layer.map(|l| l.with_filter(tracing_subscriber::filter::LevelFilter::INFO))),
+        tracing_subscriber::registry().with(layer.map(TraceLayer::filtered)),
     );
     let link = TraceLink {
         experiment_id: "0".to_owned(),
@@ -503,8 +551,7 @@ fn mixed_traces(n: usize) -> Vec<TraceRecord> {
             match i % 3 {
                 0 => chain_with_llm_call(),
                 1 => {
-                    let chain =
-                        tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "tools");
+                    let chain = TraceSpan::new("tools", "CHAIN");
                     inputs(&chain, || json!({"i": i}));
                     chain.in_scope(|| {
                         let tool = tool_span("calculator", r#"{"expression":"1+1"}"#);
@@ -512,8 +559,7 @@ fn mixed_traces(n: usize) -> Vec<TraceRecord> {
                     });
                 }
                 _ => {
-                    let chain =
-                        tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "extract");
+                    let chain = TraceSpan::new("extract", "CHAIN");
                     fail(&chain, "the LLM call failed: 500 boom");
                 }
             }
@@ -645,7 +691,7 @@ fn huge_attributes_store_the_same_rows() {
     let big = "x".repeat(1 << 20);
     let traces = traced(on(), || {
         for _ in 0..65 {
-            let chain = tracing::info_span!("chain", mlflow.spanType = "CHAIN", chain = "big");
+            let chain = TraceSpan::new("big", "CHAIN");
             inputs(&chain, || json!({"text": big}));
         }
     });

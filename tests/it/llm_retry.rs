@@ -385,11 +385,10 @@ async fn reset_and_refused_connections_are_retried() {
 /// (the retries name it).
 #[tokio::test]
 async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
-    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
     let dir = tempfile::tempdir().unwrap();
     let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
-    let subscriber = tracing_subscriber::registry()
-        .with(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO));
+    let subscriber = tracing_subscriber::registry().with(layer.filtered());
     let guard = tracing::subscriber::set_default(subscriber);
     // As in llm_client.rs `api_key_never_shows`: with a single registered dispatcher, a test
     // on another thread (no subscriber) can cache "nobody listens" for the llm callsites; a

@@ -28,8 +28,10 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
+use crate::trace::TraceSpan;
+
 use super::{
-    CallBodies, record,
+    record,
     wire::{self, Chunk},
 };
 use crate::llm::{
@@ -58,6 +60,8 @@ pub(super) struct Context {
     pub permit: OwnedSemaphorePermit,
     /// The call's `llm.chat` span, recorded at the end.
     pub span: Span,
+    /// The call's span in the trace, given the assembled completion at the end.
+    pub traced: TraceSpan,
     pub started: Instant,
     pub attempts: Arc<AtomicU32>,
     /// The model asked for, used when no chunk names one.
@@ -80,7 +84,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
     let mut events = events_of(response);
     Box::pin(async_stream::stream! {
         let Context {
-            permit, span, started, attempts, model, max_tokens, accept_truncated, idle_timeout,
+            permit, span, traced, started, attempts, model, max_tokens, accept_truncated, idle_timeout,
             cancel, reopen, policy,
         } = context;
         let _permit = permit;
@@ -113,7 +117,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             }
             // Nothing was handed out yet: this stream failed like an attempt; try again.
             let delay = policy.backoff(made.saturating_sub(1));
-            span.in_scope(|| {
+            traced.in_scope(|| span.in_scope(|| {
                 tracing::warn!(
                     retry = made,
                     max_retries = policy.max_retries,
@@ -121,7 +125,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
                     delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "llm stream broke before its first content; retrying"
                 );
-            });
+            }));
             tokio::time::sleep(delay).await;
             match reopen().await {
                 Ok(response) => {
@@ -134,11 +138,12 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
+            &traced,
             outcome.as_ref(),
             started.elapsed(),
             attempts,
             true,
-            CallBodies::none(),
+            None,
         );
         yield outcome.map(StreamEvent::Done);
     })

@@ -1,0 +1,389 @@
+//! Spans while they run: [`TraceSpan`], the MLflow span a chain, an LLM call or a tool call
+//! records into; the span current on each thread, which makes the next span its child; and
+//! [`TraceLayer`], which carries the export queue and the sampling ratio with the `tracing`
+//! subscriber and turns events inside a traced span into its span events.
+//!
+//! These spans are chainlog's own, not the data of `tracing` spans: a `tracing` span that a
+//! layer enables is kept in `tracing-subscriber`'s registry (a slot in its sharded slab, a
+//! type map of extensions behind a lock, every layer's filter asked at each enter and exit),
+//! which cost a traced call more than chainlog's own recording did (`benches/chain_overhead`).
+//! A `TraceSpan` is one allocation with its data behind an uncontended mutex; the `tracing`
+//! spans beside it (for log lines) stay disabled unless the log filter wants them.
+//!
+//! A span is current on a thread while a future [`instrument`](TraceSpan::instrument)ed with
+//! it is polled there, or a closure runs [`in_scope`](TraceSpan::in_scope). A span made with
+//! no current span starts a trace (its root) — when a [`TraceLayer`] is in the thread's
+//! `tracing` subscriber; whether that trace is kept is drawn then
+//! (`MLFLOW_TRACE_SAMPLING_RATIO`), and a trace not kept makes its descendants untraced too. A
+//! span ends when its last handle is dropped; when the root ends, the trace goes to the export
+//! queue in one piece, without waiting: a span never blocks a prediction. Work spawned onto
+//! another task leaves the current span behind, as with `tracing` spans: instrument it with
+//! [`TraceSpan::current`] to keep it in the trace.
+
+use std::{
+    borrow::Cow,
+    cell::Cell,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    task::{Context as TaskContext, Poll},
+    time::SystemTime,
+};
+
+use tracing::{
+    Event, Level, Metadata, Subscriber,
+    field::{Field, Visit},
+};
+use tracing_subscriber::{
+    Layer,
+    filter::{FilterFn, Filtered, LevelFilter},
+    layer::Context,
+};
+
+use super::{
+    export::ExportQueue,
+    model::{MAX_EVENTS, SpanData, SpanEvent, TraceRecord, nonzero},
+    record::is_active,
+};
+
+/// An MLflow span, or nothing when the work is not traced (tracing off, no [`TraceLayer`] in
+/// the subscriber, or a trace that sampling left out). Cloning gives another handle to the
+/// same span; the span ends when the last handle is dropped.
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::trace::TraceSpan;
+/// let span = TraceSpan::new("retrieve", "RETRIEVER");
+/// let documents = span.in_scope(|| vec!["doc"]);
+/// chainlog::trace::outputs(&span, || serde_json::json!(documents));
+/// ```
+#[derive(Clone, Default)]
+pub struct TraceSpan {
+    state: State,
+}
+
+impl std::fmt::Debug for TraceSpan {
+    /// The ids, not the data: attributes are unscrubbed text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            State::Off => f.write_str("TraceSpan(off)"),
+            State::Unsampled => f.write_str("TraceSpan(unsampled)"),
+            State::Live(live) => f
+                .debug_struct("TraceSpan")
+                .field("trace_id", &live.trace.trace_id)
+                .field("span_id", &live.span_id)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// What a handle points at (and what is current on a thread).
+#[derive(Clone, Default)]
+enum State {
+    /// Not traced, and no trace around it.
+    #[default]
+    Off,
+    /// In a trace that sampling left out: its descendants are not traced either.
+    Unsampled,
+    /// A traced span.
+    Live(Arc<LiveSpan>),
+}
+
+/// A traced span: its ids, its trace, and its data while it runs.
+struct LiveSpan {
+    trace: Arc<TraceBuf>,
+    span_id: u64,
+    /// `None` for the root.
+    parent_id: Option<u64>,
+    data: Mutex<SpanData>,
+}
+
+/// The trace a span belongs to: its id, its spans as they end, and where it goes when the
+/// root ends.
+struct TraceBuf {
+    trace_id: u128,
+    spans: Mutex<Vec<super::SpanRecord>>,
+    queue: Arc<ExportQueue>,
+}
+
+thread_local! {
+    /// The span current on this thread.
+    static CURRENT: Cell<State> = const { Cell::new(State::Off) };
+}
+
+/// The span current on this thread (a clone).
+fn current() -> State {
+    CURRENT.with(|cell| {
+        let state = cell.take();
+        let copy = state.clone();
+        cell.set(state);
+        copy
+    })
+}
+
+impl TraceSpan {
+    /// A span named `name` of MLflow type `span_type` (`CHAIN`, `CHAT_MODEL`, `TOOL`,
+    /// `RETRIEVER`, … — `mlflow.entities.SpanType`), a child of the current span, or the root
+    /// of a new trace when there is none. Not traced when tracing is off.
+    pub fn new(name: impl Into<Cow<'static, str>>, span_type: &'static str) -> Self {
+        if !is_active() {
+            return Self::default();
+        }
+        let state = match current() {
+            State::Unsampled => State::Unsampled,
+            State::Live(parent) => State::Live(Arc::new(LiveSpan::new(
+                Arc::clone(&parent.trace),
+                Some(parent.span_id),
+                name.into(),
+                span_type,
+            ))),
+            State::Off => match TraceLayer::installed() {
+                None => State::Off,
+                Some((_, ratio)) if !sampled(ratio) => State::Unsampled,
+                Some((queue, _)) => {
+                    let trace = Arc::new(TraceBuf {
+                        trace_id: TraceRecord::new_trace_id(),
+                        spans: Mutex::new(Vec::new()),
+                        queue,
+                    });
+                    State::Live(Arc::new(LiveSpan::new(trace, None, name.into(), span_type)))
+                }
+            },
+        };
+        Self { state }
+    }
+
+    /// The span current on this thread (not traced when there is none): to carry it into
+    /// work spawned onto another task.
+    pub fn current() -> Self {
+        Self { state: current() }
+    }
+
+    /// Whether the span records (a traced span): what is worth preparing for it.
+    pub fn is_recording(&self) -> bool {
+        matches!(self.state, State::Live(_))
+    }
+
+    /// Runs `f` with this span current on this thread.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _entered = self.enter();
+        f()
+    }
+
+    /// `future`, with this span current on the thread while it is polled.
+    pub fn instrument<F: Future>(self, future: F) -> Instrumented<F> {
+        Instrumented {
+            inner: future,
+            span: self,
+        }
+    }
+
+    /// Makes this span current until the guard is dropped. A span that is not traced and in no
+    /// trace leaves the current span as it is.
+    fn enter(&self) -> Entered {
+        Entered {
+            previous: match self.state {
+                State::Off => None,
+                _ => Some(CURRENT.with(|cell| cell.replace(self.state.clone()))),
+            },
+        }
+    }
+
+    /// Runs `f` on the span's data, when it is traced.
+    pub(super) fn with_data(&self, f: impl FnOnce(&mut SpanData)) {
+        if let State::Live(live) = &self.state {
+            f(&mut live.data());
+        }
+    }
+}
+
+/// Puts back the span that was current.
+struct Entered {
+    previous: Option<State>,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous.take() {
+            CURRENT.with(|cell| cell.set(previous));
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future with a span current while it is polled ([`TraceSpan::instrument`]).
+    #[derive(Debug)]
+    pub struct Instrumented<F> {
+        #[pin]
+        inner: F,
+        span: TraceSpan,
+    }
+}
+
+impl<F: Future> Future for Instrumented<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        this.inner.poll(cx)
+    }
+}
+
+fn sampled(ratio: f64) -> bool {
+    ratio >= 1.0 || rand::random::<f64>() < ratio
+}
+
+impl LiveSpan {
+    fn new(
+        trace: Arc<TraceBuf>,
+        parent_id: Option<u64>,
+        name: Cow<'static, str>,
+        span_type: &'static str,
+    ) -> Self {
+        // A model call sets ten or so attributes; others a few.
+        let capacity = if span_type == "CHAT_MODEL" { 12 } else { 4 };
+        Self {
+            trace,
+            span_id: nonzero(rand::random::<u64>()),
+            parent_id,
+            data: Mutex::new(SpanData {
+                name,
+                span_type: Cow::Borrowed(span_type),
+                start: SystemTime::now(),
+                attributes: Vec::with_capacity(capacity),
+                events: Vec::new(),
+                error: None,
+            }),
+        }
+    }
+
+    fn data(&self) -> MutexGuard<'_, SpanData> {
+        self.data.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for LiveSpan {
+    /// The span ends: into its trace's spans; the root sends the trace to the export queue.
+    fn drop(&mut self) {
+        let record = self
+            .data
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .finish(
+                self.trace.trace_id,
+                self.span_id,
+                self.parent_id,
+                SystemTime::now(),
+            );
+        let mut spans = self
+            .trace
+            .spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        spans.push(record);
+        if self.parent_id.is_none() {
+            let spans = std::mem::take(&mut *spans);
+            self.trace.queue.push(TraceRecord {
+                trace_id: self.trace.trace_id,
+                spans,
+            });
+        }
+    }
+}
+
+/// The `tracing` layer that carries the export queue and the sampling ratio with the
+/// subscriber (a span made with no current span looks for it there to start a trace), and
+/// makes each event at INFO or above (retries are WARN) its current span's event. Install it
+/// [`filtered`](Self::filtered): it takes events only, so it never makes the registry keep a
+/// span.
+#[derive(Debug)]
+pub struct TraceLayer {
+    queue: Arc<ExportQueue>,
+    /// The share of traces kept, 0.0 to 1.0.
+    sampling_ratio: f64,
+}
+
+/// The filter [`TraceLayer`] is installed with: events at INFO or above, no span.
+pub type TraceFilter = FilterFn<fn(&Metadata<'_>) -> bool>;
+
+/// Whether the layer takes what `metadata` describes: an event at INFO or above.
+fn traced_event(metadata: &Metadata<'_>) -> bool {
+    metadata.is_event() && *metadata.level() <= Level::INFO
+}
+
+impl TraceLayer {
+    pub(super) fn new(queue: Arc<ExportQueue>, sampling_ratio: f64) -> Self {
+        Self {
+            queue,
+            sampling_ratio,
+        }
+    }
+
+    /// The layer with its per-layer filter ([`TraceFilter`]), to install beside the log lines.
+    pub fn filtered<S>(self) -> Filtered<Self, TraceFilter, S>
+    where
+        S: Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        let filter: TraceFilter = FilterFn::new(traced_event as fn(&Metadata<'_>) -> bool)
+            .with_max_level_hint(LevelFilter::INFO);
+        self.with_filter(filter)
+    }
+
+    /// The queue and sampling ratio of the layer in this thread's subscriber, if it has one.
+    fn installed() -> Option<(Arc<ExportQueue>, f64)> {
+        tracing::dispatcher::get_default(|dispatch| {
+            dispatch
+                .downcast_ref::<Self>()
+                .map(|layer| (Arc::clone(&layer.queue), layer.sampling_ratio))
+        })
+    }
+}
+
+/// An event's message and other fields, as text.
+#[derive(Default)]
+struct EventFields {
+    message: Option<String>,
+    fields: Vec<(String, String)>,
+}
+
+impl Visit for EventFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = Some(value.to_owned());
+        } else {
+            self.fields
+                .push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            self.message = Some(text);
+        } else {
+            self.fields.push((field.name().to_owned(), text));
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for TraceLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let State::Live(live) = current() else {
+            return;
+        };
+        let mut data = live.data();
+        if data.events.len() < MAX_EVENTS {
+            let mut fields = EventFields::default();
+            event.record(&mut fields);
+            data.events.push(SpanEvent {
+                name: fields
+                    .message
+                    .unwrap_or_else(|| event.metadata().name().to_owned()),
+                time: SystemTime::now(),
+                attributes: fields.fields,
+            });
+        }
+    }
+}
