@@ -48,7 +48,7 @@ use super::{
 
 /// An MLflow span, or nothing when the work is not traced (tracing off, no [`TraceLayer`] in
 /// the subscriber, or a trace that sampling left out). Cloning gives another handle to the
-/// same span; the span ends when the last handle is dropped.
+/// same span; the span ends when the last handle is dropped and its children have ended.
 ///
 /// # Examples
 ///
@@ -94,8 +94,10 @@ enum State {
 struct LiveSpan {
     trace: Arc<TraceBuf>,
     span_id: u64,
-    /// `None` for the root.
-    parent_id: Option<u64>,
+    /// `None` for the root. Held, so that a span ends after its children (as a `tracing`
+    /// span in the registry does): one carried into a task that outlives its parent's work
+    /// still lands in the trace before the root sends it.
+    parent: Option<Arc<LiveSpan>>,
     data: Mutex<SpanData>,
 }
 
@@ -134,7 +136,7 @@ impl TraceSpan {
             State::Unsampled => State::Unsampled,
             State::Live(parent) => State::Live(Arc::new(LiveSpan::new(
                 Arc::clone(&parent.trace),
-                Some(parent.span_id),
+                Some(parent),
                 name.into(),
                 span_type,
             ))),
@@ -238,7 +240,7 @@ fn sampled(ratio: f64) -> bool {
 impl LiveSpan {
     fn new(
         trace: Arc<TraceBuf>,
-        parent_id: Option<u64>,
+        parent: Option<Arc<LiveSpan>>,
         name: Cow<'static, str>,
         span_type: &'static str,
     ) -> Self {
@@ -247,7 +249,7 @@ impl LiveSpan {
         Self {
             trace,
             span_id: nonzero(rand::random::<u64>()),
-            parent_id,
+            parent,
             data: Mutex::new(SpanData {
                 name,
                 span_type: Cow::Borrowed(span_type),
@@ -265,8 +267,10 @@ impl LiveSpan {
 }
 
 impl Drop for LiveSpan {
-    /// The span ends: into its trace's spans; the root sends the trace to the export queue.
+    /// The span ends (its handles and its children are gone): into its trace's spans; the
+    /// root sends the trace to the export queue. Its parent is let go after, and may end then.
     fn drop(&mut self) {
+        let parent_id = self.parent.as_ref().map(|parent| parent.span_id);
         let record = self
             .data
             .get_mut()
@@ -274,7 +278,7 @@ impl Drop for LiveSpan {
             .finish(
                 self.trace.trace_id,
                 self.span_id,
-                self.parent_id,
+                parent_id,
                 SystemTime::now(),
             );
         let mut spans = self
@@ -283,7 +287,7 @@ impl Drop for LiveSpan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         spans.push(record);
-        if self.parent_id.is_none() {
+        if self.parent.is_none() {
             let spans = std::mem::take(&mut *spans);
             self.trace.queue.push(TraceRecord {
                 trace_id: self.trace.trace_id,
