@@ -377,15 +377,22 @@ impl<S: Subscriber> Layer<S> for TraceLayer {
         let State::Live(live) = current() else {
             return;
         };
+        if live.data().events.len() >= MAX_EVENTS {
+            return;
+        }
+        // The fields are read without the span's lock: their `Debug` and `Display` run the
+        // caller's code, which may log (an event dispatched again, here) or set the span's
+        // attributes.
+        let time = SystemTime::now();
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
         let mut data = live.data();
         if data.events.len() < MAX_EVENTS {
-            let mut fields = EventFields::default();
-            event.record(&mut fields);
             data.events.push(SpanEvent {
                 name: fields
                     .message
                     .unwrap_or_else(|| event.metadata().name().to_owned()),
-                time: SystemTime::now(),
+                time,
                 attributes: fields.fields,
             });
         }

@@ -923,3 +923,37 @@ fn concurrent_chains_on_many_workers_keep_their_spans_in_their_own_trace() {
         }
     }
 }
+
+/// An event's fields are read without its span's lock: a field whose `Debug` runs the
+/// caller's code that touches the span (sets an attribute, or logs again — with a global
+/// subscriber alone, as in the CLI, that event is dispatched again on this thread) neither
+/// deadlocks the prediction nor loses the event.
+#[test]
+fn an_event_field_that_touches_its_span_does_not_deadlock() {
+    struct Touches;
+    impl std::fmt::Debug for Touches {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            attribute(&TraceSpan::current(), "seen", || json!(true));
+            f.write_str("touched")
+        }
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let traces = traced(on(), || {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            chain.in_scope(|| tracing::warn!(value = ?Touches, "with a field"));
+        });
+        done.send(traces).unwrap();
+    });
+    let traces = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the event's field deadlocked on its span's lock");
+    let root = traces[0].root().unwrap();
+    assert_eq!(root.attribute_text("seen").as_deref(), Some("true"));
+    assert_eq!(root.events.len(), 1);
+    assert_eq!(root.events[0].name, "with a field");
+    assert_eq!(
+        root.events[0].attributes,
+        [("value".to_owned(), "touched".to_owned())]
+    );
+}
