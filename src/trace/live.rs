@@ -114,14 +114,17 @@ thread_local! {
     static CURRENT: Cell<State> = const { Cell::new(State::Off) };
 }
 
-/// The span current on this thread (a clone).
+/// The span current on this thread (a clone); none while the thread's locals are being
+/// destroyed (a thread-local's `Drop` that logs: a panic there would abort the process).
 fn current() -> State {
-    CURRENT.with(|cell| {
-        let state = cell.take();
-        let copy = state.clone();
-        cell.set(state);
-        copy
-    })
+    CURRENT
+        .try_with(|cell| {
+            let state = cell.take();
+            let copy = state.clone();
+            cell.set(state);
+            copy
+        })
+        .unwrap_or_default()
 }
 
 impl TraceSpan {
@@ -182,12 +185,15 @@ impl TraceSpan {
     }
 
     /// Makes this span current until the guard is dropped. A span that is not traced and in no
-    /// trace leaves the current span as it is.
+    /// trace leaves the current span as it is (so does any span while the thread's locals are
+    /// being destroyed).
     fn enter(&self) -> Entered {
         Entered {
             previous: match self.state {
                 State::Off => None,
-                _ => Some(CURRENT.with(|cell| cell.replace(self.state.clone()))),
+                _ => CURRENT
+                    .try_with(|cell| cell.replace(self.state.clone()))
+                    .ok(),
             },
         }
     }
@@ -208,7 +214,8 @@ struct Entered {
 impl Drop for Entered {
     fn drop(&mut self) {
         if let Some(previous) = self.previous.take() {
-            CURRENT.with(|cell| cell.set(previous));
+            // Entered, so the slot is there: its thread's locals were not being destroyed.
+            let _ = CURRENT.try_with(|cell| cell.set(previous));
         }
     }
 }

@@ -957,3 +957,52 @@ fn an_event_field_that_touches_its_span_does_not_deadlock() {
         [("value".to_owned(), "touched".to_owned())]
     );
 }
+
+/// An event logged while a thread's locals are being destroyed (a thread-local's `Drop` that
+/// logs, after the current span's slot is gone) is no span's event — not a panic, which in a
+/// thread-local's destructor aborts the process. Run in a child process of this test binary,
+/// so that a failure is that abort, seen from outside.
+#[test]
+fn an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort() {
+    const CHILD: &str = "CHAINLOG_TEST_TLS_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "trace::tests::an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the child process failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    struct LogsOnDrop;
+    impl Drop for LogsOnDrop {
+        fn drop(&mut self) {
+            tracing::warn!("a thread-local dropped");
+        }
+    }
+    thread_local! {
+        static LOGS: std::cell::RefCell<Option<LogsOnDrop>> = const { std::cell::RefCell::new(None) };
+    }
+    let (layer, _tracer) = on().build();
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    std::thread::spawn(move || {
+        // The thread's subscriber stays for its whole life, locals' destructors included;
+        // its slot is made first, the one that logs next, the current span's last, so that
+        // they are destroyed in the reverse order.
+        std::mem::forget(tracing::subscriber::set_default(subscriber));
+        LOGS.with(|slot| *slot.borrow_mut() = Some(LogsOnDrop));
+        TraceSpan::new("chain", "CHAIN").in_scope(|| tracing::warn!("inside"));
+    })
+    .join()
+    .unwrap();
+}
