@@ -179,7 +179,7 @@ impl TraceSpan {
     /// `future`, with this span current on the thread while it is polled.
     pub fn instrument<F: Future>(self, future: F) -> Instrumented<F> {
         Instrumented {
-            inner: future,
+            inner: Some(future),
             span: self,
         }
     }
@@ -221,12 +221,23 @@ impl Drop for Entered {
 }
 
 pin_project_lite::pin_project! {
-    /// A future with a span current while it is polled ([`TraceSpan::instrument`]).
+    /// A future with a span current while it is polled ([`TraceSpan::instrument`]), and while
+    /// it is dropped: what its work logs or makes as it is dropped part-way (a timeout, a
+    /// client gone) is in the span, as with `tracing`'s `Instrumented`.
     #[derive(Debug)]
     pub struct Instrumented<F> {
+        // `None` once dropped (in the span).
         #[pin]
-        inner: F,
+        inner: Option<F>,
         span: TraceSpan,
+    }
+
+    impl<F> PinnedDrop for Instrumented<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _entered = this.span.enter();
+            this.inner.set(None);
+        }
     }
 }
 
@@ -236,7 +247,10 @@ impl<F: Future> Future for Instrumented<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        this.inner.poll(cx)
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx),
+            None => unreachable!("an Instrumented future is only emptied when it is dropped"),
+        }
     }
 }
 

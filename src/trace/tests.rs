@@ -1006,3 +1006,38 @@ fn an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort() {
     .join()
     .unwrap();
 }
+
+/// Work dropped part-way (a chain given up by a timeout) is dropped inside its span: what it
+/// logs then is the span's event, and a span it makes then the span's child — not the
+/// caller's, nor a trace of its own.
+#[test]
+fn work_dropped_part_way_is_dropped_inside_its_span() {
+    struct OnDrop;
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            tracing::warn!("step abandoned");
+            let _cleanup = TraceSpan::new("cleanup", "TASK");
+        }
+    }
+    let traces = traced(on(), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            let work = chain.instrument(async {
+                let _guard = OnDrop;
+                std::future::pending::<()>().await;
+            });
+            let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
+            assert!(timed_out.is_err());
+        });
+    });
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    let root = traces[0].root().unwrap();
+    assert_eq!(root.events.len(), 1, "{root:?}");
+    assert_eq!(root.events[0].name, "step abandoned");
+    let cleanup = traces[0].spans.iter().find(|s| s.name == "cleanup");
+    assert_eq!(cleanup.map(|s| s.parent_id), Some(Some(root.span_id)));
+}
