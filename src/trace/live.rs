@@ -11,14 +11,16 @@
 //! spans beside it (for log lines) stay disabled unless the log filter wants them.
 //!
 //! A span is current on a thread while a future [`instrument`](TraceSpan::instrument)ed with
-//! it is polled there, or a closure runs [`in_scope`](TraceSpan::in_scope). A span made with
-//! no current span starts a trace (its root) — when a [`TraceLayer`] is in the thread's
-//! `tracing` subscriber; whether that trace is kept is drawn then
+//! it is polled (or dropped) there, or a closure runs [`in_scope`](TraceSpan::in_scope). A
+//! span made with no current span starts a trace (its root) — when a [`TraceLayer`] is in the
+//! thread's `tracing` subscriber; whether that trace is kept is drawn then
 //! (`MLFLOW_TRACE_SAMPLING_RATIO`), and a trace not kept makes its descendants untraced too. A
-//! span ends when its last handle is dropped; when the root ends, the trace goes to the export
-//! queue in one piece, without waiting: a span never blocks a prediction. Work spawned onto
-//! another task leaves the current span behind, as with `tracing` spans: instrument it with
-//! [`TraceSpan::current`] to keep it in the trace.
+//! span ends when its last handle is dropped and its children have ended (a child holds its
+//! parent, as a `tracing` span does in the registry: a span carried into a task that outlives
+//! the chain keeps the trace open until it ends); when the root ends, the trace goes to the
+//! export queue in one piece, without waiting: a span never blocks a prediction. Work spawned
+//! onto another task leaves the current span behind, as with `tracing` spans: instrument it
+//! with [`TraceSpan::current`] to keep it in the trace.
 
 use std::{
     borrow::Cow,
@@ -176,7 +178,7 @@ impl TraceSpan {
         f()
     }
 
-    /// `future`, with this span current on the thread while it is polled.
+    /// `future`, with this span current on the thread while it is polled or dropped.
     pub fn instrument<F: Future>(self, future: F) -> Instrumented<F> {
         Instrumented {
             inner: Some(future),
