@@ -251,6 +251,7 @@ impl<F: Future> Future for Instrumented<F> {
         let _entered = this.span.enter();
         match this.inner.as_pin_mut() {
             Some(inner) => inner.poll(cx),
+            // `inner` is `None` only in `drop`, after which nothing polls it.
             None => unreachable!("an Instrumented future is only emptied when it is dropped"),
         }
     }
