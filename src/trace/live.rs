@@ -11,14 +11,16 @@
 //! spans beside it (for log lines) stay disabled unless the log filter wants them.
 //!
 //! A span is current on a thread while a future [`instrument`](TraceSpan::instrument)ed with
-//! it is polled there, or a closure runs [`in_scope`](TraceSpan::in_scope). A span made with
-//! no current span starts a trace (its root) — when a [`TraceLayer`] is in the thread's
-//! `tracing` subscriber; whether that trace is kept is drawn then
+//! it is polled (or dropped) there, or a closure runs [`in_scope`](TraceSpan::in_scope). A
+//! span made with no current span starts a trace (its root) — when a [`TraceLayer`] is in the
+//! thread's `tracing` subscriber; whether that trace is kept is drawn then
 //! (`MLFLOW_TRACE_SAMPLING_RATIO`), and a trace not kept makes its descendants untraced too. A
-//! span ends when its last handle is dropped; when the root ends, the trace goes to the export
-//! queue in one piece, without waiting: a span never blocks a prediction. Work spawned onto
-//! another task leaves the current span behind, as with `tracing` spans: instrument it with
-//! [`TraceSpan::current`] to keep it in the trace.
+//! span ends when its last handle is dropped and its children have ended (a child holds its
+//! parent, as a `tracing` span does in the registry: a span carried into a task that outlives
+//! the chain keeps the trace open until it ends); when the root ends, the trace goes to the
+//! export queue in one piece, without waiting: a span never blocks a prediction. Work spawned
+//! onto another task leaves the current span behind, as with `tracing` spans: instrument it
+//! with [`TraceSpan::current`] to keep it in the trace.
 
 use std::{
     borrow::Cow,
@@ -48,7 +50,7 @@ use super::{
 
 /// An MLflow span, or nothing when the work is not traced (tracing off, no [`TraceLayer`] in
 /// the subscriber, or a trace that sampling left out). Cloning gives another handle to the
-/// same span; the span ends when the last handle is dropped.
+/// same span; the span ends when the last handle is dropped and its children have ended.
 ///
 /// # Examples
 ///
@@ -94,8 +96,10 @@ enum State {
 struct LiveSpan {
     trace: Arc<TraceBuf>,
     span_id: u64,
-    /// `None` for the root.
-    parent_id: Option<u64>,
+    /// `None` for the root. Held, so that a span ends after its children (as a `tracing`
+    /// span in the registry does): one carried into a task that outlives its parent's work
+    /// still lands in the trace before the root sends it.
+    parent: Option<Arc<LiveSpan>>,
     data: Mutex<SpanData>,
 }
 
@@ -112,14 +116,17 @@ thread_local! {
     static CURRENT: Cell<State> = const { Cell::new(State::Off) };
 }
 
-/// The span current on this thread (a clone).
+/// The span current on this thread (a clone); none while the thread's locals are being
+/// destroyed (a thread-local's `Drop` that logs: a panic there would abort the process).
 fn current() -> State {
-    CURRENT.with(|cell| {
-        let state = cell.take();
-        let copy = state.clone();
-        cell.set(state);
-        copy
-    })
+    CURRENT
+        .try_with(|cell| {
+            let state = cell.take();
+            let copy = state.clone();
+            cell.set(state);
+            copy
+        })
+        .unwrap_or_default()
 }
 
 impl TraceSpan {
@@ -134,7 +141,7 @@ impl TraceSpan {
             State::Unsampled => State::Unsampled,
             State::Live(parent) => State::Live(Arc::new(LiveSpan::new(
                 Arc::clone(&parent.trace),
-                Some(parent.span_id),
+                Some(parent),
                 name.into(),
                 span_type,
             ))),
@@ -171,21 +178,24 @@ impl TraceSpan {
         f()
     }
 
-    /// `future`, with this span current on the thread while it is polled.
+    /// `future`, with this span current on the thread while it is polled or dropped.
     pub fn instrument<F: Future>(self, future: F) -> Instrumented<F> {
         Instrumented {
-            inner: future,
+            inner: Some(future),
             span: self,
         }
     }
 
     /// Makes this span current until the guard is dropped. A span that is not traced and in no
-    /// trace leaves the current span as it is.
+    /// trace leaves the current span as it is (so does any span while the thread's locals are
+    /// being destroyed).
     fn enter(&self) -> Entered {
         Entered {
             previous: match self.state {
                 State::Off => None,
-                _ => Some(CURRENT.with(|cell| cell.replace(self.state.clone()))),
+                _ => CURRENT
+                    .try_with(|cell| cell.replace(self.state.clone()))
+                    .ok(),
             },
         }
     }
@@ -206,18 +216,30 @@ struct Entered {
 impl Drop for Entered {
     fn drop(&mut self) {
         if let Some(previous) = self.previous.take() {
-            CURRENT.with(|cell| cell.set(previous));
+            // Entered, so the slot is there: its thread's locals were not being destroyed.
+            let _ = CURRENT.try_with(|cell| cell.set(previous));
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A future with a span current while it is polled ([`TraceSpan::instrument`]).
+    /// A future with a span current while it is polled ([`TraceSpan::instrument`]), and while
+    /// it is dropped: what its work logs or makes as it is dropped part-way (a timeout, a
+    /// client gone) is in the span, as with `tracing`'s `Instrumented`.
     #[derive(Debug)]
     pub struct Instrumented<F> {
+        // `None` once dropped (in the span).
         #[pin]
-        inner: F,
+        inner: Option<F>,
         span: TraceSpan,
+    }
+
+    impl<F> PinnedDrop for Instrumented<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _entered = this.span.enter();
+            this.inner.set(None);
+        }
     }
 }
 
@@ -227,7 +249,11 @@ impl<F: Future> Future for Instrumented<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let this = self.project();
         let _entered = this.span.enter();
-        this.inner.poll(cx)
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx),
+            // `inner` is `None` only in `drop`, after which nothing polls it.
+            None => unreachable!("an Instrumented future is only emptied when it is dropped"),
+        }
     }
 }
 
@@ -238,7 +264,7 @@ fn sampled(ratio: f64) -> bool {
 impl LiveSpan {
     fn new(
         trace: Arc<TraceBuf>,
-        parent_id: Option<u64>,
+        parent: Option<Arc<LiveSpan>>,
         name: Cow<'static, str>,
         span_type: &'static str,
     ) -> Self {
@@ -247,7 +273,7 @@ impl LiveSpan {
         Self {
             trace,
             span_id: nonzero(rand::random::<u64>()),
-            parent_id,
+            parent,
             data: Mutex::new(SpanData {
                 name,
                 span_type: Cow::Borrowed(span_type),
@@ -265,8 +291,10 @@ impl LiveSpan {
 }
 
 impl Drop for LiveSpan {
-    /// The span ends: into its trace's spans; the root sends the trace to the export queue.
+    /// The span ends (its handles and its children are gone): into its trace's spans; the
+    /// root sends the trace to the export queue. Its parent is let go after, and may end then.
     fn drop(&mut self) {
+        let parent_id = self.parent.as_ref().map(|parent| parent.span_id);
         let record = self
             .data
             .get_mut()
@@ -274,7 +302,7 @@ impl Drop for LiveSpan {
             .finish(
                 self.trace.trace_id,
                 self.span_id,
-                self.parent_id,
+                parent_id,
                 SystemTime::now(),
             );
         let mut spans = self
@@ -283,7 +311,7 @@ impl Drop for LiveSpan {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         spans.push(record);
-        if self.parent_id.is_none() {
+        if self.parent.is_none() {
             let spans = std::mem::take(&mut *spans);
             self.trace.queue.push(TraceRecord {
                 trace_id: self.trace.trace_id,
@@ -373,15 +401,22 @@ impl<S: Subscriber> Layer<S> for TraceLayer {
         let State::Live(live) = current() else {
             return;
         };
+        if live.data().events.len() >= MAX_EVENTS {
+            return;
+        }
+        // The fields are read without the span's lock: their `Debug` and `Display` run the
+        // caller's code, which may log (an event dispatched again, here) or set the span's
+        // attributes.
+        let time = SystemTime::now();
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
         let mut data = live.data();
         if data.events.len() < MAX_EVENTS {
-            let mut fields = EventFields::default();
-            event.record(&mut fields);
             data.events.push(SpanEvent {
                 name: fields
                     .message
                     .unwrap_or_else(|| event.metadata().name().to_owned()),
-                time: SystemTime::now(),
+                time,
                 attributes: fields.fields,
             });
         }

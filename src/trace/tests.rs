@@ -793,3 +793,251 @@ async fn a_flush_landing_mid_write_stores_every_row() {
         assert_eq!(tracer.dropped_spans(), 0);
     }
 }
+
+/// A span ends after its children, as a `tracing` span did in the registry: spans carried
+/// into a task that outlives the chain (here the chain dropped by a timeout while a task its
+/// `RETRIEVER` span spawned still runs) stay in the chain's trace, which goes to the queue
+/// once, when the last of them ends — not without them, their spans lost.
+#[test]
+fn spans_carried_into_a_task_that_outlives_the_chain_stay_in_its_trace() {
+    let traces = traced(on(), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            let work = chain.instrument(async {
+                let retrieve = TraceSpan::new("retrieve", "RETRIEVER");
+                retrieve
+                    .instrument(async {
+                        let task = tokio::spawn(TraceSpan::current().instrument(async {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            let _llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
+                        }));
+                        task.await.unwrap();
+                    })
+                    .await;
+            });
+            let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
+            assert!(timed_out.is_err(), "the chain is dropped by its timeout");
+            // The task goes on, detached.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        });
+    });
+    assert_eq!(traces.len(), 1, "one trace, queued once: {traces:?}");
+    let trace = &traces[0];
+    let mut names: Vec<_> = trace.spans.iter().map(|s| s.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["chain", "llm.chat", "retrieve"], "{trace:?}");
+    let root = trace.root().unwrap();
+    let retrieve = trace.spans.iter().find(|s| s.name == "retrieve").unwrap();
+    let llm = trace.spans.iter().find(|s| s.name == "llm.chat").unwrap();
+    assert_eq!(retrieve.parent_id, Some(root.span_id));
+    assert_eq!(llm.parent_id, Some(retrieve.span_id));
+    assert!(trace.spans.iter().all(|s| s.trace_id == trace.trace_id));
+    assert!(retrieve.end <= root.end && llm.end <= retrieve.end);
+}
+
+/// Many chains at once on a multi-thread runtime, each joining several calls that yield and
+/// hop between workers, a nested chain and a stream-like call consumed after it was made,
+/// with half the traces sampled out: every trace queued holds exactly its own spans (same
+/// trace id, parents inside it), none is queued twice, and a trace sampled out leaves no span
+/// behind in another trace or in one of its own.
+#[test]
+fn concurrent_chains_on_many_workers_keep_their_spans_in_their_own_trace() {
+    const CHAINS: usize = 200;
+    let (layer, tracer) = TraceSettings {
+        sampling_ratio: 0.5,
+        ..on()
+    }
+    .build();
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    use tracing::instrument::WithSubscriber as _;
+    async fn call(name: &'static str) {
+        let span = TraceSpan::new(name, "CHAT_MODEL");
+        span.clone()
+            .instrument(async {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                    tracing::warn!("retrying");
+                }
+            })
+            .await;
+    }
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..CHAINS)
+            .map(|index| {
+                let chain = async move {
+                    let root = TraceSpan::new(format!("chain-{index}"), "CHAIN");
+                    root.clone()
+                        .instrument(async {
+                            tokio::join!(call("a"), call("b"), call("c"));
+                            let nested = TraceSpan::new("nested", "CHAIN");
+                            nested.instrument(call("d")).await;
+                            tracing::info!("done");
+                        })
+                        .await;
+                };
+                tokio::spawn(chain.with_subscriber(dispatch.clone()))
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    drop(runtime);
+    let traces = tracer.take_queued();
+    assert!(
+        (20..CHAINS - 20).contains(&traces.len()),
+        "about half of {CHAINS} kept: {}",
+        traces.len()
+    );
+    let mut roots: Vec<_> = traces
+        .iter()
+        .map(|t| t.root().unwrap().name.to_string())
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    assert_eq!(roots.len(), traces.len(), "no chain queued twice");
+    for trace in &traces {
+        assert_eq!(trace.spans.len(), 6, "{trace:?}");
+        let root = trace.root().unwrap();
+        assert_eq!(root.events.len(), 1, "the chain's own event only: {root:?}");
+        let nested = trace.spans.iter().find(|s| s.name == "nested").unwrap();
+        assert_eq!(nested.parent_id, Some(root.span_id));
+        for span in &trace.spans {
+            assert_eq!(span.trace_id, trace.trace_id);
+            match span.name.as_ref() {
+                "a" | "b" | "c" => assert_eq!(span.parent_id, Some(root.span_id)),
+                "d" => assert_eq!(span.parent_id, Some(nested.span_id)),
+                _ => continue,
+            }
+            assert_eq!(span.events.len(), 3, "its own retries: {span:?}");
+        }
+    }
+}
+
+/// An event's fields are read without its span's lock: a field whose `Debug` runs the
+/// caller's code that touches the span (sets an attribute, or logs again — with a global
+/// subscriber alone, as in the CLI, that event is dispatched again on this thread) neither
+/// deadlocks the prediction nor loses the event.
+#[test]
+fn an_event_field_that_touches_its_span_does_not_deadlock() {
+    struct Touches;
+    impl std::fmt::Debug for Touches {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            attribute(&TraceSpan::current(), "seen", || json!(true));
+            f.write_str("touched")
+        }
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let traces = traced(on(), || {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            chain.in_scope(|| tracing::warn!(value = ?Touches, "with a field"));
+        });
+        done.send(traces).unwrap();
+    });
+    let traces = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the event's field deadlocked on its span's lock");
+    let root = traces[0].root().unwrap();
+    assert_eq!(root.attribute_text("seen").as_deref(), Some("true"));
+    assert_eq!(root.events.len(), 1);
+    assert_eq!(root.events[0].name, "with a field");
+    assert_eq!(
+        root.events[0].attributes,
+        [("value".to_owned(), "touched".to_owned())]
+    );
+}
+
+/// An event logged while a thread's locals are being destroyed (a thread-local's `Drop` that
+/// logs, after the current span's slot is gone) is no span's event — not a panic, which in a
+/// thread-local's destructor aborts the process. Run in a child process of this test binary,
+/// so that a failure is that abort, seen from outside.
+#[test]
+fn an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort() {
+    const CHILD: &str = "CHAINLOG_TEST_TLS_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "trace::tests::an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the child process failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    struct LogsOnDrop;
+    impl Drop for LogsOnDrop {
+        fn drop(&mut self) {
+            tracing::warn!("a thread-local dropped");
+        }
+    }
+    thread_local! {
+        static LOGS: std::cell::RefCell<Option<LogsOnDrop>> = const { std::cell::RefCell::new(None) };
+    }
+    let (layer, _tracer) = on().build();
+    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    std::thread::spawn(move || {
+        // The thread's subscriber stays for its whole life, locals' destructors included;
+        // its slot is made first, the one that logs next, the current span's last, so that
+        // they are destroyed in the reverse order.
+        std::mem::forget(tracing::subscriber::set_default(subscriber));
+        LOGS.with(|slot| *slot.borrow_mut() = Some(LogsOnDrop));
+        TraceSpan::new("chain", "CHAIN").in_scope(|| tracing::warn!("inside"));
+    })
+    .join()
+    .unwrap();
+}
+
+/// Work dropped part-way (a chain given up by a timeout) is dropped inside its span: what it
+/// logs then is the span's event, and a span it makes then the span's child — not the
+/// caller's, nor a trace of its own.
+#[test]
+fn work_dropped_part_way_is_dropped_inside_its_span() {
+    struct OnDrop;
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            tracing::warn!("step abandoned");
+            let _cleanup = TraceSpan::new("cleanup", "TASK");
+        }
+    }
+    let traces = traced(on(), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            let work = chain.instrument(async {
+                let _guard = OnDrop;
+                std::future::pending::<()>().await;
+            });
+            let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
+            assert!(timed_out.is_err());
+        });
+    });
+    assert_eq!(traces.len(), 1, "{traces:?}");
+    let root = traces[0].root().unwrap();
+    assert_eq!(root.events.len(), 1, "{root:?}");
+    assert_eq!(root.events[0].name, "step abandoned");
+    let cleanup = traces[0].spans.iter().find(|s| s.name == "cleanup");
+    assert_eq!(cleanup.map(|s| s.parent_id), Some(Some(root.span_id)));
+}

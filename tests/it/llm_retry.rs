@@ -381,8 +381,7 @@ async fn reset_and_refused_connections_are_retried() {
 
 /// Every retry is an event of the call's `CHAT_MODEL` span in its stored trace — a chat call
 /// retried after a 503, a stream retried until it opens, a stream reopened after breaking
-/// before its first content — though the client does not enter the span while the call runs
-/// (the retries name it).
+/// before its first content (while the caller reads the stream, the span not current).
 #[tokio::test]
 async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -429,6 +428,80 @@ async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
         events,
         [
             "llm request failed; retrying",
+            "llm request failed; retrying",
+            "llm stream broke before its first content; retrying",
+        ]
+    );
+}
+
+/// Calls made at once inside a chain's span (`join!` of a chat call and a stream) are its
+/// children in one stored trace, each with its own retry as its event and none on the chain —
+/// also for the stream read after the chain's span was let go (its reopen runs then, outside
+/// any span), which keeps the trace open until it ends.
+#[tokio::test]
+async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() {
+    use chainlog::llm::StreamEvent;
+    use futures::StreamExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
+    let subscriber = tracing_subscriber::registry().with(layer.filtered());
+    let guard = tracing::subscriber::set_default(subscriber);
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    tracing::callsite::rebuild_interest_cache();
+    let server = mock(Some(
+        "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",
+    ))
+    .await;
+    let client = client(settings(server.base_url()));
+    let (chat, streamed) = (ask("chat-retry"), ask("stream-reopen"));
+    let chain = chainlog::trace::TraceSpan::new("chain", "CHAIN");
+    let (reply, stream) = chain
+        .clone()
+        .instrument(async { tokio::join!(client.chat(&chat), client.chat_stream(&streamed)) })
+        .await;
+    assert_eq!(reply.unwrap().attempts, 2);
+    drop(chain);
+    let mut stream = stream.unwrap();
+    let mut done = None;
+    while let Some(event) = stream.next().await {
+        if let StreamEvent::Done(response) = event.unwrap() {
+            done = Some(response);
+        }
+    }
+    assert_eq!(done.unwrap().attempts, 2);
+    drop(stream);
+    drop(guard);
+    tracer.flush(Duration::from_secs(10)).await;
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    let traces: i64 = conn
+        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(traces, 1, "one trace for the chain and its calls");
+    let mut statement = conn
+        .prepare("SELECT content FROM spans ORDER BY name")
+        .unwrap();
+    let spans: Vec<serde_json::Value> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
+        .collect();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let root = spans.iter().find(|s| s["name"] == "chain").unwrap();
+    assert!(root["parent_span_id"].is_null(), "{root:#}");
+    assert_eq!(root["events"].as_array().map_or(0, Vec::len), 0, "{root:#}");
+    let mut events = Vec::new();
+    for call in spans.iter().filter(|s| s["name"] == "llm.chat") {
+        assert_eq!(call["parent_span_id"], root["span_id"], "{call:#}");
+        assert_eq!(call["trace_id"], root["trace_id"]);
+        let own = call["events"].as_array().unwrap();
+        assert_eq!(own.len(), 1, "its own retry: {call:#}");
+        events.push(own[0]["name"].as_str().unwrap().to_owned());
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        [
             "llm request failed; retrying",
             "llm stream broke before its first content; retrying",
         ]

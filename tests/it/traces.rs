@@ -686,3 +686,85 @@ fn a_hung_tracking_server_does_not_hold_up_a_prediction() {
     assert_eq!(warnings.len(), 1, "one warning: {stderr}");
     assert!(warnings[0].contains(&hung), "names the store: {stderr}");
 }
+
+/// A batch of `map_reduce` rows (each joining its part calls, then a reduce call), run at once
+/// on the CLI's multi-thread runtime with half the traces sampled out: every stored trace is
+/// one row's — one CHAIN root and its four CHAT_MODEL children, all in that trace — and no
+/// span of a row sampled out is stored anywhere. Read from the SQLite rows.
+#[test]
+fn concurrent_rows_with_sampling_store_each_rows_spans_in_its_own_trace() {
+    const ROWS: usize = 20;
+    let dir = project();
+    let logged = log(dir.path(), "map_reduce", r#"{"text": "x"}"#, &[]);
+    let uri = format!("models:/{}", logged["model_id"].as_str().unwrap());
+    // Three parts per row (1500 characters each at most), so four calls.
+    let sentence = "This sentence is one of many in a long text about traces. ";
+    let text = sentence.repeat(4000 / sentence.len());
+    let rows: String = (0..ROWS)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({ "text": format!("row {i}. {text}") })
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    ok(
+        chainlog(
+            dir.path(),
+            &[
+                "predict",
+                "-m",
+                &uri,
+                "--input-file",
+                "rows.jsonl",
+                "--output",
+                "out.jsonl",
+            ],
+            &[("MLFLOW_TRACE_SAMPLING_RATIO", "0.5")],
+        ),
+        "batch",
+    );
+    let conn = rusqlite::Connection::open(dir.path().join("mlflow.db")).unwrap();
+    let traces: i64 = conn
+        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
+        .unwrap();
+    assert!(
+        (1..ROWS as i64).contains(&traces),
+        "about half of {ROWS} rows traced: {traces}"
+    );
+    let mut statement = conn
+        .prepare(
+            "SELECT s.trace_id, count(*), sum(s.parent_span_id IS NULL AND s.type = 'CHAIN'), \
+             sum(s.type = 'CHAT_MODEL' AND s.parent_span_id = \
+                 (SELECT r.span_id FROM spans r WHERE r.trace_id = s.trace_id AND r.parent_span_id IS NULL)), \
+             (SELECT count(*) FROM trace_info t WHERE t.request_id = s.trace_id) \
+             FROM spans s GROUP BY s.trace_id",
+        )
+        .unwrap();
+    let groups: Vec<(String, i64, i64, i64, i64)> = statement
+        .query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        groups.len() as i64,
+        traces,
+        "spans only of stored traces: {groups:?}"
+    );
+    for group in &groups {
+        assert_eq!(
+            (group.1, group.2, group.3, group.4),
+            (5, 1, 4, 1),
+            "one root, its four calls, one trace row: {group:?}"
+        );
+    }
+}
