@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Span, field::Empty};
 
-use crate::trace::{AttributeValue, TraceSpan};
+use crate::trace::{AttributeValue, TraceSpan, UntilFinished};
 
 use super::{
     ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
@@ -369,7 +369,9 @@ impl LlmClient for OpenAiClient {
         // The trace's span is current while the call runs (its retries are its events); the
         // log lines' span is not entered at every poll (a registry lookup per layer when the
         // log filter enables it): its retries enter it for their lines.
+        let until = UntilFinished::new(&traced);
         let result = self.cancellable(traced.clone().instrument(call)).await;
+        until.finished();
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
@@ -397,7 +399,10 @@ impl LlmClient for OpenAiClient {
                 .await?;
             Ok((permit, response, body))
         };
-        match self.cancellable(traced.clone().instrument(open)).await {
+        let until = UntilFinished::new(&traced);
+        let opened = self.cancellable(traced.clone().instrument(open)).await;
+        until.finished();
+        match opened {
             Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {

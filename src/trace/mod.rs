@@ -16,7 +16,8 @@
 //!
 //! - The root span, type `CHAIN`, named after the chain: `mlflow.spanInputs` (the chain's
 //!   input JSON) and `mlflow.spanOutputs` (its output JSON); a failed chain sets status
-//!   ERROR with the error message, and the trace's state is then `ERROR`.
+//!   ERROR with the error message, and the trace's state is then `ERROR`; so does a chain, or
+//!   an LLM call, dropped before it finished (a timeout, a client gone: [`DROPPED_MESSAGE`]).
 //! - One `CHAT_MODEL` span (`llm.chat`) per LLM call: `mlflow.llm.model`,
 //!   `mlflow.llm.provider` (`openai`), `mlflow.message.format` (`openai`),
 //!   `mlflow.chat.tokenUsage` (`{"input_tokens", "output_tokens", "total_tokens"}`, absent when
@@ -89,7 +90,8 @@ pub use model::{
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
 pub use record::{
-    attribute, attributes, error_chain, fail, inputs, is_active, json_text, outputs, tool_span,
+    DROPPED_MESSAGE, UntilFinished, attribute, attributes, error_chain, fail, inputs, is_active,
+    json_text, outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 

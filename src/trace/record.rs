@@ -65,6 +65,52 @@ pub fn fail(span: &TraceSpan, message: impl std::fmt::Display) {
     span.with_data(|traced| traced.error = Some(message.to_string()));
 }
 
+/// The message of a span whose work was dropped before it finished.
+pub const DROPPED_MESSAGE: &str =
+    "dropped before it finished (the caller gave up: a timeout, a client gone)";
+
+/// Marks its span failed with [`DROPPED_MESSAGE`] if dropped before
+/// [`finished`](Self::finished): held by work a caller may give up on part-way, whose span
+/// would otherwise end in state OK with no outputs (as MLflow marks a cancelled call ERROR).
+///
+/// # Examples
+///
+/// ```
+/// use chainlog::trace::{TraceSpan, UntilFinished};
+/// let span = TraceSpan::new("retrieve", "RETRIEVER");
+/// let until = UntilFinished::new(&span);
+/// // … the work, which a timeout may drop here …
+/// until.finished();
+/// ```
+#[derive(Debug)]
+pub struct UntilFinished<'a> {
+    span: &'a TraceSpan,
+    finished: bool,
+}
+
+impl<'a> UntilFinished<'a> {
+    /// Watches `span`.
+    pub fn new(span: &'a TraceSpan) -> Self {
+        Self {
+            span,
+            finished: false,
+        }
+    }
+
+    /// The work came to its end (a success or an error of its own).
+    pub fn finished(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for UntilFinished<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            fail(self.span, DROPPED_MESSAGE);
+        }
+    }
+}
+
 /// `error` and its sources, joined by `: ` (a failed span's message).
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();

@@ -507,3 +507,57 @@ async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() 
         ]
     );
 }
+
+/// A chain given up on part-way (a timeout drops it mid-call) leaves a trace in state ERROR:
+/// its CHAIN root and its CHAT_MODEL span fail with chainlog's "dropped before it finished"
+/// message and keep their inputs, with no outputs — not a success without outputs.
+#[tokio::test]
+async fn a_chain_dropped_by_a_timeout_leaves_an_error_trace_saying_so() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(layer.filtered()));
+    let server = mock(Some(
+        "rules:\n  - match: { content: hang-here }\n    reply: { fault: { kind: hang, ms: 20000 } }\n",
+    ))
+    .await;
+    let chain = crate::chain_support::build(
+        "summarize",
+        &crate::chain_support::default_config("summarize"),
+        crate::chain_support::mock_env(&server),
+    )
+    .unwrap();
+    let ctx = chainlog::chain::RunContext::default();
+    let run = chain.invoke(json!({"text": "hang-here, please"}), &ctx);
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), run).await;
+    assert!(
+        gave_up.is_err(),
+        "the mock hangs: the timeout drops the chain"
+    );
+    drop(guard);
+    tracer.flush(Duration::from_secs(10)).await;
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
+    let state: String = conn
+        .query_row("SELECT status FROM trace_info", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(state, "ERROR");
+    let mut statement = conn.prepare("SELECT content FROM spans").unwrap();
+    let spans: Vec<serde_json::Value> = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
+        .collect();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for span in &spans {
+        assert_eq!(span["status"]["code"], "STATUS_CODE_ERROR", "{span:#}");
+        assert_eq!(
+            span["status"]["message"],
+            chainlog::trace::DROPPED_MESSAGE,
+            "{span:#}"
+        );
+        let attributes = &span["attributes"];
+        assert!(attributes.get("mlflow.spanInputs").is_some(), "{span:#}");
+        assert!(attributes.get("mlflow.spanOutputs").is_none(), "{span:#}");
+    }
+}

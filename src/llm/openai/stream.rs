@@ -28,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tracing::Span;
 
-use crate::trace::TraceSpan;
+use crate::trace::{TraceSpan, UntilFinished};
 
 use super::{
     record,
@@ -88,6 +88,8 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             cancel, reopen, policy,
         } = context;
         let _permit = permit;
+        // A stream dropped before its end (its reader gave up) fails its span as dropped.
+        let until = UntilFinished::new(&traced);
         let mut reply = Assembly::default();
         let outcome = loop {
             let error = match next_chunk(&mut events, idle_timeout, cancel.as_ref()).await {
@@ -135,6 +137,7 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
                 Err(error) => break Err(error),
             }
         };
+        until.finished();
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
