@@ -14,6 +14,20 @@ fn traced(settings: TraceSettings, f: impl FnOnce()) -> Vec<TraceRecord> {
     tracer.take_queued()
 }
 
+/// [`traced`] for async work, run on a current-thread runtime of its own.
+fn traced_async(
+    settings: TraceSettings,
+    work: impl std::future::Future<Output = ()>,
+) -> Vec<TraceRecord> {
+    traced(settings, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(work);
+    })
+}
+
 fn on() -> TraceSettings {
     TraceSettings {
         enabled: true,
@@ -800,30 +814,24 @@ async fn a_flush_landing_mid_write_stores_every_row() {
 /// once, when the last of them ends — not without them, their spans lost.
 #[test]
 fn spans_carried_into_a_task_that_outlives_the_chain_stay_in_its_trace() {
-    let traces = traced(on(), || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let chain = TraceSpan::new("chain", "CHAIN");
-            let work = chain.instrument(async {
-                let retrieve = TraceSpan::new("retrieve", "RETRIEVER");
-                retrieve
-                    .instrument(async {
-                        let task = tokio::spawn(TraceSpan::current().instrument(async {
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            let _llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
-                        }));
-                        task.await.unwrap();
-                    })
-                    .await;
-            });
-            let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
-            assert!(timed_out.is_err(), "the chain is dropped by its timeout");
-            // The task goes on, detached.
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let traces = traced_async(on(), async {
+        let chain = TraceSpan::new("chain", "CHAIN");
+        let work = chain.instrument(async {
+            let retrieve = TraceSpan::new("retrieve", "RETRIEVER");
+            retrieve
+                .instrument(async {
+                    let task = tokio::spawn(TraceSpan::current().instrument(async {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        let _llm = TraceSpan::new("llm.chat", "CHAT_MODEL");
+                    }));
+                    task.await.unwrap();
+                })
+                .await;
         });
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
+        assert!(timed_out.is_err(), "the chain is dropped by its timeout");
+        // The task goes on, detached.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     });
     assert_eq!(traces.len(), 1, "one trace, queued once: {traces:?}");
     let trace = &traces[0];
@@ -1019,20 +1027,14 @@ fn work_dropped_part_way_is_dropped_inside_its_span() {
             let _cleanup = TraceSpan::new("cleanup", "TASK");
         }
     }
-    let traces = traced(on(), || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let chain = TraceSpan::new("chain", "CHAIN");
-            let work = chain.instrument(async {
-                let _guard = OnDrop;
-                std::future::pending::<()>().await;
-            });
-            let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
-            assert!(timed_out.is_err());
+    let traces = traced_async(on(), async {
+        let chain = TraceSpan::new("chain", "CHAIN");
+        let work = chain.instrument(async {
+            let _guard = OnDrop;
+            std::future::pending::<()>().await;
         });
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), work).await;
+        assert!(timed_out.is_err());
     });
     assert_eq!(traces.len(), 1, "{traces:?}");
     let root = traces[0].root().unwrap();

@@ -384,16 +384,8 @@ async fn reset_and_refused_connections_are_retried() {
 /// before its first content (while the caller reads the stream, the span not current).
 #[tokio::test]
 async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
-    use tracing_subscriber::layer::SubscriberExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
-    let subscriber = tracing_subscriber::registry().with(layer.filtered());
-    let guard = tracing::subscriber::set_default(subscriber);
-    // As in llm_client.rs `api_key_never_shows`: with a single registered dispatcher, a test
-    // on another thread (no subscriber) can cache "nobody listens" for the llm callsites; a
-    // second, idle dispatcher makes tracing-core ask every registered one.
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::callsite::rebuild_interest_cache();
+    let (tracer, db_path, guard, _second) = traced_into_sqlite(dir.path()).await;
     let server = mock(Some(
         "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: stream after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",
     ))
@@ -407,13 +399,7 @@ async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
     }
     drop(guard);
     tracer.flush(Duration::from_secs(10)).await;
-    let conn = rusqlite::Connection::open(&db_path).unwrap();
-    let mut statement = conn.prepare("SELECT content FROM spans").unwrap();
-    let spans: Vec<serde_json::Value> = statement
-        .query_map([], |row| row.get::<_, String>(0))
-        .unwrap()
-        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
-        .collect();
+    let spans = stored_spans(&db_path);
     assert_eq!(spans.len(), 3, "one CHAT_MODEL span per call: {spans:#?}");
     let mut events: Vec<String> = spans
         .iter()
@@ -442,13 +428,8 @@ async fn every_retry_is_an_event_of_the_calls_span_in_its_trace() {
 async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() {
     use chainlog::llm::StreamEvent;
     use futures::StreamExt as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
-    let subscriber = tracing_subscriber::registry().with(layer.filtered());
-    let guard = tracing::subscriber::set_default(subscriber);
-    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
-    tracing::callsite::rebuild_interest_cache();
+    let (tracer, db_path, guard, _second) = traced_into_sqlite(dir.path()).await;
     let server = mock(Some(
         "rules:\n  - match: { content: chat-retry }\n    sequence:\n      - fault: { kind: overloaded }\n      - text: chat after a retry\n  - match: { content: stream-reopen }\n    sequence:\n      - fault: { kind: drop_connection, after_chunks: 0 }\n      - text: stream after a reopen\n",
     ))
@@ -478,14 +459,7 @@ async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() 
         .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
         .unwrap();
     assert_eq!(traces, 1, "one trace for the chain and its calls");
-    let mut statement = conn
-        .prepare("SELECT content FROM spans ORDER BY name")
-        .unwrap();
-    let spans: Vec<serde_json::Value> = statement
-        .query_map([], |row| row.get::<_, String>(0))
-        .unwrap()
-        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
-        .collect();
+    let spans = stored_spans(&db_path);
     assert_eq!(spans.len(), 3, "{spans:#?}");
     let root = spans.iter().find(|s| s["name"] == "chain").unwrap();
     assert!(root["parent_span_id"].is_null(), "{root:#}");
@@ -513,11 +487,8 @@ async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() 
 /// message and keep their inputs, with no outputs — not a success without outputs.
 #[tokio::test]
 async fn a_chain_dropped_by_a_timeout_leaves_an_error_trace_saying_so() {
-    use tracing_subscriber::layer::SubscriberExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir.path()).await;
-    let guard =
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(layer.filtered()));
+    let (tracer, db_path, guard, _second) = traced_into_sqlite(dir.path()).await;
     let server = mock(Some(
         "rules:\n  - match: { content: hang-here }\n    reply: { fault: { kind: hang, ms: 20000 } }\n",
     ))
@@ -542,12 +513,7 @@ async fn a_chain_dropped_by_a_timeout_leaves_an_error_trace_saying_so() {
         .query_row("SELECT status FROM trace_info", [], |row| row.get(0))
         .unwrap();
     assert_eq!(state, "ERROR");
-    let mut statement = conn.prepare("SELECT content FROM spans").unwrap();
-    let spans: Vec<serde_json::Value> = statement
-        .query_map([], |row| row.get::<_, String>(0))
-        .unwrap()
-        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
-        .collect();
+    let spans = stored_spans(&db_path);
     assert_eq!(spans.len(), 2, "{spans:#?}");
     for span in &spans {
         assert_eq!(span["status"]["code"], "STATUS_CODE_ERROR", "{span:#}");
@@ -560,4 +526,39 @@ async fn a_chain_dropped_by_a_timeout_leaves_an_error_trace_saying_so() {
         assert!(attributes.get("mlflow.spanInputs").is_some(), "{span:#}");
         assert!(attributes.get("mlflow.spanOutputs").is_none(), "{span:#}");
     }
+}
+
+/// A tracer exporting into a fresh SQLite store in `dir`, its layer this thread's subscriber
+/// until the guard drops; with it a second, idle dispatcher (keep it as long): with a single
+/// registered dispatcher, a test on another thread (no subscriber) can cache "nobody listens"
+/// for the llm callsites (as in llm_client.rs `api_key_never_shows`); with two, tracing-core
+/// asks every registered one.
+async fn traced_into_sqlite(
+    dir: &std::path::Path,
+) -> (
+    chainlog::trace::Tracer,
+    std::path::PathBuf,
+    tracing::subscriber::DefaultGuard,
+    tracing::Dispatch,
+) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let (layer, tracer, db_path) = crate::support::trace_store::sqlite_tracer(dir).await;
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(layer.filtered()));
+    let second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
+    tracing::callsite::rebuild_interest_cache();
+    (tracer, db_path, guard, second)
+}
+
+/// Every span in the SQLite store `db_path`: its `content` (MLflow's span dict), by name.
+fn stored_spans(db_path: &std::path::Path) -> Vec<serde_json::Value> {
+    let conn = rusqlite::Connection::open(db_path).unwrap();
+    let mut statement = conn
+        .prepare("SELECT content FROM spans ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|content| serde_json::from_str(&content.unwrap()).unwrap())
+        .collect()
 }
