@@ -271,15 +271,13 @@ impl BuiltChain {
         let span = tracing::info_span!(parent: ctx.span(), "chain", chain = %self.name);
         let traced = crate::trace::TraceSpan::new(self.name, "CHAIN");
         // Set now: a future dropped before its end (a caller that gave up, a timeout) leaves
-        // a span with its inputs, failed as dropped.
+        // a span with its inputs, failed as dropped (by its instrumented future).
         crate::trace::attribute(&traced, "mlflow.spanInputs", || input.clone());
-        let until = crate::trace::UntilFinished::new(&traced);
         let ctx = RunContext::clone(ctx);
         let result = traced
             .clone()
             .instrument(self.chain.invoke_json(input, &ctx).instrument(span))
             .await;
-        until.finished();
         match &result {
             Ok(output) => crate::trace::outputs(&traced, || output.clone()),
             Err(error) => crate::trace::fail(&traced, crate::trace::error_chain(error)),

@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Span, field::Empty};
 
-use crate::trace::{AttributeValue, TraceSpan, UntilFinished};
+use crate::trace::{AttributeValue, TraceSpan};
 
 use super::{
     ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
@@ -369,9 +369,7 @@ impl LlmClient for OpenAiClient {
         // The trace's span is current while the call runs (its retries are its events); the
         // log lines' span is not entered at every poll (a registry lookup per layer when the
         // log filter enables it): its retries enter it for their lines.
-        let until = UntilFinished::new(&traced);
         let result = self.cancellable(traced.clone().instrument(call)).await;
-        until.finished();
         let attempts = attempts.load(Ordering::Relaxed);
         record(
             &span,
@@ -399,10 +397,7 @@ impl LlmClient for OpenAiClient {
                 .await?;
             Ok((permit, response, body))
         };
-        let until = UntilFinished::new(&traced);
-        let opened = self.cancellable(traced.clone().instrument(open)).await;
-        until.finished();
-        match opened {
+        match self.cancellable(traced.clone().instrument(open)).await {
             Ok((permit, response, body)) => Ok(stream::assemble(
                 response,
                 stream::Context {
@@ -456,7 +451,7 @@ impl LlmClient for OpenAiClient {
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
 /// logs it; its trace's span `traced` gets them as MLflow attributes with `received` as its
 /// outputs, and a `stream`'s span the assembled completion as its outputs.
-pub(super) fn record(
+fn record(
     span: &Span,
     traced: &TraceSpan,
     result: Result<&ChatResponse, &LlmError>,

@@ -178,7 +178,9 @@ impl TraceSpan {
         f()
     }
 
-    /// `future`, with this span current on the thread while it is polled or dropped.
+    /// `future`, with this span current on the thread while it is polled or dropped; dropped
+    /// before it finished (a timeout, a caller gone), it fails the span with
+    /// [`DROPPED_MESSAGE`](super::DROPPED_MESSAGE).
     pub fn instrument<F: Future>(self, future: F) -> Instrumented<F> {
         Instrumented {
             inner: Some(future),
@@ -225,10 +227,12 @@ impl Drop for Entered {
 pin_project_lite::pin_project! {
     /// A future with a span current while it is polled ([`TraceSpan::instrument`]), and while
     /// it is dropped: what its work logs or makes as it is dropped part-way (a timeout, a
-    /// client gone) is in the span, as with `tracing`'s `Instrumented`.
+    /// client gone) is in the span, as with `tracing`'s `Instrumented`. Dropped before it
+    /// finished, it fails the span with [`DROPPED_MESSAGE`](super::DROPPED_MESSAGE): the work
+    /// was given up, not done (a later error of the caller's own replaces the message).
     #[derive(Debug)]
     pub struct Instrumented<F> {
-        // `None` once dropped (in the span).
+        // `None` once it finished (dropped then, in the span).
         #[pin]
         inner: Option<F>,
         span: TraceSpan,
@@ -237,8 +241,11 @@ pin_project_lite::pin_project! {
     impl<F> PinnedDrop for Instrumented<F> {
         fn drop(this: Pin<&mut Self>) {
             let mut this = this.project();
-            let _entered = this.span.enter();
-            this.inner.set(None);
+            if this.inner.as_ref().get_ref().is_some() {
+                let _entered = this.span.enter();
+                super::fail(this.span, super::DROPPED_MESSAGE);
+                this.inner.set(None);
+            }
         }
     }
 }
@@ -247,13 +254,16 @@ impl<F: Future> Future for Instrumented<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let _entered = this.span.enter();
-        match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx),
-            // `inner` is `None` only in `drop`, after which nothing polls it.
-            None => unreachable!("an Instrumented future is only emptied when it is dropped"),
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            panic!("an Instrumented future was polled after it finished");
+        };
+        let poll = inner.poll(cx);
+        if poll.is_ready() {
+            this.inner.set(None);
         }
+        poll
     }
 }
 

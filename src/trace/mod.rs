@@ -89,9 +89,10 @@ pub use model::{
 };
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
+pub(crate) use record::UntilFinished;
 pub use record::{
-    DROPPED_MESSAGE, UntilFinished, attribute, attributes, error_chain, fail, inputs, is_active,
-    json_text, outputs, tool_span,
+    DROPPED_MESSAGE, attribute, attributes, error_chain, fail, inputs, is_active, json_text,
+    outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 

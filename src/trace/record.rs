@@ -70,27 +70,18 @@ pub const DROPPED_MESSAGE: &str =
     "dropped before it finished (the caller gave up: a timeout, a client gone)";
 
 /// Marks its span failed with [`DROPPED_MESSAGE`] if dropped before
-/// [`finished`](Self::finished): held by work a caller may give up on part-way, whose span
-/// would otherwise end in state OK with no outputs (as MLflow marks a cancelled call ERROR).
-///
-/// # Examples
-///
-/// ```
-/// use chainlog::trace::{TraceSpan, UntilFinished};
-/// let span = TraceSpan::new("retrieve", "RETRIEVER");
-/// let until = UntilFinished::new(&span);
-/// // … the work, which a timeout may drop here …
-/// until.finished();
-/// ```
+/// [`finished`](Self::finished): for work that is not one instrumented future (a stream read
+/// chunk by chunk), whose span would otherwise end in state OK with no outputs when its reader
+/// gives up. An instrumented future does this itself ([`TraceSpan::instrument`]).
 #[derive(Debug)]
-pub struct UntilFinished<'a> {
+pub(crate) struct UntilFinished<'a> {
     span: &'a TraceSpan,
     finished: bool,
 }
 
 impl<'a> UntilFinished<'a> {
     /// Watches `span`.
-    pub fn new(span: &'a TraceSpan) -> Self {
+    pub(crate) fn new(span: &'a TraceSpan) -> Self {
         Self {
             span,
             finished: false,
@@ -98,7 +89,7 @@ impl<'a> UntilFinished<'a> {
     }
 
     /// The work came to its end (a success or an error of its own).
-    pub fn finished(mut self) {
+    pub(crate) fn finished(mut self) {
         self.finished = true;
     }
 }

@@ -1043,3 +1043,24 @@ fn work_dropped_part_way_is_dropped_inside_its_span() {
     let cleanup = traces[0].spans.iter().find(|s| s.name == "cleanup");
     assert_eq!(cleanup.map(|s| s.parent_id), Some(Some(root.span_id)));
 }
+
+/// An instrumented future dropped before it finished fails its span as dropped; one that
+/// finished leaves its span as its work left it.
+#[test]
+fn an_instrumented_future_dropped_before_it_finished_fails_its_span() {
+    let traces = traced_async(on(), async {
+        TraceSpan::new("done", "CHAIN").instrument(async {}).await;
+        let given_up = TraceSpan::new("given up", "CHAIN").instrument(std::future::pending::<()>());
+        let timed_out = tokio::time::timeout(std::time::Duration::from_millis(5), given_up).await;
+        assert!(timed_out.is_err());
+    });
+    let error = |name: &str| {
+        let trace = traces
+            .iter()
+            .find(|t| t.root().unwrap().name == name)
+            .unwrap();
+        trace.root().unwrap().error.clone()
+    };
+    assert_eq!(error("done"), None);
+    assert_eq!(error("given up").as_deref(), Some(DROPPED_MESSAGE));
+}
