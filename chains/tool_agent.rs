@@ -148,7 +148,7 @@ impl Chain for ToolAgent {
                 // A TOOL span in the prediction's trace: arguments in, result out.
                 let span = chainlog::trace::tool_span(&call.name, &call.arguments);
                 let result = span.in_scope(|| self.run_tool(call));
-                chainlog::trace::outputs(&span, || serde_json::json!(result));
+                chainlog::trace::outputs(&span, || &result);
                 tracing::info!(tool = %call.name, "tool call");
                 messages.push(ChatMessage::Tool {
                     tool_call_id: call.id.clone(),

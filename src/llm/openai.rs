@@ -51,7 +51,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{Span, field::Empty};
 
-use crate::trace::{AttributeValue, TraceSpan};
+use crate::trace::TraceSpan;
 
 use super::{
     ApiKey, CallLoad, ChatRequest, ChatResponse, ChatStream, LlmClient, LlmError, LlmSettings,
@@ -346,20 +346,15 @@ impl LlmClient for OpenAiClient {
         let traced = TraceSpan::new("llm.chat", "CHAT_MODEL");
         let started = Instant::now();
         let attempts = Arc::new(AtomicU32::new(0));
-        // The body received, kept for the trace: set on its span at the end, with the call's
-        // other attributes.
-        let mut received = None;
         let call = async {
             let body = wire::to_body(&self.inner, request, false)?;
-            crate::trace::json_text(&traced, "mlflow.spanInputs", || body.clone());
+            crate::trace::json_text(&traced, "mlflow.spanInputs", || &body);
             let _permit = self.permit().await?;
             let response = self.send(body, Arc::clone(&attempts), &span).await?;
             let (reply, raw) = wire::read_reply(response).await?;
-            if traced.is_recording() {
-                // A copy: `raw` can be a slice of the connection's read buffer, which a kept
-                // reference would stop the HTTP client from reusing.
-                received = Some(Bytes::copy_from_slice(&raw));
-            }
+            // The body as received (copied into the trace: `raw` can be a slice of the
+            // connection's read buffer).
+            crate::trace::json_text(&traced, "mlflow.spanOutputs", || &raw);
             let attempts = attempts.load(Ordering::Relaxed);
             let response =
                 wire::to_response(reply, &self.inner.model, started.elapsed(), attempts)?;
@@ -378,7 +373,6 @@ impl LlmClient for OpenAiClient {
             started.elapsed(),
             attempts,
             false,
-            received,
         );
         result
     }
@@ -390,7 +384,7 @@ impl LlmClient for OpenAiClient {
         let attempts = Arc::new(AtomicU32::new(0));
         let open = async {
             let body = wire::to_body(&self.inner, request, true)?;
-            crate::trace::json_text(&traced, "mlflow.spanInputs", || body.clone());
+            crate::trace::json_text(&traced, "mlflow.spanInputs", || &body);
             let permit = self.permit().await?;
             let response = self
                 .send(body.clone(), Arc::clone(&attempts), &span)
@@ -424,7 +418,6 @@ impl LlmClient for OpenAiClient {
                     started.elapsed(),
                     attempts,
                     true,
-                    None,
                 );
                 Err(error)
             }
@@ -449,8 +442,9 @@ impl LlmClient for OpenAiClient {
 }
 
 /// Writes a finished call's usage, latency and attempts (or its error) onto its span, and
-/// logs it; its trace's span `traced` gets them as MLflow attributes with `received` as its
-/// outputs, and a `stream`'s span the assembled completion as its outputs.
+/// logs it; its trace's span `traced` gets them as MLflow attributes, and a `stream`'s span
+/// the assembled completion as its outputs (a call's outputs are the body received, set when
+/// it was read).
 fn record(
     span: &Span,
     traced: &TraceSpan,
@@ -458,12 +452,11 @@ fn record(
     latency: Duration,
     attempts: u32,
     stream: bool,
-    received: Option<Bytes>,
 ) {
     let latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
     span.record("latency_ms", latency_ms);
     span.record("attempts", attempts);
-    trace_call(traced, result, latency_ms, attempts, stream, received);
+    trace_call(traced, result, latency_ms, attempts, stream);
     match result {
         Ok(response) => {
             span.record("gen_ai.response.model", response.model.as_str());
@@ -491,13 +484,11 @@ fn trace_call(
     latency_ms: u64,
     attempts: u32,
     stream: bool,
-    received: Option<Bytes>,
 ) {
     crate::trace::attributes(span, || {
         let response = result.ok();
         let usage = response.and_then(|response| response.usage);
         [
-            received.map(|received| ("mlflow.spanOutputs", AttributeValue::JsonText(received))),
             Some(("mlflow.llm.provider", "openai".into())),
             Some(("mlflow.message.format", "openai".into())),
             Some(("latency_ms", latency_ms.into())),

@@ -27,7 +27,10 @@ use std::{
     cell::Cell,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError, TryLockError,
+        atomic::{AtomicU32, Ordering},
+    },
     task::{Context as TaskContext, Poll},
     time::SystemTime,
 };
@@ -44,7 +47,8 @@ use tracing_subscriber::{
 
 use super::{
     export::ExportQueue,
-    model::{MAX_EVENTS, SpanData, SpanEvent, TraceRecord, nonzero},
+    model::{MAX_EVENTS, SpanEvent, TraceRecord, nonzero},
+    packed::{SpanEnd, TracePacker},
     record::is_active,
 };
 
@@ -92,7 +96,8 @@ enum State {
     Live(Arc<LiveSpan>),
 }
 
-/// A traced span: its ids, its trace, and its data while it runs.
+/// A traced span: its ids, its trace, its name, type and start. What it records goes
+/// straight into its trace's buffer.
 struct LiveSpan {
     trace: Arc<TraceBuf>,
     span_id: u64,
@@ -100,20 +105,39 @@ struct LiveSpan {
     /// span in the registry does): one carried into a task that outlives its parent's work
     /// still lands in the trace before the root sends it.
     parent: Option<Arc<LiveSpan>>,
-    data: Mutex<SpanData>,
+    name: Cow<'static, str>,
+    span_type: &'static str,
+    start: SystemTime,
+    /// Events recorded so far (at most [`MAX_EVENTS`]).
+    events: AtomicU32,
 }
 
-/// The trace a span belongs to: its id, its spans as they end, and where it goes when the
+/// The trace a span belongs to: its id, what its spans recorded, and where it goes when the
 /// root ends.
 struct TraceBuf {
     trace_id: u128,
-    spans: Mutex<Vec<super::SpanRecord>>,
+    packer: Mutex<TracePacker>,
     queue: Arc<ExportQueue>,
+}
+
+impl TraceBuf {
+    /// Runs `f` on the trace's buffer — unless this thread is inside such a run already (the
+    /// `Debug` or `Serialize` of a value being written that logs or records: that is left
+    /// out rather than deadlock).
+    fn record(&self, f: impl FnOnce(&mut TracePacker)) {
+        if RECORDING.try_with(|flag| flag.replace(true)) != Ok(false) {
+            return;
+        }
+        f(&mut self.packer.lock().unwrap_or_else(PoisonError::into_inner));
+        let _ = RECORDING.try_with(|flag| flag.set(false));
+    }
 }
 
 thread_local! {
     /// The span current on this thread.
     static CURRENT: Cell<State> = const { Cell::new(State::Off) };
+    /// Whether this thread is writing into a trace's buffer ([`TraceBuf::record`]).
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The span current on this thread (a clone); none while the thread's locals are being
@@ -151,7 +175,7 @@ impl TraceSpan {
                 Some((queue, _)) => {
                     let trace = Arc::new(TraceBuf {
                         trace_id: TraceRecord::new_trace_id(),
-                        spans: Mutex::new(Vec::new()),
+                        packer: Mutex::new(TracePacker::default()),
                         queue,
                     });
                     State::Live(Arc::new(LiveSpan::new(trace, None, name.into(), span_type)))
@@ -202,10 +226,11 @@ impl TraceSpan {
         }
     }
 
-    /// Runs `f` on the span's data, when it is traced.
-    pub(super) fn with_data(&self, f: impl FnOnce(&mut SpanData)) {
+    /// Runs `f` on the span's trace buffer with the span's id, when it is traced (see
+    /// [`TraceBuf::record`]).
+    pub(super) fn record(&self, f: impl FnOnce(&mut TracePacker, u64)) {
         if let State::Live(live) = &self.state {
-            f(&mut live.data());
+            live.trace.record(|packer| f(packer, live.span_id));
         }
     }
 }
@@ -278,55 +303,58 @@ impl LiveSpan {
         name: Cow<'static, str>,
         span_type: &'static str,
     ) -> Self {
-        // A model call sets ten or so attributes; others a few.
-        let capacity = if span_type == "CHAT_MODEL" { 12 } else { 4 };
         Self {
             trace,
             span_id: nonzero(rand::random::<u64>()),
             parent,
-            data: Mutex::new(SpanData {
-                name,
-                span_type: Cow::Borrowed(span_type),
-                start: SystemTime::now(),
-                attributes: Vec::with_capacity(capacity),
-                events: Vec::new(),
-                error: None,
-            }),
+            name,
+            span_type,
+            start: SystemTime::now(),
+            events: AtomicU32::new(0),
         }
-    }
-
-    fn data(&self) -> MutexGuard<'_, SpanData> {
-        self.data.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Drop for LiveSpan {
-    /// The span ends (its handles and its children are gone): into its trace's spans; the
-    /// root sends the trace to the export queue. Its parent is let go after, and may end then.
+    /// The span ends (its handles and its children are gone): its end goes into its trace's
+    /// buffer, and the root sends the trace to the export queue. Its parent is let go after,
+    /// and may end then.
     fn drop(&mut self) {
-        let parent_id = self.parent.as_ref().map(|parent| parent.span_id);
-        let record = self
-            .data
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .finish(
-                self.trace.trace_id,
-                self.span_id,
-                parent_id,
-                SystemTime::now(),
-            );
-        let mut spans = self
-            .trace
-            .spans
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        spans.push(record);
+        let end = SpanEnd {
+            span_id: self.span_id,
+            parent_id: self.parent.as_ref().map(|parent| parent.span_id),
+            start: self.start,
+            end: SystemTime::now(),
+            name: &self.name,
+            span_type: self.span_type,
+        };
+        // Not through `record`, which leaves out what a thread records while it writes: a
+        // span ends then too, unless its own trace's buffer is the one being written (a
+        // value's `Serialize` that drops the last handle of a span of the trace it is written
+        // into), which would deadlock: that span's end is lost.
+        let writing = RECORDING.try_with(Cell::get).unwrap_or(true);
+        let packer = if writing {
+            match self.trace.packer.try_lock() {
+                Ok(packer) => Some(packer),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            }
+        } else {
+            Some(
+                self.trace
+                    .packer
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            )
+        };
+        let Some(mut packer) = packer else {
+            return;
+        };
+        packer.end_span(&end);
         if self.parent.is_none() {
-            let spans = std::mem::take(&mut *spans);
-            self.trace.queue.push(TraceRecord {
-                trace_id: self.trace.trace_id,
-                spans,
-            });
+            let trace = packer.finish(self.trace.trace_id);
+            drop(packer);
+            self.trace.queue.push(trace);
         }
     }
 }
@@ -411,24 +439,24 @@ impl<S: Subscriber> Layer<S> for TraceLayer {
         let State::Live(live) = current() else {
             return;
         };
-        if live.data().events.len() >= MAX_EVENTS {
+        if live.events.fetch_add(1, Ordering::Relaxed) >= MAX_EVENTS {
+            live.events.store(MAX_EVENTS, Ordering::Relaxed);
             return;
         }
-        // The fields are read without the span's lock: their `Debug` and `Display` run the
+        // The fields are read without the trace's lock: their `Debug` and `Display` run the
         // caller's code, which may log (an event dispatched again, here) or set the span's
         // attributes.
         let time = SystemTime::now();
         let mut fields = EventFields::default();
         event.record(&mut fields);
-        let mut data = live.data();
-        if data.events.len() < MAX_EVENTS {
-            data.events.push(SpanEvent {
-                name: fields
-                    .message
-                    .unwrap_or_else(|| event.metadata().name().to_owned()),
-                time,
-                attributes: fields.fields,
-            });
-        }
+        let event = SpanEvent {
+            name: fields
+                .message
+                .unwrap_or_else(|| event.metadata().name().to_owned()),
+            time,
+            attributes: fields.fields,
+        };
+        live.trace
+            .record(|packer| packer.event(live.span_id, &event));
     }
 }

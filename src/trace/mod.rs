@@ -3,7 +3,9 @@
 //!
 //! Owns the trace model ([`TraceRecord`], [`SpanRecord`]), the spans while they run
 //! ([`TraceSpan`], chainlog's own: not the data of `tracing` spans, which cost a traced call
-//! the registry's bookkeeping) and the `tracing` layer that carries the export with the
+//! the registry's bookkeeping), what they record, written into one buffer per trace as it
+//! happens (`packed`: no copy of a value kept per attribute, one block per trace in the
+//! queue), and the `tracing` layer that carries the export with the
 //! subscriber and makes log events span events ([`TraceLayer`]), the bounded export queue and
 //! its two export threads ([`Tracer`]), and the two destinations (`otlp`: OTLP through
 //! `opentelemetry-otlp` plus MLflow's `StartTraceV3` for the metadata; `sqlite`: MLflow
@@ -77,6 +79,7 @@ mod export;
 mod live;
 mod model;
 mod otlp;
+mod packed;
 mod read;
 mod record;
 mod sqlite;

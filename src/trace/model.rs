@@ -1,11 +1,13 @@
-//! The trace model: a span's data in flight ([`SpanData`]), a finished span ([`SpanRecord`]) and a
-//! finished trace ([`TraceRecord`]), and how their attributes are encoded for MLflow.
+//! The trace model: an attribute's value ([`AttributeValue`]), a finished span
+//! ([`SpanRecord`]) and a finished trace ([`TraceRecord`]) as the export reads them, and how
+//! their attributes are encoded for MLflow.
 //!
 //! MLflow keeps every span attribute as JSON text (`"\"CHAIN\""`, `{"question": …}`); so does
-//! this model, for OTLP and for SQLite rows alike. On the prediction's path an attribute is
-//! kept as it came ([`AttributeValue`]); encoding happens in the exporter's background thread:
-//! there every attribute's JSON text is scrubbed of secrets ([`crate::secret::scrub`]) and cut
-//! to [`MAX_ATTRIBUTE_BYTES`].
+//! this model, for OTLP and for SQLite rows alike. On the prediction's path a value is written
+//! into its trace's buffer as it came (`packed`: a JSON value as its text, a number as its
+//! bytes); the export's background thread reads the trace back and there every attribute's
+//! JSON text is scrubbed of secrets ([`crate::secret::scrub`]) and cut to
+//! [`MAX_ATTRIBUTE_BYTES`].
 
 use std::{borrow::Cow, time::SystemTime};
 
@@ -20,14 +22,14 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 1024 * 1024;
 pub const TRUNCATION_MARKER: &str = "…[truncated by chainlog: ";
 
 /// The most events one span keeps (retries are events; a runaway loop must not grow memory).
-pub(super) const MAX_EVENTS: usize = 128;
+pub(super) const MAX_EVENTS: u32 = 128;
 
 /// MLflow's length of a trace's request and response previews.
 pub(super) const PREVIEW_CHARS: usize = 1000;
 
-/// A value an attribute was given, kept as it came and encoded to JSON text at export: the
-/// prediction's path only moves it (no serialising, and no allocation for a number, a flag, a
-/// `&'static str` or token usage).
+/// A value an attribute was given ([`attributes`](super::attributes)), and an attribute of a
+/// finished span as the export reads it: no allocation for a number, a flag, a
+/// `&'static str` or token usage; encoded to MLflow's JSON text at export.
 ///
 /// # Examples
 ///
@@ -110,47 +112,6 @@ macro_rules! int_attribute {
     )*};
 }
 int_attribute!(u32, u64, i64, usize);
-
-/// A traced span's data while it runs (its ids live beside it, in the live span).
-#[derive(Debug)]
-pub(super) struct SpanData {
-    pub(super) name: Cow<'static, str>,
-    pub(super) span_type: Cow<'static, str>,
-    pub(super) start: SystemTime,
-    pub(super) attributes: Vec<(Cow<'static, str>, AttributeValue)>,
-    pub(super) events: Vec<SpanEvent>,
-    pub(super) error: Option<String>,
-}
-
-impl SpanData {
-    /// Sets `key`. A later value of the same key wins; the export drops the earlier ones
-    /// (no search here: this runs on the prediction's path).
-    pub(super) fn set(&mut self, key: &'static str, value: AttributeValue) {
-        self.attributes.push((Cow::Borrowed(key), value));
-    }
-
-    /// The finished span with these ids, its data moved out.
-    pub(super) fn finish(
-        &mut self,
-        trace_id: u128,
-        span_id: u64,
-        parent_id: Option<u64>,
-        end: SystemTime,
-    ) -> SpanRecord {
-        SpanRecord {
-            trace_id,
-            span_id,
-            parent_id,
-            name: std::mem::take(&mut self.name),
-            span_type: std::mem::take(&mut self.span_type),
-            start: self.start,
-            end,
-            attributes: std::mem::take(&mut self.attributes),
-            events: std::mem::take(&mut self.events),
-            error: self.error.take(),
-        }
-    }
-}
 
 /// Something that happened during a span (a retry), with its fields as text.
 #[derive(Debug, Clone)]
@@ -446,18 +407,20 @@ mod tests {
     }
 
     fn span_with(attributes: Vec<(&'static str, AttributeValue)>) -> SpanRecord {
-        let mut traced = SpanData {
-            name: Cow::Borrowed("chain"),
-            span_type: Cow::Borrowed("CHAIN"),
-            start: SystemTime::now(),
-            attributes: Vec::new(),
-            events: Vec::new(),
-            error: None,
-        };
+        let mut packer = super::super::packed::TracePacker::default();
         for (key, value) in attributes {
-            traced.set(key, value);
+            packer.attribute(2, key, &value);
         }
-        traced.finish(1, 2, None, SystemTime::now())
+        packer.end_span(&super::super::packed::SpanEnd {
+            span_id: 2,
+            parent_id: None,
+            start: SystemTime::now(),
+            end: SystemTime::now(),
+            name: "chain",
+            span_type: "CHAIN",
+        });
+        let mut trace = packer.finish(1).unpack().unwrap();
+        trace.spans.pop().unwrap()
     }
 
     #[test]

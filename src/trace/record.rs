@@ -3,13 +3,14 @@
 //!
 //! Large values (inputs, outputs, request and response bodies) are attributes of the
 //! `TraceSpan`, not fields of a `tracing` span — log lines would print them. [`attribute`],
-//! [`attributes`] and [`json_text`] each take a closure (or share bytes) that is run only when
-//! the span is traced, so an untraced run pays one check.
+//! [`attributes`] and [`json_text`] each take a closure that is run only when the span is
+//! traced, so an untraced run pays one check; what it gives is written into the trace's
+//! buffer at once (a value as its JSON text, bytes copied), so it may borrow from the caller
+//! (`|| &input`) instead of cloning.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-use serde_json::Value;
+use serde::Serialize;
 
 use super::{live::TraceSpan, model::AttributeValue};
 
@@ -25,22 +26,30 @@ pub(super) fn set_active(active: bool) {
     ACTIVE.store(active, Ordering::Relaxed);
 }
 
-/// Sets the attribute `key` of `span` to the JSON value `value()` — run only when `span` is
-/// traced. MLflow keeps every attribute as JSON text; a string value becomes `"text"`.
-pub fn attribute(span: &TraceSpan, key: &'static str, value: impl FnOnce() -> Value) {
-    span.with_data(|traced| traced.set(key, AttributeValue::Json(value())));
+/// Sets the attribute `key` of `span` to `value()` as JSON — run only when `span` is traced,
+/// and serialised into the trace at once, so `value` may borrow (`|| &input`). MLflow keeps
+/// every attribute as JSON text; a string value becomes `"text"`. A value that cannot be
+/// serialised (a map whose keys are not strings) becomes a JSON string saying why.
+pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl FnOnce() -> V) {
+    if span.is_recording() {
+        let value = value();
+        span.record(|packer, span_id| packer.attribute_json(span_id, key, &value));
+    }
 }
 
 /// Sets the attribute `key` of `span` to `text()`, which already is JSON text (a request body
-/// as sent, UTF-8) — run only when `span` is traced. Hand over shared bytes where the caller
-/// owns them (`body.clone()`); the export reads them as text in the background.
-pub fn json_text(span: &TraceSpan, key: &'static str, text: impl FnOnce() -> Bytes) {
-    span.with_data(|traced| traced.set(key, AttributeValue::JsonText(text())));
+/// as sent, UTF-8) — run only when `span` is traced, and copied into the trace at once, so
+/// `text` may borrow (`|| &body[..]`).
+pub fn json_text<T: AsRef<[u8]>>(span: &TraceSpan, key: &'static str, text: impl FnOnce() -> T) {
+    if span.is_recording() {
+        let text = text();
+        span.record(|packer, span_id| packer.attribute_json_text(span_id, key, text.as_ref()));
+    }
 }
 
-/// Sets every `(key, value)` of `values()` on `span` with one lock of its data — run
-/// only when `span` is traced. For the several attributes a finished call has at once; a
-/// number, a flag or a `&'static str` costs no allocation (see [`AttributeValue`]).
+/// Sets every `(key, value)` of `values()` on `span` with one lock of its trace — run only
+/// when `span` is traced. For the several attributes a finished call has at once; a number,
+/// a flag or a `&'static str` costs no allocation (see [`AttributeValue`]).
 ///
 /// # Examples
 ///
@@ -52,17 +61,20 @@ pub fn attributes<I>(span: &TraceSpan, values: impl FnOnce() -> I)
 where
     I: IntoIterator<Item = (&'static str, AttributeValue)>,
 {
-    span.with_data(|traced| {
-        for (key, value) in values() {
-            traced.set(key, value);
-        }
-    });
+    if span.is_recording() {
+        let values = values();
+        span.record(|packer, span_id| {
+            for (key, value) in values {
+                packer.attribute(span_id, key, &value);
+            }
+        });
+    }
 }
 
 /// Marks `span` failed with `message` (status ERROR; the trace is in state ERROR when its root
 /// span fails).
 pub fn fail(span: &TraceSpan, message: impl std::fmt::Display) {
-    span.with_data(|traced| traced.error = Some(message.to_string()));
+    span.record(|packer, span_id| packer.error(span_id, &message));
 }
 
 /// The message of a span whose work was dropped before it finished.
@@ -127,20 +139,23 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// ```
 pub fn tool_span(name: &str, arguments: &str) -> TraceSpan {
     let span = TraceSpan::new(name.to_owned(), "TOOL");
-    span.with_data(|traced| {
-        let inputs =
-            serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()));
-        traced.set("mlflow.spanInputs", AttributeValue::Json(inputs));
-    });
+    if span.is_recording() {
+        // The model's arguments as they are when they are JSON, else as a JSON string.
+        if serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok() {
+            json_text(&span, "mlflow.spanInputs", || arguments);
+        } else {
+            attribute(&span, "mlflow.spanInputs", || arguments);
+        }
+    }
     span
 }
 
-/// Sets the span's outputs (`mlflow.spanOutputs`).
-pub fn outputs(span: &TraceSpan, value: impl FnOnce() -> Value) {
+/// Sets the span's outputs (`mlflow.spanOutputs`), as [`attribute`] does.
+pub fn outputs<V: Serialize>(span: &TraceSpan, value: impl FnOnce() -> V) {
     attribute(span, "mlflow.spanOutputs", value);
 }
 
-/// Sets the span's inputs (`mlflow.spanInputs`).
-pub fn inputs(span: &TraceSpan, value: impl FnOnce() -> Value) {
+/// Sets the span's inputs (`mlflow.spanInputs`), as [`attribute`] does.
+pub fn inputs<V: Serialize>(span: &TraceSpan, value: impl FnOnce() -> V) {
     attribute(span, "mlflow.spanInputs", value);
 }

@@ -1064,3 +1064,47 @@ fn an_instrumented_future_dropped_before_it_finished_fails_its_span() {
     assert_eq!(error("done"), None);
     assert_eq!(error("given up").as_deref(), Some(DROPPED_MESSAGE));
 }
+
+/// A value that, while it is serialised into its span's trace, logs, records onto the span
+/// and drops the last handle of another span of the same trace.
+struct Meddling {
+    span: TraceSpan,
+    child: std::sync::Mutex<Option<TraceSpan>>,
+}
+
+impl serde::Serialize for Meddling {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        tracing::warn!("serialising");
+        attribute(&self.span, "nested", || 1);
+        fail(&self.span, "nested error");
+        drop(self.child.lock().unwrap().take());
+        serializer.serialize_str("value")
+    }
+}
+
+#[test]
+fn a_value_that_logs_records_or_ends_a_span_while_it_is_written_does_not_deadlock() {
+    let traces = traced(on(), || {
+        let chain = TraceSpan::new("chain", "CHAIN");
+        chain.in_scope(|| {
+            let child = TraceSpan::new("child", "TOOL");
+            let value = Meddling {
+                span: chain.clone(),
+                child: std::sync::Mutex::new(Some(child)),
+            };
+            outputs(&chain, || &value);
+        });
+    });
+    // What the value did while the trace was being written into is left out (the child's end
+    // too: that span is lost); the value itself is written.
+    let [root] = &traces[0].spans[..] else {
+        panic!("one span: {:?}", traces[0].spans);
+    };
+    assert_eq!(
+        root.attribute_text("mlflow.spanOutputs").as_deref(),
+        Some(r#""value""#)
+    );
+    assert_eq!(root.attribute_text("nested"), None);
+    assert!(root.events.is_empty());
+    assert_eq!(root.error, None);
+}

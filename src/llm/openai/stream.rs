@@ -146,7 +146,6 @@ pub(super) fn assemble(response: reqwest::Response, context: Context) -> ChatStr
             started.elapsed(),
             attempts,
             true,
-            None,
         );
         yield outcome.map(StreamEvent::Done);
     })

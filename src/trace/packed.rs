@@ -1,0 +1,542 @@
+//! A trace's content written into one buffer as it is recorded ([`TracePacker`]), and that
+//! buffer on its way to the export queue ([`PackedTrace`]).
+//!
+//! Every attribute, event and error a span is given, and each span's end, is appended to its
+//! trace's buffer at once, on the thread that records it: the chain's input and output are
+//! written as JSON text straight from the caller's value (no copy of the JSON tree), a request
+//! or response body is copied in from the caller's bytes. A span keeps no data of its own;
+//! when the root ends, the buffer goes to the export queue. So a traced call makes no
+//! allocation per attribute, the prediction's threads free nothing for the trace, and a
+//! trace waiting for export (for the background thread's linger and its batch's write, a
+//! few hundred milliseconds) is one block of about the size of its content.
+//! `benches/chain_overhead` ("traced/untraced", "the layer alone") measures the difference.
+//! Scrubbing secrets and cutting to [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) stay
+//! the export's work.
+//!
+//! The export thread unpacks a trace into a [`TraceRecord`] whose JSON texts are slices of one
+//! copy of the buffer. The layout is this process's own — nothing outside it reads it — a
+//! sequence of records, every number little-endian, a length as 8 bytes, a count as 4, a text
+//! as its length and UTF-8 bytes:
+//!
+//! ```text
+//! attribute  0, span id, key, value tag (`Tag`), value
+//! event      1, span id, name, time ns (Unix epoch), field count, (key, value)…
+//! error      2, span id, message
+//! span end   3, span id, parent id (0: the root), start ns, end ns, name, span type
+//! ```
+//!
+//! A span's records come before its end; its spans come out in the order they ended (the
+//! root last), a key set twice keeps both values (the export keeps the later), and a later
+//! error replaces an earlier one.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    fmt::Display,
+    io::Write as _,
+    time::{Duration, SystemTime},
+};
+
+use bytes::{Buf as _, BufMut as _, Bytes};
+use serde::Serialize;
+
+use super::model::{AttributeValue, SpanEvent, SpanRecord, TokenUsage, TraceRecord, unix_ns};
+
+/// What a trace's buffer starts with: a chain and one model call take 2–3 KiB (their
+/// request and response bodies, the chain's input and output, the keys); more grows it.
+const INITIAL_CAPACITY: usize = 4096;
+
+/// What a record is.
+#[repr(u8)]
+enum Record {
+    Attribute = 0,
+    Event = 1,
+    Error = 2,
+    SpanEnd = 3,
+}
+
+/// How an attribute's value is written after its tag byte.
+#[repr(u8)]
+enum Tag {
+    /// A text of JSON.
+    JsonText = 0,
+    /// A text.
+    Str = 1,
+    /// 8 bytes.
+    Int = 2,
+    /// 1 byte, 0 or 1.
+    Bool = 3,
+    /// Input, output and total tokens, 8 bytes each.
+    TokenUsage = 4,
+}
+
+/// What a span records into its trace's buffer (one per trace, behind its lock).
+#[derive(Debug)]
+pub(super) struct TracePacker {
+    buffer: Vec<u8>,
+    spans: u32,
+}
+
+impl Default for TracePacker {
+    fn default() -> Self {
+        Self {
+            buffer: Vec::with_capacity(INITIAL_CAPACITY),
+            spans: 0,
+        }
+    }
+}
+
+/// The end of a span, as [`TracePacker::end_span`] writes it.
+pub(super) struct SpanEnd<'a> {
+    pub(super) span_id: u64,
+    pub(super) parent_id: Option<u64>,
+    pub(super) start: SystemTime,
+    pub(super) end: SystemTime,
+    pub(super) name: &'a str,
+    pub(super) span_type: &'a str,
+}
+
+impl TracePacker {
+    fn record(&mut self, record: Record, span_id: u64) {
+        self.buffer.put_u8(record as u8);
+        self.buffer.put_u64_le(span_id);
+    }
+
+    /// Sets the attribute `key` of span `span_id` to `value`.
+    pub(super) fn attribute(&mut self, span_id: u64, key: &str, value: &AttributeValue) {
+        self.record(Record::Attribute, span_id);
+        put_text(&mut self.buffer, key.as_bytes());
+        let buffer = &mut self.buffer;
+        match value {
+            AttributeValue::Json(json) => put_json(buffer, json),
+            AttributeValue::JsonText(text) => {
+                buffer.put_u8(Tag::JsonText as u8);
+                put_text(buffer, text);
+            }
+            AttributeValue::Str(text) => {
+                buffer.put_u8(Tag::Str as u8);
+                put_text(buffer, text.as_bytes());
+            }
+            AttributeValue::Int(number) => {
+                buffer.put_u8(Tag::Int as u8);
+                buffer.put_i64_le(*number);
+            }
+            AttributeValue::Bool(flag) => {
+                buffer.put_u8(Tag::Bool as u8);
+                buffer.put_u8(u8::from(*flag));
+            }
+            AttributeValue::TokenUsage(usage) => {
+                buffer.put_u8(Tag::TokenUsage as u8);
+                buffer.put_i64_le(usage.input_tokens);
+                buffer.put_i64_le(usage.output_tokens);
+                buffer.put_i64_le(usage.total_tokens);
+            }
+        }
+    }
+
+    /// Sets the attribute `key` of span `span_id` to `value` as JSON text.
+    pub(super) fn attribute_json<V: Serialize + ?Sized>(
+        &mut self,
+        span_id: u64,
+        key: &str,
+        value: &V,
+    ) {
+        self.record(Record::Attribute, span_id);
+        put_text(&mut self.buffer, key.as_bytes());
+        put_json(&mut self.buffer, value);
+    }
+
+    /// Sets the attribute `key` of span `span_id` to `text`, which is JSON text.
+    pub(super) fn attribute_json_text(&mut self, span_id: u64, key: &str, text: &[u8]) {
+        self.record(Record::Attribute, span_id);
+        put_text(&mut self.buffer, key.as_bytes());
+        self.buffer.put_u8(Tag::JsonText as u8);
+        put_text(&mut self.buffer, text);
+    }
+
+    /// Adds `event` to span `span_id`.
+    pub(super) fn event(&mut self, span_id: u64, event: &SpanEvent) {
+        self.record(Record::Event, span_id);
+        let buffer = &mut self.buffer;
+        put_text(buffer, event.name.as_bytes());
+        buffer.put_u64_le(epoch_ns(event.time));
+        put_count(buffer, event.attributes.len());
+        for (key, value) in &event.attributes {
+            put_text(buffer, key.as_bytes());
+            put_text(buffer, value.as_bytes());
+        }
+    }
+
+    /// Fails span `span_id` with `message` (a later error replaces it).
+    pub(super) fn error(&mut self, span_id: u64, message: &dyn Display) {
+        self.record(Record::Error, span_id);
+        put_written(&mut self.buffer, |buffer| {
+            // Writing into memory fails only when `message`'s `Display` does: what it wrote
+            // stays.
+            let _ = write!(buffer, "{message}");
+        });
+    }
+
+    /// Ends a span: after this, the trace holds it.
+    pub(super) fn end_span(&mut self, span: &SpanEnd<'_>) {
+        self.record(Record::SpanEnd, span.span_id);
+        let buffer = &mut self.buffer;
+        buffer.put_u64_le(span.parent_id.unwrap_or(0));
+        buffer.put_u64_le(epoch_ns(span.start));
+        buffer.put_u64_le(epoch_ns(span.end));
+        put_text(buffer, span.name.as_bytes());
+        put_text(buffer, span.span_type.as_bytes());
+        self.spans += 1;
+    }
+
+    /// The trace `trace_id` as recorded so far; the packer is left empty.
+    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
+        PackedTrace {
+            trace_id,
+            spans: std::mem::take(&mut self.spans),
+            bytes: std::mem::take(&mut self.buffer),
+        }
+    }
+}
+
+/// A finished trace in one buffer: what the export queue holds.
+#[derive(Debug, Clone)]
+pub struct PackedTrace {
+    trace_id: u128,
+    spans: u32,
+    /// A `Vec`, not `Bytes`: made from a `Vec` whose length is not its capacity, `Bytes`
+    /// allocates a header on the prediction's path.
+    bytes: Vec<u8>,
+}
+
+/// A packed trace that does not read back: a fault in chainlog, not in the trace's content.
+#[derive(Debug, thiserror::Error)]
+#[error("trace tr-{trace_id:032x} cannot be unpacked for export (a chainlog bug): {what}")]
+pub struct UnpackError {
+    trace_id: u128,
+    what: &'static str,
+}
+
+impl PackedTrace {
+    /// How many spans the trace holds.
+    pub(super) fn span_count(&self) -> usize {
+        self.spans as usize
+    }
+
+    /// The trace, its JSON texts slices of one copy of the buffer (made here, on the export's
+    /// thread: the queue keeps the trace as it was, to put it back when a write is stopped).
+    pub(super) fn unpack(&self) -> Result<TraceRecord, UnpackError> {
+        Reader(Bytes::copy_from_slice(&self.bytes))
+            .trace(self.trace_id, self.span_count())
+            .map_err(|what| UnpackError {
+                trace_id: self.trace_id,
+                what,
+            })
+    }
+}
+
+fn epoch_ns(time: SystemTime) -> u64 {
+    u64::try_from(unix_ns(time)).unwrap_or(0)
+}
+
+fn put_count(buffer: &mut Vec<u8>, count: usize) {
+    buffer.put_u32_le(u32::try_from(count).unwrap_or(u32::MAX));
+}
+
+fn put_text(buffer: &mut Vec<u8>, text: &[u8]) {
+    buffer.put_u64_le(text.len() as u64);
+    buffer.put_slice(text);
+}
+
+/// A text that `write` writes straight into the buffer, its length set after.
+fn put_written(buffer: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = buffer.len();
+    buffer.put_u64_le(0);
+    write(buffer);
+    let len = (buffer.len() - at - 8) as u64;
+    buffer[at..at + 8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// `value` as a JSON text value; one that cannot be serialised (a map with keys that are not
+/// strings) becomes a JSON string that says so.
+fn put_json<V: Serialize + ?Sized>(buffer: &mut Vec<u8>, value: &V) {
+    buffer.put_u8(Tag::JsonText as u8);
+    put_written(buffer, |buffer| {
+        let at = buffer.len();
+        if let Err(error) = serde_json::to_writer(&mut *buffer, value) {
+            buffer.truncate(at);
+            let said = format!("not serialisable as JSON: {error}");
+            // A string always serialises.
+            let _ = serde_json::to_writer(&mut *buffer, &said);
+        }
+    });
+}
+
+/// Reads a packed trace's records.
+struct Reader(Bytes);
+
+/// What was being read when the buffer ran out or held something unexpected.
+type Read<T> = Result<T, &'static str>;
+
+/// A span's content while its records are read, until its end.
+#[derive(Default)]
+struct Content {
+    attributes: Vec<(Cow<'static, str>, AttributeValue)>,
+    events: Vec<SpanEvent>,
+    error: Option<String>,
+}
+
+impl Reader {
+    fn trace(mut self, trace_id: u128, span_count: usize) -> Read<TraceRecord> {
+        let mut open: HashMap<u64, Content> = HashMap::new();
+        let mut spans = Vec::with_capacity(span_count);
+        while self.0.has_remaining() {
+            let record = self.u8()?;
+            let span_id = self.u64()?;
+            match record {
+                r if r == Record::Attribute as u8 => {
+                    let key = Cow::Owned(self.text()?);
+                    let value = self.value()?;
+                    open.entry(span_id)
+                        .or_default()
+                        .attributes
+                        .push((key, value));
+                }
+                r if r == Record::Event as u8 => {
+                    let event = self.event()?;
+                    open.entry(span_id).or_default().events.push(event);
+                }
+                r if r == Record::Error as u8 => {
+                    open.entry(span_id).or_default().error = Some(self.text()?);
+                }
+                r if r == Record::SpanEnd as u8 => {
+                    let content = open.remove(&span_id).unwrap_or_default();
+                    spans.push(self.span_end(trace_id, span_id, content)?);
+                }
+                _ => return Err("an unknown record"),
+            }
+        }
+        if spans.len() != span_count {
+            return Err("a span count that is not the spans'");
+        }
+        Ok(TraceRecord { trace_id, spans })
+    }
+
+    fn u64(&mut self) -> Read<u64> {
+        self.0.try_get_u64_le().map_err(|_| "ended inside a number")
+    }
+
+    fn i64(&mut self) -> Read<i64> {
+        self.0.try_get_i64_le().map_err(|_| "ended inside a number")
+    }
+
+    fn u8(&mut self) -> Read<u8> {
+        self.0.try_get_u8().map_err(|_| "ended inside a tag")
+    }
+
+    fn count(&mut self) -> Read<u32> {
+        self.0.try_get_u32_le().map_err(|_| "ended inside a count")
+    }
+
+    fn time(&mut self) -> Read<SystemTime> {
+        Ok(SystemTime::UNIX_EPOCH + Duration::from_nanos(self.u64()?))
+    }
+
+    fn bytes(&mut self) -> Read<Bytes> {
+        let len = usize::try_from(self.u64()?).map_err(|_| "a length beyond memory")?;
+        if self.0.remaining() < len {
+            return Err("ended inside a text");
+        }
+        Ok(self.0.split_to(len))
+    }
+
+    fn text(&mut self) -> Read<String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| "a text that is not UTF-8")
+    }
+
+    fn value(&mut self) -> Read<AttributeValue> {
+        let tag = self.u8()?;
+        Ok(match tag {
+            t if t == Tag::JsonText as u8 => AttributeValue::JsonText(self.bytes()?),
+            t if t == Tag::Str as u8 => AttributeValue::Str(Cow::Owned(self.text()?)),
+            t if t == Tag::Int as u8 => AttributeValue::Int(self.i64()?),
+            t if t == Tag::Bool as u8 => AttributeValue::Bool(self.u8()? != 0),
+            t if t == Tag::TokenUsage as u8 => AttributeValue::TokenUsage(TokenUsage {
+                input_tokens: self.i64()?,
+                output_tokens: self.i64()?,
+                total_tokens: self.i64()?,
+            }),
+            _ => return Err("an unknown value tag"),
+        })
+    }
+
+    fn event(&mut self) -> Read<SpanEvent> {
+        let name = self.text()?;
+        let time = self.time()?;
+        let attributes = (0..self.count()?)
+            .map(|_| Ok((self.text()?, self.text()?)))
+            .collect::<Read<Vec<_>>>()?;
+        Ok(SpanEvent {
+            name,
+            time,
+            attributes,
+        })
+    }
+
+    fn span_end(&mut self, trace_id: u128, span_id: u64, content: Content) -> Read<SpanRecord> {
+        let parent_id = Some(self.u64()?).filter(|&id| id != 0);
+        let start = self.time()?;
+        let end = self.time()?;
+        let name = Cow::Owned(self.text()?);
+        let span_type = Cow::Owned(self.text()?);
+        Ok(SpanRecord {
+            trace_id,
+            span_id,
+            parent_id,
+            name,
+            span_type,
+            start,
+            end,
+            attributes: content.attributes,
+            events: content.events,
+            error: content.error,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn end(span_id: u64, parent_id: Option<u64>, name: &str) -> SpanEnd<'_> {
+        SpanEnd {
+            span_id,
+            parent_id,
+            start: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
+            end: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_001_000_000_001),
+            name,
+            span_type: "CHAIN",
+        }
+    }
+
+    #[test]
+    fn interleaved_records_of_two_spans_unpack_into_each_span_in_the_order_they_ended() {
+        let mut packer = TracePacker::default();
+        packer.attribute_json(
+            1,
+            "mlflow.spanInputs",
+            &serde_json::json!({"text": "é\"\n"}),
+        );
+        packer.attribute_json_text(2, "mlflow.spanInputs", br#"{"model":"m"}"#);
+        packer.attribute(2, "n", &AttributeValue::Int(-7));
+        packer.attribute(1, "flag", &AttributeValue::Bool(true));
+        packer.attribute(2, "model", &AttributeValue::Str(Cow::Borrowed("gpt-4o")));
+        let usage = TokenUsage {
+            input_tokens: 1,
+            output_tokens: 2,
+            total_tokens: i64::MAX,
+        };
+        packer.attribute(2, "mlflow.chat.tokenUsage", &usage.into());
+        packer.event(
+            2,
+            &SpanEvent {
+                name: "llm request failed; retrying".to_owned(),
+                time: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+                attributes: vec![("retry".to_owned(), "1".to_owned())],
+            },
+        );
+        packer.error(2, &"first");
+        packer.error(2, &"second");
+        packer.end_span(&end(2, Some(1), "llm.chat"));
+        packer.attribute_json(1, "mlflow.spanOutputs", "ok");
+        packer.end_span(&end(1, None, "summarize"));
+        let packed = packer.finish(42);
+        assert_eq!(packed.span_count(), 2);
+        let trace = packed.unpack().unwrap();
+        assert_eq!(trace.trace_id, 42);
+        let [child, root] = &trace.spans[..] else {
+            panic!("two spans: {:?}", trace.spans);
+        };
+        assert_eq!((child.span_id, child.parent_id), (2, Some(1)));
+        assert_eq!((root.span_id, root.parent_id), (1, None));
+        assert_eq!(child.name, "llm.chat");
+        assert_eq!(child.start_ns(), 1_700_000_000_123_456_789);
+        assert_eq!(child.end_ns(), 1_700_000_001_000_000_001);
+        assert_eq!(
+            root.attribute_text("mlflow.spanInputs").as_deref(),
+            Some(r#"{"text":"é\"\n"}"#)
+        );
+        assert_eq!(root.attribute_text("flag").as_deref(), Some("true"));
+        assert_eq!(
+            root.attribute_text("mlflow.spanOutputs").as_deref(),
+            Some(r#""ok""#)
+        );
+        assert_eq!(
+            child.attribute_text("mlflow.spanInputs").as_deref(),
+            Some(r#"{"model":"m"}"#)
+        );
+        assert_eq!(child.attribute_text("n").as_deref(), Some("-7"));
+        assert_eq!(child.attribute_string("model").as_deref(), Some("gpt-4o"));
+        assert_eq!(trace.token_usage(), Some(usage));
+        assert_eq!(child.events.len(), 1);
+        assert_eq!(
+            child.events[0].attributes,
+            [("retry".to_owned(), "1".to_owned())]
+        );
+        assert_eq!(
+            child.error.as_deref(),
+            Some("second"),
+            "a later error replaces one"
+        );
+        assert_eq!(root.error, None);
+        // The packer starts the next trace empty.
+        assert_eq!(packer.finish(43).unpack().unwrap().spans.len(), 0);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_json_becomes_a_json_string_saying_why() {
+        let mut packer = TracePacker::default();
+        let not_json: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
+        packer.attribute_json(1, "mlflow.spanOutputs", &not_json);
+        packer.end_span(&end(1, None, "chain"));
+        let trace = packer.finish(1).unpack().unwrap();
+        let text = trace.spans[0]
+            .attribute_string("mlflow.spanOutputs")
+            .unwrap();
+        assert!(
+            text.starts_with("not serialisable as JSON: key must be a string"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_buffer_cut_anywhere_is_an_error_naming_the_trace_not_a_panic() {
+        let mut packer = TracePacker::default();
+        packer.attribute_json(1, "k", &serde_json::json!({"a": [1, 2]}));
+        packer.event(
+            1,
+            &SpanEvent {
+                name: "e".to_owned(),
+                time: SystemTime::now(),
+                attributes: vec![("f".to_owned(), "v".to_owned())],
+            },
+        );
+        packer.error(1, &"boom");
+        packer.end_span(&end(1, None, "chain"));
+        let whole = packer.finish(7);
+        assert!(whole.unpack().is_ok());
+        for len in 0..whole.bytes.len() {
+            let cut = PackedTrace {
+                bytes: whole.bytes[..len].to_vec(),
+                ..whole.clone()
+            };
+            let error = cut.unpack().unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("trace tr-{:032x} cannot be unpacked", 7)),
+                "{error}"
+            );
+        }
+    }
+}
