@@ -257,12 +257,7 @@ impl ExportState {
             .filter_map(|packed| {
                 packed
                     .unpack()
-                    .map_err(|error| {
-                        self.health.note(ExportFailure {
-                            message: error.to_string(),
-                            permanent: false,
-                        });
-                    })
+                    .map_err(|error| self.health.note_unpack(&error))
                     .ok()
             })
             .collect()
@@ -580,6 +575,8 @@ impl Drop for Raised<'_> {
 struct Health {
     /// An export failed.
     failed_once: AtomicBool,
+    /// A trace could not be unpacked.
+    unpack_failed_once: AtomicBool,
     /// The destination cannot take traces: stop exporting.
     dead: AtomicBool,
     /// Spans dropped when the queue overflowed, as last said (0: not said yet).
@@ -600,6 +597,14 @@ impl Health {
                 "{}; those traces are dropped (said once), predictions go on",
                 failure.message
             );
+        }
+    }
+
+    /// Says the first trace that could not be unpacked (a fault of chainlog's own, apart from
+    /// the destination's failures).
+    fn note_unpack(&self, error: &super::packed::UnpackError) {
+        if !self.unpack_failed_once.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{error}; that trace is dropped (said once), predictions go on");
         }
     }
 

@@ -7,8 +7,10 @@
 //! layer enables is kept in `tracing-subscriber`'s registry (a slot in its sharded slab, a
 //! type map of extensions behind a lock, every layer's filter asked at each enter and exit),
 //! which cost a traced call more than chainlog's own recording did (`benches/chain_overhead`).
-//! A `TraceSpan` is one allocation with its data behind an uncontended mutex; the `tracing`
-//! spans beside it (for log lines) stay disabled unless the log filter wants them.
+//! A `TraceSpan` is one allocation holding its ids, name and start; what it records goes
+//! straight into its trace's buffer (`packed`), made outside any lock and copied in under the
+//! trace's. The `tracing` spans beside it (for log lines) stay disabled unless the log filter
+//! wants them.
 //!
 //! A span is current on a thread while a future [`instrument`](TraceSpan::instrument)ed with
 //! it is polled (or dropped) there, or a closure runs [`in_scope`](TraceSpan::in_scope). A
@@ -28,7 +30,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc, Mutex, PoisonError, TryLockError,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU32, Ordering},
     },
     task::{Context as TaskContext, Poll},
@@ -48,7 +50,7 @@ use tracing_subscriber::{
 use super::{
     export::ExportQueue,
     model::{MAX_EVENTS, SpanEvent, TraceRecord, nonzero},
-    packed::{SpanEnd, TracePacker},
+    packed::{Scratch, SpanEnd, TracePacker},
     record::is_active,
 };
 
@@ -62,7 +64,7 @@ use super::{
 /// use chainlog::trace::TraceSpan;
 /// let span = TraceSpan::new("retrieve", "RETRIEVER");
 /// let documents = span.in_scope(|| vec!["doc"]);
-/// chainlog::trace::outputs(&span, || serde_json::json!(documents));
+/// chainlog::trace::outputs(&span, || &documents);
 /// ```
 #[derive(Clone, Default)]
 pub struct TraceSpan {
@@ -110,6 +112,8 @@ struct LiveSpan {
     start: SystemTime,
     /// Events recorded so far (at most [`MAX_EVENTS`]).
     events: AtomicU32,
+    /// The error message when the span failed (the latest; written with its end).
+    error: Mutex<Option<String>>,
 }
 
 /// The trace a span belongs to: its id, what its spans recorded, and where it goes when the
@@ -121,23 +125,24 @@ struct TraceBuf {
 }
 
 impl TraceBuf {
-    /// Runs `f` on the trace's buffer — unless this thread is inside such a run already (the
-    /// `Debug` or `Serialize` of a value being written that logs or records: that is left
-    /// out rather than deadlock).
-    fn record(&self, f: impl FnOnce(&mut TracePacker)) {
-        if RECORDING.try_with(|flag| flag.replace(true)) != Ok(false) {
-            return;
-        }
-        f(&mut self.packer.lock().unwrap_or_else(PoisonError::into_inner));
-        let _ = RECORDING.try_with(|flag| flag.set(false));
+    /// Makes records with `f` (outside the trace's lock) and appends them to the trace.
+    fn record(&self, f: impl FnOnce(&mut Scratch)) {
+        Scratch::with(|scratch| {
+            f(scratch);
+            if !scratch.is_empty() {
+                self.packer().append(scratch);
+            }
+        });
+    }
+
+    fn packer(&self) -> std::sync::MutexGuard<'_, TracePacker> {
+        self.packer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 thread_local! {
     /// The span current on this thread.
     static CURRENT: Cell<State> = const { Cell::new(State::Off) };
-    /// Whether this thread is writing into a trace's buffer ([`TraceBuf::record`]).
-    static RECORDING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The span current on this thread (a clone); none while the thread's locals are being
@@ -226,11 +231,20 @@ impl TraceSpan {
         }
     }
 
-    /// Runs `f` on the span's trace buffer with the span's id, when it is traced (see
-    /// [`TraceBuf::record`]).
-    pub(super) fn record(&self, f: impl FnOnce(&mut TracePacker, u64)) {
+    /// Makes records for this span with `f` (given the span's id) and appends them to its
+    /// trace, when it is traced. `f` runs outside any lock of the trace.
+    pub(super) fn record(&self, f: impl FnOnce(&mut Scratch, u64)) {
         if let State::Live(live) = &self.state {
-            live.trace.record(|packer| f(packer, live.span_id));
+            live.trace.record(|scratch| f(scratch, live.span_id));
+        }
+    }
+
+    /// Fails the span with `message`, replacing an earlier error (the message is made before
+    /// any lock is taken: its `Display` is the caller's code).
+    pub(super) fn fail(&self, message: &dyn std::fmt::Display) {
+        if let State::Live(live) = &self.state {
+            let message = message.to_string();
+            *live.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
         }
     }
 }
@@ -311,6 +325,7 @@ impl LiveSpan {
             span_type,
             start: SystemTime::now(),
             events: AtomicU32::new(0),
+            error: Mutex::new(None),
         }
     }
 }
@@ -320,6 +335,11 @@ impl Drop for LiveSpan {
     /// buffer, and the root sends the trace to the export queue. Its parent is let go after,
     /// and may end then.
     fn drop(&mut self) {
+        let error = self
+            .error
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let end = SpanEnd {
             span_id: self.span_id,
             parent_id: self.parent.as_ref().map(|parent| parent.span_id),
@@ -327,35 +347,18 @@ impl Drop for LiveSpan {
             end: SystemTime::now(),
             name: &self.name,
             span_type: self.span_type,
+            error: error.as_deref(),
         };
-        // Not through `record`, which leaves out what a thread records while it writes: a
-        // span ends then too, unless its own trace's buffer is the one being written (a
-        // value's `Serialize` that drops the last handle of a span of the trace it is written
-        // into), which would deadlock: that span's end is lost.
-        let writing = RECORDING.try_with(Cell::get).unwrap_or(true);
-        let packer = if writing {
-            match self.trace.packer.try_lock() {
-                Ok(packer) => Some(packer),
-                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-                Err(TryLockError::WouldBlock) => None,
+        Scratch::with(|scratch| {
+            scratch.end_span(&end);
+            let mut packer = self.trace.packer();
+            packer.append(scratch);
+            if self.parent.is_none() {
+                let trace = packer.finish(self.trace.trace_id);
+                drop(packer);
+                self.trace.queue.push(trace);
             }
-        } else {
-            Some(
-                self.trace
-                    .packer
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner),
-            )
-        };
-        let Some(mut packer) = packer else {
-            return;
-        };
-        packer.end_span(&end);
-        if self.parent.is_none() {
-            let trace = packer.finish(self.trace.trace_id);
-            drop(packer);
-            self.trace.queue.push(trace);
-        }
+        });
     }
 }
 
@@ -457,6 +460,6 @@ impl<S: Subscriber> Layer<S> for TraceLayer {
             attributes: fields.fields,
         };
         live.trace
-            .record(|packer| packer.event(live.span_id, &event));
+            .record(|scratch| scratch.event(live.span_id, &event));
     }
 }

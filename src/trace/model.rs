@@ -42,7 +42,8 @@ pub(super) const PREVIEW_CHARS: usize = 1000;
 pub enum AttributeValue {
     /// A JSON value.
     Json(Value),
-    /// JSON text as it is (a request body as sent), shared with the caller.
+    /// JSON text as it is (a request body as sent); read back from a trace, a slice of the
+    /// export's copy of its buffer.
     JsonText(bytes::Bytes),
     /// A string; its JSON text is the quoted string.
     Str(Cow<'static, str>),
@@ -407,17 +408,22 @@ mod tests {
     }
 
     fn span_with(attributes: Vec<(&'static str, AttributeValue)>) -> SpanRecord {
-        let mut packer = super::super::packed::TracePacker::default();
-        for (key, value) in attributes {
-            packer.attribute(2, key, &value);
-        }
-        packer.end_span(&super::super::packed::SpanEnd {
-            span_id: 2,
-            parent_id: None,
-            start: SystemTime::now(),
-            end: SystemTime::now(),
-            name: "chain",
-            span_type: "CHAIN",
+        use super::super::packed::{Scratch, SpanEnd, TracePacker};
+        let mut packer = TracePacker::default();
+        Scratch::with(|scratch| {
+            for (key, value) in attributes {
+                scratch.attribute(2, key, &value);
+            }
+            scratch.end_span(&SpanEnd {
+                span_id: 2,
+                parent_id: None,
+                start: SystemTime::now(),
+                end: SystemTime::now(),
+                name: "chain",
+                span_type: "CHAIN",
+                error: None,
+            });
+            packer.append(scratch);
         });
         let mut trace = packer.finish(1).unpack().unwrap();
         trace.spans.pop().unwrap()

@@ -1,17 +1,20 @@
 //! A trace's content written into one buffer as it is recorded ([`TracePacker`]), and that
 //! buffer on its way to the export queue ([`PackedTrace`]).
 //!
-//! Every attribute, event and error a span is given, and each span's end, is appended to its
-//! trace's buffer at once, on the thread that records it: the chain's input and output are
-//! written as JSON text straight from the caller's value (no copy of the JSON tree), a request
-//! or response body is copied in from the caller's bytes. A span keeps no data of its own;
-//! when the root ends, the buffer goes to the export queue. So a traced call makes no
-//! allocation per attribute, the prediction's threads free nothing for the trace, and a
-//! trace waiting for export (for the background thread's linger and its batch's write, a
-//! few hundred milliseconds) is one block of about the size of its content.
-//! `benches/chain_overhead` ("traced/untraced", "the layer alone") measures the difference.
-//! Scrubbing secrets and cutting to [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) stay
-//! the export's work.
+//! Every attribute and event a span is given, and each span's end (with its error, if it
+//! failed), is made into a record on the thread that records it — in that thread's
+//! [`Scratch`], outside any lock, so a value's `Serialize` or a message's `Display` (the
+//! caller's code) may log, record, panic or lock what it likes — and then copied into its
+//! trace's buffer under the trace's lock. The chain's input and output are written as JSON
+//! text straight from the caller's value (no copy of the JSON tree), a request or response
+//! body is copied from the caller's bytes. A span keeps no attributes of its own; when the
+//! root ends, the buffer goes to the export queue. So a traced call makes no allocation per
+//! attribute, the prediction's threads free nothing for the trace, and a trace waiting for
+//! export (for the background thread's linger and its batch's write, a few hundred
+//! milliseconds) is one block (its content, with room to grow: at least
+//! `INITIAL_CAPACITY`). `benches/chain_overhead` ("traced/untraced", "the layer alone")
+//! measures the difference. Scrubbing secrets and cutting to
+//! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) stay the export's work.
 //!
 //! The export thread unpacks a trace into a [`TraceRecord`] whose JSON texts are slices of one
 //! copy of the buffer. The layout is this process's own — nothing outside it reads it — a
@@ -21,19 +24,16 @@
 //! ```text
 //! attribute  0, span id, key, value tag (`Tag`), value
 //! event      1, span id, name, time ns (Unix epoch), field count, (key, value)…
-//! error      2, span id, message
-//! span end   3, span id, parent id (0: the root), start ns, end ns, name, span type
+//! span end   2, span id, parent id (0: the root), start ns, end ns, name, span type,
+//!            error flag, error message when the flag is 1
 //! ```
 //!
 //! A span's records come before its end; its spans come out in the order they ended (the
-//! root last), a key set twice keeps both values (the export keeps the later), and a later
-//! error replaces an earlier one.
+//! root last), and a key set twice keeps both values (the export keeps the later).
 
 use std::{
     borrow::Cow,
     collections::HashMap,
-    fmt::Display,
-    io::Write as _,
     time::{Duration, SystemTime},
 };
 
@@ -51,8 +51,7 @@ const INITIAL_CAPACITY: usize = 4096;
 enum Record {
     Attribute = 0,
     Event = 1,
-    Error = 2,
-    SpanEnd = 3,
+    SpanEnd = 2,
 }
 
 /// How an attribute's value is written after its tag byte.
@@ -70,7 +69,9 @@ enum Tag {
     TokenUsage = 4,
 }
 
-/// What a span records into its trace's buffer (one per trace, behind its lock).
+/// A trace's buffer (one per trace, behind its lock): records are made elsewhere (into a
+/// [`Scratch`]) and only copied in here, so the lock is never held while a caller's
+/// `Serialize` or `Display` runs.
 #[derive(Debug)]
 pub(super) struct TracePacker {
     buffer: Vec<u8>,
@@ -86,7 +87,31 @@ impl Default for TracePacker {
     }
 }
 
-/// The end of a span, as [`TracePacker::end_span`] writes it.
+impl TracePacker {
+    /// Appends the records `scratch` holds.
+    pub(super) fn append(&mut self, scratch: &Scratch) {
+        self.buffer.extend_from_slice(&scratch.bytes);
+        self.spans += scratch.span_ends;
+    }
+
+    /// The trace `trace_id` as recorded so far; the packer is left empty.
+    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
+        PackedTrace {
+            trace_id,
+            spans: std::mem::take(&mut self.spans),
+            bytes: std::mem::take(&mut self.buffer),
+        }
+    }
+}
+
+/// Records being made, before they are appended to their trace ([`TracePacker::append`]).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    bytes: Vec<u8>,
+    span_ends: u32,
+}
+
+/// The end of a span, as [`Scratch::end_span`] writes it.
 pub(super) struct SpanEnd<'a> {
     pub(super) span_id: u64,
     pub(super) parent_id: Option<u64>,
@@ -94,19 +119,49 @@ pub(super) struct SpanEnd<'a> {
     pub(super) end: SystemTime,
     pub(super) name: &'a str,
     pub(super) span_type: &'a str,
+    /// The span's error message, when it failed.
+    pub(super) error: Option<&'a str>,
 }
 
-impl TracePacker {
+/// The most capacity a thread's scratch keeps between records (a larger one, after a huge
+/// attribute, is freed).
+const MAX_KEPT_SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// This thread's scratch, reused from record to record.
+    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+}
+
+impl Scratch {
+    /// Runs `f` on this thread's scratch, emptied. A record made while another is being made
+    /// on this thread (a value's `Serialize` that logs) gets a scratch of its own; a scratch
+    /// whose making panicked is dropped with it, so a half-made record never reaches a trace.
+    pub(super) fn with<T>(f: impl FnOnce(&mut Self) -> T) -> T {
+        let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+        scratch.bytes.clear();
+        scratch.span_ends = 0;
+        let out = f(&mut scratch);
+        if scratch.bytes.capacity() <= MAX_KEPT_SCRATCH {
+            let _ = SCRATCH.try_with(|cell| cell.set(scratch));
+        }
+        out
+    }
+
+    /// Whether a record was made.
+    pub(super) fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
     fn record(&mut self, record: Record, span_id: u64) {
-        self.buffer.put_u8(record as u8);
-        self.buffer.put_u64_le(span_id);
+        self.bytes.put_u8(record as u8);
+        self.bytes.put_u64_le(span_id);
     }
 
     /// Sets the attribute `key` of span `span_id` to `value`.
     pub(super) fn attribute(&mut self, span_id: u64, key: &str, value: &AttributeValue) {
         self.record(Record::Attribute, span_id);
-        put_text(&mut self.buffer, key.as_bytes());
-        let buffer = &mut self.buffer;
+        let buffer = &mut self.bytes;
+        put_text(buffer, key.as_bytes());
         match value {
             AttributeValue::Json(json) => put_json(buffer, json),
             AttributeValue::JsonText(text) => {
@@ -142,22 +197,22 @@ impl TracePacker {
         value: &V,
     ) {
         self.record(Record::Attribute, span_id);
-        put_text(&mut self.buffer, key.as_bytes());
-        put_json(&mut self.buffer, value);
+        put_text(&mut self.bytes, key.as_bytes());
+        put_json(&mut self.bytes, value);
     }
 
     /// Sets the attribute `key` of span `span_id` to `text`, which is JSON text.
     pub(super) fn attribute_json_text(&mut self, span_id: u64, key: &str, text: &[u8]) {
         self.record(Record::Attribute, span_id);
-        put_text(&mut self.buffer, key.as_bytes());
-        self.buffer.put_u8(Tag::JsonText as u8);
-        put_text(&mut self.buffer, text);
+        put_text(&mut self.bytes, key.as_bytes());
+        self.bytes.put_u8(Tag::JsonText as u8);
+        put_text(&mut self.bytes, text);
     }
 
     /// Adds `event` to span `span_id`.
     pub(super) fn event(&mut self, span_id: u64, event: &SpanEvent) {
         self.record(Record::Event, span_id);
-        let buffer = &mut self.buffer;
+        let buffer = &mut self.bytes;
         put_text(buffer, event.name.as_bytes());
         buffer.put_u64_le(epoch_ns(event.time));
         put_count(buffer, event.attributes.len());
@@ -167,35 +222,23 @@ impl TracePacker {
         }
     }
 
-    /// Fails span `span_id` with `message` (a later error replaces it).
-    pub(super) fn error(&mut self, span_id: u64, message: &dyn Display) {
-        self.record(Record::Error, span_id);
-        put_written(&mut self.buffer, |buffer| {
-            // Writing into memory fails only when `message`'s `Display` does: what it wrote
-            // stays.
-            let _ = write!(buffer, "{message}");
-        });
-    }
-
-    /// Ends a span: after this, the trace holds it.
+    /// Ends a span: once appended, the trace holds it.
     pub(super) fn end_span(&mut self, span: &SpanEnd<'_>) {
         self.record(Record::SpanEnd, span.span_id);
-        let buffer = &mut self.buffer;
+        let buffer = &mut self.bytes;
         buffer.put_u64_le(span.parent_id.unwrap_or(0));
         buffer.put_u64_le(epoch_ns(span.start));
         buffer.put_u64_le(epoch_ns(span.end));
         put_text(buffer, span.name.as_bytes());
         put_text(buffer, span.span_type.as_bytes());
-        self.spans += 1;
-    }
-
-    /// The trace `trace_id` as recorded so far; the packer is left empty.
-    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
-        PackedTrace {
-            trace_id,
-            spans: std::mem::take(&mut self.spans),
-            bytes: std::mem::take(&mut self.buffer),
+        match span.error {
+            Some(message) => {
+                buffer.put_u8(1);
+                put_text(buffer, message.as_bytes());
+            }
+            None => buffer.put_u8(0),
         }
+        self.span_ends += 1;
     }
 }
 
@@ -283,7 +326,6 @@ type Read<T> = Result<T, &'static str>;
 struct Content {
     attributes: Vec<(Cow<'static, str>, AttributeValue)>,
     events: Vec<SpanEvent>,
-    error: Option<String>,
 }
 
 impl Reader {
@@ -305,9 +347,6 @@ impl Reader {
                 r if r == Record::Event as u8 => {
                     let event = self.event()?;
                     open.entry(span_id).or_default().events.push(event);
-                }
-                r if r == Record::Error as u8 => {
-                    open.entry(span_id).or_default().error = Some(self.text()?);
                 }
                 r if r == Record::SpanEnd as u8 => {
                     let content = open.remove(&span_id).unwrap_or_default();
@@ -389,6 +428,10 @@ impl Reader {
         let end = self.time()?;
         let name = Cow::Owned(self.text()?);
         let span_type = Cow::Owned(self.text()?);
+        let error = match self.u8()? {
+            0 => None,
+            _ => Some(self.text()?),
+        };
         Ok(SpanRecord {
             trace_id,
             span_id,
@@ -399,7 +442,7 @@ impl Reader {
             end,
             attributes: content.attributes,
             events: content.events,
-            error: content.error,
+            error,
         })
     }
 }
@@ -410,7 +453,12 @@ mod tests {
 
     use super::*;
 
-    fn end(span_id: u64, parent_id: Option<u64>, name: &str) -> SpanEnd<'_> {
+    fn end<'a>(
+        span_id: u64,
+        parent_id: Option<u64>,
+        name: &'a str,
+        error: Option<&'a str>,
+    ) -> SpanEnd<'a> {
         SpanEnd {
             span_id,
             parent_id,
@@ -418,40 +466,54 @@ mod tests {
             end: SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_001_000_000_001),
             name,
             span_type: "CHAIN",
+            error,
         }
+    }
+
+    /// `f`'s records, appended to a fresh trace as one piece.
+    fn packed(f: impl FnOnce(&mut Scratch)) -> TracePacker {
+        let mut packer = TracePacker::default();
+        Scratch::with(|scratch| {
+            f(scratch);
+            packer.append(scratch);
+        });
+        packer
     }
 
     #[test]
     fn interleaved_records_of_two_spans_unpack_into_each_span_in_the_order_they_ended() {
-        let mut packer = TracePacker::default();
-        packer.attribute_json(
-            1,
-            "mlflow.spanInputs",
-            &serde_json::json!({"text": "é\"\n"}),
-        );
-        packer.attribute_json_text(2, "mlflow.spanInputs", br#"{"model":"m"}"#);
-        packer.attribute(2, "n", &AttributeValue::Int(-7));
-        packer.attribute(1, "flag", &AttributeValue::Bool(true));
-        packer.attribute(2, "model", &AttributeValue::Str(Cow::Borrowed("gpt-4o")));
         let usage = TokenUsage {
             input_tokens: 1,
             output_tokens: 2,
             total_tokens: i64::MAX,
         };
-        packer.attribute(2, "mlflow.chat.tokenUsage", &usage.into());
-        packer.event(
-            2,
-            &SpanEvent {
-                name: "llm request failed; retrying".to_owned(),
-                time: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
-                attributes: vec![("retry".to_owned(), "1".to_owned())],
-            },
-        );
-        packer.error(2, &"first");
-        packer.error(2, &"second");
-        packer.end_span(&end(2, Some(1), "llm.chat"));
-        packer.attribute_json(1, "mlflow.spanOutputs", "ok");
-        packer.end_span(&end(1, None, "summarize"));
+        let mut packer = packed(|scratch| {
+            scratch.attribute_json(
+                1,
+                "mlflow.spanInputs",
+                &serde_json::json!({"text": "é\"\n"}),
+            );
+            scratch.attribute_json_text(2, "mlflow.spanInputs", br#"{"model":"m"}"#);
+            scratch.attribute(2, "n", &AttributeValue::Int(-7));
+            scratch.attribute(1, "flag", &AttributeValue::Bool(true));
+            scratch.attribute(2, "model", &AttributeValue::Str(Cow::Borrowed("gpt-4o")));
+            scratch.attribute(2, "mlflow.chat.tokenUsage", &usage.into());
+        });
+        // A second piece, as another record call appends it.
+        Scratch::with(|scratch| {
+            scratch.event(
+                2,
+                &SpanEvent {
+                    name: "llm request failed; retrying".to_owned(),
+                    time: SystemTime::UNIX_EPOCH + Duration::from_secs(5),
+                    attributes: vec![("retry".to_owned(), "1".to_owned())],
+                },
+            );
+            scratch.end_span(&end(2, Some(1), "llm.chat", Some("boom")));
+            scratch.attribute_json(1, "mlflow.spanOutputs", "ok");
+            scratch.end_span(&end(1, None, "summarize", None));
+            packer.append(scratch);
+        });
         let packed = packer.finish(42);
         assert_eq!(packed.span_count(), 2);
         let trace = packed.unpack().unwrap();
@@ -485,11 +547,7 @@ mod tests {
             child.events[0].attributes,
             [("retry".to_owned(), "1".to_owned())]
         );
-        assert_eq!(
-            child.error.as_deref(),
-            Some("second"),
-            "a later error replaces one"
-        );
+        assert_eq!(child.error.as_deref(), Some("boom"));
         assert_eq!(root.error, None);
         // The packer starts the next trace empty.
         assert_eq!(packer.finish(43).unpack().unwrap().spans.len(), 0);
@@ -497,10 +555,11 @@ mod tests {
 
     #[test]
     fn a_value_that_cannot_be_json_becomes_a_json_string_saying_why() {
-        let mut packer = TracePacker::default();
         let not_json: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
-        packer.attribute_json(1, "mlflow.spanOutputs", &not_json);
-        packer.end_span(&end(1, None, "chain"));
+        let mut packer = packed(|scratch| {
+            scratch.attribute_json(1, "mlflow.spanOutputs", &not_json);
+            scratch.end_span(&end(1, None, "chain", None));
+        });
         let trace = packer.finish(1).unpack().unwrap();
         let text = trace.spans[0]
             .attribute_string("mlflow.spanOutputs")
@@ -512,19 +571,41 @@ mod tests {
     }
 
     #[test]
+    fn a_record_made_while_another_is_made_on_the_thread_gets_a_scratch_of_its_own() {
+        let (outer, inner) = Scratch::with(|outer| {
+            outer.attribute(1, "outer", &AttributeValue::Int(1));
+            let inner = Scratch::with(|inner| {
+                assert!(inner.is_empty());
+                inner.attribute(1, "inner", &AttributeValue::Int(2));
+                inner.bytes.clone()
+            });
+            (outer.bytes.clone(), inner)
+        });
+        assert_ne!(outer, inner);
+        // A panic while a record is made leaves nothing of it in the next scratch.
+        let _ = std::panic::catch_unwind(|| {
+            Scratch::with(|scratch| {
+                scratch.attribute(1, "half", &AttributeValue::Int(3));
+                panic!("a Serialize that panics");
+            })
+        });
+        Scratch::with(|scratch| assert!(scratch.is_empty()));
+    }
+
+    #[test]
     fn a_buffer_cut_anywhere_is_an_error_naming_the_trace_not_a_panic() {
-        let mut packer = TracePacker::default();
-        packer.attribute_json(1, "k", &serde_json::json!({"a": [1, 2]}));
-        packer.event(
-            1,
-            &SpanEvent {
-                name: "e".to_owned(),
-                time: SystemTime::now(),
-                attributes: vec![("f".to_owned(), "v".to_owned())],
-            },
-        );
-        packer.error(1, &"boom");
-        packer.end_span(&end(1, None, "chain"));
+        let mut packer = packed(|scratch| {
+            scratch.attribute_json(1, "k", &serde_json::json!({"a": [1, 2]}));
+            scratch.event(
+                1,
+                &SpanEvent {
+                    name: "e".to_owned(),
+                    time: SystemTime::now(),
+                    attributes: vec![("f".to_owned(), "v".to_owned())],
+                },
+            );
+            scratch.end_span(&end(1, None, "chain", Some("boom")));
+        });
         let whole = packer.finish(7);
         assert!(whole.unpack().is_ok());
         for len in 0..whole.bytes.len() {

@@ -11,6 +11,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{live::TraceSpan, model::AttributeValue};
 
@@ -27,13 +28,14 @@ pub(super) fn set_active(active: bool) {
 }
 
 /// Sets the attribute `key` of `span` to `value()` as JSON — run only when `span` is traced,
-/// and serialised into the trace at once, so `value` may borrow (`|| &input`). MLflow keeps
+/// and serialised into the trace at once, on this thread and outside any lock (its
+/// `Serialize` may log or record), so `value` may borrow (`|| &input`). MLflow keeps
 /// every attribute as JSON text; a string value becomes `"text"`. A value that cannot be
 /// serialised (a map whose keys are not strings) becomes a JSON string saying why.
 pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl FnOnce() -> V) {
     if span.is_recording() {
         let value = value();
-        span.record(|packer, span_id| packer.attribute_json(span_id, key, &value));
+        span.record(|scratch, span_id| scratch.attribute_json(span_id, key, &value));
     }
 }
 
@@ -43,7 +45,7 @@ pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl 
 pub fn json_text<T: AsRef<[u8]>>(span: &TraceSpan, key: &'static str, text: impl FnOnce() -> T) {
     if span.is_recording() {
         let text = text();
-        span.record(|packer, span_id| packer.attribute_json_text(span_id, key, text.as_ref()));
+        span.record(|scratch, span_id| scratch.attribute_json_text(span_id, key, text.as_ref()));
     }
 }
 
@@ -63,9 +65,9 @@ where
 {
     if span.is_recording() {
         let values = values();
-        span.record(|packer, span_id| {
+        span.record(|scratch, span_id| {
             for (key, value) in values {
-                packer.attribute(span_id, key, &value);
+                scratch.attribute(span_id, key, &value);
             }
         });
     }
@@ -74,7 +76,7 @@ where
 /// Marks `span` failed with `message` (status ERROR; the trace is in state ERROR when its root
 /// span fails).
 pub fn fail(span: &TraceSpan, message: impl std::fmt::Display) {
-    span.record(|packer, span_id| packer.error(span_id, &message));
+    span.fail(&message);
 }
 
 /// The message of a span whose work was dropped before it finished.
@@ -127,24 +129,29 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// A `TOOL` span for one tool call, a child of the current span: `arguments` (the model's
-/// JSON text) become its inputs. Enter it around the tool's work and give it the tool's
-/// result with [`outputs`].
+/// JSON text) become its inputs — byte for byte, unless they hold escapes (then parsed and
+/// written again) or are not JSON (then a JSON string). Enter it around the tool's work and
+/// give it the tool's result with [`outputs`].
 ///
 /// # Examples
 ///
 /// ```
 /// let span = chainlog::trace::tool_span("calculator", r#"{"expression":"2*3"}"#);
 /// let result = span.in_scope(|| "6".to_owned());
-/// chainlog::trace::outputs(&span, || serde_json::json!(result));
+/// chainlog::trace::outputs(&span, || &result);
 /// ```
 pub fn tool_span(name: &str, arguments: &str) -> TraceSpan {
     let span = TraceSpan::new(name.to_owned(), "TOOL");
     if span.is_recording() {
-        // The model's arguments as they are when they are JSON, else as a JSON string.
-        if serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok() {
-            json_text(&span, "mlflow.spanInputs", || arguments);
-        } else {
-            attribute(&span, "mlflow.spanInputs", || arguments);
+        // The model's arguments as they are when they are JSON without escapes; with
+        // escapes, parsed and written again, so that a secret spelled with them (`\u002d`,
+        // `\/`) is plain text for the export's scrubbing; not JSON, as a JSON string.
+        match serde_json::from_str::<Value>(arguments) {
+            Ok(_) if !arguments.contains('\\') => {
+                json_text(&span, "mlflow.spanInputs", || arguments);
+            }
+            Ok(parsed) => attribute(&span, "mlflow.spanInputs", || &parsed),
+            Err(_) => attribute(&span, "mlflow.spanInputs", || arguments),
         }
     }
     span

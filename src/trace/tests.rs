@@ -1074,7 +1074,7 @@ struct Meddling {
 
 impl serde::Serialize for Meddling {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        tracing::warn!("serialising");
+        self.span.in_scope(|| tracing::warn!("serialising"));
         attribute(&self.span, "nested", || 1);
         fail(&self.span, "nested error");
         drop(self.child.lock().unwrap().take());
@@ -1083,7 +1083,7 @@ impl serde::Serialize for Meddling {
 }
 
 #[test]
-fn a_value_that_logs_records_or_ends_a_span_while_it_is_written_does_not_deadlock() {
+fn a_value_that_logs_records_or_ends_a_span_while_it_is_written_keeps_all_of_it() {
     let traces = traced(on(), || {
         let chain = TraceSpan::new("chain", "CHAIN");
         chain.in_scope(|| {
@@ -1095,16 +1095,108 @@ fn a_value_that_logs_records_or_ends_a_span_while_it_is_written_does_not_deadloc
             outputs(&chain, || &value);
         });
     });
-    // What the value did while the trace was being written into is left out (the child's end
-    // too: that span is lost); the value itself is written.
-    let [root] = &traces[0].spans[..] else {
-        panic!("one span: {:?}", traces[0].spans);
+    let [child, root] = &traces[0].spans[..] else {
+        panic!("two spans: {:?}", traces[0].spans);
     };
+    assert_eq!(child.name, "child");
     assert_eq!(
         root.attribute_text("mlflow.spanOutputs").as_deref(),
         Some(r#""value""#)
     );
-    assert_eq!(root.attribute_text("nested"), None);
-    assert!(root.events.is_empty());
-    assert_eq!(root.error, None);
+    assert_eq!(root.attribute_text("nested").as_deref(), Some("1"));
+    assert_eq!(root.events.len(), 1);
+    assert_eq!(root.error.as_deref(), Some("nested error"));
+}
+
+/// A value whose `Serialize` panics after it wrote part of itself.
+struct PanicsPartWay;
+
+impl serde::Serialize for PanicsPartWay {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq as _;
+        let mut seq = serializer.serialize_seq(Some(2))?;
+        seq.serialize_element(&1)?;
+        panic!("a Serialize that panics part-way");
+    }
+}
+
+#[test]
+fn a_value_whose_serialize_panics_loses_only_that_attribute() {
+    let traces = traced(on(), || {
+        let first = TraceSpan::new("first", "CHAIN");
+        inputs(&first, || json!({"q": 1}));
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            outputs(&first, || PanicsPartWay);
+        }));
+        assert!(panicked.is_err());
+        drop(first);
+        let next = TraceSpan::new("next", "CHAIN");
+        outputs(&next, || "kept");
+        next.in_scope(|| tracing::warn!("an event"));
+        fail(&next, "an error");
+    });
+    let first = traces[0].root().unwrap();
+    assert_eq!(
+        first.attribute_text("mlflow.spanInputs").as_deref(),
+        Some(r#"{"q":1}"#)
+    );
+    assert_eq!(first.attribute_text("mlflow.spanOutputs"), None);
+    let next = traces[1].root().unwrap();
+    assert_eq!(
+        next.attribute_text("mlflow.spanOutputs").as_deref(),
+        Some(r#""kept""#)
+    );
+    assert_eq!(next.events.len(), 1);
+    assert_eq!(next.error.as_deref(), Some("an error"));
+}
+
+#[test]
+fn a_value_that_locks_what_a_sibling_span_holds_does_not_deadlock_the_trace() {
+    use std::sync::{Arc, Barrier, Mutex};
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let traces = traced(on(), || {
+            let chain = TraceSpan::new("chain", "CHAIN");
+            let (a, b) =
+                chain.in_scope(|| (TraceSpan::new("a", "TOOL"), TraceSpan::new("b", "TOOL")));
+            let shared = Arc::new(Mutex::new(vec![1, 2, 3]));
+            let held = Arc::new(Barrier::new(2));
+            let sibling = {
+                let (shared, held) = (Arc::clone(&shared), Arc::clone(&held));
+                std::thread::spawn(move || {
+                    let guard = shared.lock().unwrap();
+                    held.wait();
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    attribute(&b, "n", || guard.len());
+                })
+            };
+            held.wait();
+            outputs(&a, || &*shared);
+            sibling.join().unwrap();
+        });
+        done.send(traces).unwrap();
+    });
+    let traces = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("two spans of one trace deadlocked");
+    assert_eq!(traces[0].spans.len(), 3);
+}
+
+#[test]
+fn tool_arguments_holding_an_escaped_secret_are_written_plain_for_the_scrubbing() {
+    crate::secret::register("canary-5d0e7a91b2");
+    let traces = traced(on(), || {
+        drop(tool_span("lookup", r#"{"key": "as sent"}"#));
+        drop(tool_span("lookup", r#"{"key":"canary\u002d5d0e7a91b2"}"#));
+    });
+    let inputs = |trace: &TraceRecord| {
+        let attributes = trace.spans[0].encoded_attributes();
+        let (_, text) = attributes
+            .into_iter()
+            .find(|(key, _)| key == "mlflow.spanInputs")
+            .unwrap();
+        text
+    };
+    assert_eq!(inputs(&traces[0]), r#"{"key": "as sent"}"#, "byte for byte");
+    assert_eq!(inputs(&traces[1]), r#"{"key":"***"}"#);
 }
