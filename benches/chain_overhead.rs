@@ -383,7 +383,7 @@ fn layer_alone_ns(input: &serde_json::Value, body: &bytes::Bytes, iterations: u3
     for _ in 0..iterations {
         let chain_lines = tracing::info_span!("chain", chain = "summarize");
         let chain = chainlog::trace::TraceSpan::new("summarize", "CHAIN");
-        chainlog::trace::attribute(&chain, "mlflow.spanInputs", || input);
+        chainlog::trace::json_value(&chain, "mlflow.spanInputs", input);
         let entered = chain_lines.enter();
         chain.in_scope(|| {
             let llm_lines = tracing::info_span!(
@@ -413,7 +413,7 @@ fn layer_alone_ns(input: &serde_json::Value, body: &bytes::Bytes, iterations: u3
                 ]
             });
         });
-        chainlog::trace::outputs(&chain, || input);
+        chainlog::trace::json_value(&chain, "mlflow.spanOutputs", input);
         drop(entered);
     }
     start.elapsed().as_nanos() as f64 / f64::from(iterations)

@@ -272,14 +272,14 @@ impl BuiltChain {
         let traced = crate::trace::TraceSpan::new(self.name, "CHAIN");
         // Set now: a future dropped before its end (a caller that gave up, a timeout) leaves
         // a span with its inputs, failed as dropped (by its instrumented future).
-        crate::trace::attribute(&traced, "mlflow.spanInputs", || &input);
+        crate::trace::json_value(&traced, "mlflow.spanInputs", &input);
         let ctx = RunContext::clone(ctx);
         let result = traced
             .clone()
             .instrument(self.chain.invoke_json(input, &ctx).instrument(span))
             .await;
         match &result {
-            Ok(output) => crate::trace::outputs(&traced, || output),
+            Ok(output) => crate::trace::json_value(&traced, "mlflow.spanOutputs", output),
             Err(error) => crate::trace::fail(&traced, crate::trace::error_chain(error)),
         }
         result

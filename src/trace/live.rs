@@ -50,7 +50,7 @@ use tracing_subscriber::{
 use super::{
     export::ExportQueue,
     model::{MAX_EVENTS, SpanEvent, TraceRecord, nonzero},
-    packed::{Scratch, SpanEnd, TracePacker},
+    packed::{Records, SpanEnd},
     record::is_active,
 };
 
@@ -120,14 +120,21 @@ struct LiveSpan {
 /// root ends.
 struct TraceBuf {
     trace_id: u128,
-    packer: Mutex<TracePacker>,
+    packer: Mutex<Records>,
     queue: Arc<ExportQueue>,
 }
 
 impl TraceBuf {
-    /// Makes records with `f` (outside the trace's lock) and appends them to the trace.
-    fn record(&self, f: impl FnOnce(&mut Scratch)) {
-        Scratch::with(|scratch| {
+    /// Writes records with `f` into the trace's buffer, under its lock: `f` must run none of
+    /// a caller's code (see [`record_foreign`](Self::record_foreign)).
+    fn record(&self, f: impl FnOnce(&mut Records)) {
+        f(&mut self.packer());
+    }
+
+    /// Makes records with `f`, which may run a caller's code (a value's `Serialize`), in this
+    /// thread's scratch, outside any lock, then appends them to the trace.
+    fn record_foreign(&self, f: impl FnOnce(&mut Records)) {
+        Records::with_scratch(|scratch| {
             f(scratch);
             if !scratch.is_empty() {
                 self.packer().append(scratch);
@@ -135,7 +142,7 @@ impl TraceBuf {
         });
     }
 
-    fn packer(&self) -> std::sync::MutexGuard<'_, TracePacker> {
+    fn packer(&self) -> std::sync::MutexGuard<'_, Records> {
         self.packer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -180,7 +187,7 @@ impl TraceSpan {
                 Some((queue, _)) => {
                     let trace = Arc::new(TraceBuf {
                         trace_id: TraceRecord::new_trace_id(),
-                        packer: Mutex::new(TracePacker::default()),
+                        packer: Mutex::new(Records::for_trace()),
                         queue,
                     });
                     State::Live(Arc::new(LiveSpan::new(trace, None, name.into(), span_type)))
@@ -231,11 +238,20 @@ impl TraceSpan {
         }
     }
 
-    /// Makes records for this span with `f` (given the span's id) and appends them to its
-    /// trace, when it is traced. `f` runs outside any lock of the trace.
-    pub(super) fn record(&self, f: impl FnOnce(&mut Scratch, u64)) {
+    /// Writes records for this span with `f` (given the span's id) into its trace, when it
+    /// is traced — under the trace's lock: `f` must run none of a caller's code.
+    pub(super) fn record(&self, f: impl FnOnce(&mut Records, u64)) {
         if let State::Live(live) = &self.state {
-            live.trace.record(|scratch| f(scratch, live.span_id));
+            live.trace.record(|records| f(records, live.span_id));
+        }
+    }
+
+    /// [`record`](Self::record) for an `f` that may run a caller's code: it runs outside any
+    /// lock (see [`TraceBuf::record_foreign`]).
+    pub(super) fn record_foreign(&self, f: impl FnOnce(&mut Records, u64)) {
+        if let State::Live(live) = &self.state {
+            live.trace
+                .record_foreign(|records| f(records, live.span_id));
         }
     }
 
@@ -349,16 +365,13 @@ impl Drop for LiveSpan {
             span_type: self.span_type,
             error: error.as_deref(),
         };
-        Scratch::with(|scratch| {
-            scratch.end_span(&end);
-            let mut packer = self.trace.packer();
-            packer.append(scratch);
-            if self.parent.is_none() {
-                let trace = packer.finish(self.trace.trace_id);
-                drop(packer);
-                self.trace.queue.push(trace);
-            }
-        });
+        let mut packer = self.trace.packer();
+        packer.end_span(&end);
+        if self.parent.is_none() {
+            let trace = packer.finish(self.trace.trace_id);
+            drop(packer);
+            self.trace.queue.push(trace);
+        }
     }
 }
 
@@ -460,6 +473,6 @@ impl<S: Subscriber> Layer<S> for TraceLayer {
             attributes: fields.fields,
         };
         live.trace
-            .record(|scratch| scratch.event(live.span_id, &event));
+            .record(|records| records.event(live.span_id, &event));
     }
 }

@@ -95,7 +95,7 @@ pub use read::{StoredSpan, TraceReadError, read_trace};
 pub(crate) use record::UntilFinished;
 pub use record::{
     DROPPED_MESSAGE, attribute, attributes, error_chain, fail, inputs, is_active, json_text,
-    outputs, tool_span,
+    json_value, outputs, tool_span,
 };
 pub use sqlite::SqliteSink;
 

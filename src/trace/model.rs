@@ -408,9 +408,9 @@ mod tests {
     }
 
     fn span_with(attributes: Vec<(&'static str, AttributeValue)>) -> SpanRecord {
-        use super::super::packed::{Scratch, SpanEnd, TracePacker};
-        let mut packer = TracePacker::default();
-        Scratch::with(|scratch| {
+        use super::super::packed::{Records, SpanEnd};
+        let mut packer = Records::for_trace();
+        Records::with_scratch(|scratch| {
             for (key, value) in attributes {
                 scratch.attribute(2, key, &value);
             }

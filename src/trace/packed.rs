@@ -1,11 +1,11 @@
-//! A trace's content written into one buffer as it is recorded ([`TracePacker`]), and that
+//! A trace's content written into one buffer as it is recorded ([`Records`]), and that
 //! buffer on its way to the export queue ([`PackedTrace`]).
 //!
 //! Every attribute and event a span is given, and each span's end (with its error, if it
-//! failed), is made into a record on the thread that records it — in that thread's
-//! [`Scratch`], outside any lock, so a value's `Serialize` or a message's `Display` (the
-//! caller's code) may log, record, panic or lock what it likes — and then copied into its
-//! trace's buffer under the trace's lock. The chain's input and output are written as JSON
+//! failed), is written as a record into its trace's buffer, under the trace's lock, on the
+//! thread that records it. A value whose writing runs the caller's code (its `Serialize`) is
+//! first made into a record in the thread's scratch, outside any lock — so that code may log,
+//! record, panic or lock what it likes — and then copied in. The chain's input and output are written as JSON
 //! text straight from the caller's value (no copy of the JSON tree), a request or response
 //! body is copied from the caller's bytes. A span keeps no attributes of its own; when the
 //! root ends, the buffer goes to the export queue. So a traced call makes no allocation per
@@ -69,49 +69,42 @@ enum Tag {
     TokenUsage = 4,
 }
 
-/// A trace's buffer (one per trace, behind its lock): records are made elsewhere (into a
-/// [`Scratch`]) and only copied in here, so the lock is never held while a caller's
-/// `Serialize` or `Display` runs.
-#[derive(Debug)]
-pub(super) struct TracePacker {
-    buffer: Vec<u8>,
-    spans: u32,
-}
-
-impl Default for TracePacker {
-    fn default() -> Self {
-        Self {
-            buffer: Vec::with_capacity(INITIAL_CAPACITY),
-            spans: 0,
-        }
-    }
-}
-
-impl TracePacker {
-    /// Appends the records `scratch` holds.
-    pub(super) fn append(&mut self, scratch: &Scratch) {
-        self.buffer.extend_from_slice(&scratch.bytes);
-        self.spans += scratch.span_ends;
-    }
-
-    /// The trace `trace_id` as recorded so far; the packer is left empty.
-    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
-        PackedTrace {
-            trace_id,
-            spans: std::mem::take(&mut self.spans),
-            bytes: std::mem::take(&mut self.buffer),
-        }
-    }
-}
-
-/// Records being made, before they are appended to their trace ([`TracePacker::append`]).
+/// Records: a trace's buffer (one per trace, behind its lock), or a thread's scratch
+/// ([`Records::with_scratch`]) where records whose making runs a caller's code are made before
+/// they are copied into their trace ([`Records::append`]), so that no lock is held while it
+/// runs.
 #[derive(Debug, Default)]
-pub(super) struct Scratch {
+pub(super) struct Records {
     bytes: Vec<u8>,
     span_ends: u32,
 }
 
-/// The end of a span, as [`Scratch::end_span`] writes it.
+impl Records {
+    /// A trace's buffer, empty.
+    pub(super) fn for_trace() -> Self {
+        Self {
+            bytes: Vec::with_capacity(INITIAL_CAPACITY),
+            span_ends: 0,
+        }
+    }
+
+    /// Appends the records `other` holds.
+    pub(super) fn append(&mut self, other: &Self) {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.span_ends += other.span_ends;
+    }
+
+    /// The trace `trace_id` as recorded so far; the records are left empty.
+    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
+        PackedTrace {
+            trace_id,
+            spans: std::mem::take(&mut self.span_ends),
+            bytes: std::mem::take(&mut self.bytes),
+        }
+    }
+}
+
+/// The end of a span, as [`Records::end_span`] writes it.
 pub(super) struct SpanEnd<'a> {
     pub(super) span_id: u64,
     pub(super) parent_id: Option<u64>,
@@ -129,14 +122,14 @@ const MAX_KEPT_SCRATCH: usize = 64 * 1024;
 
 thread_local! {
     /// This thread's scratch, reused from record to record.
-    static SCRATCH: std::cell::Cell<Scratch> = std::cell::Cell::new(Scratch::default());
+    static SCRATCH: std::cell::Cell<Records> = std::cell::Cell::new(Records::default());
 }
 
-impl Scratch {
+impl Records {
     /// Runs `f` on this thread's scratch, emptied. A record made while another is being made
     /// on this thread (a value's `Serialize` that logs) gets a scratch of its own; a scratch
     /// whose making panicked is dropped with it, so a half-made record never reaches a trace.
-    pub(super) fn with<T>(f: impl FnOnce(&mut Self) -> T) -> T {
+    pub(super) fn with_scratch<T>(f: impl FnOnce(&mut Self) -> T) -> T {
         let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
         scratch.bytes.clear();
         scratch.span_ends = 0;
@@ -471,9 +464,9 @@ mod tests {
     }
 
     /// `f`'s records, appended to a fresh trace as one piece.
-    fn packed(f: impl FnOnce(&mut Scratch)) -> TracePacker {
-        let mut packer = TracePacker::default();
-        Scratch::with(|scratch| {
+    fn packed(f: impl FnOnce(&mut Records)) -> Records {
+        let mut packer = Records::for_trace();
+        Records::with_scratch(|scratch| {
             f(scratch);
             packer.append(scratch);
         });
@@ -500,7 +493,7 @@ mod tests {
             scratch.attribute(2, "mlflow.chat.tokenUsage", &usage.into());
         });
         // A second piece, as another record call appends it.
-        Scratch::with(|scratch| {
+        Records::with_scratch(|scratch| {
             scratch.event(
                 2,
                 &SpanEvent {
@@ -572,9 +565,9 @@ mod tests {
 
     #[test]
     fn a_record_made_while_another_is_made_on_the_thread_gets_a_scratch_of_its_own() {
-        let (outer, inner) = Scratch::with(|outer| {
+        let (outer, inner) = Records::with_scratch(|outer| {
             outer.attribute(1, "outer", &AttributeValue::Int(1));
-            let inner = Scratch::with(|inner| {
+            let inner = Records::with_scratch(|inner| {
                 assert!(inner.is_empty());
                 inner.attribute(1, "inner", &AttributeValue::Int(2));
                 inner.bytes.clone()
@@ -584,12 +577,12 @@ mod tests {
         assert_ne!(outer, inner);
         // A panic while a record is made leaves nothing of it in the next scratch.
         let _ = std::panic::catch_unwind(|| {
-            Scratch::with(|scratch| {
+            Records::with_scratch(|scratch| {
                 scratch.attribute(1, "half", &AttributeValue::Int(3));
                 panic!("a Serialize that panics");
             })
         });
-        Scratch::with(|scratch| assert!(scratch.is_empty()));
+        Records::with_scratch(|scratch| assert!(scratch.is_empty()));
     }
 
     #[test]

@@ -35,8 +35,23 @@ pub(super) fn set_active(active: bool) {
 pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl FnOnce() -> V) {
     if span.is_recording() {
         let value = value();
-        span.record(|scratch, span_id| scratch.attribute_json(span_id, key, &value));
+        span.record_foreign(|records, span_id| records.attribute_json(span_id, key, &value));
     }
+}
+
+/// Sets the attribute `key` of `span` to the JSON value `value` — when `span` is traced;
+/// written straight into the trace (serialising a `Value` runs none of a caller's code, so
+/// this skips the scratch [`attribute`] makes its record in). For what every prediction
+/// records, as the chain's input and output.
+///
+/// # Examples
+///
+/// ```
+/// let span = chainlog::trace::TraceSpan::new("summarize", "CHAIN");
+/// chainlog::trace::json_value(&span, "mlflow.spanInputs", &serde_json::json!({"text": "…"}));
+/// ```
+pub fn json_value(span: &TraceSpan, key: &'static str, value: &Value) {
+    span.record(|records, span_id| records.attribute_json(span_id, key, value));
 }
 
 /// Sets the attribute `key` of `span` to `text()`, which already is JSON text (a request body
@@ -45,7 +60,8 @@ pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl 
 pub fn json_text<T: AsRef<[u8]>>(span: &TraceSpan, key: &'static str, text: impl FnOnce() -> T) {
     if span.is_recording() {
         let text = text();
-        span.record(|scratch, span_id| scratch.attribute_json_text(span_id, key, text.as_ref()));
+        let text: &[u8] = text.as_ref();
+        span.record(|records, span_id| records.attribute_json_text(span_id, key, text));
     }
 }
 
@@ -65,9 +81,9 @@ where
 {
     if span.is_recording() {
         let values = values();
-        span.record(|scratch, span_id| {
+        span.record_foreign(|records, span_id| {
             for (key, value) in values {
-                scratch.attribute(span_id, key, &value);
+                records.attribute(span_id, key, &value);
             }
         });
     }
