@@ -7,10 +7,11 @@
 //! layer enables is kept in `tracing-subscriber`'s registry (a slot in its sharded slab, a
 //! type map of extensions behind a lock, every layer's filter asked at each enter and exit),
 //! which cost a traced call more than chainlog's own recording did (`benches/chain_overhead`).
-//! A `TraceSpan` is one allocation holding its ids, name and start; what it records goes
-//! straight into its trace's buffer (`packed`), made outside any lock and copied in under the
-//! trace's. The `tracing` spans beside it (for log lines) stay disabled unless the log filter
-//! wants them.
+//! A `TraceSpan` is one allocation holding its ids, name, start and error; what it records
+//! goes into its trace's buffer (`packed`) under the trace's lock — made first in the
+//! thread's scratch, outside any lock, when making it runs a caller's code (a value's
+//! `Serialize`). The `tracing` spans beside it (for log lines) stay disabled unless the log
+//! filter wants them.
 //!
 //! A span is current on a thread while a future [`instrument`](TraceSpan::instrument)ed with
 //! it is polled (or dropped) there, or a closure runs [`in_scope`](TraceSpan::in_scope). A

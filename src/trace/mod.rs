@@ -11,7 +11,8 @@
 //! `opentelemetry-otlp` plus MLflow's `StartTraceV3` for the metadata; `sqlite`: MLflow
 //! 3.17.2's `trace_info`, `trace_tags`, `trace_request_metadata` and `spans` rows). It does
 //! not own the spans' content: the chain registry, the LLM client and chains put it there
-//! through `record` ([`attribute`], [`json_text`], [`fail`], [`tool_span`]). [`read_trace`]
+//! through `record` ([`attribute`], [`attributes`], [`json_value`], [`json_text`], [`fail`],
+//! [`tool_span`]). [`read_trace`]
 //! reads a trace's spans back from a store, for `replay --trace`.
 //!
 //! # What a trace holds

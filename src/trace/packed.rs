@@ -9,8 +9,8 @@
 //! text straight from the caller's value (no copy of the JSON tree), a request or response
 //! body is copied from the caller's bytes. A span keeps no attributes of its own; when the
 //! root ends, the buffer goes to the export queue. So a traced call makes no allocation per
-//! attribute, the prediction's threads free nothing for the trace, and a trace waiting for
-//! export (for the background thread's linger and its batch's write, a few hundred
+//! attribute (an event's texts and an error's message excepted), keeps no copy of a value
+//! until its trace ends, and a trace waiting for export (for the background thread's linger and its batch's write, a few hundred
 //! milliseconds) is one block (its content, with room to grow: at least
 //! `INITIAL_CAPACITY`). `benches/chain_overhead` ("traced/untraced", "the layer alone")
 //! measures the difference. Scrubbing secrets and cutting to

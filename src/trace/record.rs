@@ -31,7 +31,8 @@ pub(super) fn set_active(active: bool) {
 /// and serialised into the trace at once, on this thread and outside any lock (its
 /// `Serialize` may log or record), so `value` may borrow (`|| &input`). MLflow keeps
 /// every attribute as JSON text; a string value becomes `"text"`. A value that cannot be
-/// serialised (a map whose keys are not strings) becomes a JSON string saying why.
+/// serialised (a map whose keys are not strings) becomes a JSON string saying why. Set from
+/// two threads at once, the key keeps the value whose serialising finished last.
 pub fn attribute<V: Serialize>(span: &TraceSpan, key: &'static str, value: impl FnOnce() -> V) {
     if span.is_recording() {
         let value = value();
