@@ -247,9 +247,7 @@ impl ExportState {
             }
         }
     }
-}
 
-impl ExportState {
     /// The traces of `batch`; one that does not unpack (a chainlog bug) is left out, said once.
     fn unpack(&self, batch: &[PackedTrace]) -> Vec<TraceRecord> {
         batch

@@ -121,7 +121,7 @@ struct LiveSpan {
 /// root ends.
 struct TraceBuf {
     trace_id: u128,
-    packer: Mutex<Records>,
+    records: Mutex<Records>,
     queue: Arc<ExportQueue>,
 }
 
@@ -129,7 +129,7 @@ impl TraceBuf {
     /// Writes records with `f` into the trace's buffer, under its lock: `f` must run none of
     /// a caller's code (see [`record_foreign`](Self::record_foreign)).
     fn record(&self, f: impl FnOnce(&mut Records)) {
-        f(&mut self.packer());
+        f(&mut self.records());
     }
 
     /// Makes records with `f`, which may run a caller's code (a value's `Serialize`), in this
@@ -138,13 +138,13 @@ impl TraceBuf {
         Records::with_scratch(|scratch| {
             f(scratch);
             if !scratch.is_empty() {
-                self.packer().append(scratch);
+                self.records().append(scratch);
             }
         });
     }
 
-    fn packer(&self) -> std::sync::MutexGuard<'_, Records> {
-        self.packer.lock().unwrap_or_else(PoisonError::into_inner)
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -188,7 +188,7 @@ impl TraceSpan {
                 Some((queue, _)) => {
                     let trace = Arc::new(TraceBuf {
                         trace_id: TraceRecord::new_trace_id(),
-                        packer: Mutex::new(Records::for_trace()),
+                        records: Mutex::new(Records::for_trace()),
                         queue,
                     });
                     State::Live(Arc::new(LiveSpan::new(trace, None, name.into(), span_type)))
@@ -366,11 +366,11 @@ impl Drop for LiveSpan {
             span_type: self.span_type,
             error: error.as_deref(),
         };
-        let mut packer = self.trace.packer();
-        packer.end_span(&end);
+        let mut records = self.trace.records();
+        records.end_span(&end);
         if self.parent.is_none() {
-            let trace = packer.finish(self.trace.trace_id);
-            drop(packer);
+            let trace = records.finish(self.trace.trace_id);
+            drop(records);
             self.trace.queue.push(trace);
         }
     }

@@ -150,17 +150,19 @@ impl Records {
         self.bytes.put_u64_le(span_id);
     }
 
+    /// Starts an attribute record: the span and the key; its value follows.
+    fn attribute_key(&mut self, span_id: u64, key: &str) -> &mut Vec<u8> {
+        self.record(Record::Attribute, span_id);
+        put_text(&mut self.bytes, key.as_bytes());
+        &mut self.bytes
+    }
+
     /// Sets the attribute `key` of span `span_id` to `value`.
     pub(super) fn attribute(&mut self, span_id: u64, key: &str, value: &AttributeValue) {
-        self.record(Record::Attribute, span_id);
-        let buffer = &mut self.bytes;
-        put_text(buffer, key.as_bytes());
+        let buffer = self.attribute_key(span_id, key);
         match value {
             AttributeValue::Json(json) => put_json(buffer, json),
-            AttributeValue::JsonText(text) => {
-                buffer.put_u8(Tag::JsonText as u8);
-                put_text(buffer, text);
-            }
+            AttributeValue::JsonText(text) => put_json_text(buffer, text),
             AttributeValue::Str(text) => {
                 buffer.put_u8(Tag::Str as u8);
                 put_text(buffer, text.as_bytes());
@@ -189,17 +191,12 @@ impl Records {
         key: &str,
         value: &V,
     ) {
-        self.record(Record::Attribute, span_id);
-        put_text(&mut self.bytes, key.as_bytes());
-        put_json(&mut self.bytes, value);
+        put_json(self.attribute_key(span_id, key), value);
     }
 
     /// Sets the attribute `key` of span `span_id` to `text`, which is JSON text.
     pub(super) fn attribute_json_text(&mut self, span_id: u64, key: &str, text: &[u8]) {
-        self.record(Record::Attribute, span_id);
-        put_text(&mut self.bytes, key.as_bytes());
-        self.bytes.put_u8(Tag::JsonText as u8);
-        put_text(&mut self.bytes, text);
+        put_json_text(self.attribute_key(span_id, key), text);
     }
 
     /// Adds `event` to span `span_id`.
@@ -282,6 +279,12 @@ fn put_count(buffer: &mut Vec<u8>, count: usize) {
 fn put_text(buffer: &mut Vec<u8>, text: &[u8]) {
     buffer.put_u64_le(text.len() as u64);
     buffer.put_slice(text);
+}
+
+/// `text`, which is JSON text, as a value.
+fn put_json_text(buffer: &mut Vec<u8>, text: &[u8]) {
+    buffer.put_u8(Tag::JsonText as u8);
+    put_text(buffer, text);
 }
 
 /// A text that `write` writes straight into the buffer, its length set after.

@@ -6,11 +6,18 @@ use tracing_subscriber::layer::SubscriberExt as _;
 
 use super::*;
 
-/// Runs `f` under a subscriber with a trace layer of `settings`; returns the traces queued.
-fn traced(settings: TraceSettings, f: impl FnOnce()) -> Vec<TraceRecord> {
+/// A subscriber with the trace layer of `settings` (none when they turn tracing off), and
+/// its tracer.
+fn traced_dispatch(settings: TraceSettings) -> (tracing::Dispatch, Tracer) {
     let (layer, tracer) = settings.build();
     let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
-    tracing::subscriber::with_default(subscriber, f);
+    (tracing::Dispatch::new(subscriber), tracer)
+}
+
+/// Runs `f` under a subscriber with a trace layer of `settings`; returns the traces queued.
+fn traced(settings: TraceSettings, f: impl FnOnce()) -> Vec<TraceRecord> {
+    let (dispatch, tracer) = traced_dispatch(settings);
+    tracing::dispatcher::with_default(&dispatch, f);
     tracer.take_queued()
 }
 
@@ -128,9 +135,8 @@ fn every_span_made_outside_a_traced_span_is_its_own_trace_and_tracing_spans_are_
 /// recording span.
 #[test]
 fn the_layer_enables_no_tracing_span() {
-    let (layer, _tracer) = on().build();
-    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
-    tracing::subscriber::with_default(subscriber, || {
+    let (dispatch, _tracer) = traced_dispatch(on());
+    tracing::dispatcher::with_default(&dispatch, || {
         assert!(tracing::info_span!("chain", chain = "c").is_disabled());
         assert!(tracing::error_span!("chain").is_disabled());
         assert!(TraceSpan::new("c", "CHAIN").is_recording());
@@ -144,9 +150,7 @@ fn the_layer_enables_no_tracing_span() {
 /// trace unless it is instrumented with the current span.
 #[test]
 fn an_instrumented_future_parents_spans_across_awaits_threads_and_carried_tasks() {
-    let (layer, tracer) = on().build();
-    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
-    let dispatch = tracing::Dispatch::new(subscriber);
+    let (dispatch, tracer) = traced_dispatch(on());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -278,9 +282,8 @@ fn a_secret_never_reaches_an_encoded_attribute() {
 
 #[test]
 fn a_full_queue_drops_traces_without_waiting_and_counts_their_spans() {
-    let (layer, tracer) = on().build();
-    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
-    tracing::subscriber::with_default(subscriber, || {
+    let (dispatch, tracer) = traced_dispatch(on());
+    tracing::dispatcher::with_default(&dispatch, || {
         for _ in 0..QUEUE_CAPACITY + 3 {
             let chain = TraceSpan::new("c", "CHAIN");
             chain.in_scope(|| {
@@ -320,10 +323,8 @@ fn exporting_into_sqlite(
 ) {
     let db_path = dir.join("mlflow.db");
     crate::store::SqliteStore::open(&db_path, &dir.join("mlruns")).unwrap();
-    let (layer, tracer) = on().build();
-    let guard = tracing::subscriber::set_default(
-        tracing_subscriber::registry().with(layer.map(TraceLayer::filtered)),
-    );
+    let (dispatch, tracer) = traced_dispatch(on());
+    let guard = tracing::dispatcher::set_default(&dispatch);
     let link = TraceLink {
         experiment_id: "0".to_owned(),
         run_id: None,
@@ -855,13 +856,10 @@ fn spans_carried_into_a_task_that_outlives_the_chain_stay_in_its_trace() {
 #[test]
 fn concurrent_chains_on_many_workers_keep_their_spans_in_their_own_trace() {
     const CHAINS: usize = 200;
-    let (layer, tracer) = TraceSettings {
+    let (dispatch, tracer) = traced_dispatch(TraceSettings {
         sampling_ratio: 0.5,
         ..on()
-    }
-    .build();
-    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
-    let dispatch = tracing::Dispatch::new(subscriber);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -1001,13 +999,12 @@ fn an_event_logged_while_a_threads_locals_are_destroyed_does_not_abort() {
     thread_local! {
         static LOGS: std::cell::RefCell<Option<LogsOnDrop>> = const { std::cell::RefCell::new(None) };
     }
-    let (layer, _tracer) = on().build();
-    let subscriber = tracing_subscriber::registry().with(layer.map(TraceLayer::filtered));
+    let (dispatch, _tracer) = traced_dispatch(on());
     std::thread::spawn(move || {
         // The thread's subscriber stays for its whole life, locals' destructors included;
         // its slot is made first, the one that logs next, the current span's last, so that
         // they are destroyed in the reverse order.
-        std::mem::forget(tracing::subscriber::set_default(subscriber));
+        std::mem::forget(tracing::dispatcher::set_default(&dispatch));
         LOGS.with(|slot| *slot.borrow_mut() = Some(LogsOnDrop));
         TraceSpan::new("chain", "CHAIN").in_scope(|| tracing::warn!("inside"));
     })

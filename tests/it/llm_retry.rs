@@ -454,10 +454,7 @@ async fn calls_joined_in_a_chain_and_a_stream_read_after_it_stay_in_its_trace() 
     drop(stream);
     drop(guard);
     tracer.flush(Duration::from_secs(10)).await;
-    let conn = rusqlite::Connection::open(&db_path).unwrap();
-    let traces: i64 = conn
-        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-        .unwrap();
+    let traces = crate::support::trace_store::stored_traces(&db_path);
     assert_eq!(traces, 1, "one trace for the chain and its calls");
     let spans = stored_spans(&db_path);
     assert_eq!(spans.len(), 3, "{spans:#?}");

@@ -725,14 +725,13 @@ fn concurrent_rows_with_sampling_store_each_rows_spans_in_its_own_trace() {
         ),
         "batch",
     );
-    let conn = rusqlite::Connection::open(dir.path().join("mlflow.db")).unwrap();
-    let traces: i64 = conn
-        .query_row("SELECT count(*) FROM trace_info", [], |row| row.get(0))
-        .unwrap();
+    let db_path = dir.path().join("mlflow.db");
+    let traces = crate::support::trace_store::stored_traces(&db_path);
     assert!(
         (1..ROWS as i64).contains(&traces),
         "about half of {ROWS} rows traced: {traces}"
     );
+    let conn = rusqlite::Connection::open(&db_path).unwrap();
     let mut statement = conn
         .prepare(
             "SELECT s.trace_id, count(*), sum(s.parent_span_id IS NULL AND s.type = 'CHAIN'), \
