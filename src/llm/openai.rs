@@ -485,7 +485,10 @@ fn trace_call(
     attempts: u32,
     stream: bool,
 ) {
-    crate::trace::attributes(span, || {
+    if !span.is_recording() {
+        return;
+    }
+    crate::trace::own_attributes(span, {
         let response = result.ok();
         let usage = response.and_then(|response| response.usage);
         [

@@ -35,6 +35,10 @@
 //!   choice for every command but `serve`, so that an idle thread never holds up their exit;
 //!   `CHAINLOG_TRACE_EXPORT_PRIORITY` overrides it).
 //!
+//! Once a batch is written (or given up), its traces' blocks go back to the queue, emptied,
+//! for traces that end later to be copied into ([`ExportQueue::take_buffer`]; at most
+//! `SPARE_BUFFERS` of them): a traced prediction then usually allocates nothing for its trace.
+//!
 //! Each thread has its own single-threaded tokio runtime for the destination's I/O: exports
 //! never take a worker of the prediction's runtime. Traces queue up until a destination is
 //! given ([`Tracer::start`]): `log` knows its run and model only after the input example ran.
@@ -49,7 +53,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crossbeam_queue::SegQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use tokio::{runtime::Runtime, sync::oneshot};
 
 use super::{
@@ -81,6 +85,17 @@ const MAX_SQLITE_BATCH: usize = 1024;
 /// priority, whatever the priority of the thread that asked.
 pub(super) const BACKGROUND_BATCH: usize = 512;
 
+/// How many exported traces' buffers are kept for new traces to record into, instead of being
+/// freed by the export thread while the prediction's thread allocates new ones: the
+/// prediction's path then makes no allocation for its trace's buffer, and writes into memory
+/// that stays the process's (no page to fault in again). One background batch's worth; at
+/// most `SPARE_BUFFERS` × [`MAX_SPARE_BUFFER`] = 8 MiB held, ~2 MiB for traces of a chain and a
+/// model call (4 KiB each). `benches/chain_overhead` ("traced/untraced") measures it.
+const SPARE_BUFFERS: usize = BACKGROUND_BATCH;
+
+/// The largest buffer kept for reuse: a trace that grew past it (a large body) is freed.
+const MAX_SPARE_BUFFER: usize = 16 * 1024;
+
 /// How often the flush thread, between flushes, checks whether the queue overflowed, to say
 /// so even while the background thread gets no CPU.
 const OVERFLOW_CHECK: Duration = Duration::from_secs(2);
@@ -95,6 +110,9 @@ pub struct ExportQueue {
     dropped: AtomicU64,
     /// The background thread, woken by a push.
     background: OnceLock<Thread>,
+    /// Buffers of exported traces, emptied, for new traces to record into
+    /// ([`take_buffer`](Self::take_buffer)).
+    spare: ArrayQueue<Vec<u8>>,
 }
 
 impl ExportQueue {
@@ -104,6 +122,27 @@ impl ExportQueue {
             len: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             background: OnceLock::new(),
+            spare: ArrayQueue::new(SPARE_BUFFERS),
+        }
+    }
+
+    /// An exported trace's buffer, emptied, for a new trace to record into; `None` when none
+    /// is spare (the trace allocates its own).
+    pub(super) fn take_buffer(&self) -> Option<Vec<u8>> {
+        self.spare.pop()
+    }
+
+    /// Keeps the buffers of `exported` (traces no longer needed) for new traces, as many as
+    /// [`SPARE_BUFFERS`] and none over [`MAX_SPARE_BUFFER`] bytes; frees the rest.
+    fn recycle(&self, exported: impl IntoIterator<Item = PackedTrace>) {
+        for trace in exported {
+            let mut buffer = trace.into_buffer();
+            if buffer.capacity() <= MAX_SPARE_BUFFER {
+                buffer.clear();
+                if self.spare.push(buffer).is_err() {
+                    return;
+                }
+            }
         }
     }
 
@@ -114,6 +153,7 @@ impl ExportQueue {
             self.len.fetch_sub(1, Ordering::AcqRel);
             self.dropped
                 .fetch_add(trace.span_count() as u64, Ordering::Relaxed);
+            self.recycle([trace]);
             return;
         }
         self.traces.push(trace);
@@ -220,32 +260,37 @@ struct ExportState {
 
 impl ExportState {
     /// Exports `batch` on `runtime`, unless the destination was found dead; the batch back
-    /// when `stop` stopped the write.
+    /// when `stop` stopped the write. The buffers of a batch done with (written, failed or
+    /// dropped) go back to `queue` for new traces.
     fn export(
         &self,
         runtime: &Runtime,
         destination: &mut Destination,
+        queue: &ExportQueue,
         batch: Vec<PackedTrace>,
         stop: &dyn Fn() -> bool,
     ) -> Option<Vec<PackedTrace>> {
         if batch.is_empty() || self.health.dead.load(Ordering::Relaxed) {
+            queue.recycle(batch);
             return None;
         }
         let started = Instant::now();
         let waited_before = cpu_wait();
         let traces = self.unpack(&batch);
-        match runtime.block_on(destination.export(&traces, stop)) {
-            Ok(Written::All) => None,
-            Ok(Written::Stopped) => Some(batch),
+        let written = runtime.block_on(destination.export(&traces, stop));
+        match written {
+            Ok(Written::Stopped) => return Some(batch),
+            Ok(Written::All) => {}
             Err(mut failure) => {
                 if let (Some(before), Some(after)) = (waited_before, cpu_wait()) {
                     let waited = after.saturating_sub(before);
                     failure.message += &starvation_note(waited, started.elapsed());
                 }
                 self.health.note(failure);
-                None
             }
         }
+        queue.recycle(batch);
+        None
     }
 
     /// The traces of `batch`; one that does not unpack (a chainlog bug) is left out, said once.
@@ -482,7 +527,7 @@ fn export_in_background(
             // statements) and takes the batch: it need not wait for this thread to get a CPU
             // for all of it.
             let flushing = || state.flushing.load(Ordering::SeqCst);
-            if let Some(batch) = state.export(runtime, &mut destination, batch, &flushing) {
+            if let Some(batch) = state.export(runtime, &mut destination, &queue, batch, &flushing) {
                 queue.put_back(batch);
                 state.returned.store(true, Ordering::SeqCst);
             }
@@ -527,7 +572,7 @@ fn flush_on_request(
                     break;
                 }
                 left -= batch.len();
-                state.export(runtime, &mut destination, batch, &|| false);
+                state.export(runtime, &mut destination, &queue, batch, &|| false);
             }
         };
         drain();
@@ -641,5 +686,56 @@ impl Health {
                 "{dropped} spans dropped in all because the trace export queue was full ({why})"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::packed::{Records, SpanEnd};
+
+    /// A finished trace of one span whose buffer holds `size` bytes of capacity.
+    fn trace_in(size: usize) -> PackedTrace {
+        let mut records = Records::for_trace();
+        records.attribute_json_text(1, "k", b"1");
+        let now = std::time::SystemTime::now();
+        records.end_span(&SpanEnd {
+            span_id: 1,
+            parent_id: None,
+            start: now,
+            end: now,
+            name: "chain",
+            span_type: "CHAIN",
+            error: None,
+        });
+        let mut block = Vec::with_capacity(size);
+        block.push(0);
+        records.finish(1, Some(block))
+    }
+
+    #[test]
+    fn exported_buffers_are_kept_for_new_traces_up_to_a_bound_and_large_ones_freed() {
+        let queue = ExportQueue::new();
+        assert!(queue.take_buffer().is_none(), "none spare at first");
+        queue.recycle([trace_in(4096), trace_in(MAX_SPARE_BUFFER + 1)]);
+        let spare = queue.take_buffer().expect("the small buffer is kept");
+        assert!(spare.is_empty(), "kept emptied");
+        assert_eq!(spare.capacity(), 4096);
+        assert!(queue.take_buffer().is_none(), "the large one was freed");
+        queue.recycle((0..SPARE_BUFFERS + 10).map(|_| trace_in(1024)));
+        let kept = std::iter::from_fn(|| queue.take_buffer()).count();
+        assert_eq!(kept, SPARE_BUFFERS, "no more than SPARE_BUFFERS held");
+    }
+
+    #[test]
+    fn a_trace_dropped_from_a_full_queue_leaves_its_buffer_for_the_next() {
+        let queue = ExportQueue::new();
+        for _ in 0..QUEUE_CAPACITY {
+            queue.push(trace_in(1024));
+        }
+        assert!(queue.take_buffer().is_none());
+        queue.push(trace_in(2048));
+        assert_eq!(queue.dropped_spans(), 1);
+        assert_eq!(queue.take_buffer().map(|b| b.capacity()), Some(2048));
     }
 }

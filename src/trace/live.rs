@@ -50,7 +50,7 @@ use tracing_subscriber::{
 
 use super::{
     export::ExportQueue,
-    model::{MAX_EVENTS, SpanEvent, TraceRecord, nonzero},
+    model::{MAX_EVENTS, SpanEvent, TraceRecord, nonzero, random_id_bits},
     packed::{Records, SpanEnd},
     record::is_active,
 };
@@ -336,7 +336,7 @@ impl LiveSpan {
     ) -> Self {
         Self {
             trace,
-            span_id: nonzero(rand::random::<u64>()),
+            span_id: nonzero(random_id_bits()),
             parent,
             name,
             span_type,
@@ -369,7 +369,7 @@ impl Drop for LiveSpan {
         let mut records = self.trace.records();
         records.end_span(&end);
         if self.parent.is_none() {
-            let trace = records.finish(self.trace.trace_id);
+            let trace = records.finish(self.trace.trace_id, self.trace.queue.take_buffer());
             drop(records);
             self.trace.queue.push(trace);
         }

@@ -94,6 +94,7 @@ pub use model::{
 pub use otlp::OtlpSink;
 pub use read::{StoredSpan, TraceReadError, read_trace};
 pub(crate) use record::UntilFinished;
+pub(crate) use record::own_attributes;
 pub use record::{
     DROPPED_MESSAGE, attribute, attributes, error_chain, fail, inputs, is_active, json_text,
     json_value, outputs, tool_span,

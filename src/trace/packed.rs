@@ -8,12 +8,16 @@
 //! record, panic or lock what it likes — and then copied in. The chain's input and output are written as JSON
 //! text straight from the caller's value (no copy of the JSON tree), a request or response
 //! body is copied from the caller's bytes. A span keeps no attributes of its own; when the
-//! root ends, the buffer goes to the export queue. So a traced call makes no allocation per
-//! attribute (an event's texts and an error's message excepted), keeps no copy of a value
-//! until its trace ends, and a trace waiting for export (for the background thread's linger and its batch's write, a few hundred
-//! milliseconds) is one block (its content, with room to grow: at least
-//! `INITIAL_CAPACITY`). `benches/chain_overhead` ("traced/untraced", "the layer alone")
-//! measures the difference. Scrubbing secrets and cutting to
+//! root ends, the trace is copied in one piece into a block of its size — an exported trace's
+//! block handed back by the export thread (`ExportQueue::take_buffer`), or a new one — which
+//! goes to the export queue, and the thread keeps the buffer for the next trace it begins
+//! ([`Records::finish`]): the many small writes of a prediction go to memory this CPU wrote
+//! last, the one sequential copy to memory the export thread read last. So a traced call
+//! makes no allocation per attribute (an event's texts and an error's message excepted) and
+//! usually none for its buffer or its block, keeps no copy of a value until its trace ends,
+//! and a trace waiting for export (for the background thread's linger and its batch's write,
+//! a few hundred milliseconds) is one block. `benches/chain_overhead` ("traced/untraced",
+//! "the layer alone") measures the difference. Scrubbing secrets and cutting to
 //! [`MAX_ATTRIBUTE_BYTES`](super::MAX_ATTRIBUTE_BYTES) stay the export's work.
 //!
 //! The export thread unpacks a trace into a [`TraceRecord`] whose JSON texts are slices of one
@@ -33,6 +37,7 @@
 
 use std::{
     borrow::Cow,
+    cell::Cell,
     collections::HashMap,
     time::{Duration, SystemTime},
 };
@@ -42,8 +47,9 @@ use serde::Serialize;
 
 use super::model::{AttributeValue, SpanEvent, SpanRecord, TokenUsage, TraceRecord, unix_ns};
 
-/// What a trace's buffer starts with: a chain and one model call take 2–3 KiB (their
-/// request and response bodies, the chain's input and output, the keys); more grows it.
+/// What a trace's buffer starts with when its thread kept none: a chain and one model call
+/// take about 2 KiB (their request and response bodies, the chain's input and output, the
+/// keys); more grows it.
 const INITIAL_CAPACITY: usize = 4096;
 
 /// What a record is.
@@ -80,10 +86,16 @@ pub(super) struct Records {
 }
 
 impl Records {
-    /// A trace's buffer, empty.
+    /// A trace's buffer, empty: the one this thread's last finished trace recorded into, when
+    /// there is one (see [`finish`](Self::finish)).
     pub(super) fn for_trace() -> Self {
+        let kept = WORKING.try_with(Cell::take).unwrap_or_default();
         Self {
-            bytes: Vec::with_capacity(INITIAL_CAPACITY),
+            bytes: if kept.capacity() == 0 {
+                Vec::with_capacity(INITIAL_CAPACITY)
+            } else {
+                kept
+            },
             span_ends: 0,
         }
     }
@@ -94,12 +106,28 @@ impl Records {
         self.span_ends += other.span_ends;
     }
 
-    /// The trace `trace_id` as recorded so far; the records are left empty.
-    pub(super) fn finish(&mut self, trace_id: u128) -> PackedTrace {
+    /// The trace `trace_id` as recorded so far, copied into `block` (an exported trace's
+    /// buffer, or a new one when `None`), which goes to the export queue; the records are
+    /// left empty, and this buffer is kept by the thread for the next trace begun on it.
+    ///
+    /// A copy, not the buffer itself: the buffer a trace records into is written piece by
+    /// piece over the whole prediction, so it had better be memory this CPU wrote last (the
+    /// previous trace's), not memory another thread read last; the copy is one sequential
+    /// write of a few KiB. `benches/chain_overhead` ("traced/untraced") measures it.
+    pub(super) fn finish(&mut self, trace_id: u128, block: Option<Vec<u8>>) -> PackedTrace {
+        let mut block = block.unwrap_or_default();
+        block.clear();
+        block.reserve(self.bytes.len());
+        block.extend_from_slice(&self.bytes);
+        let mut working = std::mem::take(&mut self.bytes);
+        if working.capacity() <= MAX_KEPT_SCRATCH {
+            working.clear();
+            let _ = WORKING.try_with(|kept| kept.set(working));
+        }
         PackedTrace {
             trace_id,
             spans: std::mem::take(&mut self.span_ends),
-            bytes: std::mem::take(&mut self.bytes),
+            bytes: block,
         }
     }
 }
@@ -122,7 +150,10 @@ const MAX_KEPT_SCRATCH: usize = 64 * 1024;
 
 thread_local! {
     /// This thread's scratch, reused from record to record.
-    static SCRATCH: std::cell::Cell<Records> = std::cell::Cell::new(Records::default());
+    static SCRATCH: Cell<Records> = Cell::new(Records::default());
+    /// The buffer of the last trace finished on this thread, emptied, for the next trace begun
+    /// on it.
+    static WORKING: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 impl Records {
@@ -130,7 +161,7 @@ impl Records {
     /// on this thread (a value's `Serialize` that logs) gets a scratch of its own; a scratch
     /// whose making panicked is dropped with it, so a half-made record never reaches a trace.
     pub(super) fn with_scratch<T>(f: impl FnOnce(&mut Self) -> T) -> T {
-        let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
+        let mut scratch = SCRATCH.try_with(Cell::take).unwrap_or_default();
         scratch.bytes.clear();
         scratch.span_ends = 0;
         let out = f(&mut scratch);
@@ -254,6 +285,11 @@ impl PackedTrace {
     /// How many spans the trace holds.
     pub(super) fn span_count(&self) -> usize {
         self.spans as usize
+    }
+
+    /// The buffer, for another trace to record into once this one is exported.
+    pub(super) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// The trace, its JSON texts slices of one copy of the buffer (made here, on the export's
@@ -510,7 +546,7 @@ mod tests {
             scratch.end_span(&end(1, None, "summarize", None));
             packer.append(scratch);
         });
-        let packed = packer.finish(42);
+        let packed = packer.finish(42, None);
         assert_eq!(packed.span_count(), 2);
         let trace = packed.unpack().unwrap();
         assert_eq!(trace.trace_id, 42);
@@ -546,7 +582,7 @@ mod tests {
         assert_eq!(child.error.as_deref(), Some("boom"));
         assert_eq!(root.error, None);
         // The packer starts the next trace empty.
-        assert_eq!(packer.finish(43).unpack().unwrap().spans.len(), 0);
+        assert_eq!(packer.finish(43, None).unpack().unwrap().spans.len(), 0);
     }
 
     #[test]
@@ -556,7 +592,7 @@ mod tests {
             scratch.attribute_json(1, "mlflow.spanOutputs", &not_json);
             scratch.end_span(&end(1, None, "chain", None));
         });
-        let trace = packer.finish(1).unpack().unwrap();
+        let trace = packer.finish(1, None).unpack().unwrap();
         let text = trace.spans[0]
             .attribute_string("mlflow.spanOutputs")
             .unwrap();
@@ -602,7 +638,7 @@ mod tests {
             );
             scratch.end_span(&end(1, None, "chain", Some("boom")));
         });
-        let whole = packer.finish(7);
+        let whole = packer.finish(7, None);
         assert!(whole.unpack().is_ok());
         for len in 0..whole.bytes.len() {
             let cut = PackedTrace {
@@ -615,5 +651,46 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn a_finished_trace_is_copied_whole_into_its_block_and_the_thread_keeps_the_buffer() {
+        // Run on a thread of its own: the buffer kept is this thread's.
+        std::thread::spawn(|| {
+            let mut records = Records::for_trace();
+            records.attribute_json_text(1, "mlflow.spanInputs", br#"{"a":1}"#);
+            records.end_span(&end(1, None, "chain", None));
+            let recorded = records.bytes.clone();
+            let working = records.bytes.as_ptr();
+            // A block with an earlier trace's content in it: cleared first.
+            let block = vec![0xAA; 8 * 1024];
+            let packed = records.finish(9, Some(block));
+            assert_eq!(
+                packed.bytes, recorded,
+                "the block holds the trace, nothing else"
+            );
+            assert_eq!(
+                packed.bytes.capacity(),
+                8 * 1024,
+                "the block given, not a new one"
+            );
+            assert_eq!(packed.unpack().unwrap().spans.len(), 1);
+            assert!(records.is_empty());
+            // The next trace begun on this thread records into the same buffer, emptied.
+            let next = Records::for_trace();
+            assert_eq!(next.bytes.as_ptr(), working);
+            assert!(next.is_empty());
+            // Without a block, a new one of the trace's size; a second trace on the thread
+            // while the first is open gets a buffer of its own.
+            let open = Records::for_trace();
+            assert_ne!(open.bytes.as_ptr(), working);
+            assert!(open.bytes.capacity() >= INITIAL_CAPACITY);
+            let mut next = next;
+            next.attribute(1, "k", &AttributeValue::Int(1));
+            let packed = next.finish(10, None);
+            assert_eq!(packed.bytes.len(), packed.bytes.capacity());
+        })
+        .join()
+        .unwrap();
     }
 }

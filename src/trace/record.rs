@@ -90,6 +90,21 @@ where
     }
 }
 
+/// [`attributes`] for the crate's own values, from an iterator of its own making that runs
+/// none of a caller's code (an array's, as a finished model call's attributes): written
+/// straight into the trace under its lock, without the scratch `attributes` makes its records
+/// in — what every traced model call records.
+pub(crate) fn own_attributes(
+    span: &TraceSpan,
+    values: impl IntoIterator<Item = (&'static str, AttributeValue)>,
+) {
+    span.record(|records, span_id| {
+        for (key, value) in values {
+            records.attribute(span_id, key, &value);
+        }
+    });
+}
+
 /// Marks `span` failed with `message` (status ERROR; the trace is in state ERROR when its root
 /// span fails).
 pub fn fail(span: &TraceSpan, message: impl std::fmt::Display) {
