@@ -514,8 +514,6 @@ fn trace_call(
                 .filter(|_| stream)
                 .map(|response| ("mlflow.spanOutputs", wire::completion_json(response).into())),
         ]
-        .into_iter()
-        .flatten()
     });
     if let Err(error) = result {
         crate::trace::fail(span, error);

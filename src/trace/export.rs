@@ -60,7 +60,7 @@ use super::{
     ExportPriority,
     model::TraceRecord,
     otlp::OtlpSink,
-    packed::PackedTrace,
+    packed::{MAX_KEPT_BUFFER, PackedTrace},
     sqlite::{SqliteSink, Written},
 };
 
@@ -85,16 +85,14 @@ const MAX_SQLITE_BATCH: usize = 1024;
 /// priority, whatever the priority of the thread that asked.
 pub(super) const BACKGROUND_BATCH: usize = 512;
 
-/// How many exported traces' buffers are kept for new traces to record into, instead of being
-/// freed by the export thread while the prediction's thread allocates new ones: the
-/// prediction's path then makes no allocation for its trace's buffer, and writes into memory
-/// that stays the process's (no page to fault in again). One background batch's worth; at
-/// most `SPARE_BUFFERS` × [`MAX_SPARE_BUFFER`] = 8 MiB held, ~2 MiB for traces of a chain and a
-/// model call (4 KiB each). `benches/chain_overhead` ("traced/untraced") measures it.
+/// How many exported traces' blocks are kept for the traces that end later to be copied into
+/// ([`Records::finish`](super::packed::Records::finish)), instead of being freed by the export
+/// thread while the prediction's thread allocates new ones: a traced prediction then usually
+/// allocates nothing for its trace, in memory that stays the process's (no page to fault in
+/// again). One background batch's worth; at most `SPARE_BUFFERS` ×
+/// [`MAX_KEPT_BUFFER`] = 8 MiB held, about 1 MiB for traces of a chain and a model call
+/// (~2 KiB each). `benches/chain_overhead` ("traced/untraced") measures it.
 const SPARE_BUFFERS: usize = BACKGROUND_BATCH;
-
-/// The largest buffer kept for reuse: a trace that grew past it (a large body) is freed.
-const MAX_SPARE_BUFFER: usize = 16 * 1024;
 
 /// How often the flush thread, between flushes, checks whether the queue overflowed, to say
 /// so even while the background thread gets no CPU.
@@ -110,7 +108,7 @@ pub struct ExportQueue {
     dropped: AtomicU64,
     /// The background thread, woken by a push.
     background: OnceLock<Thread>,
-    /// Buffers of exported traces, emptied, for new traces to record into
+    /// Blocks of exported traces, emptied, for traces that end later to be copied into
     /// ([`take_buffer`](Self::take_buffer)).
     spare: ArrayQueue<Vec<u8>>,
 }
@@ -126,18 +124,18 @@ impl ExportQueue {
         }
     }
 
-    /// An exported trace's buffer, emptied, for a new trace to record into; `None` when none
-    /// is spare (the trace allocates its own).
+    /// An exported trace's block, emptied, for a trace that ends to be copied into; `None`
+    /// when none is spare (the trace's copy allocates its own).
     pub(super) fn take_buffer(&self) -> Option<Vec<u8>> {
         self.spare.pop()
     }
 
-    /// Keeps the buffers of `exported` (traces no longer needed) for new traces, as many as
-    /// [`SPARE_BUFFERS`] and none over [`MAX_SPARE_BUFFER`] bytes; frees the rest.
+    /// Keeps the blocks of `exported` (traces no longer needed) for later traces, as many as
+    /// [`SPARE_BUFFERS`] and none over [`MAX_KEPT_BUFFER`] bytes; frees the rest.
     fn recycle(&self, exported: impl IntoIterator<Item = PackedTrace>) {
         for trace in exported {
             let mut buffer = trace.into_buffer();
-            if buffer.capacity() <= MAX_SPARE_BUFFER {
+            if buffer.capacity() <= MAX_KEPT_BUFFER {
                 buffer.clear();
                 if self.spare.push(buffer).is_err() {
                     return;
@@ -717,7 +715,7 @@ mod tests {
     fn exported_buffers_are_kept_for_new_traces_up_to_a_bound_and_large_ones_freed() {
         let queue = ExportQueue::new();
         assert!(queue.take_buffer().is_none(), "none spare at first");
-        queue.recycle([trace_in(4096), trace_in(MAX_SPARE_BUFFER + 1)]);
+        queue.recycle([trace_in(4096), trace_in(MAX_KEPT_BUFFER + 1)]);
         let spare = queue.take_buffer().expect("the small buffer is kept");
         assert!(spare.is_empty(), "kept emptied");
         assert_eq!(spare.capacity(), 4096);

@@ -252,19 +252,35 @@ pub(super) fn nonzero<T: Default + PartialEq + From<u8>>(id: T) -> T {
     if id == T::default() { T::from(1) } else { id }
 }
 
-/// 64 random bits for a trace or span id, from this thread's `SmallRng` (seeded from
-/// `rand`'s thread generator): ids need to differ, not to be unguessable, and a draw then
-/// costs a few instructions on the prediction's path instead of a ChaCha block every 64
-/// draws and the thread generator's handle. `rand`'s thread generator while the thread's
-/// locals are being destroyed.
+/// 64 random bits for a trace or span id, from this thread's `SmallRng`: ids need to differ,
+/// not to be unguessable, and a draw then costs a few instructions on the prediction's path
+/// instead of a ChaCha block every 64 draws and the thread generator's handle. Each thread's
+/// generator is seeded from the operating system ([`id_generator`]); while the thread's
+/// locals are being destroyed (a thread-local's `Drop` that traces), a generator made for the
+/// one draw.
 pub(super) fn random_id_bits() -> u64 {
-    use rand::{Rng as _, SeedableRng as _, rngs::SmallRng};
+    use rand::Rng as _;
     thread_local! {
-        static IDS: std::cell::RefCell<SmallRng> =
-            std::cell::RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+        static IDS: std::cell::RefCell<rand::rngs::SmallRng> =
+            std::cell::RefCell::new(id_generator());
     }
     IDS.try_with(|ids| ids.borrow_mut().next_u64())
-        .unwrap_or_else(|_| rand::random())
+        .unwrap_or_else(|_| id_generator().next_u64())
+}
+
+/// A generator of ids seeded by the operating system (`getrandom`), or, when it cannot give
+/// a seed, by the time and a count of the generators made in this process — never a panic.
+fn id_generator() -> rand::rngs::SmallRng {
+    use rand::SeedableRng as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    rand::rngs::SmallRng::try_from_rng(&mut rand::rngs::SysRng).unwrap_or_else(|_| {
+        let nanos = unix_ns(SystemTime::now()) as u64;
+        let made = MADE.fetch_add(1, Ordering::Relaxed);
+        rand::rngs::SmallRng::seed_from_u64(
+            nanos ^ made.rotate_left(32) ^ u64::from(std::process::id()),
+        )
+    })
 }
 
 /// A finished trace: its spans, the root last.

@@ -8,11 +8,13 @@
 //! record, panic or lock what it likes — and then copied in. The chain's input and output are written as JSON
 //! text straight from the caller's value (no copy of the JSON tree), a request or response
 //! body is copied from the caller's bytes. A span keeps no attributes of its own; when the
-//! root ends, the trace is copied in one piece into a block of its size — an exported trace's
-//! block handed back by the export thread (`ExportQueue::take_buffer`), or a new one — which
-//! goes to the export queue, and the thread keeps the buffer for the next trace it begins
-//! ([`Records::finish`]): the many small writes of a prediction go to memory this CPU wrote
-//! last, the one sequential copy to memory the export thread read last. So a traced call
+//! root ends, the trace is copied in one piece into a block — an exported trace's block
+//! handed back by the export thread (`ExportQueue::take_buffer`, grown if it is too small),
+//! or a new one of the trace's size — which goes to the export queue, and the thread the root
+//! ended on keeps the buffer for the next trace begun on it ([`Records::finish`]): the many
+//! small writes of a prediction go to memory a thread of the prediction's wrote last (on a
+//! sequential path, this CPU's), the one sequential copy to memory the export thread read
+//! last. So a traced call
 //! makes no allocation per attribute (an event's texts and an error's message excepted) and
 //! usually none for its buffer or its block, keeps no copy of a value until its trace ends,
 //! and a trace waiting for export (for the background thread's linger and its batch's write,
@@ -86,8 +88,8 @@ pub(super) struct Records {
 }
 
 impl Records {
-    /// A trace's buffer, empty: the one this thread's last finished trace recorded into, when
-    /// there is one (see [`finish`](Self::finish)).
+    /// A trace's buffer, empty: the one the last trace that ended on this thread recorded into,
+    /// when there is one (see [`finish`](Self::finish)).
     pub(super) fn for_trace() -> Self {
         let kept = WORKING.try_with(Cell::take).unwrap_or_default();
         Self {
@@ -108,7 +110,8 @@ impl Records {
 
     /// The trace `trace_id` as recorded so far, copied into `block` (an exported trace's
     /// buffer, or a new one when `None`), which goes to the export queue; the records are
-    /// left empty, and this buffer is kept by the thread for the next trace begun on it.
+    /// left empty, and this buffer (unless over [`MAX_KEPT_BUFFER`]) is kept by this thread
+    /// for the next trace begun on it.
     ///
     /// A copy, not the buffer itself: the buffer a trace records into is written piece by
     /// piece over the whole prediction, so it had better be memory this CPU wrote last (the
@@ -120,7 +123,7 @@ impl Records {
         block.reserve(self.bytes.len());
         block.extend_from_slice(&self.bytes);
         let mut working = std::mem::take(&mut self.bytes);
-        if working.capacity() <= MAX_KEPT_SCRATCH {
+        if working.capacity() != 0 && working.capacity() <= MAX_KEPT_BUFFER {
             working.clear();
             let _ = WORKING.try_with(|kept| kept.set(working));
         }
@@ -143,6 +146,12 @@ pub(super) struct SpanEnd<'a> {
     /// The span's error message, when it failed.
     pub(super) error: Option<&'a str>,
 }
+
+/// The largest trace buffer kept for reuse — by the thread that ended its trace, or, as a
+/// block to copy traces into, by the export queue: a trace that grew past it (a large body)
+/// is freed. So each thread that ends traces holds at most one such buffer (besides its
+/// scratch).
+pub(super) const MAX_KEPT_BUFFER: usize = 16 * 1024;
 
 /// The most capacity a thread's scratch keeps between records (a larger one, after a huge
 /// attribute, is freed).
@@ -688,7 +697,36 @@ mod tests {
             let mut next = next;
             next.attribute(1, "k", &AttributeValue::Int(1));
             let packed = next.finish(10, None);
-            assert_eq!(packed.bytes.len(), packed.bytes.capacity());
+            assert!(
+                packed.bytes.capacity() < INITIAL_CAPACITY,
+                "a block of the trace's size"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_trace_begun_on_one_thread_and_ended_on_another_leaves_its_buffer_to_the_second() {
+        let begun = std::thread::spawn(|| {
+            let mut records = Records::for_trace();
+            records.attribute(1, "k", &AttributeValue::Int(1));
+            records
+        })
+        .join()
+        .unwrap();
+        let working = begun.bytes.as_ptr() as usize;
+        std::thread::spawn(move || {
+            let mut begun = begun;
+            let packed = begun.finish(3, None);
+            assert_eq!(packed.unpack().unwrap().spans.len(), 0);
+            assert_eq!(Records::for_trace().bytes.as_ptr() as usize, working);
+            // A buffer grown past MAX_KEPT_BUFFER is not kept; finishing twice keeps none.
+            let mut big = Records::for_trace();
+            big.bytes.reserve(MAX_KEPT_BUFFER + 1);
+            let _ = big.finish(4, None);
+            let _ = big.finish(5, None);
+            assert_eq!(Records::for_trace().bytes.capacity(), INITIAL_CAPACITY);
         })
         .join()
         .unwrap();

@@ -90,17 +90,17 @@ where
     }
 }
 
-/// [`attributes`] for the crate's own values, from an iterator of its own making that runs
-/// none of a caller's code (an array's, as a finished model call's attributes): written
-/// straight into the trace under its lock, without the scratch `attributes` makes its records
-/// in — what every traced model call records.
-pub(crate) fn own_attributes(
+/// [`attributes`] for values already made (`None`: not set), as a finished model call's: an
+/// array, so that writing them runs none of a caller's code (no iterator's `next`), straight
+/// into the trace under its lock, without the scratch `attributes` makes its records in —
+/// what every traced model call records.
+pub(crate) fn own_attributes<const N: usize>(
     span: &TraceSpan,
-    values: impl IntoIterator<Item = (&'static str, AttributeValue)>,
+    values: [Option<(&'static str, AttributeValue)>; N],
 ) {
     span.record(|records, span_id| {
-        for (key, value) in values {
-            records.attribute(span_id, key, &value);
+        for (key, value) in values.iter().flatten() {
+            records.attribute(span_id, key, value);
         }
     });
 }
