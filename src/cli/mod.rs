@@ -115,7 +115,7 @@ pub fn main(registry: ChainRegistry, compiled: CompiledCrate) -> ExitCode {
         .and_then(|runtime| {
             let result = runtime.block_on(dispatch(&app, cli.command));
             // Traces made so far leave before the process does.
-            runtime.block_on(app.tracer.flush(std::time::Duration::from_secs(10)));
+            runtime.block_on(app.tracer.flush(app.tracer.flush_timeout()));
             result
         });
     match result {

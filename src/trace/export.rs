@@ -338,6 +338,8 @@ pub struct Tracer {
     pub(super) enabled: bool,
     /// `--trace-tag` pairs, on every trace.
     pub(super) tags: Vec<(String, String)>,
+    /// How long the flush at exit may take ([`flush_timeout`](Self::flush_timeout)).
+    flush_timeout: Duration,
     queue: Arc<ExportQueue>,
     state: Arc<ExportState>,
     started: AtomicBool,
@@ -350,10 +352,12 @@ impl Tracer {
         enabled: bool,
         tags: Vec<(String, String)>,
         priority: ExportPriority,
+        flush_timeout: Duration,
     ) -> Self {
         Self {
             enabled,
             tags,
+            flush_timeout,
             queue: Arc::new(ExportQueue::new()),
             state: Arc::new(ExportState {
                 priority,
@@ -407,6 +411,11 @@ impl Tracer {
         }
     }
 
+    /// How long the flush at exit may take (`CHAINLOG_TRACE_FLUSH_TIMEOUT`, default 10 s).
+    pub fn flush_timeout(&self) -> Duration {
+        self.flush_timeout
+    }
+
     /// Waits (at most `timeout`) until every trace queued so far was handled. Without a
     /// destination there is nothing to wait for: queued traces are dropped.
     pub async fn flush(&self, timeout: Duration) {
@@ -420,9 +429,11 @@ impl Tracer {
         }
         if tokio::time::timeout(timeout, handled).await.is_err() {
             tracing::warn!(
-                "traces not all exported within {} s at exit: {} still queued and those being \
-                 written are dropped",
-                timeout.as_secs(),
+                "traces not all exported within {:.1} s at exit: {} still queued are dropped, and \
+                 the batch being written is cut short (sent to an MLflow server, its traces may \
+                 be stored without their metadata: no model or run link); \
+                 CHAINLOG_TRACE_FLUSH_TIMEOUT=<seconds> gives the flush more time",
+                timeout.as_secs_f64(),
                 self.queue.len()
             );
         }

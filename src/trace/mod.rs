@@ -52,7 +52,7 @@
 //! Every attribute is scrubbed of secrets ([`crate::secret::scrub`]: registered values and
 //! key shapes) in the background, then cut at [`MAX_ATTRIBUTE_BYTES`] (1 MiB of JSON text):
 //! a longer value becomes a JSON string of its first 1 MiB followed by
-//! `…[truncated by chainlog: N bytes]` ([`TRUNCATION_MARKER`]). A span keeps at most 128
+//! `…[truncated by chainlog: N bytes]` ([`TRUNCATION_MARKER`]; N is the whole value's size). A span keeps at most 128
 //! events.
 //!
 //! # Export
@@ -74,7 +74,9 @@
 //! (`idle` or `normal`; unset, the CLI's `serve` uses `idle` and the other commands
 //! `normal`) sets the background export's CPU priority; `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_EXPORTER_OTLP_*` variables) send the
-//! spans to that OpenTelemetry collector instead of the tracking store.
+//! spans to that OpenTelemetry collector instead of the tracking store;
+//! `CHAINLOG_TRACE_FLUSH_TIMEOUT` (seconds, default 10) is how long the flush at exit may
+//! take.
 
 mod export;
 mod live;
@@ -116,6 +118,13 @@ pub const SAMPLING_VAR: &str = "MLFLOW_TRACE_SAMPLING_RATIO";
 /// ([`ExportPriority`]). Unset (or empty), the CLI picks per command: `idle` for `serve`,
 /// `normal` for the others.
 pub const EXPORT_PRIORITY_VAR: &str = "CHAINLOG_TRACE_EXPORT_PRIORITY";
+
+/// The variable that sets how long the CLI's flush at exit may take, in seconds (default
+/// [`DEFAULT_FLUSH_TIMEOUT`]): a large batch sent to a slow MLflow server needs more.
+pub const FLUSH_TIMEOUT_VAR: &str = "CHAINLOG_TRACE_FLUSH_TIMEOUT";
+
+/// How long the CLI's flush at exit may take unless `CHAINLOG_TRACE_FLUSH_TIMEOUT` says.
+pub const DEFAULT_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The CPU priority of the background export thread (the flush at exit always runs at
 /// normal priority).
@@ -166,6 +175,12 @@ pub enum TraceError {
         /// The value given.
         value: String,
     },
+    /// `CHAINLOG_TRACE_FLUSH_TIMEOUT` is not a number of seconds (0 or more).
+    #[error("{FLUSH_TIMEOUT_VAR} must be a number of seconds (0 or more), got `{value}`")]
+    FlushTimeout {
+        /// The value given.
+        value: String,
+    },
     /// The destination cannot be set up.
     #[error("cannot set up trace export: {message}")]
     Destination {
@@ -187,17 +202,20 @@ pub struct TraceSettings {
     /// unset, which [`build`](Self::build) takes as [`ExportPriority::default`] (`Idle`); the
     /// CLI fills it in per command first.
     pub export_priority: Option<ExportPriority>,
+    /// How long the flush at exit may take (`CHAINLOG_TRACE_FLUSH_TIMEOUT`, seconds).
+    pub flush_timeout: std::time::Duration,
 }
 
 impl TraceSettings {
     /// Settings from the flags and the environment: `no_trace` (`--no-trace`) or
     /// `CHAINLOG_TRACING=false` turn tracing off; `MLFLOW_TRACE_SAMPLING_RATIO`;
-    /// `CHAINLOG_TRACE_EXPORT_PRIORITY`; `tags` as `key=value`.
+    /// `CHAINLOG_TRACE_EXPORT_PRIORITY`; `CHAINLOG_TRACE_FLUSH_TIMEOUT`; `tags` as
+    /// `key=value`.
     ///
     /// # Errors
     ///
-    /// [`TraceError::SamplingRatio`], [`TraceError::Switch`], [`TraceError::ExportPriority`]
-    /// or [`TraceError::Tag`], naming the bad value.
+    /// [`TraceError::SamplingRatio`], [`TraceError::Switch`], [`TraceError::ExportPriority`],
+    /// [`TraceError::FlushTimeout`] or [`TraceError::Tag`], naming the bad value.
     ///
     /// # Examples
     ///
@@ -245,6 +263,15 @@ impl TraceSettings {
                 });
             }
         };
+        let flush_timeout = match lookup(FLUSH_TIMEOUT_VAR).filter(|v| !v.trim().is_empty()) {
+            None => DEFAULT_FLUSH_TIMEOUT,
+            Some(value) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+                .ok_or(TraceError::FlushTimeout { value })?,
+        };
         let tags = tags
             .iter()
             .map(|tag| match tag.split_once('=') {
@@ -259,6 +286,7 @@ impl TraceSettings {
             sampling_ratio,
             tags,
             export_priority,
+            flush_timeout,
         })
     }
 
@@ -278,6 +306,7 @@ impl TraceSettings {
             self.enabled,
             self.tags,
             self.export_priority.unwrap_or_default(),
+            self.flush_timeout,
         );
         if !self.enabled {
             return (None, tracer);

@@ -41,6 +41,7 @@ fn on() -> TraceSettings {
         sampling_ratio: 1.0,
         tags: Vec::new(),
         export_priority: Some(ExportPriority::Idle),
+        flush_timeout: super::DEFAULT_FLUSH_TIMEOUT,
     }
 }
 
@@ -254,6 +255,25 @@ fn settings_read_the_controls_and_name_bad_values() {
     assert!(tag.to_string().contains("`novalue`"));
     let default = TraceSettings::from_lookup(false, &[], env(&[])).unwrap();
     assert_eq!(default.export_priority, None);
+    assert_eq!(default.flush_timeout, super::DEFAULT_FLUSH_TIMEOUT);
+    let longer =
+        TraceSettings::from_lookup(false, &[], env(&[(super::FLUSH_TIMEOUT_VAR, " 120 ")]))
+            .unwrap();
+    assert_eq!(longer.flush_timeout, std::time::Duration::from_secs(120));
+    let half =
+        TraceSettings::from_lookup(false, &[], env(&[(super::FLUSH_TIMEOUT_VAR, "0.5")])).unwrap();
+    assert_eq!(half.flush_timeout, std::time::Duration::from_millis(500));
+    for bad in ["-1", "ten", "NaN", "inf"] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(Box::new([(super::FLUSH_TIMEOUT_VAR, bad)]));
+        let error = TraceSettings::from_lookup(false, &[], env(pairs)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "CHAINLOG_TRACE_FLUSH_TIMEOUT must be a number of seconds (0 or more), got `{bad}`"
+            )
+        );
+    }
     let normal =
         TraceSettings::from_lookup(false, &[], env(&[(EXPORT_PRIORITY_VAR, " Normal ")])).unwrap();
     assert_eq!(normal.export_priority, Some(ExportPriority::Normal));

@@ -29,6 +29,7 @@ fn chainlog(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
         .env_remove("MLFLOW_TRACKING_URI")
         .env_remove("CHAINLOG_TRACING")
         .env_remove("MLFLOW_TRACE_SAMPLING_RATIO")
+        .env_remove("CHAINLOG_TRACE_FLUSH_TIMEOUT")
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
     for (key, value) in vars {
@@ -311,6 +312,35 @@ fn tool_agent_trace_holds_tool_spans_and_input_example_is_traced_at_log() {
     assert!(!tools.is_empty(), "{spans:#?}");
     assert!(tools[0]["outputs"].is_string(), "{:#}", tools[0]);
     assert!(tools[0]["inputs"].is_object(), "{:#}", tools[0]);
+}
+
+/// A bad value of a trace control stops the command before it does anything, naming the
+/// variable and the value; a good flush timeout is taken.
+#[test]
+fn a_bad_trace_control_value_is_refused_naming_the_variable() {
+    let dir = project();
+    let refused = chainlog(
+        dir.path(),
+        &["log", "summarize", "--no-validate"],
+        &[("CHAINLOG_TRACE_FLUSH_TIMEOUT", "ten")],
+    );
+    assert_eq!(refused.status.code(), Some(2), "a usage error: {refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "CHAINLOG_TRACE_FLUSH_TIMEOUT must be a number of seconds (0 or more), got `ten`"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("mlflow.db").exists(), "nothing logged");
+    ok(
+        chainlog(
+            dir.path(),
+            &["log", "summarize", "--no-validate"],
+            &[("CHAINLOG_TRACE_FLUSH_TIMEOUT", "30")],
+        ),
+        "log with a flush timeout of 30 s",
+    );
 }
 
 #[test]
