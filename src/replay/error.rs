@@ -60,6 +60,15 @@ pub enum ReplayError {
         /// The trace.
         trace_id: String,
     },
+    /// A trace whose LLM call was recorded cut (a request or response over the 1 MiB an
+    /// attribute keeps): the call cannot be replayed from it.
+    #[error(
+        "trace `{trace_id}` cannot be replayed: the request or response of its LLM call was cut at 1 MiB when the trace was recorded (…[truncated by chainlog: N bytes]); replay that call from a cassette recorded at log time instead"
+    )]
+    TraceTruncated {
+        /// The trace.
+        trace_id: String,
+    },
     /// A trace without a root span holding the chain's input.
     #[error("trace `{trace_id}` has no root span holding the chain's input")]
     TraceWithoutRoot {

@@ -28,6 +28,7 @@ pub struct TraceCase {
 /// # Errors
 ///
 /// [`ReplayError::TraceWithoutLlm`] when no `CHAT_MODEL` span holds a request and a response;
+/// [`ReplayError::TraceTruncated`] when one holds a request or response cut at 1 MiB;
 /// [`ReplayError::TraceWithoutRoot`] when no span holds the chain's input.
 pub fn case_from_trace(trace_id: &str, spans: &[StoredSpan]) -> Result<TraceCase, ReplayError> {
     let input = spans
@@ -53,6 +54,23 @@ pub fn case_from_trace(trace_id: &str, spans: &[StoredSpan]) -> Result<TraceCase
             (request.is_object() && response.is_object()).then(|| interaction(request, &response))
         })
         .collect();
+    let cut = |value: Option<Value>| {
+        value.is_some_and(|v| {
+            v.as_str()
+                .is_some_and(|text| text.contains(crate::trace::TRUNCATION_MARKER))
+        })
+    };
+    if spans
+        .iter()
+        .filter(|s| s.span_type().as_deref() == Some("CHAT_MODEL"))
+        .any(|span| {
+            cut(span.attribute("mlflow.spanInputs")) || cut(span.attribute("mlflow.spanOutputs"))
+        })
+    {
+        return Err(ReplayError::TraceTruncated {
+            trace_id: trace_id.to_owned(),
+        });
+    }
     if interactions.is_empty() {
         return Err(ReplayError::TraceWithoutLlm {
             trace_id: trace_id.to_owned(),
@@ -143,4 +161,54 @@ fn stream_events(completion: &Value) -> Vec<String> {
     }
     events.push("[DONE]".to_owned());
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn span(parent: bool, attributes: &[(&str, &str)]) -> StoredSpan {
+        StoredSpan {
+            name: "span".to_owned(),
+            has_parent: parent,
+            start_ns: 0,
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    /// A request cut at 1 MiB is a JSON string ending in the marker: the trace is refused
+    /// saying so, not as one without an LLM call.
+    #[test]
+    fn a_trace_whose_llm_call_was_cut_is_refused_saying_so() {
+        let cut = format!(
+            "\"{{\\\"model\\\": \\\"m\\\", \\\"messages\\\": [{}{} bytes]\"",
+            crate::trace::TRUNCATION_MARKER,
+            3_145_739
+        );
+        let spans = [
+            span(false, &[("mlflow.spanInputs", r#"{"text": "x"}"#)]),
+            span(
+                true,
+                &[
+                    ("mlflow.spanType", "\"CHAT_MODEL\""),
+                    ("mlflow.spanInputs", &cut),
+                    ("mlflow.spanOutputs", r#"{"choices": []}"#),
+                ],
+            ),
+        ];
+        let error = case_from_trace("tr-1", &spans).unwrap_err().to_string();
+        assert!(
+            error.starts_with("trace `tr-1` cannot be replayed: the request or response of its LLM call was cut at 1 MiB"),
+            "{error}"
+        );
+        let without = case_from_trace("tr-2", &spans[..1])
+            .unwrap_err()
+            .to_string();
+        assert!(without.contains("holds no LLM call"), "{without}");
+    }
 }

@@ -13,7 +13,7 @@
 //! | `gs://bucket/path` | `GOOGLE_APPLICATION_CREDENTIALS` (a key file), `GOOGLE_SERVICE_ACCOUNT_KEY`, or gcloud's application-default credentials |
 //! | `wasbs://container@account.blob.core.windows.net/path` | `AZURE_STORAGE_CONNECTION_STRING`, or `AZURE_STORAGE_ACCESS_KEY`, or a service principal (`AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID`) |
 //! | `abfss://container@account.dfs.core.windows.net/path` | as `wasbs://` |
-//! | `file:///path` | none: a directory every client shares (NFS, a volume) |
+//! | `file:///path`, or a plain path (`/path`) | none: a directory every client shares (NFS, a volume) |
 //!
 //! Instance credentials (EC2/GCE metadata, Azure managed identity) are not probed: without
 //! one of the settings above the transfer is refused up front, naming the variables to set,
@@ -77,7 +77,16 @@ impl DirectRepo {
             location: location.clone(),
             message,
         };
-        let url = Url::parse(artifact_uri).map_err(|err| fail(format!("not a URI: {err}")))?;
+        let url = if is_plain_path(artifact_uri) {
+            // What MLflow keeps for a server started with `--default-artifact-root /data/mlruns`:
+            // a folder its own client reads and writes as local files; so does chainlog.
+            std::path::absolute(artifact_uri)
+                .ok()
+                .and_then(|path| Url::from_file_path(path).ok())
+                .ok_or_else(|| fail("not a URI, nor a path to a folder".to_owned()))?
+        } else {
+            Url::parse(artifact_uri).map_err(|err| fail(format!("not a URI: {err}")))?
+        };
         let root = ObjectPath::from_url_path(url.path())
             .map_err(|err| fail(format!("bad path: {err}")))?;
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match url.scheme() {
@@ -333,6 +342,14 @@ struct ProfileKeys {
 
 /// `AWS_PROFILE`'s (or `default`'s) keys in `AWS_SHARED_CREDENTIALS_FILE` or
 /// `~/.aws/credentials`, as boto3 reads them.
+/// Whether `location` is a path (`/data/mlruns/1`, `mlruns/1`) rather than a URI: no scheme.
+fn is_plain_path(location: &str) -> bool {
+    std::path::Path::new(location).is_absolute()
+        || !location
+            .split_once(':')
+            .is_some_and(|(scheme, _)| !scheme.is_empty() && !scheme.contains('/'))
+}
+
 fn profile_keys(env: Env<'_>) -> Option<ProfileKeys> {
     let file = env("AWS_SHARED_CREDENTIALS_FILE")
         .map(PathBuf::from)
@@ -579,11 +596,42 @@ mod tests {
         assert!(err.is_some_and(|e| e.contains("<container>@<account>")));
     }
 
+    #[test]
+    fn a_location_without_a_scheme_is_a_path() {
+        for path in ["/data/mlruns/1", "mlruns/1", "./art", "/odd:name/1"] {
+            assert!(is_plain_path(path), "{path}");
+        }
+        for uri in [
+            "file:///data/1",
+            "s3://b/1",
+            "mlflow-artifacts:/1",
+            "hdfs://n/1",
+        ] {
+            assert!(!is_plain_path(uri), "{uri}");
+        }
+    }
+
     #[tokio::test]
     async fn a_file_location_round_trips_files() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let uri = format!("file://{}/1/models/m-1/artifacts", dir.path().display());
-        let repo = DirectRepo::open_with(&uri, &env_of(&[]), RetryPolicy::default())?;
+        round_trip(dir.path(), &uri).await
+    }
+
+    /// A server started with `--default-artifact-root /plain/path` gives plain paths.
+    #[tokio::test]
+    async fn a_plain_path_location_round_trips_files() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = format!("{}/1/models/m-1/artifacts", dir.path().display());
+        round_trip(dir.path(), &path).await
+    }
+
+    /// Puts, lists and gets files at `uri`, whose folder is `1/models/m-1/artifacts` in `dir`.
+    async fn round_trip(
+        dir: &std::path::Path,
+        uri: &str,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let repo = DirectRepo::open_with(uri, &env_of(&[]), RetryPolicy::default())?;
         repo.put("MLmodel", Bytes::from_static(b"flavors: {}\n"))
             .await?;
         repo.put("code/src/lib.rs", Bytes::from_static(b"//\n"))
@@ -593,11 +641,7 @@ mod tests {
             repo.get("code/src/lib.rs").await?,
             Bytes::from_static(b"//\n")
         );
-        assert!(
-            dir.path()
-                .join("1/models/m-1/artifacts/code/src/lib.rs")
-                .is_file()
-        );
+        assert!(dir.join("1/models/m-1/artifacts/code/src/lib.rs").is_file());
         let missing = repo.get("nope").await.err().map(|e| e.to_string());
         assert!(missing.is_some_and(|e| e.contains("does not exist")));
         Ok(())
