@@ -44,29 +44,20 @@ pub fn case_from_trace(trace_id: &str, spans: &[StoredSpan]) -> Result<TraceCase
         .and_then(|root| root.attribute("mlflow.spanOutputs"))
         .unwrap_or(Value::Null);
     let mut streamed = false;
+    let mut cut = false;
     let interactions: Vec<Value> = spans
         .iter()
         .filter(|s| s.span_type().as_deref() == Some("CHAT_MODEL"))
         .filter_map(|span| {
-            let request = span.attribute("mlflow.spanInputs")?;
-            let response = span.attribute("mlflow.spanOutputs")?;
+            let request = span.attribute("mlflow.spanInputs");
+            let response = span.attribute("mlflow.spanOutputs");
+            cut |= [&request, &response].into_iter().flatten().any(was_cut);
+            let (request, response) = (request?, response?);
             streamed |= request["stream"] == json!(true);
             (request.is_object() && response.is_object()).then(|| interaction(request, &response))
         })
         .collect();
-    let cut = |value: Option<Value>| {
-        value.is_some_and(|v| {
-            v.as_str()
-                .is_some_and(|text| text.contains(crate::trace::TRUNCATION_MARKER))
-        })
-    };
-    if spans
-        .iter()
-        .filter(|s| s.span_type().as_deref() == Some("CHAT_MODEL"))
-        .any(|span| {
-            cut(span.attribute("mlflow.spanInputs")) || cut(span.attribute("mlflow.spanOutputs"))
-        })
-    {
+    if cut {
         return Err(ReplayError::TraceTruncated {
             trace_id: trace_id.to_owned(),
         });
@@ -88,6 +79,12 @@ pub fn case_from_trace(trace_id: &str, spans: &[StoredSpan]) -> Result<TraceCase
         cassette: yaml,
         streamed,
     })
+}
+
+/// Whether a recorded body was cut at 1 MiB: it is then a JSON string ending in the marker.
+fn was_cut(body: &Value) -> bool {
+    body.as_str()
+        .is_some_and(|text| text.contains(crate::trace::TRUNCATION_MARKER))
 }
 
 /// One cassette interaction: the request as sent, the completion as JSON or as a stream.
