@@ -63,7 +63,7 @@ pub enum ReplayError {
     /// A trace whose LLM call was recorded cut (a request or response over the 1 MiB an
     /// attribute keeps): the call cannot be replayed from it.
     #[error(
-        "trace `{trace_id}` cannot be replayed: the request or response of its LLM call was cut at 1 MiB when the trace was recorded (…[truncated by chainlog: N bytes]); replay that call from a cassette recorded at log time instead"
+        "trace `{trace_id}` cannot be replayed: the request or response of its LLM call was cut at 1 MiB when the trace was recorded (the most a trace attribute keeps); replay that call from a cassette recorded at log time instead"
     )]
     TraceTruncated {
         /// The trace.

@@ -175,8 +175,8 @@ pub enum TraceError {
         /// The value given.
         value: String,
     },
-    /// `CHAINLOG_TRACE_FLUSH_TIMEOUT` is not a number of seconds (0 or more).
-    #[error("{FLUSH_TIMEOUT_VAR} must be a number of seconds (0 or more), got `{value}`")]
+    /// `CHAINLOG_TRACE_FLUSH_TIMEOUT` is not a number of seconds a duration holds (0 to 1.8e19).
+    #[error("{FLUSH_TIMEOUT_VAR} must be a number of seconds from 0 to 1.8e19, got `{value}`")]
     FlushTimeout {
         /// The value given.
         value: String,

@@ -270,7 +270,7 @@ fn settings_read_the_controls_and_name_bad_values() {
         assert_eq!(
             error.to_string(),
             format!(
-                "CHAINLOG_TRACE_FLUSH_TIMEOUT must be a number of seconds (0 or more), got `{bad}`"
+                "CHAINLOG_TRACE_FLUSH_TIMEOUT must be a number of seconds from 0 to 1.8e19, got `{bad}`"
             )
         );
     }
